@@ -1,0 +1,81 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The archive on disk:
+ *
+ *   <root>/<guid>/<YYYY>/<MM>/<DD>/<key>.log.gz      gzip of the log exactly as served
+ *   <root>/<guid>/<YYYY>/<MM>/<DD>/<key>.error.json  only when the job has an error record
+ *   <root>/<guid>/<YYYY>/<MM>/<DD>/<key>.json        the job record, always written last
+ *
+ * Temporaries are ".<final name>.tmp" in the final folder (so renames never cross
+ * filesystems) and are swept at start. Files are 0640 and folders 0750 (before umask).
+ * This module never logs above debug: it returns -errno and lets the caller report.
+ */
+
+#define ARCHIVE_SHA256_HEX_LEN 64
+
+struct archive;
+struct archive_file;
+struct archive_batch;
+
+/* Where one job lives. guid and key must already be checked as safe path components. */
+struct archive_loc {
+        const char *guid;
+        int year, month, day; /* UTC date of the job's start time */
+        const char *key;
+};
+
+/* Opens (creating it, and its parents, when missing) the archive root. */
+int archive_open(const char *dir, int compression_level, struct archive **ret);
+void archive_free(struct archive *a);
+int archive_root_fd(const struct archive *a);
+
+/* Removes every ".*.tmp" regular file under the root. *ret_removed counts them. */
+int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed);
+
+/* True when <key>.json exists: the job is archived and must never be fetched again. */
+bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
+
+/*
+ * A log being streamed: bytes go through SHA-256 and zlib (gzip, deterministic header) into
+ * ".<key>.log.gz.tmp" with a fixed-size output buffer, so memory does not grow with the log.
+ */
+int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret);
+int archive_file_write(struct archive_file *f, const void *buf, size_t len);
+/*
+ * Ends the gzip stream and closes the fd (the data is made durable later, by the batch).
+ * Fills the uncompressed and compressed sizes and the hex SHA-256 of the uncompressed bytes.
+ * On failure the file is left for archive_file_abort().
+ */
+int archive_file_finish(struct archive_file *f, uint64_t *ret_bytes_in, uint64_t *ret_bytes_out,
+                        char ret_sha256[ARCHIVE_SHA256_HEX_LEN + 1]);
+/* Removes the temporary and frees f. NULL is a no-op. */
+void archive_file_abort(struct archive_file *f);
+
+/*
+ * A batch of finished jobs whose files are made durable and renamed together, so that many
+ * small jobs cost a handful of syncs instead of three fsyncs each. See archive.c for why the
+ * order is crash-safe.
+ */
+typedef void archive_commit_fn(void *userdata, int r);
+
+struct archive_batch *archive_batch_new(struct archive *a);
+/*
+ * Queues one job. Takes ownership of log (finished; NULL when the job has no log file).
+ * error_json (NULL for none) and record_json are copied. done is called from
+ * archive_batch_commit() with 0 once the record is in place, or -errno when this job could
+ * not be archived (its temporaries are then gone and nothing is under a final name).
+ */
+int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
+                      struct archive_file *log, const char *error_json, const char *record_json,
+                      archive_commit_fn *done, void *userdata);
+size_t archive_batch_size(const struct archive_batch *b);
+/* Commits every queued job (calling each done) and empties the batch. Returns the count
+ * committed, or -errno when none could be. */
+int archive_batch_commit(struct archive_batch *b);
+/* Frees the batch; jobs still queued are aborted (done called with -ECANCELED). */
+void archive_batch_free(struct archive_batch *b);

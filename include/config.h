@@ -1,0 +1,75 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_DEFAULT_PATH "/etc/connect-job-archiver/config.yaml"
+
+struct config_content {
+        char *guid; /* validated UUID text, as written in the config */
+        char *name; /* optional label, NULL when absent */
+};
+
+struct config {
+        char *path; /* the file this config was read from */
+
+        /* server: */
+        char *server_url;                 /* no trailing '/'; from the file or $CONNECT_SERVER */
+        char *api_key_file;               /* NULL when not set */
+        char *api_key_env;                /* NULL when not set */
+        char *ca_file;                    /* NULL when not set */
+        bool verify_tls;                  /* default true */
+        unsigned timeout_seconds;         /* 1..3600, default 30 */
+        unsigned max_concurrent_requests; /* 1..256, default 8 */
+
+        /* archive: */
+        char *archive_dir;       /* required */
+        int compression_level;   /* 1..9, default 6 */
+        unsigned retention_days; /* 0..36500, default 0 = keep forever */
+        uint64_t min_free_mb;    /* 0..1048576, default 100 */
+
+        /* poll: */
+        unsigned poll_interval_seconds; /* 1..86400, default 60 */
+
+        char *metrics_file; /* NULL when not set */
+
+        struct config_content *content; /* at least one; GUIDs unique (case-insensitive) */
+        size_t n_content;
+
+        /* Filled by config_resolve_api_key(); wiped with explicit_bzero() by config_free(). */
+        char *api_key;
+        char *api_key_source; /* where it came from, e.g. "file /etc/...", "$CONNECT_API_KEY" */
+};
+
+/* "file:line:col: message" (line and column 1-based), or "file: message" without a place. */
+struct config_error {
+        char message[512];
+};
+
+/*
+ * Reads and validates the YAML config at path. On success *ret owns a new config with
+ * defaults applied and the API key NOT yet resolved. On failure returns -EINVAL (invalid),
+ * -ENOENT/-EACCES/... (unreadable) or -ENOMEM and fills reterr. Never prints, never exits.
+ */
+int config_load(const char *path, struct config **ret, struct config_error *reterr);
+
+/* Same as config_load() on an in-memory document; name is used in messages as the file. */
+int config_parse(const char *name, const char *data, size_t len, struct config **ret,
+                 struct config_error *reterr);
+
+/*
+ * Finds the API key, first found wins: api_key_file; the variable named by api_key_env;
+ * $CREDENTIALS_DIRECTORY/api-key; $CONNECT_API_KEY. Surrounding whitespace is stripped.
+ * A key file readable or writable by "others" is refused. An empty key counts as not found.
+ * Returns 0, or -ENOKEY (nothing found) / -EPERM (bad file mode) / -errno, with reterr set.
+ * The key never appears in reterr.
+ */
+int config_resolve_api_key(struct config *c, struct config_error *reterr);
+
+/* A one-screen human summary for --check-config; never includes the key itself. */
+void config_print_summary(const struct config *c, FILE *f);
+
+void config_free(struct config *c);
+void config_freep(struct config **c);

@@ -1,0 +1,98 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The HTTP engine: one libcurl multi handle shared by every request (so connections are
+ * reused), our own FIFO queue capped at max_concurrent transfers, and the retry policy.
+ * Only http.c includes <curl/curl.h>.
+ */
+
+struct http_engine;
+
+struct http_options {
+        const char *api_key; /* copied into the Authorization header; never logged */
+        const char *ca_file; /* NULL for the system store */
+        bool verify_tls;
+        unsigned timeout_seconds; /* connect timeout, and the stall (low-speed) window */
+        unsigned max_concurrent;
+        unsigned max_attempts;      /* total tries for a retryable failure, >= 1 */
+        uint64_t backoff_base_usec; /* first retry waits up to this (full jitter) */
+        uint64_t backoff_cap_usec;  /* no wait exceeds this, except a server's Retry-After */
+        bool verbose;               /* libcurl's debug output, with the key redacted */
+};
+
+/* What the owner of a request makes of its outcome; http_result_classify() decides. */
+enum http_outcome {
+        HTTP_OK,     /* 2xx */
+        HTTP_GONE,   /* 404: the object does not exist (or no longer) */
+        HTTP_AUTH,   /* 401/403: the key is wrong or lacks rights */
+        HTTP_RETRY,  /* transient: 408, 429, 5xx, timeouts, resets, truncation */
+        HTTP_FAILED, /* anything else; retrying would not help */
+};
+
+struct http_result {
+        int curl_code;            /* CURLcode, 0 on a completed exchange */
+        long status;              /* HTTP status, 0 when no response arrived */
+        int sink_error;           /* -errno from the body sink, 0 if none */
+        unsigned attempts;        /* tries made */
+        int64_t retry_after_usec; /* from Retry-After, -1 when absent */
+        enum http_outcome outcome;
+        char detail[256]; /* curl's error text or the server's error message, escaped */
+        /* The whole body for requests without a sink (capped); the error body otherwise. */
+        char *body;
+        size_t body_len;
+};
+
+/*
+ * Where a 2xx body goes. begin() is called once per attempt before the first byte (also for
+ * an empty 2xx body), write() with each piece, abort() when an attempt that began fails
+ * (truncated, reset, stalled) before a retry or the final report. Return -errno to fail.
+ */
+struct http_sink {
+        int (*begin)(void *userdata);
+        int (*write)(void *userdata, const void *data, size_t len);
+        void (*abort)(void *userdata);
+};
+
+/* Called once per request, when it is done for good (success or final failure). The result
+ * and its body are only valid during the call. */
+typedef void http_done_fn(void *userdata, const struct http_result *res);
+
+int http_engine_new(const struct http_options *opts, struct http_engine **ret);
+void http_engine_free(struct http_engine *e);
+/* New options for requests submitted from now on (a reload); transfers in flight finish
+ * with the options they started with. */
+int http_engine_reconfigure(struct http_engine *e, const struct http_options *opts);
+
+/*
+ * Queues a GET of url. sink NULL: the 2xx body is collected in memory (capped at
+ * HTTP_BODY_MAX; more is a failure) and handed to done. The URL is copied.
+ */
+#define HTTP_BODY_MAX (64u * 1024u * 1024u)
+int http_get(struct http_engine *e, const char *url, const struct http_sink *sink,
+             http_done_fn *done, void *userdata);
+
+/*
+ * Runs the engine for at most timeout_usec, waking early for transfers, due retries, or
+ * when extra_fd (if >= 0) becomes readable. Completed requests call their done callbacks
+ * from inside this function. Returns the number of requests completed, or -errno.
+ */
+int http_engine_run(struct http_engine *e, uint64_t timeout_usec, int extra_fd);
+
+/* Requests queued, waiting for a retry, or in flight. */
+size_t http_engine_pending(const struct http_engine *e);
+
+/* Cancels every request: sinks are aborted and done is called with HTTP_FAILED / ECANCELED. */
+void http_engine_cancel_all(struct http_engine *e);
+
+/* The retry policy, in one place. */
+enum http_outcome http_result_classify(long status, int curl_code, int sink_error);
+/* The wait before attempt number `attempt` (1 = first retry): full jitter, capped. */
+uint64_t http_backoff_usec(const struct http_options *opts, unsigned attempt, uint64_t rnd);
+/* Parses a Retry-After value (delta-seconds or HTTP-date); -1 if invalid. */
+int64_t http_parse_retry_after(const char *value, int64_t now_epoch);
+
+const char *http_outcome_to_string(enum http_outcome o);

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <syslog.h>
+
+#include "macro.h"
+
+/* Lines go to stderr with sd-daemon priority prefixes ("<3>" ... "<7>"), one event a line. */
+
+void log_set_max_level(int prio);
+int log_get_max_level(void);
+bool log_enabled(int prio);
+
+void log_printf(int prio, const char *fmt, ...) _printf_(2, 3);
+
+/* Logs with errno set to -r so that "%m" names the error; returns r (a negative errno). */
+int log_errno(int prio, int r, const char *fmt, ...) _printf_(3, 4);
+
+/*
+ * Copies a string that came from outside (server, config) into buf as a printable, quoted-safe
+ * form: control characters, quotes, backslashes and non-ASCII bytes become \xNN escapes, and
+ * the result is capped (ending in "..." when cut). A hostile value cannot forge a log line.
+ * Returns buf.
+ */
+const char *log_escape(const char *s, char *buf, size_t size);
+#define LOG_ESCAPE_MAX 160

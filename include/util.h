@@ -1,0 +1,33 @@
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Writes all of buf, retrying short writes and EINTR. Returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+
+uint64_t now_usec(clockid_t clock);
+
+/*
+ * Parses an RFC 3339 date-time ("2024-11-25T22:26:14Z", "2006-01-02T15:04:05-07:00",
+ * "2024-12-06T19:09:29.948016766Z"; 't'/'z' and a space separator are accepted too) into
+ * seconds since the epoch in UTC. Fractional seconds are dropped. Returns 0 or -EINVAL.
+ */
+int rfc3339_parse(const char *s, int64_t *ret_epoch);
+
+/* Formats epoch seconds as "YYYY-MM-DDTHH:MM:SSZ". buf must hold 21 bytes. */
+const char *rfc3339_format_utc(int64_t epoch, char *buf, size_t size);
+
+/*
+ * True when s can be used as one path component: not empty, not "." or "..", at most
+ * 128 bytes, and no '/', NUL (len is the true length), control character or DEL.
+ */
+bool path_component_is_safe(const char *s, size_t len);
+
+/* True for the 36-character UUID text form (8-4-4-4-12 hex digits, either case). */
+bool guid_is_valid(const char *s);
+
+/* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
+void hex_encode(const unsigned char *in, size_t len, char *out);

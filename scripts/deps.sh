@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build and the tests need, only when one is missing.
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev
+      libsystemd-dev zlib1g-dev libssl-dev libcmocka-dev python3 curl "$@")
+missing=()
+for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+                missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,991 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#define ZLIB_CONST
+#include <zlib.h>
+
+#include "archive.h"
+#include "macro.h"
+#include "util.h"
+
+/* The fixed compressed-output buffer of one streamed log. */
+#define OUT_BUFFER_SIZE (64 * 1024)
+
+/*
+ * Room for any relative path we build: a GUID and a key are at most 128 bytes each
+ * (path_component_is_safe), so "guid/YYYY/MM/DD/.key.error.json.tmp" stays under 300.
+ */
+#define REL_PATH_MAX 512
+
+/* guid/YYYY/MM/DD: the sweep looks no deeper than the day folders. */
+#define SWEEP_MAX_DEPTH 4
+
+#define SHA256_LEN 32
+
+struct archive {
+        int root_fd;
+        int level;
+        dev_t root_dev;
+};
+
+struct archive_file {
+        struct archive *archive; /* borrowed; must outlive the file */
+        int fd;
+        bool created;  /* the temporary exists under tmp_path and is ours to remove */
+        bool finished; /* the gzip stream is complete and the fd closed */
+        int error;     /* the first failure, returned again by every later call */
+        z_stream zs;
+        bool zs_active;
+        EVP_MD_CTX *md;
+        uint64_t bytes_in, bytes_out;
+        char tmp_path[REL_PATH_MAX];
+        /* OUT_BUFFER_SIZE bytes; freed with the zlib and hash state by finish, so a file
+         * queued in a batch holds only this struct. */
+        unsigned char *out;
+};
+
+enum archive_kind {
+        ARCHIVE_KIND_LOG,
+        ARCHIVE_KIND_ERROR,
+        ARCHIVE_KIND_RECORD,
+};
+
+static const char *const kind_suffix[] = {
+        [ARCHIVE_KIND_LOG] = ".log.gz",
+        [ARCHIVE_KIND_ERROR] = ".error.json",
+        [ARCHIVE_KIND_RECORD] = ".json",
+};
+
+/* One queued job. loc points at the entry's own copies of the GUID and key. */
+struct batch_entry {
+        struct archive_loc loc;
+        char *guid;
+        char *key;
+        struct archive_file *log;
+        char *error_json;
+        char *record_json;
+        archive_commit_fn *done;
+        void *userdata;
+        dev_t dev; /* the filesystem of the day folder, for syncfs */
+        int r;     /* 0 while the entry is on track, -errno once it failed */
+        /* What exists on disk for this entry, so that a failure can undo exactly that. */
+        bool error_tmp, record_tmp;
+        bool log_final, error_final, record_final;
+};
+
+struct archive_batch {
+        struct archive *archive;
+        struct batch_entry *entries;
+        size_t n_entries, n_allocated;
+};
+
+static bool loc_is_valid(const struct archive_loc *loc)
+{
+        return loc && loc->guid && loc->key &&
+               path_component_is_safe(loc->guid, strlen(loc->guid)) &&
+               path_component_is_safe(loc->key, strlen(loc->key)) && loc->year >= 1 &&
+               loc->year <= 9999 && loc->month >= 1 && loc->month <= 12 && loc->day >= 1 &&
+               loc->day <= 31;
+}
+
+static bool loc_equal(const struct archive_loc *x, const struct archive_loc *y)
+{
+        return x->year == y->year && x->month == y->month && x->day == y->day &&
+               strcmp(x->guid, y->guid) == 0 && strcmp(x->key, y->key) == 0;
+}
+
+/* "guid/YYYY/MM/DD", relative to the root. */
+static int format_dir(char *buf, size_t size, const struct archive_loc *loc)
+{
+        int n = snprintf(buf, size, "%s/%04d/%02d/%02d", loc->guid, loc->year, loc->month,
+                         loc->day);
+        if (n < 0 || (size_t) n >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+/* "guid/YYYY/MM/DD/<key><suffix>", or its temporary ".<key><suffix>.tmp". */
+static int format_path(char *buf, size_t size, const struct archive_loc *loc,
+                       enum archive_kind kind, bool tmp)
+{
+        int n = snprintf(buf, size, "%s/%04d/%02d/%02d/%s%s%s%s", loc->guid, loc->year, loc->month,
+                         loc->day, tmp ? "." : "", loc->key, kind_suffix[kind], tmp ? ".tmp" : "");
+        if (n < 0 || (size_t) n >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+/*
+ * Creates "guid/YYYY/MM/DD" under the root. The common case (the folder exists) costs one
+ * mkdirat; otherwise the levels are created one at a time.
+ */
+static int mkdir_day(int root_fd, const struct archive_loc *loc)
+{
+        char path[REL_PATH_MAX];
+        int r;
+
+        r = format_dir(path, sizeof(path), loc);
+        if (r < 0)
+                return r;
+        if (mkdirat(root_fd, path, 0750) >= 0 || errno == EEXIST)
+                return 0;
+        if (errno != ENOENT)
+                return -errno;
+        for (char *p = path;; p++) {
+                char c = *p;
+
+                if (c != '/' && c != '\0')
+                        continue;
+                *p = '\0';
+                if (mkdirat(root_fd, path, 0750) < 0 && errno != EEXIST)
+                        return -errno;
+                if (c == '\0')
+                        return 0;
+                *p = c;
+        }
+}
+
+/* mkdir -p for the root itself, which may be absolute or relative to the working folder. */
+static int mkdir_parents(const char *dir)
+{
+        _cleanup_free_ char *path = strdup(dir);
+
+        if (!path)
+                return -ENOMEM;
+        for (char *p = path + 1;; p++) {
+                char c = *p;
+
+                if (c != '/' && c != '\0')
+                        continue;
+                if (p[-1] != '/') {
+                        *p = '\0';
+                        if (mkdir(path, 0750) < 0 && errno != EEXIST)
+                                return -errno;
+                        *p = c;
+                }
+                if (c == '\0')
+                        return 0;
+        }
+}
+
+/*
+ * Opens the root once; every later path is relative to this fd. Returns -EINVAL for a level
+ * outside 1..9, or the errno of mkdir/open/faccessat (EACCES, EROFS, ENOTDIR, ...).
+ */
+int archive_open(const char *dir, int compression_level, struct archive **ret)
+{
+        _cleanup_close_ int fd = -1;
+        struct archive *a;
+        struct stat st;
+        int r;
+
+        if (!dir || !*dir || !ret || compression_level < 1 || compression_level > 9)
+                return -EINVAL;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT) {
+                r = mkdir_parents(dir);
+                if (r < 0)
+                        return r;
+                fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+        if (fd < 0)
+                return -errno;
+        /* EROFS or EACCES here is better than the same error on the first job. */
+        if (faccessat(fd, ".", W_OK | X_OK, AT_EACCESS) < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->root_fd = fd;
+        fd = -1;
+        a->level = compression_level;
+        a->root_dev = st.st_dev;
+        *ret = a;
+        return 0;
+}
+
+void archive_free(struct archive *a)
+{
+        if (!a)
+                return;
+        (void) safe_close(a->root_fd);
+        free(a);
+}
+
+int archive_root_fd(const struct archive *a)
+{
+        return a ? a->root_fd : -EBADF;
+}
+
+/* ".<something>.tmp"; the shortest is "..tmp". A bare ".tmp" is not ours. */
+static bool name_is_temporary(const char *name)
+{
+        size_t len = strlen(name);
+
+        return len >= strlen("..tmp") && name[0] == '.' &&
+               strcmp(name + len - strlen(".tmp"), ".tmp") == 0;
+}
+
+static void keep_first_error(int *r, int e)
+{
+        if (*r == 0 && e < 0)
+                *r = e;
+}
+
+/*
+ * Removes temporaries in the folder dfd (which it takes over and closes) and, up to
+ * SWEEP_MAX_DEPTH, in its subfolders. Symlinks are never followed: subfolders are opened with
+ * O_NOFOLLOW and only regular files are removed. Keeps going after an error and returns the
+ * first one.
+ */
+static int sweep_dir(int dfd, unsigned depth, unsigned *removed)
+{
+        DIR *d;
+        int r = 0;
+
+        d = fdopendir(dfd);
+        if (!d) {
+                r = -errno;
+                (void) safe_close(dfd);
+                return r;
+        }
+        for (;;) {
+                struct dirent *de;
+                unsigned char type;
+                struct stat st;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        keep_first_error(&r, -errno);
+                        break;
+                }
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                type = de->d_type;
+                if (type == DT_UNKNOWN) {
+                        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                                if (errno != ENOENT)
+                                        keep_first_error(&r, -errno);
+                                continue;
+                        }
+                        type = IFTODT(st.st_mode);
+                }
+                if (type == DT_REG && name_is_temporary(de->d_name)) {
+                        if (unlinkat(dirfd(d), de->d_name, 0) >= 0)
+                                (*removed)++;
+                        else if (errno != ENOENT)
+                                keep_first_error(&r, -errno);
+                } else if (type == DT_DIR && depth < SWEEP_MAX_DEPTH) {
+                        int sub = openat(dirfd(d), de->d_name,
+                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (sub < 0) {
+                                /* ELOOP or ENOTDIR: it was swapped for something else. */
+                                if (errno != ENOENT && errno != ELOOP && errno != ENOTDIR)
+                                        keep_first_error(&r, -errno);
+                                continue;
+                        }
+                        keep_first_error(&r, sweep_dir(sub, depth + 1, removed));
+                }
+        }
+        (void) closedir(d);
+        return r;
+}
+
+/*
+ * Only for start-up: it would also remove the temporaries of files being written. Goes on
+ * after an error (a folder it cannot read) and returns the first one.
+ */
+int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed)
+{
+        unsigned removed = 0;
+        int fd, r;
+
+        if (!a)
+                return -EINVAL;
+        /* A new open file description, so that readdir does not share the root fd's offset. */
+        fd = openat(a->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = sweep_dir(fd, 0, &removed);
+        if (r < 0)
+                return r;
+        if (ret_removed)
+                *ret_removed = removed;
+        return 0;
+}
+
+/* One fstatat and no allocation: this runs for every listed job on every poll. */
+bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
+{
+        char path[REL_PATH_MAX];
+        struct stat st;
+
+        /* Any failure to look (EIO, EACCES) answers "no": the job is fetched again and its
+         * commit then fails loudly, rather than being skipped in silence. */
+        if (!a || !loc_is_valid(loc) ||
+            format_path(path, sizeof(path), loc, ARCHIVE_KIND_RECORD, false) < 0)
+                return false;
+        return fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode);
+}
+
+/* Releases the stream state: the zlib state, the hash and the output buffer. */
+static void file_release_stream(struct archive_file *f)
+{
+        if (f->zs_active)
+                (void) deflateEnd(&f->zs);
+        f->zs_active = false;
+        EVP_MD_CTX_free(f->md);
+        f->md = NULL;
+        free(f->out);
+        f->out = NULL;
+}
+
+/* Frees f without touching the temporary on disk. */
+static void file_free(struct archive_file *f)
+{
+        if (!f)
+                return;
+        (void) safe_close(f->fd);
+        file_release_stream(f);
+        free(f);
+}
+
+/*
+ * Creates the day folder and the temporary. Returns -EINVAL for an unsafe location, -EEXIST
+ * when the job's temporary already exists (a second writer, or a leftover not yet swept).
+ * The archive must outlive the file.
+ */
+int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret)
+{
+        struct archive_file *f;
+        int r, z;
+
+        if (!a || !ret || !loc_is_valid(loc))
+                return -EINVAL;
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->archive = a;
+        f->fd = -1;
+
+        r = format_path(f->tmp_path, sizeof(f->tmp_path), loc, ARCHIVE_KIND_LOG, true);
+        if (r < 0)
+                goto fail;
+        r = mkdir_day(a->root_fd, loc);
+        if (r < 0)
+                goto fail;
+        f->out = malloc(OUT_BUFFER_SIZE);
+        f->md = EVP_MD_CTX_new();
+        if (!f->out || !f->md) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1) {
+                r = -EIO;
+                goto fail;
+        }
+        /* windowBits 15 + 16 asks for a gzip wrapper whose header has no name and mtime 0. */
+        z = deflateInit2(&f->zs, a->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+        if (z != Z_OK) {
+                r = z == Z_MEM_ERROR ? -ENOMEM : -EIO;
+                goto fail;
+        }
+        f->zs_active = true;
+        f->zs.next_out = f->out;
+        f->zs.avail_out = OUT_BUFFER_SIZE;
+
+        /*
+         * O_EXCL: two writers on one temporary would interleave their bytes into a file that
+         * then gets a valid-looking record, so a second open of the same job fails with EEXIST
+         * instead. Leftovers of an earlier run are swept at start; an aborted file removes its
+         * own temporary.
+         */
+        f->fd = openat(a->root_fd, f->tmp_path,
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (f->fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        f->created = true;
+        *ret = f;
+        return 0;
+fail:
+        file_free(f);
+        return r;
+}
+
+static int file_fail(struct archive_file *f, int r)
+{
+        f->error = r;
+        return r;
+}
+
+/* Writes out what deflate has put into the output buffer and empties it. */
+static int file_drain(struct archive_file *f)
+{
+        size_t n = OUT_BUFFER_SIZE - f->zs.avail_out;
+        int r;
+
+        if (n > 0) {
+                r = write_all(f->fd, f->out, n);
+                if (r < 0)
+                        return r;
+                f->bytes_out += n;
+        }
+        f->zs.next_out = f->out;
+        f->zs.avail_out = OUT_BUFFER_SIZE;
+        return 0;
+}
+
+/* Returns 0, or -errno of the write (ENOSPC, EIO, ...) or -EIO from zlib or OpenSSL. The
+ * first error sticks: every later write and finish return it. */
+int archive_file_write(struct archive_file *f, const void *buf, size_t len)
+{
+        const unsigned char *p = buf;
+        int r;
+
+        if (!f || (!buf && len > 0))
+                return -EINVAL;
+        if (f->error < 0)
+                return f->error;
+        if (f->finished || !f->zs_active)
+                return -EINVAL;
+        if (len == 0)
+                return 0;
+        if (EVP_DigestUpdate(f->md, buf, len) != 1)
+                return file_fail(f, -EIO);
+        f->bytes_in += len;
+
+        /* avail_in is an unsigned int, so feed a huge buffer in slices. */
+        while (len > 0) {
+                uInt slice = len > UINT_MAX ? UINT_MAX : (uInt) len;
+
+                f->zs.next_in = p;
+                f->zs.avail_in = slice;
+                while (f->zs.avail_in > 0) {
+                        int z = deflate(&f->zs, Z_NO_FLUSH);
+                        if (z != Z_OK && z != Z_BUF_ERROR)
+                                return file_fail(f, -EIO);
+                        /* deflate stops when the input is used up or the output is full. */
+                        if (f->zs.avail_out == 0) {
+                                r = file_drain(f);
+                                if (r < 0)
+                                        return file_fail(f, r);
+                        } else if (f->zs.avail_in > 0) {
+                                return file_fail(f, -EIO);
+                        }
+                }
+                p += slice;
+                len -= slice;
+        }
+        return 0;
+}
+
+int archive_file_finish(struct archive_file *f, uint64_t *ret_bytes_in, uint64_t *ret_bytes_out,
+                        char ret_sha256[ARCHIVE_SHA256_HEX_LEN + 1])
+{
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned digest_len = 0;
+        int r = 0;
+
+        if (!f)
+                return -EINVAL;
+        if (f->error < 0)
+                return f->error;
+        if (f->finished || !f->zs_active)
+                return -EINVAL;
+
+        f->zs.next_in = NULL;
+        f->zs.avail_in = 0;
+        for (;;) {
+                int z = deflate(&f->zs, Z_FINISH);
+                if (z != Z_OK && z != Z_STREAM_END) {
+                        r = -EIO;
+                        break;
+                }
+                /* With Z_FINISH, Z_OK means "more output pending", so the buffer is full. */
+                if (z == Z_OK && f->zs.avail_out != 0) {
+                        r = -EIO;
+                        break;
+                }
+                r = file_drain(f);
+                if (r < 0 || z == Z_STREAM_END)
+                        break;
+        }
+        if (r == 0 &&
+            (EVP_DigestFinal_ex(f->md, digest, &digest_len) != 1 || digest_len != SHA256_LEN))
+                r = -EIO;
+        /* deflateEnd and the rest, on every path. */
+        file_release_stream(f);
+        /* On NFS and some FUSE filesystems close() is where a failed write shows up. */
+        if (close(f->fd) < 0 && r == 0)
+                r = -errno;
+        f->fd = -1;
+        if (r < 0)
+                return file_fail(f, r);
+
+        f->finished = true;
+        if (ret_bytes_in)
+                *ret_bytes_in = f->bytes_in;
+        if (ret_bytes_out)
+                *ret_bytes_out = f->bytes_out;
+        if (ret_sha256)
+                hex_encode(digest, SHA256_LEN, ret_sha256);
+        return 0;
+}
+
+/* Must not be called on a file handed to archive_batch_add(): the batch owns it. */
+void archive_file_abort(struct archive_file *f)
+{
+        if (!f)
+                return;
+        (void) safe_close(f->fd);
+        f->fd = -1;
+        if (f->created)
+                (void) unlinkat(f->archive->root_fd, f->tmp_path, 0);
+        file_free(f);
+}
+
+struct archive_batch *archive_batch_new(struct archive *a)
+{
+        struct archive_batch *b;
+
+        if (!a)
+                return NULL;
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return NULL;
+        b->archive = a;
+        return b;
+}
+
+static void entry_free(struct batch_entry *e)
+{
+        archive_file_abort(e->log);
+        e->log = NULL;
+        free(e->guid);
+        free(e->key);
+        free(e->error_json);
+        free(e->record_json);
+}
+
+/*
+ * Takes ownership of log even when it fails (the log is then aborted), and done is called only
+ * when it succeeds. Returns -EINVAL for an unsafe location, a missing record or a log that is
+ * unfinished or another job's, -EEXIST when the job is already archived or already queued, or
+ * the errno of creating its folder.
+ */
+int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
+                      struct archive_file *log, const char *error_json, const char *record_json,
+                      archive_commit_fn *done, void *userdata)
+{
+        struct batch_entry e = {0};
+        char path[REL_PATH_MAX];
+        struct stat st;
+        int r;
+
+        /* The log is ours from here on, whatever happens: on failure it is aborted. */
+        e.log = log;
+        if (!b || !record_json || !loc_is_valid(loc)) {
+                r = -EINVAL;
+                goto fail;
+        }
+        if (log) {
+                /* The file must be finished and belong to this job, or we would rename the
+                 * wrong temporary (or a half-written one) into place. */
+                r = format_path(path, sizeof(path), loc, ARCHIVE_KIND_LOG, true);
+                if (r < 0)
+                        goto fail;
+                if (!log->finished || log->archive != b->archive ||
+                    strcmp(path, log->tmp_path) != 0) {
+                        r = -EINVAL;
+                        goto fail;
+                }
+        }
+        /* A job is written once: never replace the files of an archived job, and never let two
+         * entries of one batch share temporaries. */
+        for (size_t i = 0; i < b->n_entries; i++)
+                if (loc_equal(&b->entries[i].loc, loc)) {
+                        r = -EEXIST;
+                        goto fail;
+                }
+        if (archive_job_is_archived(b->archive, loc)) {
+                r = -EEXIST;
+                goto fail;
+        }
+        /* A job without a log has not created its folder yet. */
+        r = mkdir_day(b->archive->root_fd, loc);
+        if (r < 0)
+                goto fail;
+        r = format_dir(path, sizeof(path), loc);
+        if (r < 0)
+                goto fail;
+        if (fstatat(b->archive->root_fd, path, &st, 0) < 0) {
+                r = -errno;
+                goto fail;
+        }
+
+        if (b->n_entries == b->n_allocated) {
+                size_t n = b->n_allocated ? 2 * b->n_allocated : 16;
+                struct batch_entry *entries = reallocarray(b->entries, n, sizeof(*entries));
+                if (!entries) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                b->entries = entries;
+                b->n_allocated = n;
+        }
+        e.guid = strdup(loc->guid);
+        e.key = strdup(loc->key);
+        e.record_json = strdup(record_json);
+        e.error_json = error_json ? strdup(error_json) : NULL;
+        if (!e.guid || !e.key || !e.record_json || (error_json && !e.error_json)) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        e.loc = *loc;
+        e.loc.guid = e.guid;
+        e.loc.key = e.key;
+        e.done = done;
+        e.userdata = userdata;
+        e.dev = st.st_dev;
+        b->entries[b->n_entries++] = e;
+        return 0;
+fail:
+        entry_free(&e);
+        return r;
+}
+
+size_t archive_batch_size(const struct archive_batch *b)
+{
+        return b ? b->n_entries : 0;
+}
+
+/* Writes a whole small file; on failure nothing of it is left behind. */
+static int write_file_at(int root_fd, const char *path, const char *data)
+{
+        int fd, r;
+
+        fd = openat(root_fd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, data, strlen(data));
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlinkat(root_fd, path, 0);
+        return r;
+}
+
+static int entry_write(struct archive *a, struct batch_entry *e, enum archive_kind kind,
+                       const char *data)
+{
+        char path[REL_PATH_MAX];
+        int r;
+
+        r = format_path(path, sizeof(path), &e->loc, kind, true);
+        if (r < 0)
+                return r;
+        return write_file_at(a->root_fd, path, data);
+}
+
+static int entry_rename(struct archive *a, struct batch_entry *e, enum archive_kind kind)
+{
+        char from[REL_PATH_MAX], to[REL_PATH_MAX];
+        int r;
+
+        r = format_path(from, sizeof(from), &e->loc, kind, true);
+        if (r < 0)
+                return r;
+        r = format_path(to, sizeof(to), &e->loc, kind, false);
+        if (r < 0)
+                return r;
+        if (renameat(a->root_fd, from, a->root_fd, to) < 0)
+                return -errno;
+        return 0;
+}
+
+static void entry_unlink(struct archive *a, struct batch_entry *e, enum archive_kind kind, bool tmp)
+{
+        char path[REL_PATH_MAX];
+
+        if (format_path(path, sizeof(path), &e->loc, kind, tmp) >= 0)
+                (void) unlinkat(a->root_fd, path, 0);
+}
+
+/*
+ * Undoes a failed entry: its temporaries go, and so does anything it already renamed into
+ * place. The record goes first, so the job stops counting as archived before its parts vanish.
+ * These unlinks are not synced: if one is lost in a crash, what remains is a complete file
+ * without a record (harmless, replaced by the retry's rename) or a complete record that was
+ * durable anyway.
+ */
+static void entry_rollback(struct archive *a, struct batch_entry *e)
+{
+        if (e->record_final)
+                entry_unlink(a, e, ARCHIVE_KIND_RECORD, false);
+        if (e->record_tmp)
+                entry_unlink(a, e, ARCHIVE_KIND_RECORD, true);
+        if (e->error_final)
+                entry_unlink(a, e, ARCHIVE_KIND_ERROR, false);
+        if (e->error_tmp)
+                entry_unlink(a, e, ARCHIVE_KIND_ERROR, true);
+        if (e->log_final)
+                entry_unlink(a, e, ARCHIVE_KIND_LOG, false);
+        e->record_final = e->record_tmp = e->error_final = e->error_tmp = e->log_final = false;
+        /* Removes the log's temporary if it was never renamed. */
+        archive_file_abort(e->log);
+        e->log = NULL;
+}
+
+static void fail_dev(struct batch_entry *entries, size_t from, size_t n, dev_t dev, int r)
+{
+        for (size_t i = from; i < n; i++)
+                if (entries[i].r == 0 && entries[i].dev == dev)
+                        entries[i].r = r;
+}
+
+static int syncfs_dir(struct archive *a, const struct archive_loc *loc)
+{
+        char path[REL_PATH_MAX];
+        int fd, r = 0;
+
+        r = format_dir(path, sizeof(path), loc);
+        if (r < 0)
+                return r;
+        fd = openat(a->root_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (syncfs(fd) < 0)
+                r = -errno;
+        (void) safe_close(fd);
+        return r;
+}
+
+/*
+ * Makes everything written so far durable for each entry still on track: one syncfs of the
+ * root's filesystem, plus one per other filesystem a day folder lives on (a mount or symlink
+ * inside the archive). A failure fails every entry on that filesystem.
+ */
+static void batch_sync(struct archive *a, struct batch_entry *entries, size_t n)
+{
+        bool on_root = false;
+
+        for (size_t i = 0; i < n; i++)
+                if (entries[i].r == 0 && entries[i].dev == a->root_dev)
+                        on_root = true;
+        if (on_root && syncfs(a->root_fd) < 0)
+                fail_dev(entries, 0, n, a->root_dev, -errno);
+
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+                bool synced = false;
+                int r;
+
+                if (e->r < 0 || e->dev == a->root_dev)
+                        continue;
+                /* An earlier entry on track with the same device means it was synced (all
+                 * entries of a device share the outcome). */
+                for (size_t j = 0; j < i && !synced; j++)
+                        synced = entries[j].r == 0 && entries[j].dev == e->dev;
+                if (synced)
+                        continue;
+                r = syncfs_dir(a, &e->loc);
+                if (r < 0)
+                        fail_dev(entries, i, n, e->dev, r);
+        }
+}
+
+/*
+ * Why this order is crash-safe.
+ *
+ * The guarantee: a name without the leading '.' and trailing ".tmp" only ever appears through
+ * renameat() of a temporary whose bytes a completed syncfs() has already made durable, and a
+ * <key>.json only appears after the renames of its job's .log.gz and .error.json are durable.
+ * renameat() within one folder is atomic, also across power loss on a journaling filesystem:
+ * after a crash the final name is either absent or names the complete, synced file.
+ *
+ *   a. write .<key>.error.json.tmp             (the log's temporary was written while streaming)
+ *   b. syncfs                                  temporaries' data and new folders are durable
+ *   c. rename log and error temporaries into place
+ *   d. write .<key>.json.tmp
+ *   e. syncfs                                  records' data and the renames of c are durable
+ *   f. rename the records into place           the job now counts as archived
+ *   g. syncfs                                  the renames of f are durable; only now done(0)
+ *
+ * kill -9 at any syscall: every completed call stays in effect (the page cache survives), so
+ * the folder holds only whole files plus temporaries; the sweep at start removes the latter.
+ * A job killed between c and f has its log and error under final names but no record, so it
+ * is not archived: it is fetched again and the retry's renames replace those files atomically.
+ *
+ * Power loss: before b completes, only temporaries can be damaged. Between b and e, each rename
+ * of c is either lost or names durable data. Between e and g, each record rename is either lost
+ * (the job is fetched again) or names a durable record whose log and error renames were made
+ * durable at e, before the record's rename was even issued; so no filesystem reordering can
+ * show a record without its files.
+ *
+ * syncfs() instead of fsync() per file and folder: N jobs cost 3 syncs instead of about 3N
+ * fsyncs of files plus fsyncs of folders. Since Linux 5.8 syncfs reports writeback errors of
+ * the filesystem since the previous syncfs on the same open file, so a failed write of any of
+ * our temporaries surfaces here; an error of another program's file on the same filesystem
+ * fails the batch as well, which only costs a retry. The costs: syncfs also flushes other
+ * programs' dirty data on that filesystem, and it covers one filesystem only, so a day folder
+ * on another mount gets a syncfs of its own (batch_sync).
+ *
+ * Failures: an entry that fails at any step is rolled back (entry_rollback): its temporaries
+ * and whatever it already renamed into place are removed, so nothing is left under a final
+ * name, as archive.h promises. Leaving an already-renamed .log.gz would also be safe (without
+ * a record the job is not archived and a retry replaces the file), but it would leave orphans
+ * for operators' find/zgrep. A failed syncfs at g fails its entries too: their records are
+ * complete, but we cannot promise they survive a crash, and removing them only costs a fetch.
+ */
+int archive_batch_commit(struct archive_batch *b)
+{
+        struct batch_entry *entries;
+        struct archive *a;
+        size_t n;
+        int committed = 0, first_error = 0, r;
+
+        if (!b)
+                return -EINVAL;
+        a = b->archive;
+        /* Take the entries out first, so a done callback may queue jobs for the next commit. */
+        entries = b->entries;
+        n = b->n_entries;
+        b->entries = NULL;
+        b->n_entries = b->n_allocated = 0;
+
+        /* a. Error records to temporaries. */
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+
+                if (!e->error_json)
+                        continue;
+                r = entry_write(a, e, ARCHIVE_KIND_ERROR, e->error_json);
+                if (r < 0)
+                        e->r = r;
+                else
+                        e->error_tmp = true;
+        }
+
+        /* b. */
+        batch_sync(a, entries, n);
+
+        /* c. Logs and error records into place. */
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+
+                if (e->r < 0)
+                        continue;
+                if (e->log) {
+                        r = entry_rename(a, e, ARCHIVE_KIND_LOG);
+                        if (r < 0) {
+                                e->r = r;
+                                continue;
+                        }
+                        e->log->created = false;
+                        e->log_final = true;
+                }
+                if (e->error_tmp) {
+                        r = entry_rename(a, e, ARCHIVE_KIND_ERROR);
+                        if (r < 0) {
+                                e->r = r;
+                                continue;
+                        }
+                        e->error_tmp = false;
+                        e->error_final = true;
+                }
+        }
+
+        /* d. Job records to temporaries. */
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+
+                if (e->r < 0)
+                        continue;
+                r = entry_write(a, e, ARCHIVE_KIND_RECORD, e->record_json);
+                if (r < 0)
+                        e->r = r;
+                else
+                        e->record_tmp = true;
+        }
+
+        /* e. */
+        batch_sync(a, entries, n);
+
+        /* f. Job records into place. */
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+
+                if (e->r < 0)
+                        continue;
+                r = entry_rename(a, e, ARCHIVE_KIND_RECORD);
+                if (r < 0) {
+                        e->r = r;
+                        continue;
+                }
+                e->record_tmp = false;
+                e->record_final = true;
+        }
+
+        /* g. */
+        batch_sync(a, entries, n);
+
+        /* The disk is in its final state before any caller hears about it. */
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+
+                if (e->r < 0) {
+                        entry_rollback(a, e);
+                        keep_first_error(&first_error, e->r);
+                } else {
+                        committed++;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                if (entries[i].done)
+                        entries[i].done(entries[i].userdata, entries[i].r);
+        for (size_t i = 0; i < n; i++)
+                entry_free(&entries[i]);
+        free(entries);
+
+        return committed > 0 || n == 0 ? committed : first_error;
+}
+
+void archive_batch_free(struct archive_batch *b)
+{
+        struct batch_entry *entries;
+        size_t n;
+
+        if (!b)
+                return;
+        entries = b->entries;
+        n = b->n_entries;
+        b->entries = NULL;
+        b->n_entries = b->n_allocated = 0;
+
+        /* Only the logs' temporaries exist before a commit; they go before anyone is told. */
+        for (size_t i = 0; i < n; i++) {
+                archive_file_abort(entries[i].log);
+                entries[i].log = NULL;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (entries[i].done)
+                        entries[i].done(entries[i].userdata, -ECANCELED);
+        for (size_t i = 0; i < n; i++)
+                entry_free(&entries[i]);
+        free(entries);
+        free(b);
+}

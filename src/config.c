@@ -1,0 +1,1369 @@
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <yaml.h>
+
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+#include "util.h"
+
+/* A config is a page of YAML; anything this big is a mistake (or /dev/zero). */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+/* API keys are 32 characters; the cap only keeps a wrong file from being slurped. */
+#define API_KEY_MAX 4096
+
+/*
+ * How a value is checked and stored. Numbers are checked against the row's bounds and stored
+ * in a field of the C type the name says; strings are copied to the heap.
+ */
+enum value_type {
+        TYPE_URL,      /* http:// or https:// URL; trailing '/' stripped */
+        TYPE_PATH,     /* non-empty file name without control characters */
+        TYPE_ENV_NAME, /* [A-Za-z_][A-Za-z0-9_]* */
+        TYPE_BOOL,     /* bool */
+        TYPE_INT,      /* int */
+        TYPE_UINT,     /* unsigned */
+        TYPE_U64,      /* uint64_t */
+        TYPE_CONTENT,  /* the content sequence, read by the state machine itself */
+};
+
+/* One row per config key, in the spirit of redis' static_configs[]. */
+struct key_spec {
+        const char *section; /* "server", "archive", "poll", or NULL for a top-level key */
+        const char *name;
+        enum value_type type;
+        bool required;
+        uint64_t min, max; /* numbers only */
+        uint64_t def;      /* numbers and booleans only; strings default to NULL */
+        size_t offset;     /* of the field in struct config */
+        size_t size;       /* of that field, checked against the type when storing */
+};
+
+#define KEY(sec, nm, type, req, lo, hi, def, field)                                                \
+        {                                                                                          \
+                sec, nm, type, req, lo, hi, def, offsetof(struct config, field),                   \
+                        sizeof(((struct config *) 0)->field)                                       \
+        }
+
+static const struct key_spec keys[] = {
+        KEY("server", "url", TYPE_URL, true, 0, 0, 0, server_url),
+        KEY("server", "api_key_file", TYPE_PATH, false, 0, 0, 0, api_key_file),
+        KEY("server", "api_key_env", TYPE_ENV_NAME, false, 0, 0, 0, api_key_env),
+        KEY("server", "ca_file", TYPE_PATH, false, 0, 0, 0, ca_file),
+        KEY("server", "verify_tls", TYPE_BOOL, false, 0, 1, true, verify_tls),
+        KEY("server", "timeout_seconds", TYPE_UINT, false, 1, 3600, 30, timeout_seconds),
+        KEY("server", "max_concurrent_requests", TYPE_UINT, false, 1, 256, 8,
+            max_concurrent_requests),
+        KEY("archive", "directory", TYPE_PATH, true, 0, 0, 0, archive_dir),
+        KEY("archive", "compression_level", TYPE_INT, false, 1, 9, 6, compression_level),
+        KEY("archive", "retention_days", TYPE_UINT, false, 0, 36500, 0, retention_days),
+        KEY("archive", "min_free_mb", TYPE_U64, false, 0, 1048576, 100, min_free_mb),
+        KEY("poll", "interval_seconds", TYPE_UINT, false, 1, 86400, 60, poll_interval_seconds),
+        KEY(NULL, "metrics_file", TYPE_PATH, false, 0, 0, 0, metrics_file),
+        KEY(NULL, "content", TYPE_CONTENT, true, 0, 0, 0, content),
+};
+
+/* The top-level keys whose value is a mapping of the keys[] rows that name them. */
+static const char *const sections[] = {"server", "archive", "poll"};
+
+/* The keys of a content item written as a mapping. */
+enum item_key {
+        ITEM_GUID,
+        ITEM_NAME,
+        _ITEM_MAX,
+};
+static const char *const item_keys[_ITEM_MAX] = {"guid", "name"};
+
+/*
+ * The parser's position. Every event moves it; the comment says what may come next.
+ * Nesting is shallow and fixed (top level, section or content list, content item), so a
+ * handful of states replaces a stack.
+ */
+enum state {
+        STATE_STREAM,        /* STREAM-START */
+        STATE_DOCUMENT,      /* DOCUMENT-START, or STREAM-END for an empty file */
+        STATE_ROOT,          /* the top-level mapping */
+        STATE_TOP_KEY,       /* a top-level key, or the end of the top-level mapping */
+        STATE_TOP_VALUE,     /* the value of p->section or p->key */
+        STATE_SECTION_KEY,   /* a key of section p->section, or the end of the section */
+        STATE_SECTION_VALUE, /* the scalar value of p->key */
+        STATE_CONTENT_ITEM,  /* a bare GUID, an item mapping, or the end of the content list */
+        STATE_ITEM_KEY,      /* "guid" or "name", or the end of the item */
+        STATE_ITEM_VALUE,    /* the scalar value of p->item_key */
+        STATE_DOCUMENT_END,  /* DOCUMENT-END */
+        STATE_STREAM_END,    /* STREAM-END; a second DOCUMENT-START is refused */
+        STATE_DONE,
+};
+
+struct parser_state {
+        const char *name; /* the file name used in messages */
+        const char *data; /* the whole document, to place reader errors */
+        size_t len;
+        struct config *c;
+        struct config_error *reterr;
+
+        enum state state;
+        int section;                /* index into sections[], -1 at the top level */
+        const struct key_spec *key; /* the key whose value comes next */
+        enum item_key item_key;
+
+        /* 1-based line of each key's first occurrence, 0 when not seen (for duplicates). */
+        size_t key_line[ELEMENTSOF(keys)];
+        size_t section_line[ELEMENTSOF(sections)];
+        yaml_mark_t section_mark[ELEMENTSOF(sections)];
+        size_t item_line[_ITEM_MAX];
+        yaml_mark_t item_mark;    /* where the current item mapping starts */
+        yaml_mark_t content_mark; /* where the content sequence starts */
+
+        /* 1-based line of each content item's GUID, parallel to c->content. */
+        size_t *guid_line;
+        size_t n_alloc;
+};
+
+/*
+ * Writes "file:line:col: message" (or "file: message" when m is NULL) into e and returns r.
+ * errno is set to -r first, so "%m" in fmt names the error.
+ */
+static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
+                     const char *fmt, ...) _printf_(5, 6);
+static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
+                     const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+
+        if (!e)
+                return r;
+        if (m)
+                n = snprintf(e->message, sizeof(e->message), "%s:%zu:%zu: ", file, m->line + 1,
+                             m->column + 1);
+        else
+                n = snprintf(e->message, sizeof(e->message), "%s: ", file);
+        if (n < 0 || (size_t) n >= sizeof(e->message))
+                return r;
+        errno = r < 0 ? -r : r;
+        va_start(ap, fmt);
+        (void) vsnprintf(e->message + n, sizeof(e->message) - (size_t) n, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+#define parse_error(p, m, ...) set_error((p)->reterr, (p)->name, (m), -EINVAL, __VA_ARGS__)
+
+static int parse_oom(struct parser_state *p)
+{
+        return set_error(p->reterr, p->name, NULL, -ENOMEM, "out of memory");
+}
+
+static const char *key_full_name(const struct key_spec *k, char *buf, size_t size)
+{
+        if (k->section)
+                (void) snprintf(buf, size, "%s.%s", k->section, k->name);
+        else
+                (void) snprintf(buf, size, "%s", k->name);
+        return buf;
+}
+
+static const char *scalar_value(const yaml_event_t *e)
+{
+        return (const char *) e->data.scalar.value;
+}
+
+/*
+ * A plain empty, "~" or "null" scalar is YAML's null. We read it as "not set", so
+ * "metrics_file:" or an empty "poll:" section keeps the default. Quoted, it is a string.
+ */
+static bool scalar_is_null(const yaml_event_t *e)
+{
+        static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
+
+        if (e->type != YAML_SCALAR_EVENT || e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(nulls); i++)
+                if (strcmp(scalar_value(e), nulls[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* Describes a node for "got ..." in messages; scalars are quoted and escaped. */
+static const char *describe(const yaml_event_t *e, char *buf, size_t size)
+{
+        char esc[LOG_ESCAPE_MAX];
+
+        switch (e->type) {
+        case YAML_SCALAR_EVENT:
+                if (scalar_is_null(e))
+                        (void) snprintf(buf, size, "nothing");
+                else
+                        (void) snprintf(buf, size, "\"%s\"",
+                                        log_escape(scalar_value(e), esc, sizeof(esc)));
+                break;
+        case YAML_MAPPING_START_EVENT:
+                (void) snprintf(buf, size, "a mapping");
+                break;
+        case YAML_SEQUENCE_START_EVENT:
+                (void) snprintf(buf, size, "a sequence");
+                break;
+        default:
+                (void) snprintf(buf, size, "an unexpected YAML event");
+                break;
+        }
+        return buf;
+}
+
+static const char *type_expectation(enum value_type t)
+{
+        switch (t) {
+        case TYPE_URL:
+                return "a URL";
+        case TYPE_PATH:
+                return "a file name";
+        case TYPE_ENV_NAME:
+                return "an environment variable name";
+        case TYPE_BOOL:
+                return "true or false";
+        case TYPE_INT:
+        case TYPE_UINT:
+        case TYPE_U64:
+                return "an integer";
+        case TYPE_CONTENT:
+                return "a sequence of content GUIDs";
+        }
+        return "a value";
+}
+
+/* Lists the keys allowed in a section (or at the top level for section < 0) into buf. */
+static const char *allowed_keys(int section, char *buf, size_t size)
+{
+        size_t n = 0;
+
+        buf[0] = '\0';
+        if (section < 0)
+                for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                        n += (size_t) snprintf(buf + n, n < size ? size - n : 0, "%s%s",
+                                               n ? ", " : "", sections[i]);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                bool match = section < 0 ? !keys[i].section
+                                         : keys[i].section &&
+                                                   strcmp(keys[i].section, sections[section]) == 0;
+                if (match && n < size)
+                        n += (size_t) snprintf(buf + n, size - n, "%s%s", n ? ", " : "",
+                                               keys[i].name);
+        }
+        return buf;
+}
+
+static const struct key_spec *find_key(const char *section, const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key_spec *k = &keys[i];
+                if ((!section) != (!k->section))
+                        continue;
+                if (section && strcmp(section, k->section) != 0)
+                        continue;
+                if (strcmp(name, k->name) == 0)
+                        return k;
+        }
+        return NULL;
+}
+
+static int find_section(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                if (strcmp(name, sections[i]) == 0)
+                        return (int) i;
+        return -1;
+}
+
+/*
+ * A key in the wrong place ("url" at the top level, "interval_seconds" under archive) is a
+ * common slip; name the place where it belongs.
+ */
+static void did_you_mean(const char *section, const char *name, char *buf, size_t size)
+{
+        char full[64];
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key_spec *k = &keys[i];
+                if (strcmp(name, k->name) != 0 ||
+                    (section && k->section && strcmp(section, k->section) == 0))
+                        continue;
+                (void) snprintf(buf, size, "; did you mean %s?",
+                                key_full_name(k, full, sizeof(full)));
+                return;
+        }
+        if (section && find_section(name) >= 0)
+                (void) snprintf(buf, size, "; %s is a top-level section", name);
+}
+
+static int unknown_key(struct parser_state *p, const yaml_event_t *e)
+{
+        const char *section = p->section >= 0 ? sections[p->section] : NULL;
+        char esc[LOG_ESCAPE_MAX], allowed[256], hint[96];
+
+        (void) allowed_keys(p->section, allowed, sizeof(allowed));
+        did_you_mean(section, scalar_value(e), hint, sizeof(hint));
+        if (section)
+                return parse_error(p, &e->start_mark, "unknown key \"%s\" in %s; allowed: %s%s",
+                                   log_escape(scalar_value(e), esc, sizeof(esc)), section, allowed,
+                                   hint);
+        return parse_error(p, &e->start_mark, "unknown top-level key \"%s\"; allowed: %s%s",
+                           log_escape(scalar_value(e), esc, sizeof(esc)), allowed, hint);
+}
+
+static bool has_prefix_ci(const char *s, const char *prefix)
+{
+        return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static bool has_control_chars(const char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || *s == 0x7f)
+                        return true;
+        return false;
+}
+
+/*
+ * Checks a server URL. Returns NULL when it is usable, or what is wrong, phrased to follow
+ * the quoted URL ("... has no host").
+ */
+static const char *url_problem(const char *url)
+{
+        const char *host;
+
+        if (!has_prefix_ci(url, "http://") && !has_prefix_ci(url, "https://"))
+                return "is not an http:// or https:// URL";
+        for (const char *s = url; *s; s++)
+                if ((unsigned char) *s <= 0x20 || *s == 0x7f)
+                        return "contains whitespace or control characters";
+        host = strstr(url, "://") + 3;
+        if (*host == '\0' || *host == '/')
+                return "has no host";
+        /* The API paths are appended to the URL, which a query or fragment would swallow. */
+        if (strpbrk(url, "?#"))
+                return "must not have a query or fragment";
+        return NULL;
+}
+
+/* Copies a checked URL without its trailing slashes: "<url>/__api__" is built from it. */
+static char *url_dup_stripped(const char *url)
+{
+        size_t len = strlen(url);
+
+        /* url_problem() guarantees a host, so this never eats into "://". */
+        while (len > 0 && url[len - 1] == '/')
+                len--;
+        return strndup(url, len);
+}
+
+static bool env_name_is_valid(const char *s)
+{
+        if (!(isalpha((unsigned char) *s) || *s == '_'))
+                return false;
+        for (s++; *s; s++)
+                if (!(isalnum((unsigned char) *s) || *s == '_'))
+                        return false;
+        return true;
+}
+
+/*
+ * YAML 1.1 spellings of booleans, compared case-insensitively, because operators write
+ * "yes" and "on" and libyaml leaves the interpretation to us.
+ */
+static int parse_bool(const char *s, bool *ret)
+{
+        static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no",
+                                                                               "off"};
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+/*
+ * Parses a decimal integer: digits only, an optional '-' (always out of range for us, but
+ * worth a range message rather than a type message), no '+', no leading zeros (YAML 1.1
+ * reads "010" as octal 8, so it is ambiguous), no 0x, '_' or exponent. Returns 0, -EINVAL
+ * (not an integer), -EDOM (leading zeros) or -ERANGE (negative or more than 64 bits).
+ */
+static int parse_decimal(const char *s, uint64_t *ret)
+{
+        const char *d = s;
+        bool negative = false, overflow = false;
+        uint64_t v = 0;
+
+        if (*d == '-') {
+                negative = true;
+                d++;
+        }
+        if (!isdigit((unsigned char) *d))
+                return -EINVAL;
+        for (const char *q = d; *q; q++) {
+                unsigned digit;
+
+                if (!isdigit((unsigned char) *q))
+                        return -EINVAL;
+                digit = (unsigned) (*q - '0');
+                if (v > (UINT64_MAX - digit) / 10)
+                        overflow = true;
+                else
+                        v = v * 10 + digit;
+        }
+        if (d[0] == '0' && d[1] != '\0')
+                return -EDOM;
+        if (overflow || (negative && v != 0))
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+static int store_string(struct parser_state *p, const struct key_spec *k, char *value)
+{
+        char **field = (char **) (void *) ((char *) p->c + k->offset);
+
+        if (!value)
+                return parse_oom(p);
+        free(*field);
+        *field = value;
+        return 0;
+}
+
+/* Booleans count as numbers here: they have a default and a fixed-size field. */
+static bool type_is_number(enum value_type t)
+{
+        return t == TYPE_BOOL || t == TYPE_INT || t == TYPE_UINT || t == TYPE_U64;
+}
+
+static int store_number(const struct key_spec *k, struct config *c, uint64_t v)
+{
+        void *field = (char *) c + k->offset;
+
+        switch (k->type) {
+        case TYPE_BOOL:
+                if (k->size != sizeof(bool))
+                        return -EINVAL;
+                *(bool *) field = v != 0;
+                return 0;
+        case TYPE_INT:
+                if (k->size != sizeof(int) || v > INT_MAX)
+                        return -EINVAL;
+                *(int *) field = (int) v;
+                return 0;
+        case TYPE_UINT:
+                if (k->size != sizeof(unsigned) || v > UINT_MAX)
+                        return -EINVAL;
+                *(unsigned *) field = (unsigned) v;
+                return 0;
+        case TYPE_U64:
+                if (k->size != sizeof(uint64_t))
+                        return -EINVAL;
+                *(uint64_t *) field = v;
+                return 0;
+        default:
+                return -EINVAL;
+        }
+}
+
+/* Checks the scalar value of key k against its row and stores it in p->c. */
+static int store_value(struct parser_state *p, const struct key_spec *k, const yaml_event_t *e)
+{
+        const yaml_mark_t *m = &e->start_mark;
+        const char *v = scalar_value(e);
+        char full[64], esc[LOG_ESCAPE_MAX], got[LOG_ESCAPE_MAX + 8];
+        const char *problem;
+        uint64_t n;
+        bool b;
+        int r;
+
+        (void) key_full_name(k, full, sizeof(full));
+        if (e->type != YAML_SCALAR_EVENT)
+                return parse_error(p, m, "%s: expected %s, got %s", full, type_expectation(k->type),
+                                   describe(e, got, sizeof(got)));
+        /* A null value leaves the default, so a required key stays missing. */
+        if (scalar_is_null(e))
+                return 0;
+
+        switch (k->type) {
+        case TYPE_URL:
+                problem = url_problem(v);
+                if (problem)
+                        return parse_error(p, m, "%s: \"%s\" %s", full,
+                                           log_escape(v, esc, sizeof(esc)), problem);
+                return store_string(p, k, url_dup_stripped(v));
+        case TYPE_PATH:
+                if (*v == '\0')
+                        return parse_error(p, m, "%s: must not be empty", full);
+                if (has_control_chars(v))
+                        return parse_error(p, m, "%s: \"%s\" contains control characters", full,
+                                           log_escape(v, esc, sizeof(esc)));
+                return store_string(p, k, strdup(v));
+        case TYPE_ENV_NAME:
+                if (!env_name_is_valid(v))
+                        return parse_error(p, m, "%s: \"%s\" is not an environment variable name",
+                                           full, log_escape(v, esc, sizeof(esc)));
+                return store_string(p, k, strdup(v));
+        case TYPE_BOOL:
+                if (parse_bool(v, &b) < 0)
+                        return parse_error(p, m, "%s: expected true or false, got %s", full,
+                                           describe(e, got, sizeof(got)));
+                return store_number(k, p->c, b);
+        case TYPE_INT:
+        case TYPE_UINT:
+        case TYPE_U64:
+                r = parse_decimal(v, &n);
+                if (r == -EINVAL)
+                        return parse_error(p, m, "%s: expected an integer, got %s", full,
+                                           describe(e, got, sizeof(got)));
+                if (r == -EDOM)
+                        return parse_error(p, m,
+                                           "%s: expected a decimal integer without leading "
+                                           "zeros, got %s",
+                                           full, describe(e, got, sizeof(got)));
+                if (r == -ERANGE || n < k->min || n > k->max)
+                        return parse_error(p, m,
+                                           "%s: %s is out of range (%" PRIu64 "..%" PRIu64 ")",
+                                           full, log_escape(v, esc, sizeof(esc)), k->min, k->max);
+                return store_number(k, p->c, n);
+        case TYPE_CONTENT:
+                break;
+        }
+        return parse_error(p, m, "%s: unexpected value", full);
+}
+
+/* Appends an empty content item (and its line slot); the caller fills it in. */
+static int content_append(struct parser_state *p)
+{
+        struct config *c = p->c;
+
+        if (c->n_content == p->n_alloc) {
+                size_t n = p->n_alloc ? p->n_alloc * 2 : 8;
+                struct config_content *items = reallocarray(c->content, n, sizeof(*items));
+                if (!items)
+                        return parse_oom(p);
+                c->content = items;
+                size_t *lines = reallocarray(p->guid_line, n, sizeof(*lines));
+                if (!lines)
+                        return parse_oom(p);
+                p->guid_line = lines;
+                p->n_alloc = n;
+        }
+        c->content[c->n_content] = (struct config_content){NULL, NULL};
+        p->guid_line[c->n_content] = 0;
+        c->n_content++;
+        return 0;
+}
+
+/*
+ * Checks the GUID scalar of the last content item and stores it. GUIDs are compared without
+ * regard to case, as Connect does, so one item cannot be archived twice under two spellings.
+ */
+static int content_set_guid(struct parser_state *p, const yaml_event_t *e)
+{
+        struct config *c = p->c;
+        struct config_content *item = &c->content[c->n_content - 1];
+        const char *v = scalar_value(e);
+        char esc[LOG_ESCAPE_MAX], got[LOG_ESCAPE_MAX + 8];
+
+        if (e->type != YAML_SCALAR_EVENT)
+                return parse_error(p, &e->start_mark, "content item guid: expected a GUID, got %s",
+                                   describe(e, got, sizeof(got)));
+        if (!guid_is_valid(v))
+                return parse_error(p, &e->start_mark, "\"%s\" is not a content GUID",
+                                   log_escape(v, esc, sizeof(esc)));
+        for (size_t i = 0; i + 1 < c->n_content; i++)
+                if (strcasecmp(c->content[i].guid, v) == 0)
+                        return parse_error(p, &e->start_mark,
+                                           "duplicate content GUID %s (first at line %zu)", v,
+                                           p->guid_line[i]);
+        item->guid = strdup(v);
+        if (!item->guid)
+                return parse_oom(p);
+        p->guid_line[c->n_content - 1] = e->start_mark.line + 1;
+        return 0;
+}
+
+static int content_set_name(struct parser_state *p, const yaml_event_t *e)
+{
+        struct config_content *item = &p->c->content[p->c->n_content - 1];
+        const char *v = scalar_value(e);
+        char esc[LOG_ESCAPE_MAX], got[LOG_ESCAPE_MAX + 8];
+
+        if (e->type != YAML_SCALAR_EVENT)
+                return parse_error(p, &e->start_mark,
+                                   "content item name: expected a string, got %s",
+                                   describe(e, got, sizeof(got)));
+        if (scalar_is_null(e))
+                return 0;
+        if (*v == '\0')
+                return parse_error(p, &e->start_mark, "content item name: must not be empty");
+        /* The name ends up in log lines, systemctl status and metric labels. */
+        if (has_control_chars(v))
+                return parse_error(p, &e->start_mark,
+                                   "content item name: \"%s\" contains control characters",
+                                   log_escape(v, esc, sizeof(esc)));
+        item->name = strdup(v);
+        if (!item->name)
+                return parse_oom(p);
+        return 0;
+}
+
+/*
+ * Checks what every event may not carry: aliases, anchors and tags (we build no node graph
+ * to resolve them against, and silently ignoring them would read a different config than
+ * the operator wrote), and NUL characters from "\0" escapes, which C strings cannot hold.
+ */
+static int check_event(struct parser_state *p, const yaml_event_t *e)
+{
+        const yaml_char_t *anchor = NULL, *tag = NULL;
+        char esc[LOG_ESCAPE_MAX];
+
+        switch (e->type) {
+        case YAML_ALIAS_EVENT:
+                return parse_error(
+                        p, &e->start_mark, "YAML aliases (*%s) are not supported",
+                        log_escape((const char *) e->data.alias.anchor, esc, sizeof(esc)));
+        case YAML_SCALAR_EVENT:
+                anchor = e->data.scalar.anchor;
+                tag = e->data.scalar.tag;
+                if (strlen(scalar_value(e)) != e->data.scalar.length)
+                        return parse_error(p, &e->start_mark,
+                                           "NUL characters are not allowed in values");
+                break;
+        case YAML_SEQUENCE_START_EVENT:
+                anchor = e->data.sequence_start.anchor;
+                tag = e->data.sequence_start.tag;
+                break;
+        case YAML_MAPPING_START_EVENT:
+                anchor = e->data.mapping_start.anchor;
+                tag = e->data.mapping_start.tag;
+                break;
+        default:
+                break;
+        }
+        if (anchor)
+                return parse_error(p, &e->start_mark, "YAML anchors (&%s) are not supported",
+                                   log_escape((const char *) anchor, esc, sizeof(esc)));
+        if (tag)
+                return parse_error(p, &e->start_mark, "YAML tags (%s) are not supported",
+                                   log_escape((const char *) tag, esc, sizeof(esc)));
+        return 0;
+}
+
+/* A mapping key must be a scalar; "? [a, b]: c" is valid YAML but never a config key. */
+static int expect_scalar_key(struct parser_state *p, const yaml_event_t *e)
+{
+        char got[LOG_ESCAPE_MAX + 8];
+
+        if (e->type == YAML_SCALAR_EVENT)
+                return 0;
+        return parse_error(p, &e->start_mark, "expected a key, got %s",
+                           describe(e, got, sizeof(got)));
+}
+
+static int duplicate_key(struct parser_state *p, const yaml_event_t *e, const char *what,
+                         size_t first_line)
+{
+        return parse_error(p, &e->start_mark, "duplicate key %s (first at line %zu)", what,
+                           first_line);
+}
+
+static int on_top_key(struct parser_state *p, const yaml_event_t *e)
+{
+        const struct key_spec *k;
+        char full[64];
+        int r, s;
+
+        if (e->type == YAML_MAPPING_END_EVENT) {
+                p->state = STATE_DOCUMENT_END;
+                return 0;
+        }
+        r = expect_scalar_key(p, e);
+        if (r < 0)
+                return r;
+        s = find_section(scalar_value(e));
+        if (s >= 0) {
+                if (p->section_line[s])
+                        return duplicate_key(p, e, sections[s], p->section_line[s]);
+                p->section_line[s] = e->start_mark.line + 1;
+                p->section_mark[s] = e->start_mark;
+                p->section = s;
+                p->key = NULL;
+                p->state = STATE_TOP_VALUE;
+                return 0;
+        }
+        k = find_key(NULL, scalar_value(e));
+        if (!k)
+                return unknown_key(p, e);
+        if (p->key_line[k - keys])
+                return duplicate_key(p, e, key_full_name(k, full, sizeof(full)),
+                                     p->key_line[k - keys]);
+        p->key_line[k - keys] = e->start_mark.line + 1;
+        p->key = k;
+        p->state = STATE_TOP_VALUE;
+        return 0;
+}
+
+static int on_top_value(struct parser_state *p, const yaml_event_t *e)
+{
+        char got[LOG_ESCAPE_MAX + 8];
+        int r;
+
+        if (p->section >= 0) {
+                if (e->type == YAML_MAPPING_START_EVENT) {
+                        p->state = STATE_SECTION_KEY;
+                        return 0;
+                }
+                if (scalar_is_null(e)) {
+                        /* "poll:" with every key commented out: all defaults. */
+                        p->section = -1;
+                        p->state = STATE_TOP_KEY;
+                        return 0;
+                }
+                return parse_error(p, &e->start_mark, "%s: expected a mapping, got %s",
+                                   sections[p->section], describe(e, got, sizeof(got)));
+        }
+        if (p->key->type == TYPE_CONTENT) {
+                if (e->type == YAML_SEQUENCE_START_EVENT) {
+                        p->content_mark = e->start_mark;
+                        p->state = STATE_CONTENT_ITEM;
+                        return 0;
+                }
+                if (scalar_is_null(e))
+                        return parse_error(p, &e->start_mark,
+                                           "content: at least one content GUID is required");
+                return parse_error(p, &e->start_mark,
+                                   "content: expected a sequence of content GUIDs, got %s",
+                                   describe(e, got, sizeof(got)));
+        }
+        r = store_value(p, p->key, e);
+        if (r < 0)
+                return r;
+        p->state = STATE_TOP_KEY;
+        return 0;
+}
+
+static int on_section_key(struct parser_state *p, const yaml_event_t *e)
+{
+        const struct key_spec *k;
+        char full[64];
+        int r;
+
+        if (e->type == YAML_MAPPING_END_EVENT) {
+                p->section = -1;
+                p->state = STATE_TOP_KEY;
+                return 0;
+        }
+        r = expect_scalar_key(p, e);
+        if (r < 0)
+                return r;
+        k = find_key(sections[p->section], scalar_value(e));
+        if (!k)
+                return unknown_key(p, e);
+        if (p->key_line[k - keys])
+                return duplicate_key(p, e, key_full_name(k, full, sizeof(full)),
+                                     p->key_line[k - keys]);
+        p->key_line[k - keys] = e->start_mark.line + 1;
+        p->key = k;
+        p->state = STATE_SECTION_VALUE;
+        return 0;
+}
+
+static int on_content_item(struct parser_state *p, const yaml_event_t *e)
+{
+        char got[LOG_ESCAPE_MAX + 8];
+        int r;
+
+        switch (e->type) {
+        case YAML_SEQUENCE_END_EVENT:
+                if (p->c->n_content == 0)
+                        return parse_error(p, &p->content_mark,
+                                           "content: at least one content GUID is required");
+                p->state = STATE_TOP_KEY;
+                return 0;
+        case YAML_SCALAR_EVENT:
+                r = content_append(p);
+                if (r < 0)
+                        return r;
+                return content_set_guid(p, e);
+        case YAML_MAPPING_START_EVENT:
+                r = content_append(p);
+                if (r < 0)
+                        return r;
+                memset(p->item_line, 0, sizeof(p->item_line));
+                p->item_mark = e->start_mark;
+                p->state = STATE_ITEM_KEY;
+                return 0;
+        default:
+                return parse_error(p, &e->start_mark,
+                                   "content item: expected a GUID or a mapping with guid and "
+                                   "name, got %s",
+                                   describe(e, got, sizeof(got)));
+        }
+}
+
+static int on_item_key(struct parser_state *p, const yaml_event_t *e)
+{
+        char esc[LOG_ESCAPE_MAX];
+        int r;
+
+        if (e->type == YAML_MAPPING_END_EVENT) {
+                if (!p->c->content[p->c->n_content - 1].guid)
+                        return parse_error(p, &p->item_mark, "content item has no guid");
+                p->state = STATE_CONTENT_ITEM;
+                return 0;
+        }
+        r = expect_scalar_key(p, e);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < _ITEM_MAX; i++) {
+                if (strcmp(scalar_value(e), item_keys[i]) != 0)
+                        continue;
+                if (p->item_line[i])
+                        return parse_error(p, &e->start_mark,
+                                           "duplicate key %s in a content item (first at line "
+                                           "%zu)",
+                                           item_keys[i], p->item_line[i]);
+                p->item_line[i] = e->start_mark.line + 1;
+                p->item_key = (enum item_key) i;
+                p->state = STATE_ITEM_VALUE;
+                return 0;
+        }
+        return parse_error(p, &e->start_mark,
+                           "unknown key \"%s\" in a content item; allowed: guid, name",
+                           log_escape(scalar_value(e), esc, sizeof(esc)));
+}
+
+/* Moves the state machine by one event; see enum state. */
+static int on_event(struct parser_state *p, const yaml_event_t *e)
+{
+        char got[LOG_ESCAPE_MAX + 8];
+        int r;
+
+        r = check_event(p, e);
+        if (r < 0)
+                return r;
+
+        switch (p->state) {
+        case STATE_STREAM:
+                if (e->type != YAML_STREAM_START_EVENT)
+                        break;
+                p->state = STATE_DOCUMENT;
+                return 0;
+        case STATE_DOCUMENT:
+                if (e->type == YAML_STREAM_END_EVENT)
+                        return set_error(p->reterr, p->name, NULL, -EINVAL,
+                                         "the configuration is empty");
+                if (e->type != YAML_DOCUMENT_START_EVENT)
+                        break;
+                p->state = STATE_ROOT;
+                return 0;
+        case STATE_ROOT:
+                if (e->type == YAML_MAPPING_START_EVENT) {
+                        p->state = STATE_TOP_KEY;
+                        return 0;
+                }
+                if (scalar_is_null(e))
+                        return set_error(p->reterr, p->name, NULL, -EINVAL,
+                                         "the configuration is empty");
+                return parse_error(p, &e->start_mark, "the top level must be a mapping, got %s",
+                                   describe(e, got, sizeof(got)));
+        case STATE_TOP_KEY:
+                return on_top_key(p, e);
+        case STATE_TOP_VALUE:
+                return on_top_value(p, e);
+        case STATE_SECTION_KEY:
+                return on_section_key(p, e);
+        case STATE_SECTION_VALUE:
+                r = store_value(p, p->key, e);
+                if (r < 0)
+                        return r;
+                p->state = STATE_SECTION_KEY;
+                return 0;
+        case STATE_CONTENT_ITEM:
+                return on_content_item(p, e);
+        case STATE_ITEM_KEY:
+                return on_item_key(p, e);
+        case STATE_ITEM_VALUE:
+                r = p->item_key == ITEM_GUID ? content_set_guid(p, e) : content_set_name(p, e);
+                if (r < 0)
+                        return r;
+                p->state = STATE_ITEM_KEY;
+                return 0;
+        case STATE_DOCUMENT_END:
+                if (e->type != YAML_DOCUMENT_END_EVENT)
+                        break;
+                p->state = STATE_STREAM_END;
+                return 0;
+        case STATE_STREAM_END:
+                if (e->type == YAML_DOCUMENT_START_EVENT)
+                        return parse_error(p, &e->start_mark,
+                                           "only one YAML document is allowed in the file");
+                if (e->type != YAML_STREAM_END_EVENT)
+                        break;
+                p->state = STATE_DONE;
+                return 0;
+        case STATE_DONE:
+                break;
+        }
+        /* libyaml's grammar makes every other combination impossible. */
+        return parse_error(p, &e->start_mark, "unexpected YAML event %d", (int) e->type);
+}
+
+/*
+ * Turns a libyaml failure into a message. Scanner and parser errors carry a mark; reader
+ * errors (bad UTF-8, control characters) carry only a byte offset, which we turn into a
+ * line and column the same way libyaml counts them (columns in characters).
+ */
+static int yaml_problem(struct parser_state *p, const yaml_parser_t *parser)
+{
+        yaml_mark_t m = parser->problem_mark;
+        const char *problem = parser->problem ? parser->problem : "invalid YAML";
+
+        if (parser->error == YAML_MEMORY_ERROR)
+                return parse_oom(p);
+        if (parser->error == YAML_READER_ERROR) {
+                m = (yaml_mark_t){0};
+                for (size_t i = 0; i < parser->problem_offset && i < p->len; i++) {
+                        unsigned char ch = (unsigned char) p->data[i];
+                        if (ch == '\n') {
+                                m.line++;
+                                m.column = 0;
+                        } else if ((ch & 0xc0) != 0x80) {
+                                m.column++;
+                        }
+                }
+                if (parser->problem_value >= 0)
+                        return parse_error(p, &m, "%s (byte 0x%02x)", problem,
+                                           (unsigned) parser->problem_value & 0xffu);
+                return parse_error(p, &m, "%s", problem);
+        }
+        if (parser->context)
+                return parse_error(p, &m, "%s (%s at line %zu, column %zu)", problem,
+                                   parser->context, parser->context_mark.line + 1,
+                                   parser->context_mark.column + 1);
+        return parse_error(p, &m, "%s", problem);
+}
+
+/* After the whole document: required keys and the $CONNECT_SERVER fallback. */
+static int finish(struct parser_state *p)
+{
+        struct config *c = p->c;
+        char full[64], esc[LOG_ESCAPE_MAX];
+
+        if (!c->server_url) {
+                const char *env = getenv("CONNECT_SERVER");
+                if (env && *env) {
+                        const char *problem = url_problem(env);
+                        if (problem)
+                                return set_error(p->reterr, p->name, NULL, -EINVAL,
+                                                 "$CONNECT_SERVER: \"%s\" %s",
+                                                 log_escape(env, esc, sizeof(esc)), problem);
+                        c->server_url = url_dup_stripped(env);
+                        if (!c->server_url)
+                                return parse_oom(p);
+                }
+        }
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const struct key_spec *k = &keys[i];
+                const char *hint = k->type == TYPE_URL ? " (or set $CONNECT_SERVER)" : "";
+                bool missing;
+                int s;
+
+                if (!k->required)
+                        continue;
+                if (k->type == TYPE_CONTENT)
+                        missing = c->n_content == 0;
+                else
+                        missing = !*(char **) (void *) ((char *) c + k->offset);
+                if (!missing)
+                        continue;
+                /* Point at the section the key belongs in when there is one. */
+                s = k->section ? find_section(k->section) : -1;
+                (void) key_full_name(k, full, sizeof(full));
+                if (s >= 0 && p->section_line[s])
+                        return parse_error(p, &p->section_mark[s], "%s is required%s", full, hint);
+                return set_error(p->reterr, p->name, NULL, -EINVAL, "%s is required%s", full, hint);
+        }
+        return 0;
+}
+
+static struct config *config_new(const char *name)
+{
+        struct config *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (type_is_number(keys[i].type))
+                        (void) store_number(&keys[i], c, keys[i].def);
+        c->path = strdup(name);
+        if (!c->path) {
+                free(c);
+                return NULL;
+        }
+        return c;
+}
+
+/*
+ * Parses one YAML document from memory into a new config. *ret is set only on success;
+ * reterr only on failure. Never prints.
+ */
+int config_parse(const char *name, const char *data, size_t len, struct config **ret,
+                 struct config_error *reterr)
+{
+        struct parser_state p = {
+                .name = name ? name : "(config)",
+                .data = data ? data : "",
+                .len = data ? len : 0,
+                .reterr = reterr,
+                .state = STATE_STREAM,
+                .section = -1,
+        };
+        yaml_parser_t parser;
+        int r;
+
+        p.c = config_new(p.name);
+        if (!p.c)
+                return parse_oom(&p);
+        if (!yaml_parser_initialize(&parser)) {
+                config_free(p.c);
+                return parse_oom(&p);
+        }
+        yaml_parser_set_input_string(&parser, (const unsigned char *) p.data, p.len);
+
+        while (p.state != STATE_DONE) {
+                yaml_event_t event;
+
+                if (!yaml_parser_parse(&parser, &event)) {
+                        r = yaml_problem(&p, &parser);
+                        goto out;
+                }
+                r = on_event(&p, &event);
+                /* Everything needed was copied out of the event by now. */
+                yaml_event_delete(&event);
+                if (r < 0)
+                        goto out;
+        }
+        r = finish(&p);
+out:
+        yaml_parser_delete(&parser);
+        free(p.guid_line);
+        if (r < 0) {
+                config_free(p.c);
+                return r;
+        }
+        *ret = p.c;
+        return 0;
+}
+
+/*
+ * Reads the file at path (at most CONFIG_FILE_MAX bytes) and parses it with the path as
+ * the name in messages.
+ */
+int config_load(const char *path, struct config **ret, struct config_error *reterr)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0, alloc = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return set_error(reterr, path, NULL, -errno, "cannot open the config file: %m");
+        if (fstat(fd, &st) < 0)
+                return set_error(reterr, path, NULL, -errno, "cannot stat the config file: %m");
+        if (S_ISDIR(st.st_mode))
+                return set_error(reterr, path, NULL, -EISDIR, "cannot read the config file: %m");
+
+        for (;;) {
+                ssize_t n;
+
+                if (len == alloc) {
+                        size_t want = alloc ? alloc * 2 : 16384;
+                        char *bigger;
+
+                        if (alloc > CONFIG_FILE_MAX)
+                                return set_error(reterr, path, NULL, -EFBIG,
+                                                 "the config file is larger than %d bytes",
+                                                 CONFIG_FILE_MAX);
+                        bigger = realloc(data, want);
+                        if (!bigger)
+                                return set_error(reterr, path, NULL, -ENOMEM, "out of memory");
+                        data = bigger;
+                        alloc = want;
+                }
+                n = read(fd, data + len, alloc - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return set_error(reterr, path, NULL, -errno,
+                                         "cannot read the config file: %m");
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        if (len > CONFIG_FILE_MAX)
+                return set_error(reterr, path, NULL, -EFBIG,
+                                 "the config file is larger than %d bytes", CONFIG_FILE_MAX);
+        return config_parse(path, data, len, ret, reterr);
+}
+
+static bool is_key_space(char ch)
+{
+        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/*
+ * Strips surrounding whitespace from a candidate key and, when anything is left, checks it
+ * and makes it c->api_key (wiping any earlier key). The key goes into an HTTP header, so
+ * whitespace, control characters or non-ASCII bytes inside it are refused; the message
+ * names the source, never the key. Returns 1 when the key was taken, 0 when it was empty
+ * (the caller moves on to the next source), or -errno.
+ */
+static int take_key(struct config *c, const char *raw, size_t len, const char *source,
+                    struct config_error *reterr)
+{
+        char *key, *src;
+
+        while (len > 0 && is_key_space(raw[0])) {
+                raw++;
+                len--;
+        }
+        while (len > 0 && is_key_space(raw[len - 1]))
+                len--;
+        if (len == 0)
+                return 0;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char) raw[i];
+                if (ch <= 0x20 || ch >= 0x7f)
+                        return set_error(reterr, c->path, NULL, -EINVAL,
+                                         "the API key from %s contains whitespace, control or "
+                                         "non-ASCII characters",
+                                         source);
+        }
+        key = strndup(raw, len);
+        src = strdup(source);
+        if (!key || !src) {
+                if (key)
+                        explicit_bzero(key, len);
+                free(key);
+                free(src);
+                return set_error(reterr, c->path, NULL, -ENOMEM, "out of memory");
+        }
+        if (c->api_key) {
+                explicit_bzero(c->api_key, strlen(c->api_key));
+                free(c->api_key);
+        }
+        free(c->api_key_source);
+        c->api_key = key;
+        c->api_key_source = src;
+        return 1;
+}
+
+/*
+ * Reads a key file, refusing one that "others" may access, as ssh and OpenBSD's
+ * check_file_secrecy() do: a readable key has leaked already, a writable one can be swapped.
+ * With optional (the systemd credential), a missing or empty file is "not found" (0);
+ * otherwise it is an error, because a configured file that is not there is a mistake to
+ * report rather than to paper over with the next source. Returns 1, 0 or -errno.
+ */
+static int key_from_file(struct config *c, const char *path, bool optional, const char *source,
+                         struct config_error *reterr)
+{
+        char buf[API_KEY_MAX + 1], esc[LOG_ESCAPE_MAX];
+        struct stat st;
+        size_t len = 0;
+        int fd, r;
+
+        (void) log_escape(path, esc, sizeof(esc));
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT && optional)
+                        return 0;
+                return set_error(reterr, c->path, NULL, -errno, "cannot open api key file %s: %m",
+                                 esc);
+        }
+        if (fstat(fd, &st) < 0) {
+                r = set_error(reterr, c->path, NULL, -errno, "cannot stat api key file %s: %m",
+                              esc);
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                r = set_error(reterr, c->path, NULL, -EINVAL,
+                              "api key file %s is not a regular file", esc);
+                goto out;
+        }
+        if (st.st_mode & 0007) {
+                const char *how = st.st_mode & S_IROTH   ? "readable"
+                                  : st.st_mode & S_IWOTH ? "writable"
+                                                         : "accessible";
+                r = set_error(reterr, c->path, NULL, -EPERM,
+                              "api key file %s is %s by others (mode %04o); chmod 600 it", esc, how,
+                              (unsigned) (st.st_mode & 07777));
+                goto out;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = set_error(reterr, c->path, NULL, -errno,
+                                      "cannot read api key file %s: %m", esc);
+                        goto out;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len == sizeof(buf)) {
+                        r = set_error(reterr, c->path, NULL, -EFBIG,
+                                      "api key file %s is larger than %d bytes", esc, API_KEY_MAX);
+                        goto out;
+                }
+        }
+        r = take_key(c, buf, len, source, reterr);
+        if (r == 0 && !optional)
+                r = set_error(reterr, c->path, NULL, -ENOKEY, "api key file %s is empty", esc);
+out:
+        explicit_bzero(buf, sizeof(buf));
+        (void) safe_close(fd);
+        return r;
+}
+
+static int key_from_env(struct config *c, const char *variable, struct config_error *reterr)
+{
+        char source[128];
+        const char *v = getenv(variable);
+
+        if (!v)
+                return 0;
+        (void) snprintf(source, sizeof(source), "environment variable $%s", variable);
+        return take_key(c, v, strlen(v), source, reterr);
+}
+
+/*
+ * Finds the API key in the documented order; see config.h. An unset or empty variable
+ * named by api_key_env falls through to the next source, since the same config may be run
+ * both under systemd (credential) and by hand (environment).
+ */
+int config_resolve_api_key(struct config *c, struct config_error *reterr)
+{
+        const char *creds;
+        char esc[LOG_ESCAPE_MAX], source[LOG_ESCAPE_MAX + 16], unset[128] = "";
+        int r;
+
+        if (c->api_key_file) {
+                (void) snprintf(source, sizeof(source), "file %s",
+                                log_escape(c->api_key_file, esc, sizeof(esc)));
+                r = key_from_file(c, c->api_key_file, false, source, reterr);
+                return r < 0 ? r : 0;
+        }
+        if (c->api_key_env) {
+                r = key_from_env(c, c->api_key_env, reterr);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                (void) snprintf(unset, sizeof(unset), " ($%s is unset or empty)", c->api_key_env);
+        }
+        creds = getenv("CREDENTIALS_DIRECTORY");
+        if (creds && *creds) {
+                _cleanup_free_ char *path = NULL;
+
+                if (asprintf(&path, "%s/api-key", creds) < 0)
+                        return set_error(reterr, c->path, NULL, -ENOMEM, "out of memory");
+                r = key_from_file(c, path, true, "systemd credential api-key", reterr);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+        r = key_from_env(c, "CONNECT_API_KEY", reterr);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        return set_error(reterr, c->path, NULL, -ENOKEY,
+                         "no API key found%s: set server.api_key_file or server.api_key_env, "
+                         "add LoadCredential=api-key:... to the unit, or set $CONNECT_API_KEY",
+                         unset);
+}
+
+/* Prints what --check-config shows: every setting, where the key came from, never the key. */
+void config_print_summary(const struct config *c, FILE *f)
+{
+        fprintf(f, "config file:        %s\n", c->path ? c->path : "(none)");
+        fprintf(f, "server url:         %s\n", c->server_url ? c->server_url : "(none)");
+        if (c->api_key_source)
+                fprintf(f, "api key:            from %s (not shown)\n", c->api_key_source);
+        else
+                fprintf(f, "api key:            not resolved\n");
+        if (!c->verify_tls)
+                fprintf(f, "tls:                certificates NOT verified (verify_tls: false)\n");
+        else if (c->ca_file)
+                fprintf(f, "tls:                verified against %s\n", c->ca_file);
+        else
+                fprintf(f, "tls:                verified against the system CA store\n");
+        fprintf(f, "timeout:            %u s\n", c->timeout_seconds);
+        fprintf(f, "max concurrent:     %u requests\n", c->max_concurrent_requests);
+        fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
+        fprintf(f, "compression level:  %d\n", c->compression_level);
+        if (c->retention_days)
+                fprintf(f, "retention:          %u days\n", c->retention_days);
+        else
+                fprintf(f, "retention:          keep forever\n");
+        fprintf(f, "min free space:     %" PRIu64 " MB\n", c->min_free_mb);
+        fprintf(f, "poll interval:      %u s\n", c->poll_interval_seconds);
+        fprintf(f, "metrics file:       %s\n", c->metrics_file ? c->metrics_file : "(none)");
+        fprintf(f, "content:            %zu item%s\n", c->n_content, c->n_content == 1 ? "" : "s");
+        for (size_t i = 0; i < c->n_content; i++)
+                fprintf(f, "  %s  %s\n", c->content[i].guid ? c->content[i].guid : "(none)",
+                        c->content[i].name ? c->content[i].name : "(no name)");
+}
+
+/* Frees c and everything it owns, wiping the API key first. Accepts NULL and half-built. */
+void config_free(struct config *c)
+{
+        if (!c)
+                return;
+        free(c->path);
+        free(c->server_url);
+        free(c->api_key_file);
+        free(c->api_key_env);
+        free(c->ca_file);
+        free(c->archive_dir);
+        free(c->metrics_file);
+        for (size_t i = 0; i < c->n_content; i++) {
+                free(c->content[i].guid);
+                free(c->content[i].name);
+        }
+        free(c->content);
+        if (c->api_key) {
+                explicit_bzero(c->api_key, strlen(c->api_key));
+                free(c->api_key);
+        }
+        free(c->api_key_source);
+        free(c);
+}
+
+void config_freep(struct config **c)
+{
+        config_free(*c);
+        *c = NULL;
+}

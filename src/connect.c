@@ -1,0 +1,301 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "connect.h"
+#include "log.h"
+#include "util.h"
+
+/* A job list is an array of flat objects; anything nested deeper than this is hostile. */
+#define JSON_MAX_DEPTH 32
+
+static int parse_json(const char *body, size_t len, struct json_object **ret)
+{
+        struct json_tokener *tok;
+        struct json_object *obj;
+        int r = 0;
+
+        if (len > INT32_MAX)
+                return -EBADMSG;
+        tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+        if (!tok)
+                return -ENOMEM;
+        obj = json_tokener_parse_ex(tok, body ? body : "", (int) len);
+        if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
+                r = -EBADMSG;
+                goto out;
+        }
+        /* Only whitespace may follow the value. */
+        for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+                if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
+                        r = -EBADMSG;
+                        goto out;
+                }
+        *ret = obj;
+        obj = NULL;
+out:
+        json_object_put(obj);
+        json_tokener_free(tok);
+        return r;
+}
+
+bool connect_job_key_is_safe(const char *key, size_t len)
+{
+        static const char suffix[] = ".error";
+
+        if (!path_component_is_safe(key, len) || key[0] == '.')
+                return false;
+        if (len >= sizeof(suffix) - 1 &&
+            memcmp(key + len - (sizeof(suffix) - 1), suffix, sizeof(suffix) - 1) == 0)
+                return false;
+        return true;
+}
+
+static void parse_job(struct json_object *elem, struct job *j)
+{
+        struct json_object *v;
+        int64_t t;
+
+        j->status = -1;
+        j->obj = json_object_get(elem);
+        if (!json_object_is_type(elem, json_type_object)) {
+                j->invalid = "job is not a JSON object";
+                return;
+        }
+        if (!json_object_object_get_ex(elem, "key", &v) ||
+            !json_object_is_type(v, json_type_string)) {
+                j->invalid = "job has no string \"key\"";
+                return;
+        }
+        const char *key = json_object_get_string(v);
+        size_t key_len = (size_t) json_object_get_string_len(v);
+        /* Keep the key even when unsafe: the caller logs it (escaped) as the job's name. */
+        j->key = malloc(key_len + 1);
+        if (!j->key)
+                return; /* reported as out of memory by the caller */
+        memcpy(j->key, key, key_len + 1);
+        if (!connect_job_key_is_safe(key, key_len)) {
+                j->invalid = "job key is not safe as a file name";
+                return;
+        }
+        if (!json_object_object_get_ex(elem, "status", &v) ||
+            !json_object_is_type(v, json_type_int)) {
+                j->invalid = "job has no integer \"status\"";
+                return;
+        }
+        int64_t status = json_object_get_int64(v);
+        j->status = status < 0 || status > 1000 ? -1 : (int) status;
+        if (j->status < 0) {
+                j->invalid = "job status is out of range";
+                return;
+        }
+        if (!json_object_object_get_ex(elem, "start_time", &v) ||
+            !json_object_is_type(v, json_type_string) ||
+            rfc3339_parse(json_object_get_string(v), &t) < 0) {
+                j->invalid = "job has no RFC 3339 \"start_time\"";
+                return;
+        }
+        time_t tt = (time_t) t;
+        struct tm tm;
+        if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 9999) {
+                j->invalid = "job start time is out of range";
+                return;
+        }
+        j->start_time = t;
+        j->year = tm.tm_year + 1900;
+        j->month = tm.tm_mon + 1;
+        j->day = tm.tm_mday;
+}
+
+int connect_parse_job_list(const char *body, size_t len, struct job_list *ret)
+{
+        struct json_object *root = NULL;
+        struct job_list l = {0};
+        int r;
+
+        r = parse_json(body, len, &root);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(root, json_type_array)) {
+                json_object_put(root);
+                return -EBADMSG;
+        }
+        size_t n = json_object_array_length(root);
+        if (n > 0) {
+                l.jobs = calloc(n, sizeof(*l.jobs));
+                if (!l.jobs) {
+                        json_object_put(root);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                parse_job(json_object_array_get_idx(root, i), &l.jobs[i]);
+                l.n_jobs++;
+                if (l.jobs[i].invalid == NULL && !l.jobs[i].key) {
+                        connect_job_list_done(&l);
+                        json_object_put(root);
+                        return -ENOMEM;
+                }
+        }
+        json_object_put(root); /* each job holds its own reference */
+        *ret = l;
+        return 0;
+}
+
+void connect_job_list_done(struct job_list *l)
+{
+        for (size_t i = 0; i < l->n_jobs; i++) {
+                free(l->jobs[i].key);
+                json_object_put(l->jobs[i].obj);
+        }
+        free(l->jobs);
+        l->jobs = NULL;
+        l->n_jobs = 0;
+}
+
+bool connect_job_is_due(const struct job *j)
+{
+        return j->status == JOB_FINALIZED || j->status == JOB_SKIPPED;
+}
+
+int connect_parse_error(const char *body, size_t len, struct json_object **ret)
+{
+        struct json_object *obj;
+        int r = parse_json(body, len, &obj);
+
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(obj, json_type_object)) {
+                json_object_put(obj);
+                return -EBADMSG;
+        }
+        *ret = obj;
+        return 0;
+}
+
+int connect_jobs_url(const char *server, const char *guid, char **ret)
+{
+        if (asprintf(ret, "%s/__api__/v1/content/%s/jobs", server, guid) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int connect_job_url(const char *server, const char *guid, const char *key, const char *what,
+                    char **ret)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        size_t len = strlen(key);
+        _cleanup_free_ char *enc = malloc(3 * len + 1);
+        size_t o = 0;
+
+        if (!enc)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char) key[i];
+                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == '_' || c == '~') {
+                        enc[o++] = (char) c;
+                } else {
+                        enc[o++] = '%';
+                        enc[o++] = hex[c >> 4];
+                        enc[o++] = hex[c & 15];
+                }
+        }
+        enc[o] = '\0';
+        if (asprintf(ret, "%s/__api__/v1/content/%s/jobs/%s%s%s", server, guid, enc,
+                     what ? "/" : "", what ? what : "") < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+const char *connect_error_message(long status, const char *body, size_t len, char *buf, size_t size)
+{
+        struct json_object *obj = NULL, *code, *msg;
+        char esc[LOG_ESCAPE_MAX];
+
+        if (body && len > 0 && parse_json(body, len, &obj) == 0 &&
+            json_object_is_type(obj, json_type_object) &&
+            json_object_object_get_ex(obj, "error", &msg) &&
+            json_object_is_type(msg, json_type_string)) {
+                (void) log_escape(json_object_get_string(msg), esc, sizeof(esc));
+                if (json_object_object_get_ex(obj, "code", &code) &&
+                    json_object_is_type(code, json_type_int))
+                        (void) snprintf(buf, size, "HTTP %ld: %s (code %lld)", status, esc,
+                                        (long long) json_object_get_int64(code));
+                else
+                        (void) snprintf(buf, size, "HTTP %ld: %s", status, esc);
+        } else {
+                (void) snprintf(buf, size, "HTTP %ld", status);
+        }
+        json_object_put(obj);
+        return buf;
+}
+
+static int add(struct json_object *o, const char *k, struct json_object *v)
+{
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(o, k, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int to_string(struct json_object *o, char **ret)
+{
+        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                                  JSON_C_TO_STRING_SPACED |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!s || asprintf(ret, "%s\n", s) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int connect_build_record(const struct job *j, struct json_object *error,
+                         const struct record_info *info, char **ret)
+{
+        struct json_object *rec = json_object_new_object();
+        char when[32];
+        int r;
+
+        if (!rec)
+                return -ENOMEM;
+        (void) rfc3339_format_utc(info->archived_at, when, sizeof(when));
+        r = add(rec, "job", json_object_get(j->obj));
+        if (r >= 0)
+                r = error ? add(rec, "error", json_object_get(error))
+                          : json_object_object_add(rec, "error", NULL);
+        if (r >= 0)
+                r = add(rec, "content_guid", json_object_new_string(info->content_guid));
+        if (r >= 0)
+                r = info->content_name
+                            ? add(rec, "content_name", json_object_new_string(info->content_name))
+                            : json_object_object_add(rec, "content_name", NULL);
+        if (r >= 0)
+                r = add(rec, "archived_at", json_object_new_string(when));
+        if (r >= 0 && info->has_log) {
+                r = add(rec, "log_bytes", json_object_new_int64((int64_t) info->log_bytes));
+                if (r >= 0)
+                        r = add(rec, "log_sha256", json_object_new_string(info->log_sha256));
+                if (r >= 0)
+                        r = add(rec, "log_gzip_bytes",
+                                json_object_new_int64((int64_t) info->log_gzip_bytes));
+        } else if (r >= 0) {
+                r = json_object_object_add(rec, "log_bytes", NULL);
+                if (r >= 0)
+                        r = json_object_object_add(rec, "log_sha256", NULL);
+        }
+        if (r >= 0)
+                r = to_string(rec, ret);
+        json_object_put(rec);
+        return r < 0 ? -ENOMEM : 0;
+}
+
+int connect_format_error(struct json_object *error, char **ret)
+{
+        return to_string(error, ret);
+}

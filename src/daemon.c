@@ -1,0 +1,901 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/signalfd.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-daemon.h>
+
+#include "archive.h"
+#include "config.h"
+#include "connect.h"
+#include "daemon.h"
+#include "http.h"
+#include "log.h"
+#include "notify.h"
+#include "util.h"
+
+/* Commit a batch once it holds this many jobs, or once its oldest job waited this long. */
+#define BATCH_MAX_JOBS 256
+#define BATCH_MAX_USEC (1 * USEC_PER_SEC)
+/* A request is tried this often in one cycle before the job waits for the next cycle. */
+#define HTTP_MAX_ATTEMPTS 4
+
+/* One watched content item. */
+struct item {
+        struct daemon *d;
+        char *guid;
+        char *name; /* NULL when the config gives none */
+        char *list_url;
+        bool listing;   /* its job list request is in flight */
+        unsigned tasks; /* jobs of its last list still being archived */
+        bool polled;    /* its last poll, and every job it found, is over */
+        bool removed;   /* dropped by a reload: freed once idle */
+        bool failing;   /* its last poll or one of its jobs failed */
+        uint64_t next_poll_usec;
+        uint64_t last_poll_usec; /* CLOCK_REALTIME of the last successful list, 0 if none */
+        struct item *next_retired;
+};
+
+/* One due job on its way into the archive. */
+struct task {
+        struct daemon *d;
+        struct item *item;
+        struct job job; /* moved out of the job list */
+        struct archive_loc loc;
+        struct json_object *error; /* NULL: none (204) */
+        struct archive_file *file; /* the log being streamed, until the batch takes it */
+        bool has_log;
+        uint64_t log_bytes, gzip_bytes;
+};
+
+struct daemon {
+        struct config *config;
+        bool verbose;
+        bool once;
+        struct http_engine *http;
+        struct archive *archive;
+        struct archive_batch *batch;
+        uint64_t batch_since_usec;
+        struct item **items;
+        size_t n_items;
+        struct item *retired; /* removed by a reload, still busy */
+        struct daemon_stats stats;
+        struct notify_watchdog watchdog;
+        char problem[256]; /* what is wrong right now, for STATUS; empty when all is well */
+        uint64_t last_cycle_usec;
+        bool status_dirty;
+        int signal_fd;
+        bool stop;
+        bool reload;
+};
+
+const struct daemon_stats *daemon_get_stats(const struct daemon *d)
+{
+        return &d->stats;
+}
+
+/* "content=<guid> (<name>) job=<key>: <message>", every string from outside escaped. */
+_printf_(4, 5) static void log_job(int prio, const struct item *it, const char *key,
+                                   const char *fmt, ...)
+{
+        char msg[1024], name[LOG_ESCAPE_MAX], k[LOG_ESCAPE_MAX];
+        va_list ap;
+
+        if (!log_enabled(prio))
+                return;
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (key)
+                log_printf(prio, "content=%s (%s) job=%s: %s", it->guid,
+                           it->name ? log_escape(it->name, name, sizeof(name)) : "-",
+                           log_escape(key, k, sizeof(k)), msg);
+        else
+                log_printf(prio, "content=%s (%s): %s", it->guid,
+                           it->name ? log_escape(it->name, name, sizeof(name)) : "-", msg);
+}
+
+/* The reason a request failed, in words: Connect's error message when there is one. */
+static const char *result_reason(const struct http_result *res, char *buf, size_t size)
+{
+        if (res->curl_code != 0 || res->sink_error != 0) {
+                (void) snprintf(buf, size, "%s", res->detail);
+                return buf;
+        }
+        (void) connect_error_message(res->status, res->body, res->body_len, buf, size);
+        if (res->outcome == HTTP_AUTH) {
+                size_t n = strlen(buf);
+                (void) snprintf(buf + n, size - n, "%s",
+                                res->status == 401 ? " (the API key was rejected)"
+                                                   : " (the API key lacks rights to this content)");
+        }
+        return buf;
+}
+
+static void item_free(struct item *it)
+{
+        if (!it)
+                return;
+        free(it->guid);
+        free(it->name);
+        free(it->list_url);
+        free(it);
+}
+
+static void item_idle_check(struct item *it)
+{
+        struct daemon *d = it->d;
+
+        if (it->listing || it->tasks > 0)
+                return;
+        if (it->removed) {
+                for (struct item **pp = &d->retired; *pp; pp = &(*pp)->next_retired)
+                        if (*pp == it) {
+                                *pp = it->next_retired;
+                                break;
+                        }
+                item_free(it);
+                return;
+        }
+        it->polled = true;
+        d->last_cycle_usec = now_usec(CLOCK_MONOTONIC);
+        d->status_dirty = true;
+        if (!d->once)
+                it->next_poll_usec = d->last_cycle_usec +
+                                     (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+}
+
+static void task_free(struct task *t)
+{
+        struct item *it;
+
+        if (!t)
+                return;
+        it = t->item;
+        archive_file_abort(t->file);
+        json_object_put(t->error);
+        free(t->job.key);
+        json_object_put(t->job.obj);
+        free(t);
+        it->tasks--;
+        item_idle_check(it);
+}
+
+_printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
+{
+        char msg[768];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_job(LOG_WARNING, t->item, t->job.key, "%s; will retry next cycle", msg);
+        t->d->stats.jobs_failed++;
+        t->item->failing = true;
+        task_free(t);
+}
+
+static void on_committed(void *userdata, int r)
+{
+        struct task *t = userdata;
+
+        if (r < 0) {
+                errno = -r;
+                task_fail(t, "cannot write to the archive: %m");
+                return;
+        }
+        struct daemon *d = t->d;
+        char where[64];
+        (void) snprintf(where, sizeof(where), "%04d/%02d/%02d", t->loc.year, t->loc.month,
+                        t->loc.day);
+        if (t->has_log)
+                log_job(LOG_INFO, t->item, t->job.key,
+                        "archived in %s: log %" PRIu64 " bytes (%" PRIu64 " gzip)%s", where,
+                        t->log_bytes, t->gzip_bytes, t->error ? ", error record" : "");
+        else
+                log_job(LOG_INFO, t->item, t->job.key,
+                        "archived in %s: record only (no log file)%s", where,
+                        t->error ? ", error record" : "");
+        d->stats.jobs_archived++;
+        d->stats.bytes_in += t->log_bytes;
+        d->stats.bytes_out += t->gzip_bytes;
+        task_free(t);
+}
+
+static void task_archive(struct task *t, bool has_log)
+{
+        struct daemon *d = t->d;
+        struct record_info info = {
+                .content_guid = t->item->guid,
+                .content_name = t->item->name,
+                .archived_at = (int64_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC),
+                .has_log = has_log,
+        };
+        char sha[ARCHIVE_SHA256_HEX_LEN + 1];
+        _cleanup_free_ char *record = NULL, *error = NULL;
+        int r;
+
+        if (has_log) {
+                r = archive_file_finish(t->file, &info.log_bytes, &info.log_gzip_bytes, sha);
+                if (r < 0) {
+                        errno = -r;
+                        return task_fail(t, "cannot finish the compressed log: %m");
+                }
+                info.log_sha256 = sha;
+        }
+        r = connect_build_record(&t->job, t->error, &info, &record);
+        if (r >= 0 && t->error)
+                r = connect_format_error(t->error, &error);
+        if (r < 0)
+                return task_fail(t, "out of memory building the job record");
+
+        t->has_log = has_log;
+        t->log_bytes = info.log_bytes;
+        t->gzip_bytes = info.log_gzip_bytes;
+        if (archive_batch_size(d->batch) == 0)
+                d->batch_since_usec = now_usec(CLOCK_MONOTONIC);
+        /* The batch owns the file from here on, whatever happens. */
+        struct archive_file *file = t->file;
+        t->file = NULL;
+        r = archive_batch_add(d->batch, &t->loc, file, error, record, on_committed, t);
+        if (r < 0) {
+                errno = -r;
+                task_fail(t, "cannot queue the job for writing: %m");
+        }
+}
+
+static int sink_begin(void *userdata)
+{
+        struct task *t = userdata;
+
+        return archive_file_open(t->d->archive, &t->loc, &t->file);
+}
+
+static int sink_write(void *userdata, const void *data, size_t len)
+{
+        struct task *t = userdata;
+
+        return archive_file_write(t->file, data, len);
+}
+
+static void sink_abort(void *userdata)
+{
+        struct task *t = userdata;
+
+        archive_file_abort(t->file);
+        t->file = NULL;
+}
+
+static const struct http_sink log_sink = {
+        .begin = sink_begin,
+        .write = sink_write,
+        .abort = sink_abort,
+};
+
+static void on_download_done(void *userdata, const struct http_result *res)
+{
+        struct task *t = userdata;
+        char why[512];
+
+        switch (res->outcome) {
+        case HTTP_OK:
+                return task_archive(t, true);
+        case HTTP_GONE:
+                /* Swept by Connect, or a skipped job that never ran: keep what is known. */
+                log_job(LOG_NOTICE, t->item, t->job.key,
+                        "log file is gone (%s), archiving the job record alone",
+                        result_reason(res, why, sizeof(why)));
+                return task_archive(t, false);
+        default:
+                return task_fail(t, "cannot download the log: %s",
+                                 result_reason(res, why, sizeof(why)));
+        }
+}
+
+static void on_error_done(void *userdata, const struct http_result *res)
+{
+        struct task *t = userdata;
+        _cleanup_free_ char *url = NULL;
+        char why[512];
+        int r;
+
+        switch (res->outcome) {
+        case HTTP_OK:
+                break;
+        case HTTP_GONE:
+                return task_fail(t, "the job no longer exists on the server (%s)",
+                                 result_reason(res, why, sizeof(why)));
+        default:
+                return task_fail(t, "cannot fetch the error record: %s",
+                                 result_reason(res, why, sizeof(why)));
+        }
+        /* 204 (or any empty 2xx) means the job has no error record. */
+        if (res->status != 204 && res->body_len > 0) {
+                r = connect_parse_error(res->body, res->body_len, &t->error);
+                if (r < 0)
+                        return task_fail(t, "the error record is not a JSON object");
+        }
+        r = connect_job_url(t->d->config->server_url, t->item->guid, t->job.key, "download", &url);
+        if (r >= 0)
+                r = http_get(t->d->http, url, &log_sink, on_download_done, t);
+        if (r < 0) {
+                errno = -r;
+                task_fail(t, "cannot request the log: %m");
+        }
+}
+
+static void task_start(struct item *it, struct job *job)
+{
+        struct daemon *d = it->d;
+        _cleanup_free_ char *url = NULL;
+        struct task *t;
+        int r;
+
+        t = calloc(1, sizeof(*t));
+        if (!t) {
+                log_job(LOG_WARNING, it, job->key, "out of memory; will retry next cycle");
+                d->stats.jobs_failed++;
+                return;
+        }
+        t->d = d;
+        t->item = it;
+        t->job = *job;
+        *job = (struct job){0}; /* the task owns the key and the JSON now */
+        t->loc = (struct archive_loc){
+                .guid = it->guid,
+                .year = t->job.year,
+                .month = t->job.month,
+                .day = t->job.day,
+                .key = t->job.key,
+        };
+        it->tasks++;
+        r = connect_job_url(d->config->server_url, it->guid, t->job.key, "error", &url);
+        if (r >= 0)
+                r = http_get(d->http, url, NULL, on_error_done, t);
+        if (r < 0) {
+                errno = -r;
+                task_fail(t, "cannot request the error record: %m");
+        }
+}
+
+static void on_list_done(void *userdata, const struct http_result *res)
+{
+        struct item *it = userdata;
+        struct daemon *d = it->d;
+        struct job_list list = {0};
+        unsigned due = 0, done = 0, waiting = 0;
+        char why[512];
+        int r;
+
+        if (res->outcome != HTTP_OK) {
+                it->listing = false;
+                it->failing = true;
+                log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
+                        result_reason(res, why, sizeof(why)));
+                d->stats.items_failed++;
+                if (res->outcome == HTTP_AUTH)
+                        (void) snprintf(d->problem, sizeof(d->problem), "%s",
+                                        res->status == 401 ? "Connect rejects the API key"
+                                                           : "the API key lacks rights");
+                else if (res->status == 0)
+                        (void) snprintf(d->problem, sizeof(d->problem),
+                                        "Connect unreachable: %.200s", why);
+                return item_idle_check(it);
+        }
+        it->failing = false;
+        it->last_poll_usec = now_usec(CLOCK_REALTIME);
+        d->problem[0] = '\0';
+        r = connect_parse_job_list(res->body, res->body_len, &list);
+        if (r < 0) {
+                it->listing = false;
+                it->failing = true;
+                log_job(LOG_WARNING, it, NULL, "%s; will retry next cycle",
+                        r == -EBADMSG ? "the job list is not a JSON array"
+                                      : "out of memory parsing the job list");
+                d->stats.items_failed++;
+                return item_idle_check(it);
+        }
+        for (size_t i = 0; i < list.n_jobs; i++) {
+                struct job *j = &list.jobs[i];
+
+                if (j->invalid) {
+                        log_job(LOG_WARNING, it, j->key ? j->key : "(none)", "skipped: %s",
+                                j->invalid);
+                        d->stats.jobs_failed++;
+                        continue;
+                }
+                if (!connect_job_is_due(j)) {
+                        waiting++;
+                        continue;
+                }
+                struct archive_loc loc = {it->guid, j->year, j->month, j->day, j->key};
+                if (archive_job_is_archived(d->archive, &loc)) {
+                        done++;
+                        continue;
+                }
+                due++;
+                task_start(it, j);
+        }
+        log_job(LOG_DEBUG, it, NULL,
+                "%zu jobs listed: %u to archive, %u archived before, %u active", list.n_jobs, due,
+                done, waiting);
+        connect_job_list_done(&list);
+        it->listing = false;
+        item_idle_check(it);
+}
+
+static void item_poll(struct item *it)
+{
+        int r;
+
+        it->polled = false;
+        it->listing = true;
+        r = http_get(it->d->http, it->list_url, NULL, on_list_done, it);
+        if (r < 0) {
+                it->listing = false;
+                it->d->stats.items_failed++;
+                it->failing = true;
+                log_job(LOG_WARNING, it, NULL, "cannot request the job list: %s", strerror(-r));
+                item_idle_check(it);
+        }
+}
+
+static void items_free(struct item **items, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                item_free(items[i]);
+        free(items);
+}
+
+static int item_new(struct daemon *d, const struct config *c, const struct config_content *cc,
+                    struct item **ret)
+{
+        struct item *it = calloc(1, sizeof(*it));
+
+        if (!it)
+                return -ENOMEM;
+        it->d = d;
+        it->polled = true;
+        it->guid = strdup(cc->guid);
+        it->name = cc->name ? strdup(cc->name) : NULL;
+        if (!it->guid || (cc->name && !it->name) ||
+            connect_jobs_url(c->server_url, it->guid, &it->list_url) < 0) {
+                item_free(it);
+                return -ENOMEM;
+        }
+        *ret = it;
+        return 0;
+}
+
+/*
+ * Builds the item list for config c, reusing the items of the running list whose GUID is
+ * still watched (their state and in-flight work carry over) and creating the new ones.
+ */
+static int items_from_config(struct daemon *d, const struct config *c, struct item ***ret)
+{
+        struct item **items = calloc(c->n_content, sizeof(*items));
+        int r;
+
+        if (!items)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_content; i++) {
+                for (size_t j = 0; j < d->n_items; j++)
+                        if (d->items[j] && strcasecmp(d->items[j]->guid, c->content[i].guid) == 0) {
+                                items[i] = d->items[j];
+                                break;
+                        }
+                if (items[i]) {
+                        /* A new name or server URL applies from the next poll on. */
+                        char *name = c->content[i].name ? strdup(c->content[i].name) : NULL;
+                        char *url = NULL;
+                        if ((c->content[i].name && !name) ||
+                            connect_jobs_url(c->server_url, items[i]->guid, &url) < 0) {
+                                free(name);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        free(items[i]->name);
+                        items[i]->name = name;
+                        free(items[i]->list_url);
+                        items[i]->list_url = url;
+                        continue;
+                }
+                r = item_new(d, c, &c->content[i], &items[i]);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = items;
+        return 0;
+fail:
+        /* Only the items created here are freed; reused ones still belong to d->items. */
+        for (size_t i = 0; i < c->n_content; i++) {
+                bool reused = false;
+                for (size_t j = 0; j < d->n_items && !reused; j++)
+                        reused = items[i] == d->items[j];
+                if (!reused)
+                        item_free(items[i]);
+        }
+        free(items);
+        return r;
+}
+
+static struct http_options http_options_for(const struct config *c, bool verbose)
+{
+        return (struct http_options){
+                .api_key = c->api_key,
+                .ca_file = c->ca_file,
+                .verify_tls = c->verify_tls,
+                .timeout_seconds = c->timeout_seconds,
+                .max_concurrent = c->max_concurrent_requests,
+                .max_attempts = HTTP_MAX_ATTEMPTS,
+                .backoff_base_usec = 500 * USEC_PER_MSEC,
+                .backoff_cap_usec = 30 * USEC_PER_SEC,
+                .verbose = verbose,
+        };
+}
+
+int daemon_new(struct config *config, bool verbose, struct daemon **ret)
+{
+        struct daemon *d = calloc(1, sizeof(*d));
+        sigset_t mask;
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        d->signal_fd = -1;
+        d->config = config;
+        d->verbose = verbose;
+
+        /* Block the signals before libcurl can start a resolver thread that inherits them. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        d->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (d->signal_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        struct http_options o = http_options_for(config, verbose);
+        r = http_engine_new(&o, &d->http);
+        if (r < 0)
+                goto fail;
+        r = items_from_config(d, config, &d->items);
+        if (r < 0)
+                goto fail;
+        d->n_items = config->n_content;
+        *ret = d;
+        return 0;
+fail:
+        d->config = NULL; /* stays with the caller on failure */
+        daemon_free(d);
+        return r;
+}
+
+void daemon_free(struct daemon *d)
+{
+        if (!d)
+                return;
+        /* Cancelling aborts in-flight downloads (their temporaries go) and frees the tasks. */
+        if (d->http)
+                http_engine_cancel_all(d->http);
+        archive_batch_free(d->batch);
+        http_engine_free(d->http);
+        archive_free(d->archive);
+        items_free(d->items, d->n_items);
+        while (d->retired) {
+                struct item *it = d->retired;
+                d->retired = it->next_retired;
+                item_free(it);
+        }
+        config_free(d->config);
+        (void) safe_close(d->signal_fd);
+        free(d);
+}
+
+static int archive_setup(struct daemon *d)
+{
+        unsigned removed = 0;
+        int r;
+
+        r = archive_open(d->config->archive_dir, d->config->compression_level, &d->archive);
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "cannot open the archive directory %s: %m",
+                                 d->config->archive_dir);
+        r = archive_sweep_temporaries(d->archive, &removed);
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "cannot sweep temporaries in %s: %m",
+                                 d->config->archive_dir);
+        if (removed > 0)
+                log_printf(LOG_NOTICE, "removed %u temporary files left by an earlier run",
+                           removed);
+        d->batch = archive_batch_new(d->archive);
+        if (!d->batch)
+                return log_errno(LOG_ERR, -ENOMEM, "out of memory");
+        return 0;
+}
+
+static void batch_commit(struct daemon *d)
+{
+        int r;
+
+        if (archive_batch_size(d->batch) == 0)
+                return;
+        r = archive_batch_commit(d->batch);
+        if (r < 0)
+                (void) log_errno(LOG_ERR, r, "cannot commit archived jobs to %s: %m",
+                                 d->config->archive_dir);
+}
+
+static void drain_signals(struct daemon *d)
+{
+        struct signalfd_siginfo si;
+
+        while (read(d->signal_fd, &si, sizeof(si)) == (ssize_t) sizeof(si)) {
+                if (si.ssi_signo == SIGHUP) {
+                        d->reload = true;
+                } else {
+                        if (!d->stop)
+                                log_printf(LOG_NOTICE, "received %s, stopping",
+                                           strsignal((int) si.ssi_signo));
+                        d->stop = true;
+                }
+        }
+}
+
+static bool all_items_polled(const struct daemon *d)
+{
+        for (size_t i = 0; i < d->n_items; i++)
+                if (!d->items[i]->polled)
+                        return false;
+        return true;
+}
+
+/*
+ * One turn of the loop: start due polls, run the HTTP engine until the next deadline, read
+ * signals, commit the batch when it is full, old, or there is nothing left in flight.
+ * Returns the deadline the caller computed against, for the daemon's own timers.
+ */
+static int loop_turn(struct daemon *d, uint64_t deadline_usec)
+{
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        uint64_t timeout = deadline_usec > now ? deadline_usec - now : 0;
+        int r;
+
+        if (archive_batch_size(d->batch) > 0) {
+                uint64_t due = d->batch_since_usec + BATCH_MAX_USEC;
+                timeout = due <= now ? 0 : (due - now < timeout ? due - now : timeout);
+        }
+        r = http_engine_run(d->http, timeout, d->signal_fd);
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "the HTTP engine failed: %m");
+        drain_signals(d);
+        now = now_usec(CLOCK_MONOTONIC);
+        size_t queued = archive_batch_size(d->batch);
+        if (queued > 0 && (queued >= BATCH_MAX_JOBS || http_engine_pending(d->http) == 0 ||
+                           now >= d->batch_since_usec + BATCH_MAX_USEC))
+                batch_commit(d);
+        return 0;
+}
+
+static void stop_now(struct daemon *d)
+{
+        /* Downloads in flight are abandoned (their temporaries removed); what is complete is
+         * committed, so a stop never throws away finished work. */
+        http_engine_cancel_all(d->http);
+        batch_commit(d);
+}
+
+int daemon_run_once(struct daemon *d)
+{
+        uint64_t start = now_usec(CLOCK_MONOTONIC);
+        int r;
+
+        d->once = true;
+        r = archive_setup(d);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < d->n_items; i++)
+                item_poll(d->items[i]);
+        while (!(all_items_polled(d) && http_engine_pending(d->http) == 0 &&
+                 archive_batch_size(d->batch) == 0)) {
+                r = loop_turn(d, now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC);
+                if (r < 0 || d->stop) {
+                        stop_now(d);
+                        if (r < 0)
+                                return r;
+                        break;
+                }
+        }
+        d->stats.cycles++;
+
+        double secs = (double) (now_usec(CLOCK_MONOTONIC) - start) / (double) USEC_PER_SEC;
+        log_printf(LOG_NOTICE,
+                   "once: %zu content items, %" PRIu64 " jobs archived, %" PRIu64
+                   " failed, %" PRIu64 " lists failed, %" PRIu64 " bytes in, %" PRIu64
+                   " bytes out, %.2f s",
+                   d->n_items, d->stats.jobs_archived, d->stats.jobs_failed, d->stats.items_failed,
+                   d->stats.bytes_in, d->stats.bytes_out, secs);
+        return d->stop || d->stats.jobs_failed > 0 || d->stats.items_failed > 0 ? 1 : 0;
+}
+
+static void format_bytes(uint64_t n, char *buf, size_t size)
+{
+        static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+        double v = (double) n;
+        size_t u = 0;
+
+        while (v >= 1000.0 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1000.0;
+                u++;
+        }
+        (void) snprintf(buf, size, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+/* One line for `systemctl status`: what is watched, what was done, what is wrong. */
+static void status_update(struct daemon *d)
+{
+        char status[512], bytes[32], ago[48] = "no cycle yet";
+        size_t failing = 0;
+
+        for (size_t i = 0; i < d->n_items; i++)
+                failing += d->items[i]->failing;
+        format_bytes(d->stats.bytes_in, bytes, sizeof(bytes));
+        if (d->last_cycle_usec > 0)
+                (void) snprintf(ago, sizeof(ago), "last poll %.1f s ago",
+                                (double) (now_usec(CLOCK_MONOTONIC) - d->last_cycle_usec) /
+                                        (double) USEC_PER_SEC);
+        (void) snprintf(status, sizeof(status),
+                        "watching %zu %s; %" PRIu64 " jobs archived (%s); %zu failing; %s%s%s",
+                        d->n_items, d->n_items == 1 ? "item" : "items", d->stats.jobs_archived,
+                        bytes, failing, ago, d->problem[0] ? "; " : "", d->problem);
+        notify_status(status);
+        d->status_dirty = false;
+}
+
+/*
+ * SIGHUP: read the config again. A config that fails validation changes nothing. Otherwise
+ * the new one replaces the old: items still watched keep their state and their work in
+ * flight, new items are polled at once, removed items stop (their transfers finish first).
+ */
+static void daemon_reload(struct daemon *d, const char *path)
+{
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+        struct item **items = NULL;
+        int r;
+
+        notify_reloading();
+        log_printf(LOG_NOTICE, "reloading %s", path);
+        r = config_load(path, &c, &err);
+        if (r >= 0)
+                r = config_resolve_api_key(c, &err);
+        if (r < 0) {
+                log_printf(LOG_ERR, "%s", err.message);
+                log_printf(LOG_ERR, "the new configuration is invalid; keeping the running one");
+                goto out;
+        }
+        if (strcmp(c->archive_dir, d->config->archive_dir) != 0 ||
+            c->compression_level != d->config->compression_level)
+                log_printf(LOG_WARNING, "archive.directory and archive.compression_level take "
+                                        "effect at the next restart; keeping the running ones");
+        struct http_options o = http_options_for(c, d->verbose);
+        r = items_from_config(d, c, &items);
+        if (r >= 0)
+                r = http_engine_reconfigure(d->http, &o);
+        if (r < 0) {
+                (void) log_errno(LOG_ERR, r,
+                                 "cannot apply the new configuration: %m; keeping "
+                                 "the running one");
+                /* Free only the items that reload created. */
+                if (items)
+                        for (size_t i = 0; i < c->n_content; i++) {
+                                bool reused = false;
+                                for (size_t j = 0; j < d->n_items && !reused; j++)
+                                        reused = items[i] == d->items[j];
+                                if (!reused)
+                                        item_free(items[i]);
+                        }
+                free(items);
+                goto out;
+        }
+        /* Items no longer watched retire: freed when their last transfer ends. */
+        for (size_t j = 0; j < d->n_items; j++) {
+                struct item *it = d->items[j];
+                bool kept = false;
+                for (size_t i = 0; i < c->n_content && !kept; i++)
+                        kept = items[i] == it;
+                if (kept)
+                        continue;
+                it->removed = true;
+                it->next_retired = d->retired;
+                d->retired = it;
+                item_idle_check(it);
+        }
+        free(d->items);
+        d->items = items;
+        d->n_items = c->n_content;
+        /* Keep the archive settings the archive was opened with (see above). */
+        free(c->archive_dir);
+        c->archive_dir = strdup(d->config->archive_dir);
+        c->compression_level = d->config->compression_level;
+        config_free(d->config);
+        d->config = c;
+        c = NULL;
+        log_printf(LOG_NOTICE, "reloaded: watching %zu content items", d->n_items);
+out:
+        config_free(c);
+        d->status_dirty = true;
+        notify_ready("reloaded");
+}
+
+int daemon_run_forever(struct daemon *d, const char *config_path)
+{
+        uint64_t now, start, deadline, last_status = 0;
+        int r;
+
+        d->once = false;
+        r = archive_setup(d);
+        if (r < 0)
+                return r;
+        start = now_usec(CLOCK_MONOTONIC);
+        /* Spread the first polls over one interval so that a thousand items do not all ask
+         * Connect in the same second; the first item goes at once. */
+        for (size_t i = 0; i < d->n_items; i++)
+                d->items[i]->next_poll_usec = start + (uint64_t) d->config->poll_interval_seconds *
+                                                              USEC_PER_SEC * i / d->n_items;
+        notify_watchdog_init(&d->watchdog, start);
+        log_printf(LOG_NOTICE, "watching %zu content items on %s every %u s", d->n_items,
+                   d->config->server_url, d->config->poll_interval_seconds);
+        notify_ready("started; first poll under way");
+
+        while (!d->stop) {
+                now = now_usec(CLOCK_MONOTONIC);
+                deadline = now + 3600 * USEC_PER_SEC;
+                for (size_t i = 0; i < d->n_items; i++) {
+                        struct item *it = d->items[i];
+                        if (!it->polled)
+                                continue;
+                        if (it->next_poll_usec <= now)
+                                item_poll(it);
+                        else if (it->next_poll_usec < deadline)
+                                deadline = it->next_poll_usec;
+                }
+                if (notify_watchdog_deadline(&d->watchdog) < deadline)
+                        deadline = notify_watchdog_deadline(&d->watchdog);
+                if (d->status_dirty && last_status + USEC_PER_SEC < deadline)
+                        deadline = last_status + USEC_PER_SEC;
+
+                r = loop_turn(d, deadline);
+                if (r < 0)
+                        break;
+                now = now_usec(CLOCK_MONOTONIC);
+                /* The loop came round, so it is not wedged. */
+                notify_watchdog_ping(&d->watchdog, now);
+                if (d->reload) {
+                        d->reload = false;
+                        /* New items have no deadline yet, so they are polled at once. */
+                        daemon_reload(d, config_path);
+                }
+                if (d->status_dirty && now >= last_status + USEC_PER_SEC) {
+                        status_update(d);
+                        last_status = now;
+                }
+        }
+        notify_stopping();
+        stop_now(d);
+        log_printf(LOG_NOTICE, "stopped: %" PRIu64 " jobs archived, %" PRIu64 " failed this run",
+                   d->stats.jobs_archived, d->stats.jobs_failed);
+        return r < 0 ? r : 0;
+}

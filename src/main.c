@@ -1,0 +1,139 @@
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <curl/curl.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+#include "version.h"
+
+#define EXIT_USAGE  2
+#define EXIT_CONFIG 78 /* EX_CONFIG */
+
+static const char *arg_config = CONFIG_DEFAULT_PATH;
+static bool arg_once;
+static bool arg_check_config;
+static bool arg_verbose;
+
+static void help(FILE *f)
+{
+        fprintf(f, "Usage: connect-job-archiver [OPTIONS]\n"
+                   "Archive Posit Connect job logs and error records into gzip files.\n\n"
+                   "  -c, --config PATH   config file (default " CONFIG_DEFAULT_PATH ")\n"
+                   "      --once          poll every content item once, archive what is due, exit\n"
+                   "      --check-config  validate the config and the API key, print a summary\n"
+                   "  -v, --verbose       debug logging\n"
+                   "  -V, --version       print the version\n"
+                   "  -h, --help          print this help\n\n"
+                   "Without --once or --check-config it runs as a service (systemd Type=notify).\n"
+                   "Exit status: 0 success, 1 runtime failure, 2 usage, 78 invalid config.\n");
+}
+
+/* Returns 1 to go on, 0 to exit successfully, or an exit status (> 1) for bad usage. */
+static int parse_argv(int argc, char *argv[])
+{
+        enum { ARG_ONCE = 0x100, ARG_CHECK_CONFIG };
+        static const struct option options[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"once", no_argument, NULL, ARG_ONCE},
+                {"check-config", no_argument, NULL, ARG_CHECK_CONFIG},
+                {"verbose", no_argument, NULL, 'v'},
+                {"version", no_argument, NULL, 'V'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:vVh", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        arg_config = optarg;
+                        break;
+                case ARG_ONCE:
+                        arg_once = true;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        arg_check_config = true;
+                        break;
+                case 'v':
+                        arg_verbose = true;
+                        break;
+                case 'V':
+                        printf("connect-job-archiver %s\n", CJA_VERSION);
+                        return 0;
+                case 'h':
+                        help(stdout);
+                        return 0;
+                default:
+                        help(stderr);
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "connect-job-archiver: unexpected argument '%s'\n", argv[optind]);
+                return EXIT_USAGE;
+        }
+        if (arg_once && arg_check_config) {
+                fprintf(stderr,
+                        "connect-job-archiver: --once and --check-config exclude each other\n");
+                return EXIT_USAGE;
+        }
+        return 1;
+}
+
+int main(int argc, char *argv[])
+{
+        struct config_error err = {{0}};
+        struct config *config = NULL;
+        struct daemon *d = NULL;
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r != 1)
+                return r;
+        if (arg_verbose)
+                log_set_max_level(LOG_DEBUG);
+
+        r = config_load(arg_config, &config, &err);
+        if (r >= 0)
+                r = config_resolve_api_key(config, &err);
+        if (r < 0) {
+                log_printf(LOG_ERR, "%s", err.message);
+                config_free(config);
+                return EXIT_CONFIG;
+        }
+        if (arg_check_config) {
+                config_print_summary(config, stdout);
+                config_free(config);
+                return EXIT_SUCCESS;
+        }
+
+        /* A closed connection must be an error return, never a signal. */
+        (void) signal(SIGPIPE, SIG_IGN);
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                log_printf(LOG_ERR, "cannot initialize libcurl");
+                config_free(config);
+                return EXIT_FAILURE;
+        }
+        r = daemon_new(config, arg_verbose, &d);
+        if (r < 0) {
+                (void) log_errno(LOG_ERR, r, "cannot start: %m");
+                config_free(config);
+                curl_global_cleanup();
+                return EXIT_FAILURE;
+        }
+        if (arg_once)
+                r = daemon_run_once(d);
+        else
+                r = daemon_run_forever(d, arg_config);
+        daemon_free(d);
+        curl_global_cleanup();
+        if (r < 0)
+                return EXIT_FAILURE;
+        return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,326 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "connect.h"
+#include "macro.h"
+
+static char *read_fixture(const char *name, size_t *ret_len)
+{
+        char path[512];
+        FILE *f;
+        char *buf;
+        long n;
+
+        (void) snprintf(path, sizeof(path), "%s/%s", CJA_FIXTURES, name);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 0, SEEK_END), 0);
+        n = ftell(f);
+        assert_true(n >= 0);
+        rewind(f);
+        buf = malloc((size_t) n + 1);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
+        buf[n] = '\0';
+        fclose(f);
+        *ret_len = (size_t) n;
+        return buf;
+}
+
+static void parse_string(const char *s, struct job_list *l)
+{
+        assert_int_equal(connect_parse_job_list(s, strlen(s), l), 0);
+}
+
+static void test_fixture_2025(void **state)
+{
+        static const struct {
+                const char *key;
+                int status;
+                int y, m, d;
+        } want[] = {
+                {"waaTO7v75I84S1hQ", 0, 2024, 12, 5},  {"k3sHkEoWJNwQim7g", 0, 2024, 12, 3},
+                {"mxPGVOMVk6f8dso2", 2, 2024, 11, 25}, {"QBZ5jkKfmf9iT9k8", 2, 2024, 11, 25},
+                {"EzxM4sBYJrLSMHg9", 2, 2024, 11, 25}, {"HbdzgOJrMmMTq6vu", 2, 2024, 11, 15},
+        };
+        struct job_list l;
+        size_t len;
+        _cleanup_free_ char *body = read_fixture("jobs-list.connectapi-2025.01.0.json", &len);
+
+        (void) state;
+        assert_int_equal(connect_parse_job_list(body, len, &l), 0);
+        assert_int_equal(l.n_jobs, ELEMENTSOF(want));
+        for (size_t i = 0; i < l.n_jobs; i++) {
+                assert_null(l.jobs[i].invalid);
+                assert_string_equal(l.jobs[i].key, want[i].key);
+                assert_int_equal(l.jobs[i].status, want[i].status);
+                assert_int_equal(l.jobs[i].year, want[i].y);
+                assert_int_equal(l.jobs[i].month, want[i].m);
+                assert_int_equal(l.jobs[i].day, want[i].d);
+                assert_int_equal(connect_job_is_due(&l.jobs[i]), want[i].status == 2);
+        }
+        connect_job_list_done(&l);
+}
+
+static void test_fixture_2024_and_sdk(void **state)
+{
+        struct job_list l;
+        size_t len;
+        _cleanup_free_ char *a = read_fixture("jobs-list.connectapi-2024.08.0.json", &len);
+
+        (void) state;
+        assert_int_equal(connect_parse_job_list(a, len, &l), 0);
+        assert_int_equal(l.n_jobs, 6);
+        connect_job_list_done(&l);
+
+        _cleanup_free_ char *b = read_fixture("jobs-list.posit-sdk-py.json", &len);
+        assert_int_equal(connect_parse_job_list(b, len, &l), 0);
+        assert_int_equal(l.n_jobs, 1);
+        /* 2006-01-02T15:04:05-07:00 is 22:04:05 UTC on the same day. */
+        assert_int_equal(l.jobs[0].start_time, 1136239445);
+        assert_int_equal(l.jobs[0].day, 2);
+        assert_false(connect_job_is_due(&l.jobs[0]));
+        connect_job_list_done(&l);
+}
+
+static void test_due_rule(void **state)
+{
+        struct job_list l;
+
+        (void) state;
+        /* Status alone decides: a finalized job with null end_time and exit_code is due. */
+        parse_string("[{\"key\":\"a\",\"status\":0,\"start_time\":\"2024-01-01T00:00:00Z\"},"
+                     "{\"key\":\"b\",\"status\":1,\"start_time\":\"2024-01-01T00:00:00Z\","
+                     "\"end_time\":\"2024-01-01T00:01:00Z\",\"exit_code\":0},"
+                     "{\"key\":\"c\",\"status\":2,\"start_time\":\"2024-01-01T00:00:00Z\","
+                     "\"end_time\":null,\"exit_code\":null},"
+                     "{\"key\":\"d\",\"status\":3,\"start_time\":\"2024-01-01T00:00:00Z\"},"
+                     "{\"key\":\"e\",\"status\":4,\"start_time\":\"2024-01-01T00:00:00Z\"}]",
+                     &l);
+        assert_int_equal(l.n_jobs, 5);
+        assert_false(connect_job_is_due(&l.jobs[0]));
+        assert_false(connect_job_is_due(&l.jobs[1]));
+        assert_true(connect_job_is_due(&l.jobs[2]));
+        assert_true(connect_job_is_due(&l.jobs[3]));
+        assert_false(connect_job_is_due(&l.jobs[4]));
+        connect_job_list_done(&l);
+}
+
+static void test_hostile_elements(void **state)
+{
+        static const char *const invalid_reason[] = {
+                "job is not a JSON object",           "job has no string \"key\"",
+                "job has no string \"key\"",          "job key is not safe as a file name",
+                "job key is not safe as a file name", "job key is not safe as a file name",
+                "job key is not safe as a file name", "job key is not safe as a file name",
+                "job key is not safe as a file name", "job key is not safe as a file name",
+                "job has no integer \"status\"",      "job has no integer \"status\"",
+                "job status is out of range",         "job has no RFC 3339 \"start_time\"",
+                "job has no RFC 3339 \"start_time\"", NULL,
+        };
+        struct job_list l;
+
+        (void) state;
+        parse_string("[42,"
+                     "{\"status\":2},"
+                     "{\"key\":7,\"status\":2},"
+                     "{\"key\":\"..\",\"status\":2},"
+                     "{\"key\":\"../../etc\",\"status\":2},"
+                     "{\"key\":\"a\\u0000b\",\"status\":2},"
+                     "{\"key\":\"a\\nb\",\"status\":2},"
+                     "{\"key\":\".hidden\",\"status\":2},"
+                     "{\"key\":\"x.error\",\"status\":2},"
+                     "{\"key\":\"\",\"status\":2},"
+                     "{\"key\":\"k1\",\"status\":\"2\"},"
+                     "{\"key\":\"k2\",\"status\":2.5},"
+                     "{\"key\":\"k3\",\"status\":-1},"
+                     "{\"key\":\"k4\",\"status\":2,\"start_time\":1733415771},"
+                     "{\"key\":\"k5\",\"status\":2,\"start_time\":\"yesterday\"},"
+                     "{\"key\":\"ok\",\"status\":2,\"start_time\":\"2024-01-01T00:00:00Z\","
+                     "\"key\":\"ok\"}]",
+                     &l);
+        assert_int_equal(l.n_jobs, ELEMENTSOF(invalid_reason));
+        for (size_t i = 0; i < l.n_jobs; i++) {
+                if (invalid_reason[i])
+                        assert_string_equal(l.jobs[i].invalid, invalid_reason[i]);
+                else
+                        assert_null(l.jobs[i].invalid);
+        }
+        /* The embedded NUL is kept (and refused), not silently cut at "a". */
+        assert_memory_equal(l.jobs[5].key, "a\0b", 3);
+        connect_job_list_done(&l);
+}
+
+static void test_long_key(void **state)
+{
+        char body[600], key[200];
+        struct job_list l;
+
+        (void) state;
+        memset(key, 'k', 129);
+        key[129] = '\0';
+        (void) snprintf(
+                body, sizeof(body),
+                "[{\"key\":\"%s\",\"status\":2,\"start_time\":\"2024-01-01T00:00:00Z\"},"
+                "{\"key\":\"%.128s\",\"status\":2,\"start_time\":\"2024-01-01T00:00:00Z\"}]",
+                key, key);
+        parse_string(body, &l);
+        assert_string_equal(l.jobs[0].invalid, "job key is not safe as a file name");
+        assert_null(l.jobs[1].invalid);
+        connect_job_list_done(&l);
+}
+
+static void test_bad_documents(void **state)
+{
+        static const char *const bad[] = {
+                "",
+                "not json",
+                "{\"jobs\": []}",
+                "[{\"key\":\"a\"}",
+                "[] trailing",
+                "\"a string\"",
+                "null",
+        };
+        struct job_list l = {.n_jobs = 99};
+        char deep[200];
+
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(connect_parse_job_list(bad[i], strlen(bad[i]), &l), -EBADMSG);
+        /* Nesting deeper than any real answer is refused, not recursed into. */
+        memset(deep, '[', 100);
+        memset(deep + 100, ']', 100);
+        assert_int_equal(connect_parse_job_list(deep, sizeof(deep), &l), -EBADMSG);
+        assert_int_equal(l.n_jobs, 99); /* untouched on failure */
+        /* An empty list is fine; trailing whitespace is fine. */
+        assert_int_equal(connect_parse_job_list("[]\n", 3, &l), 0);
+        assert_int_equal(l.n_jobs, 0);
+        connect_job_list_done(&l);
+}
+
+static void test_error_record(void **state)
+{
+        struct json_object *e = NULL;
+        _cleanup_free_ char *out = NULL;
+        const char *body =
+                "{\"code\":\"E1\",\"summary\":\"it broke\",\"help_url\":\"https://x/y\"}";
+
+        (void) state;
+        assert_int_equal(connect_parse_error(body, strlen(body), &e), 0);
+        assert_int_equal(connect_format_error(e, &out), 0);
+        /* No "\/" escaping: a URL stays greppable. */
+        assert_non_null(strstr(out, "\"help_url\": \"https://x/y\""));
+        assert_int_equal(out[strlen(out) - 1], '\n');
+        json_object_put(e);
+        assert_int_equal(connect_parse_error("[1]", 3, &e), -EBADMSG);
+        assert_int_equal(connect_parse_error("{", 1, &e), -EBADMSG);
+}
+
+static void test_urls(void **state)
+{
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
+
+        (void) state;
+        assert_int_equal(connect_jobs_url("http://h:1", "g", &a), 0);
+        assert_string_equal(a, "http://h:1/__api__/v1/content/g/jobs");
+        assert_int_equal(connect_job_url("http://h", "g", "tHaw", "download", &b), 0);
+        assert_string_equal(b, "http://h/__api__/v1/content/g/jobs/tHaw/download");
+        assert_int_equal(connect_job_url("http://h", "g", "a b?#%", "error", &c), 0);
+        assert_string_equal(c, "http://h/__api__/v1/content/g/jobs/a%20b%3F%23%25/error");
+}
+
+static void test_error_message(void **state)
+{
+        char buf[256];
+        size_t len;
+        _cleanup_free_ char *body =
+                read_fixture("error-404-object-does-not-exist.connectapi-2024.08.0.json", &len);
+
+        (void) state;
+        assert_string_equal(connect_error_message(404, body, len, buf, sizeof(buf)),
+                            "HTTP 404: Cache does not exist (code 4)");
+        assert_string_equal(connect_error_message(404, "404 page not found", 18, buf, sizeof(buf)),
+                            "HTTP 404");
+        assert_string_equal(connect_error_message(500, NULL, 0, buf, sizeof(buf)), "HTTP 500");
+        const char *evil = "{\"error\":\"x\\n<0>forged\"}";
+        assert_string_equal(connect_error_message(400, evil, strlen(evil), buf, sizeof(buf)),
+                            "HTTP 400: x\\x0a<0>forged");
+}
+
+static void test_record(void **state)
+{
+        struct job_list l;
+        struct json_object *rec, *v, *err;
+        _cleanup_free_ char *out = NULL, *out2 = NULL;
+        const char *eb = "{\"code\":\"E\",\"summary\":\"s\"}";
+
+        (void) state;
+        parse_string("[{\"key\":\"k\",\"status\":2,\"start_time\":\"2024-01-01T00:00:00Z\","
+                     "\"end_time\":null,\"extra\":{\"nested\":[1,2]}}]",
+                     &l);
+        assert_int_equal(connect_parse_error(eb, strlen(eb), &err), 0);
+        struct record_info info = {
+                .content_guid = "38400000-8cf0-11bd-b23e-10b96e4ef00d",
+                .content_name = "sales",
+                .archived_at = 1700000000,
+                .has_log = true,
+                .log_bytes = 12,
+                .log_sha256 = "ab",
+                .log_gzip_bytes = 30,
+        };
+        assert_int_equal(connect_build_record(&l.jobs[0], err, &info, &out), 0);
+        rec = json_tokener_parse(out);
+        assert_non_null(rec);
+        /* The job object is kept whole, unknown fields included. */
+        assert_true(json_object_object_get_ex(rec, "job", &v));
+        assert_true(json_object_equal(v, l.jobs[0].obj));
+        assert_true(json_object_object_get_ex(rec, "error", &v));
+        assert_true(json_object_equal(v, err));
+        assert_true(json_object_object_get_ex(rec, "content_guid", &v));
+        assert_string_equal(json_object_get_string(v), info.content_guid);
+        assert_true(json_object_object_get_ex(rec, "content_name", &v));
+        assert_string_equal(json_object_get_string(v), "sales");
+        assert_true(json_object_object_get_ex(rec, "archived_at", &v));
+        assert_string_equal(json_object_get_string(v), "2023-11-14T22:13:20Z");
+        assert_true(json_object_object_get_ex(rec, "log_bytes", &v));
+        assert_int_equal(json_object_get_int64(v), 12);
+        assert_true(json_object_object_get_ex(rec, "log_sha256", &v));
+        assert_string_equal(json_object_get_string(v), "ab");
+        json_object_put(rec);
+
+        /* No log, no error, no name: explicit nulls. */
+        info.has_log = false;
+        info.content_name = NULL;
+        assert_int_equal(connect_build_record(&l.jobs[0], NULL, &info, &out2), 0);
+        rec = json_tokener_parse(out2);
+        assert_non_null(rec);
+        static const char *const nulls[] = {"error", "content_name", "log_bytes", "log_sha256"};
+        for (size_t i = 0; i < ELEMENTSOF(nulls); i++) {
+                assert_true(json_object_object_get_ex(rec, nulls[i], &v));
+                assert_null(v);
+        }
+        json_object_put(rec);
+        json_object_put(err);
+        connect_job_list_done(&l);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_fixture_2025),  cmocka_unit_test(test_fixture_2024_and_sdk),
+                cmocka_unit_test(test_due_rule),      cmocka_unit_test(test_hostile_elements),
+                cmocka_unit_test(test_long_key),      cmocka_unit_test(test_bad_documents),
+                cmocka_unit_test(test_error_record),  cmocka_unit_test(test_urls),
+                cmocka_unit_test(test_error_message), cmocka_unit_test(test_record),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
