@@ -57,8 +57,8 @@ echo "... $(find "$work/archive" -name '*.json' ! -name '*.error.json' | wc -l) 
         "$(du -sh "$work/archive" | cut -f1) on disk"
 echo
 echo "== zgrep 'Listening on' over every archived log (first 3 hits)"
-find "$work/archive" -name '*.log.gz' -print0 | xargs -0 zgrep -H 'Listening on' |
-        sed "s|$work/archive/||" | head -n 3
+find "$work/archive" -name '*.log.gz' -print0 | xargs -0 zgrep -H -m 1 'Listening on' 2>/dev/null |
+        sed "s|$work/archive/||" | head -n 3 || true
 echo
 echo "== one job record"
 record=$(find "$work/archive" -name '*.json' ! -name '*.error.json' | sort | head -n 1)

@@ -288,10 +288,14 @@ static void on_download_done(void *userdata, const struct http_result *res)
         case HTTP_OK:
                 return task_archive(t, true);
         case HTTP_GONE:
-                /* Swept by Connect, or a skipped job that never ran: keep what is known. */
-                log_job(LOG_NOTICE, t->item, t->job.key,
-                        "log file is gone (%s), archiving the job record alone",
-                        result_reason(res, why, sizeof(why)));
+                /* A skipped job never ran, so it has no log; any other job's log was swept
+                 * by Connect before we came. Either way, keep what is known. */
+                if (t->job.status == JOB_SKIPPED)
+                        log_job(LOG_DEBUG, t->item, t->job.key, "skipped job has no log file");
+                else
+                        log_job(LOG_NOTICE, t->item, t->job.key,
+                                "log file is gone (%s), archiving the job record alone",
+                                result_reason(res, why, sizeof(why)));
                 return task_archive(t, false);
         default:
                 return task_fail(t, "cannot download the log: %s",

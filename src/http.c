@@ -519,7 +519,6 @@ int http_get(struct http_engine *e, const char *url, const struct http_sink *sin
              http_done_fn *done, void *userdata)
 {
         struct http_request *req;
-        int r;
 
         if (e->cancelling)
                 return -ECANCELED;
@@ -538,11 +537,8 @@ int http_get(struct http_engine *e, const char *url, const struct http_sink *sin
                 request_free(req);
                 return -ENOMEM;
         }
-        r = request_setup_easy(e, req);
-        if (r < 0) {
-                request_free(req);
-                return r;
-        }
+        /* The easy handle is made when the transfer starts, with the options (and key) in
+         * force then, so a long queue costs little memory and a reload reaches it. */
         request_reset_attempt(req);
         queue_push(e, req);
         return 0;
@@ -564,6 +560,11 @@ static void fill_slots(struct http_engine *e)
                 struct http_request *req = queue_pop(e);
                 req->attempts++;
                 request_reset_attempt(req);
+                if (!req->easy && request_setup_easy(e, req) < 0) {
+                        (void) snprintf(req->errbuf, sizeof(req->errbuf), "out of memory");
+                        finish_request(req, HTTP_FAILED, CURLE_OUT_OF_MEMORY);
+                        continue;
+                }
                 CURLMcode mc = curl_multi_add_handle(e->multi, req->easy);
                 if (mc != CURLM_OK) {
                         (void) snprintf(req->errbuf, sizeof(req->errbuf), "%s",
