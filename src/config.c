@@ -82,9 +82,9 @@ static const char *const sections[] = {"server", "archive", "poll"};
 enum item_key {
         ITEM_GUID,
         ITEM_NAME,
-        _ITEM_MAX,
+        ITEM_KEY_MAX,
 };
-static const char *const item_keys[_ITEM_MAX] = {"guid", "name"};
+static const char *const item_keys[ITEM_KEY_MAX] = {"guid", "name"};
 
 /*
  * The parser's position. Every event moves it; the comment says what may come next.
@@ -123,7 +123,7 @@ struct parser_state {
         size_t key_line[ELEMENTSOF(keys)];
         size_t section_line[ELEMENTSOF(sections)];
         yaml_mark_t section_mark[ELEMENTSOF(sections)];
-        size_t item_line[_ITEM_MAX];
+        size_t item_line[ITEM_KEY_MAX];
         yaml_mark_t item_mark;    /* where the current item mapping starts */
         yaml_mark_t content_mark; /* where the content sequence starts */
 
@@ -136,12 +136,11 @@ struct parser_state {
  * Writes "file:line:col: message" (or "file: message" when m is NULL) into e and returns r.
  * errno is set to -r first, so "%m" in fmt names the error.
  */
-static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
-                     const char *fmt, ...) _printf_(5, 6);
-static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
-                     const char *fmt, ...)
+static int set_errorv(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
+                      const char *fmt, va_list ap) _printf_(5, 0);
+static int set_errorv(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
+                      const char *fmt, va_list ap)
 {
-        va_list ap;
         int n;
 
         if (!e)
@@ -154,13 +153,36 @@ static int set_error(struct config_error *e, const char *file, const yaml_mark_t
         if (n < 0 || (size_t) n >= sizeof(e->message))
                 return r;
         errno = r < 0 ? -r : r;
-        va_start(ap, fmt);
         (void) vsnprintf(e->message + n, sizeof(e->message) - (size_t) n, fmt, ap);
+        return r;
+}
+
+static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
+                     const char *fmt, ...) _printf_(5, 6);
+static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
+                     const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        r = set_errorv(e, file, m, r, fmt, ap);
         va_end(ap);
         return r;
 }
 
-#define parse_error(p, m, ...) set_error((p)->reterr, (p)->name, (m), -EINVAL, __VA_ARGS__)
+/* Rejects the config at mark m (NULL: no place) with -EINVAL. */
+static int parse_error(struct parser_state *p, const yaml_mark_t *m, const char *fmt, ...)
+        _printf_(3, 4);
+static int parse_error(struct parser_state *p, const yaml_mark_t *m, const char *fmt, ...)
+{
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = set_errorv(p->reterr, p->name, m, -EINVAL, fmt, ap);
+        va_end(ap);
+        return r;
+}
 
 static int parse_oom(struct parser_state *p)
 {
@@ -244,23 +266,26 @@ static const char *type_expectation(enum value_type t)
         return "a value";
 }
 
+/* Appends ", word" (or "word" first) to buf, silently stopping when it is full. */
+static void append_word(char *buf, size_t size, const char *word)
+{
+        size_t n = strlen(buf);
+
+        if (n + 1 < size)
+                (void) snprintf(buf + n, size - n, "%s%s", n ? ", " : "", word);
+}
+
 /* Lists the keys allowed in a section (or at the top level for section < 0) into buf. */
 static const char *allowed_keys(int section, char *buf, size_t size)
 {
-        size_t n = 0;
-
         buf[0] = '\0';
         if (section < 0)
                 for (size_t i = 0; i < ELEMENTSOF(sections); i++)
-                        n += (size_t) snprintf(buf + n, n < size ? size - n : 0, "%s%s",
-                                               n ? ", " : "", sections[i]);
+                        append_word(buf, size, sections[i]);
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
-                bool match = section < 0 ? !keys[i].section
-                                         : keys[i].section &&
-                                                   strcmp(keys[i].section, sections[section]) == 0;
-                if (match && n < size)
-                        n += (size_t) snprintf(buf + n, size - n, "%s%s", n ? ", " : "",
-                                               keys[i].name);
+                const char *s = keys[i].section;
+                if (section < 0 ? !s : s && strcmp(s, sections[section]) == 0)
+                        append_word(buf, size, keys[i].name);
         }
         return buf;
 }
@@ -528,7 +553,10 @@ static int store_value(struct parser_state *p, const struct key_spec *k, const y
                 if (parse_bool(v, &b) < 0)
                         return parse_error(p, m, "%s: expected true or false, got %s", full,
                                            describe(e, got, sizeof(got)));
-                return store_number(k, p->c, b);
+                r = store_number(k, p->c, b);
+                if (r < 0)
+                        return parse_error(p, m, "%s: internal error: no field of that type", full);
+                return 0;
         case TYPE_INT:
         case TYPE_UINT:
         case TYPE_U64:
@@ -545,7 +573,10 @@ static int store_value(struct parser_state *p, const struct key_spec *k, const y
                         return parse_error(p, m,
                                            "%s: %s is out of range (%" PRIu64 "..%" PRIu64 ")",
                                            full, log_escape(v, esc, sizeof(esc)), k->min, k->max);
-                return store_number(k, p->c, n);
+                r = store_number(k, p->c, n);
+                if (r < 0)
+                        return parse_error(p, m, "%s: internal error: no field of that type", full);
+                return 0;
         case TYPE_CONTENT:
                 break;
         }
@@ -837,7 +868,7 @@ static int on_item_key(struct parser_state *p, const yaml_event_t *e)
         r = expect_scalar_key(p, e);
         if (r < 0)
                 return r;
-        for (int i = 0; i < _ITEM_MAX; i++) {
+        for (int i = 0; i < ITEM_KEY_MAX; i++) {
                 if (strcmp(scalar_value(e), item_keys[i]) != 0)
                         continue;
                 if (p->item_line[i])

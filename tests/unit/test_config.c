@@ -1,0 +1,1579 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* The name config_parse() puts in messages. */
+#define NAME "config.yaml"
+
+/* Three lines of a valid config: lines 1-2 server, 3-4 archive, 5-6 content. */
+#define SERVER  "server:\n  url: https://connect.example.com\n"
+#define ARCHIVE "archive:\n  directory: /var/lib/cja\n"
+#define CONTENT "content:\n  - 38400000-8cf0-11bd-b23e-10b96e4ef00d\n"
+#define MINIMAL SERVER ARCHIVE CONTENT
+
+#define GUID1 "38400000-8cf0-11bd-b23e-10b96e4ef00d"
+#define GUID2 "0b8f3a5e-2f4d-4c47-9b0e-5c1f6e2a9d11"
+
+/* A key that must never show up in a message or summary. */
+#define SECRET "s3cr3t-KEY-0123456789abcdefABCDEF"
+
+/* A pointer config_parse() must leave alone on failure ("ret_ is set only on success"). */
+#define UNTOUCHED ((struct config *) (uintptr_t) 0x5a5a)
+
+struct fixture {
+        char dir[64]; /* the mkdtemp folder for key files and configs */
+};
+
+/* The variables config.c reads; each test starts without them. */
+static void clear_environment(void)
+{
+        (void) unsetenv("CONNECT_SERVER");
+        (void) unsetenv("CONNECT_API_KEY");
+        (void) unsetenv("CREDENTIALS_DIRECTORY");
+        (void) unsetenv("CJA_TEST_KEY");
+}
+
+static int setup(void **state)
+{
+        struct fixture *fx = calloc(1, sizeof(*fx));
+
+        if (!fx)
+                return -1;
+        (void) snprintf(fx->dir, sizeof(fx->dir), "/tmp/cja-test-config-XXXXXX");
+        if (!mkdtemp(fx->dir)) {
+                free(fx);
+                return -1;
+        }
+        clear_environment();
+        *state = fx;
+        return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void) st;
+        (void) flag;
+        (void) ftw;
+        return remove(path);
+}
+
+static int teardown(void **state)
+{
+        struct fixture *fx = *state;
+
+        (void) nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        clear_environment();
+        free(fx);
+        return 0;
+}
+
+static struct config *parse_ok(const char *yaml)
+{
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+        int r;
+
+        r = config_parse(NAME, yaml, strlen(yaml), &c, &err);
+        if (r < 0)
+                fail_msg("unexpected rejection (%d): %s", r, err.message);
+        assert_non_null(c);
+        return c;
+}
+
+/* Asserts that yaml is refused with -EINVAL and exactly the message want. */
+static void assert_rejected(const char *yaml, const char *want)
+{
+        struct config_error err = {{0}};
+        struct config *c = UNTOUCHED;
+        int r;
+
+        r = config_parse(NAME, yaml, strlen(yaml), &c, &err);
+        if (r != -EINVAL)
+                fail_msg("expected -EINVAL for:\n%s\ngot %d (%s)", yaml, r, err.message);
+        assert_ptr_equal(c, UNTOUCHED);
+        assert_string_equal(err.message, want);
+        /* One line, whatever the input: nothing can forge a second log line. */
+        assert_null(strchr(err.message, '\n'));
+}
+
+/* Writes dir/name with exactly mode and returns the path (free it). */
+static char *write_file(const char *dir, const char *name, const char *data, size_t len,
+                        mode_t mode)
+{
+        char *path = NULL;
+        int fd;
+
+        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, len), (ssize_t) len);
+        assert_int_equal(fchmod(fd, mode), 0);
+        assert_int_equal(close(fd), 0);
+        return path;
+}
+
+static char *write_text(const char *dir, const char *name, const char *text, mode_t mode)
+{
+        return write_file(dir, name, text, strlen(text), mode);
+}
+
+/* Resolves the key and asserts success with the given key and source. */
+static void assert_key(struct config *c, const char *key, const char *source)
+{
+        struct config_error err = {{0}};
+        int r;
+
+        r = config_resolve_api_key(c, &err);
+        if (r < 0)
+                fail_msg("unexpected key failure (%d): %s", r, err.message);
+        assert_string_equal(c->api_key, key);
+        assert_string_equal(c->api_key_source, source);
+}
+
+/* Resolves the key and asserts failure r with exactly the message want (never the key). */
+static void assert_key_error(struct config *c, int want_r, const char *want)
+{
+        struct config_error err = {{0}};
+        int r;
+
+        r = config_resolve_api_key(c, &err);
+        assert_int_equal(r, want_r);
+        assert_string_equal(err.message, want);
+        assert_null(strstr(err.message, SECRET));
+}
+
+/* Parses MINIMAL plus extra server keys (written after url, so from line 3 on). */
+static struct config *parse_with_server(const char *extra)
+{
+        char *yaml = NULL;
+        struct config *c;
+
+        assert_true(asprintf(&yaml, "%s%s%s%s", SERVER, extra, ARCHIVE, CONTENT) > 0);
+        c = parse_ok(yaml);
+        free(yaml);
+        return c;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Values and defaults */
+
+static void test_config_minimal_gets_defaults(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(MINIMAL);
+        assert_string_equal(c->path, NAME);
+        assert_string_equal(c->server_url, "https://connect.example.com");
+        assert_null(c->api_key_file);
+        assert_null(c->api_key_env);
+        assert_null(c->ca_file);
+        assert_true(c->verify_tls);
+        assert_int_equal(c->timeout_seconds, 30);
+        assert_int_equal(c->max_concurrent_requests, 8);
+        assert_string_equal(c->archive_dir, "/var/lib/cja");
+        assert_int_equal(c->compression_level, 6);
+        assert_int_equal(c->retention_days, 0);
+        assert_int_equal(c->min_free_mb, 100);
+        assert_int_equal(c->poll_interval_seconds, 60);
+        assert_null(c->metrics_file);
+        assert_int_equal(c->n_content, 1);
+        assert_string_equal(c->content[0].guid, GUID1);
+        assert_null(c->content[0].name);
+        assert_null(c->api_key);
+        assert_null(c->api_key_source);
+        config_free(c);
+}
+
+static void test_config_reads_every_key(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("# every key, none at its default\n"
+                     "server:\n"
+                     "  url: http://connect.internal:3939\n"
+                     "  api_key_file: /etc/cja/api-key\n"
+                     "  api_key_env: MY_CONNECT_KEY\n"
+                     "  ca_file: /etc/ssl/internal-ca.pem\n"
+                     "  verify_tls: false\n"
+                     "  timeout_seconds: 5\n"
+                     "  max_concurrent_requests: 32\n"
+                     "archive:\n"
+                     "  directory: /srv/archive\n"
+                     "  compression_level: 9\n"
+                     "  retention_days: 365\n"
+                     "  min_free_mb: 2048\n"
+                     "poll:\n"
+                     "  interval_seconds: 300\n"
+                     "metrics_file: /var/lib/prometheus/cja.prom\n"
+                     "content:\n"
+                     "  - " GUID1 "\n");
+        assert_string_equal(c->server_url, "http://connect.internal:3939");
+        assert_string_equal(c->api_key_file, "/etc/cja/api-key");
+        assert_string_equal(c->api_key_env, "MY_CONNECT_KEY");
+        assert_string_equal(c->ca_file, "/etc/ssl/internal-ca.pem");
+        assert_false(c->verify_tls);
+        assert_int_equal(c->timeout_seconds, 5);
+        assert_int_equal(c->max_concurrent_requests, 32);
+        assert_string_equal(c->archive_dir, "/srv/archive");
+        assert_int_equal(c->compression_level, 9);
+        assert_int_equal(c->retention_days, 365);
+        assert_int_equal(c->min_free_mb, 2048);
+        assert_int_equal(c->poll_interval_seconds, 300);
+        assert_string_equal(c->metrics_file, "/var/lib/prometheus/cja.prom");
+        config_free(c);
+}
+
+static void test_config_content_both_forms(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(SERVER ARCHIVE "content:\n"
+                                    "  - " GUID1 "\n"
+                                    "  - guid: " GUID2 "\n"
+                                    "    name: sales-dashboard\n"
+                                    "  - guid: 'AAAAAAAA-8CF0-11BD-B23E-10B96E4EF00D'\n"
+                                    "  - {name: \"weekly report\", guid: "
+                                    "bbbbbbbb-8cf0-11bd-b23e-10b96e4ef00d}\n"
+                                    "  - \"cccccccc-8cf0-11bd-b23e-10b96e4ef00d\"\n");
+        assert_int_equal(c->n_content, 5);
+        assert_string_equal(c->content[0].guid, GUID1);
+        assert_null(c->content[0].name);
+        assert_string_equal(c->content[1].guid, GUID2);
+        assert_string_equal(c->content[1].name, "sales-dashboard");
+        /* The GUID is kept as written. */
+        assert_string_equal(c->content[2].guid, "AAAAAAAA-8CF0-11BD-B23E-10B96E4EF00D");
+        assert_null(c->content[2].name);
+        assert_string_equal(c->content[3].guid, "bbbbbbbb-8cf0-11bd-b23e-10b96e4ef00d");
+        assert_string_equal(c->content[3].name, "weekly report");
+        assert_string_equal(c->content[4].guid, "cccccccc-8cf0-11bd-b23e-10b96e4ef00d");
+        config_free(c);
+}
+
+static void test_config_flow_style(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("{server: {url: 'https://c.example.com'}, archive: {directory: /a},\n"
+                     " content: [" GUID1 ", {guid: " GUID2 "}]}\n");
+        assert_string_equal(c->server_url, "https://c.example.com");
+        assert_string_equal(c->archive_dir, "/a");
+        assert_int_equal(c->n_content, 2);
+        config_free(c);
+}
+
+static void test_config_null_values_keep_defaults(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("server:\n"
+                     "  url: https://connect.example.com\n"
+                     "  ca_file: ~\n"
+                     "  api_key_env: null\n"
+                     "  timeout_seconds:\n"
+                     "  verify_tls: NULL\n"
+                     "poll:\n"
+                     "archive:\n"
+                     "  directory: /d\n"
+                     "metrics_file:\n"
+                     "content:\n"
+                     "  - guid: " GUID1 "\n"
+                     "    name: ~\n");
+        assert_null(c->ca_file);
+        assert_null(c->api_key_env);
+        assert_int_equal(c->timeout_seconds, 30);
+        assert_true(c->verify_tls);
+        assert_int_equal(c->poll_interval_seconds, 60);
+        assert_null(c->metrics_file);
+        assert_null(c->content[0].name);
+        config_free(c);
+}
+
+static void test_config_quoted_numbers_and_booleans_are_read(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_with_server("  timeout_seconds: \"45\"\n  verify_tls: 'false'\n");
+        assert_int_equal(c->timeout_seconds, 45);
+        assert_false(c->verify_tls);
+        config_free(c);
+}
+
+static void test_config_booleans(void **state)
+{
+        static const struct {
+                const char *text;
+                bool value;
+        } cases[] = {
+                {"true", true},   {"True", true},   {"TRUE", true}, {"yes", true},
+                {"Yes", true},    {"on", true},     {"ON", true},   {"false", false},
+                {"False", false}, {"FALSE", false}, {"no", false},  {"NO", false},
+                {"off", false},   {"Off", false},
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *extra = NULL;
+                struct config *c;
+
+                assert_true(asprintf(&extra, "  verify_tls: %s\n", cases[i].text) > 0);
+                c = parse_with_server(extra);
+                assert_int_equal(c->verify_tls, cases[i].value);
+                config_free(c);
+                free(extra);
+        }
+}
+
+static void test_config_rejects_bad_boolean(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "  verify_tls: maybe\n" ARCHIVE CONTENT,
+                        NAME ":3:15: server.verify_tls: expected true or false, got \"maybe\"");
+        assert_rejected(SERVER "  verify_tls: 1\n" ARCHIVE CONTENT,
+                        NAME ":3:15: server.verify_tls: expected true or false, got \"1\"");
+}
+
+static void test_config_bounds_are_inclusive(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("server:\n"
+                     "  url: https://connect.example.com\n"
+                     "  timeout_seconds: 1\n"
+                     "  max_concurrent_requests: 1\n"
+                     "archive:\n"
+                     "  directory: /d\n"
+                     "  compression_level: 1\n"
+                     "  retention_days: 0\n"
+                     "  min_free_mb: 0\n"
+                     "poll:\n"
+                     "  interval_seconds: 1\n" CONTENT);
+        assert_int_equal(c->timeout_seconds, 1);
+        assert_int_equal(c->max_concurrent_requests, 1);
+        assert_int_equal(c->compression_level, 1);
+        assert_int_equal(c->retention_days, 0);
+        assert_int_equal(c->min_free_mb, 0);
+        assert_int_equal(c->poll_interval_seconds, 1);
+        config_free(c);
+
+        c = parse_ok("server:\n"
+                     "  url: https://connect.example.com\n"
+                     "  timeout_seconds: 3600\n"
+                     "  max_concurrent_requests: 256\n"
+                     "archive:\n"
+                     "  directory: /d\n"
+                     "  compression_level: 9\n"
+                     "  retention_days: 36500\n"
+                     "  min_free_mb: 1048576\n"
+                     "poll:\n"
+                     "  interval_seconds: 86400\n" CONTENT);
+        assert_int_equal(c->timeout_seconds, 3600);
+        assert_int_equal(c->max_concurrent_requests, 256);
+        assert_int_equal(c->compression_level, 9);
+        assert_int_equal(c->retention_days, 36500);
+        assert_int_equal(c->min_free_mb, 1048576);
+        assert_int_equal(c->poll_interval_seconds, 86400);
+        config_free(c);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* server.url and $CONNECT_SERVER */
+
+static void test_config_url_trailing_slashes_stripped(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("server:\n  url: https://connect.example.com///\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "https://connect.example.com");
+        config_free(c);
+        c = parse_ok("server:\n  url: HTTP://h:3939/rsconnect/\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "HTTP://h:3939/rsconnect");
+        config_free(c);
+}
+
+static void test_config_rejects_bad_url(void **state)
+{
+        (void) state;
+        assert_rejected("server:\n  url: ftp://connect.example.com\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: \"ftp://connect.example.com\" is not an http:// "
+                             "or https:// URL");
+        assert_rejected("server:\n  url: connect.example.com\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: \"connect.example.com\" is not an http:// or "
+                             "https:// URL");
+        assert_rejected("server:\n  url: https://\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: \"https://\" has no host");
+        assert_rejected("server:\n  url: https:///path\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: \"https:///path\" has no host");
+        assert_rejected("server:\n  url: \"https://a b\"\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: \"https://a b\" contains whitespace or control "
+                             "characters");
+        assert_rejected("server:\n  url: https://h/?x=1\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: \"https://h/?x=1\" must not have a query or "
+                             "fragment");
+        assert_rejected("server:\n  url: [https://h]\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: expected a URL, got a sequence");
+}
+
+static void test_config_url_from_connect_server(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        assert_int_equal(setenv("CONNECT_SERVER", "http://env.example.com:3939/", 1), 0);
+        c = parse_ok(ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "http://env.example.com:3939");
+        config_free(c);
+        /* A server section without url falls back too. */
+        c = parse_ok("server:\n  timeout_seconds: 5\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "http://env.example.com:3939");
+        config_free(c);
+        /* null is "not set". */
+        c = parse_ok("server:\n  url: ~\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "http://env.example.com:3939");
+        config_free(c);
+}
+
+static void test_config_url_in_file_beats_connect_server(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        assert_int_equal(setenv("CONNECT_SERVER", "http://env.example.com", 1), 0);
+        c = parse_ok(MINIMAL);
+        assert_string_equal(c->server_url, "https://connect.example.com");
+        config_free(c);
+}
+
+static void test_config_rejects_bad_connect_server(void **state)
+{
+        (void) state;
+        assert_int_equal(setenv("CONNECT_SERVER", "connect.example.com\n<3>forged", 1), 0);
+        assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: \"connect.example.com\\x0a<3>"
+                                              "forged\" is not an http:// or https:// URL");
+}
+
+static void test_config_rejects_missing_url(void **state)
+{
+        (void) state;
+        assert_rejected(ARCHIVE CONTENT, NAME ": server.url is required (or set $CONNECT_SERVER)");
+        /* With a server section, the message points at it. */
+        assert_rejected(ARCHIVE "server:\n  timeout_seconds: 5\n" CONTENT,
+                        NAME ":3:1: server.url is required (or set $CONNECT_SERVER)");
+        /* An empty $CONNECT_SERVER is not set. */
+        assert_int_equal(setenv("CONNECT_SERVER", "", 1), 0);
+        assert_rejected(ARCHIVE CONTENT, NAME ": server.url is required (or set $CONNECT_SERVER)");
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Required keys */
+
+static void test_config_rejects_missing_archive_directory(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER CONTENT, NAME ": archive.directory is required");
+        assert_rejected(SERVER "archive:\n  compression_level: 3\n" CONTENT,
+                        NAME ":3:1: archive.directory is required");
+}
+
+static void test_config_rejects_missing_content(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE, NAME ": content is required");
+}
+
+static void test_config_rejects_empty_content(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE "content: []\n",
+                        NAME ":5:10: content: at least one content GUID is required");
+        assert_rejected(SERVER ARCHIVE "content:\n",
+                        NAME ":5:9: content: at least one content GUID is required");
+        assert_rejected(SERVER ARCHIVE "content: ~\npoll: {}\n",
+                        NAME ":5:10: content: at least one content GUID is required");
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Unknown keys, wrong types, ranges */
+
+static void test_config_rejects_unknown_key_in_section(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "  timeot_seconds: 5\n" ARCHIVE CONTENT,
+                        NAME ":3:3: unknown key \"timeot_seconds\" in server; allowed: url, "
+                             "api_key_file, api_key_env, ca_file, verify_tls, timeout_seconds, "
+                             "max_concurrent_requests");
+        assert_rejected(SERVER ARCHIVE "  colour: blue\n" CONTENT,
+                        NAME ":5:3: unknown key \"colour\" in archive; allowed: directory, "
+                             "compression_level, retention_days, min_free_mb");
+        assert_rejected(SERVER ARCHIVE CONTENT "poll:\n  interval: 5\n",
+                        NAME ":8:3: unknown key \"interval\" in poll; allowed: interval_seconds");
+}
+
+static void test_config_rejects_unknown_top_level_key(void **state)
+{
+        (void) state;
+        assert_rejected(MINIMAL "colour: blue\n",
+                        NAME ":7:1: unknown top-level key \"colour\"; allowed: server, archive, "
+                             "poll, metrics_file, content");
+}
+
+static void test_config_unknown_key_hints_its_place(void **state)
+{
+        (void) state;
+        assert_rejected("url: https://connect.example.com\n" ARCHIVE CONTENT,
+                        NAME ":1:1: unknown top-level key \"url\"; allowed: server, archive, "
+                             "poll, metrics_file, content; did you mean server.url?");
+        assert_rejected(SERVER ARCHIVE "  interval_seconds: 5\n" CONTENT,
+                        NAME ":5:3: unknown key \"interval_seconds\" in archive; allowed: "
+                             "directory, compression_level, retention_days, min_free_mb; did "
+                             "you mean poll.interval_seconds?");
+        assert_rejected(SERVER "  metrics_file: /m\n" ARCHIVE CONTENT,
+                        NAME ":3:3: unknown key \"metrics_file\" in server; allowed: url, "
+                             "api_key_file, api_key_env, ca_file, verify_tls, timeout_seconds, "
+                             "max_concurrent_requests; did you mean metrics_file?");
+        assert_rejected("server:\n  url: https://connect.example.com\n  poll:\n    "
+                        "interval_seconds: 5\n" ARCHIVE CONTENT,
+                        NAME ":3:3: unknown key \"poll\" in server; allowed: url, api_key_file, "
+                             "api_key_env, ca_file, verify_tls, timeout_seconds, "
+                             "max_concurrent_requests; poll is a top-level section");
+}
+
+static void test_config_rejects_unknown_key_in_content_item(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: " GUID1 "\n    nmae: x\n",
+                        NAME ":7:5: unknown key \"nmae\" in a content item; allowed: guid, name");
+}
+
+static void test_config_rejects_non_integer(void **state)
+{
+        static const char *const bad[] = {"abc", "1.5", "0x10",   "+5",  "1_000",
+                                          "30s", "1e3", "\" 5\"", ".inf"};
+
+        (void) state;
+        assert_rejected(SERVER "  timeout_seconds: abc\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: expected an integer, got \"abc\"");
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                struct config_error err = {{0}};
+                struct config *c = UNTOUCHED;
+                char *yaml = NULL;
+
+                assert_true(asprintf(&yaml, MINIMAL "poll:\n  interval_seconds: %s\n", bad[i]) > 0);
+                assert_int_equal(config_parse(NAME, yaml, strlen(yaml), &c, &err), -EINVAL);
+                assert_ptr_equal(c, UNTOUCHED);
+                assert_non_null(strstr(err.message, NAME ":8:21: poll.interval_seconds: expected "
+                                                         "an integer, got \""));
+                free(yaml);
+        }
+}
+
+static void test_config_rejects_leading_zeros(void **state)
+{
+        (void) state;
+        /* YAML 1.1 reads 010 as octal 8: refuse rather than guess. */
+        assert_rejected(SERVER ARCHIVE "  retention_days: 010\n" CONTENT,
+                        NAME ":5:19: archive.retention_days: expected a decimal integer without "
+                             "leading zeros, got \"010\"");
+}
+
+static void test_config_rejects_out_of_range(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "  timeout_seconds: 0\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: 0 is out of range (1..3600)");
+        assert_rejected(SERVER "  timeout_seconds: 3601\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: 3601 is out of range (1..3600)");
+        assert_rejected(SERVER "  max_concurrent_requests: 257\n" ARCHIVE CONTENT,
+                        NAME ":3:28: server.max_concurrent_requests: 257 is out of range "
+                             "(1..256)");
+        assert_rejected(SERVER ARCHIVE "  compression_level: 10\n" CONTENT,
+                        NAME ":5:22: archive.compression_level: 10 is out of range (1..9)");
+        assert_rejected(SERVER ARCHIVE "  compression_level: 0\n" CONTENT,
+                        NAME ":5:22: archive.compression_level: 0 is out of range (1..9)");
+        assert_rejected(SERVER ARCHIVE "  retention_days: 36501\n" CONTENT,
+                        NAME ":5:19: archive.retention_days: 36501 is out of range (0..36500)");
+        assert_rejected(SERVER ARCHIVE "  min_free_mb: 1048577\n" CONTENT,
+                        NAME ":5:16: archive.min_free_mb: 1048577 is out of range (0..1048576)");
+        assert_rejected(MINIMAL "poll:\n  interval_seconds: 0\n",
+                        NAME ":8:21: poll.interval_seconds: 0 is out of range (1..86400)");
+        assert_rejected(MINIMAL "poll:\n  interval_seconds: 86401\n",
+                        NAME ":8:21: poll.interval_seconds: 86401 is out of range (1..86400)");
+}
+
+static void test_config_rejects_negative_numbers(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE "  retention_days: -1\n" CONTENT,
+                        NAME ":5:19: archive.retention_days: -1 is out of range (0..36500)");
+        assert_rejected(SERVER "  timeout_seconds: -30\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: -30 is out of range (1..3600)");
+}
+
+static void test_config_rejects_overflow(void **state)
+{
+        (void) state;
+        /* 2^64 and far beyond: no wrap-around into the valid range. */
+        assert_rejected(SERVER ARCHIVE "  min_free_mb: 18446744073709551616\n" CONTENT,
+                        NAME ":5:16: archive.min_free_mb: 18446744073709551616 is out of range "
+                             "(0..1048576)");
+        assert_rejected(SERVER "  timeout_seconds: 4294967326\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: 4294967326 is out of range "
+                             "(1..3600)");
+        assert_rejected(SERVER "  timeout_seconds: 99999999999999999999999999\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: 99999999999999999999999999 is out "
+                             "of range (1..3600)");
+}
+
+static void test_config_rejects_wrong_node_kind(void **state)
+{
+        (void) state;
+        assert_rejected("server: https://connect.example.com\n" ARCHIVE CONTENT,
+                        NAME ":1:9: server: expected a mapping, got "
+                             "\"https://connect.example.com\"");
+        assert_rejected(SERVER "archive:\n  - /d\n" CONTENT,
+                        NAME ":4:3: archive: expected a mapping, got a sequence");
+        assert_rejected(SERVER "  timeout_seconds: [1]\n" ARCHIVE CONTENT,
+                        NAME ":3:20: server.timeout_seconds: expected an integer, got a "
+                             "sequence");
+        assert_rejected(SERVER "  verify_tls: {a: b}\n" ARCHIVE CONTENT,
+                        NAME ":3:15: server.verify_tls: expected true or false, got a mapping");
+        assert_rejected(MINIMAL "metrics_file: [a, b]\n",
+                        NAME ":7:15: metrics_file: expected a file name, got a sequence");
+        assert_rejected(SERVER ARCHIVE "content: " GUID1 "\n", NAME
+                        ":5:10: content: expected a sequence of content GUIDs, got \"" GUID1 "\"");
+        assert_rejected(SERVER ARCHIVE "content:\n  guid: " GUID1 "\n",
+                        NAME ":6:3: content: expected a sequence of content GUIDs, got a "
+                             "mapping");
+        assert_rejected(SERVER ARCHIVE "content:\n  - [" GUID1 "]\n",
+                        NAME ":6:5: content item: expected a GUID or a mapping with guid and "
+                             "name, got a sequence");
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: [" GUID1 "]\n",
+                        NAME ":6:11: content item guid: expected a GUID, got a sequence");
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: " GUID1 "\n    name: {a: b}\n",
+                        NAME ":7:11: content item name: expected a string, got a mapping");
+}
+
+static void test_config_rejects_non_scalar_key(void **state)
+{
+        (void) state;
+        assert_rejected("? [a, b]\n: c\n", NAME ":1:3: expected a key, got a sequence");
+        assert_rejected("server:\n  ? {a: b}\n  : c\n", NAME ":2:5: expected a key, got a mapping");
+}
+
+static void test_config_rejects_bad_strings(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "archive:\n  directory: \"\"\n" CONTENT,
+                        NAME ":4:14: archive.directory: must not be empty");
+        assert_rejected(SERVER "archive:\n  directory: \"/var/\\tlib\"\n" CONTENT,
+                        NAME ":4:14: archive.directory: \"/var/\\x09lib\" contains control "
+                             "characters");
+        assert_rejected(SERVER "  api_key_env: 1KEY\n" ARCHIVE CONTENT,
+                        NAME ":3:16: server.api_key_env: \"1KEY\" is not an environment variable "
+                             "name");
+        assert_rejected(SERVER "  api_key_env: MY-KEY\n" ARCHIVE CONTENT,
+                        NAME ":3:16: server.api_key_env: \"MY-KEY\" is not an environment "
+                             "variable name");
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: " GUID1 "\n    name: \"\"\n",
+                        NAME ":7:11: content item name: must not be empty");
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: " GUID1 "\n    name: \"a\\nb\"\n",
+                        NAME ":7:11: content item name: \"a\\x0ab\" contains control characters");
+}
+
+static void test_config_rejects_nul_character(void **state)
+{
+        (void) state;
+        assert_rejected("server:\n  url: \"https://a\\0.example.com\"\n" ARCHIVE CONTENT,
+                        NAME ":2:8: NUL characters are not allowed in values");
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Duplicates */
+
+static void test_config_rejects_duplicate_key(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "  url: https://other.example.com\n" ARCHIVE CONTENT,
+                        NAME ":3:3: duplicate key server.url (first at line 2)");
+        assert_rejected(SERVER ARCHIVE "  min_free_mb: 1\n  min_free_mb: 2\n" CONTENT,
+                        NAME ":6:3: duplicate key archive.min_free_mb (first at line 5)");
+        assert_rejected(MINIMAL "metrics_file: /a\nmetrics_file: /b\n",
+                        NAME ":8:1: duplicate key metrics_file (first at line 7)");
+        assert_rejected(MINIMAL CONTENT, NAME ":7:1: duplicate key content (first at line 5)");
+}
+
+static void test_config_rejects_duplicate_section(void **state)
+{
+        (void) state;
+        /* Two server sections would otherwise silently merge or override. */
+        assert_rejected(MINIMAL "server:\n  timeout_seconds: 5\n",
+                        NAME ":7:1: duplicate key server (first at line 1)");
+        /* Even a null one. */
+        assert_rejected("poll:\n" MINIMAL "poll:\n",
+                        NAME ":8:1: duplicate key poll (first at line 1)");
+}
+
+static void test_config_rejects_duplicate_key_in_content_item(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: " GUID1 "\n    guid: " GUID2 "\n",
+                        NAME ":7:5: duplicate key guid in a content item (first at line 6)");
+        assert_rejected(SERVER ARCHIVE "content:\n  - name: a\n    guid: " GUID1 "\n    name: b\n",
+                        NAME ":8:5: duplicate key name in a content item (first at line 6)");
+}
+
+static void test_config_rejects_duplicate_guid(void **state)
+{
+        (void) state;
+        /* Case does not make a GUID different. */
+        assert_rejected(MINIMAL "  - 38400000-8CF0-11BD-B23E-10B96E4EF00D\n",
+                        NAME ":7:5: duplicate content GUID 38400000-8CF0-11BD-B23E-10B96E4EF00D "
+                             "(first at line 6)");
+        /* Nor does the form of the item. */
+        assert_rejected(MINIMAL "  - guid: " GUID2 "\n    name: a\n  - name: b\n    guid: " GUID1
+                                "\n",
+                        NAME ":10:11: duplicate content GUID " GUID1 " (first at line 6)");
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Content items */
+
+static void test_config_rejects_invalid_guid(void **state)
+{
+        (void) state;
+        assert_rejected(MINIMAL "  - not-a-guid\n",
+                        NAME ":7:5: \"not-a-guid\" is not a content GUID");
+        assert_rejected(SERVER ARCHIVE "content:\n  - guid: 38400000-8cf0-11bd-b23e-10b96e4ef00\n",
+                        NAME ":6:11: \"38400000-8cf0-11bd-b23e-10b96e4ef00\" is not a content "
+                             "GUID");
+        /* Path tricks are not GUIDs either, and are escaped in the message. */
+        assert_rejected(SERVER ARCHIVE "content:\n  - \"../../etc/passwd\\e[2J\"\n",
+                        NAME ":6:5: \"../../etc/passwd\\x1b[2J\" is not a content GUID");
+        assert_rejected(SERVER ARCHIVE "content:\n  -\n", NAME ":6:4: \"\" is not a content GUID");
+}
+
+static void test_config_rejects_content_item_without_guid(void **state)
+{
+        (void) state;
+        assert_rejected(MINIMAL "  - name: orphan\n", NAME ":7:5: content item has no guid");
+        assert_rejected(MINIMAL "  - {}\n", NAME ":7:5: content item has no guid");
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* YAML-level problems */
+
+static void test_config_rejects_malformed_yaml(void **state)
+{
+        (void) state;
+        /* A key without its colon inside a mapping. */
+        assert_rejected("server:\n  url: https://connect.example.com\n  timeout_seconds\n" ARCHIVE,
+                        NAME ":4:1: could not find expected ':' (while scanning a simple key at "
+                             "line 3, column 3)");
+        /* An unclosed quote. */
+        assert_rejected("server:\n  url: \"https://connect.example.com\n" ARCHIVE CONTENT,
+                        NAME ":7:1: found unexpected end of stream (while scanning a quoted "
+                             "scalar at line 2, column 8)");
+        /* A key indented less than its siblings. */
+        assert_rejected("server:\n  url: https://connect.example.com\n archive: {}\n",
+                        NAME ":3:2: did not find expected key (while parsing a block mapping at "
+                             "line 1, column 1)");
+        /* A sequence entry inside a mapping. */
+        assert_rejected("server:\n  url: https://connect.example.com\n  - a\n",
+                        NAME ":3:3: did not find expected key (while parsing a block mapping at "
+                             "line 2, column 3)");
+        /* A tab where indentation is expected. */
+        assert_rejected("server:\n\turl: https://connect.example.com\n",
+                        NAME ":2:1: found character that cannot start any token (while "
+                             "scanning for the next token at line 2, column 1)");
+}
+
+static void test_config_rejects_invalid_utf8(void **state)
+{
+        (void) state;
+        /* A reader error has no mark in libyaml; the place is computed from the offset. */
+        assert_rejected("server:\n  url: https://h\xff\n",
+                        NAME ":2:17: invalid leading UTF-8 octet (byte 0xff)");
+        assert_rejected("# caf\xc3\xa9\nserver:\n  url: \x01\n",
+                        NAME ":3:8: control characters are not allowed (byte 0x01)");
+}
+
+static void test_config_rejects_anchors_and_aliases(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "archive: &a\n  directory: /d\npoll: *a\n" CONTENT,
+                        NAME ":3:10: YAML anchors (&a) are not supported");
+        assert_rejected(SERVER ARCHIVE "poll:\n  interval_seconds: *n\n" CONTENT,
+                        NAME ":6:21: YAML aliases (*n) are not supported");
+        /* A merge key is no key of ours: it is refused before its alias is even read. */
+        assert_rejected(SERVER ARCHIVE "poll:\n  <<: *defaults\n" CONTENT,
+                        NAME ":6:3: unknown key \"<<\" in poll; allowed: interval_seconds");
+}
+
+static void test_config_rejects_tags(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE "poll:\n  interval_seconds: !!int 5\n" CONTENT,
+                        NAME ":6:21: YAML tags (tag:yaml.org,2002:int) are not supported");
+        assert_rejected("server: !custom\n  url: https://connect.example.com\n" ARCHIVE CONTENT,
+                        NAME ":1:9: YAML tags (!custom) are not supported");
+}
+
+static void test_config_rejects_multiple_documents(void **state)
+{
+        (void) state;
+        assert_rejected(MINIMAL "---\n" MINIMAL,
+                        NAME ":7:1: only one YAML document is allowed in the file");
+        assert_rejected("---\n" MINIMAL "...\n---\n",
+                        NAME ":9:1: only one YAML document is allowed in the file");
+}
+
+static void test_config_accepts_explicit_document_markers(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("%YAML 1.1\n---\n" MINIMAL "...\n");
+        assert_int_equal(c->n_content, 1);
+        config_free(c);
+}
+
+static void test_config_rejects_empty_file(void **state)
+{
+        (void) state;
+        assert_rejected("", NAME ": the configuration is empty");
+        assert_rejected("# nothing but a comment\n\n", NAME ": the configuration is empty");
+        assert_rejected("---\n", NAME ": the configuration is empty");
+        assert_rejected("~\n", NAME ": the configuration is empty");
+}
+
+static void test_config_rejects_non_mapping_top_level(void **state)
+{
+        (void) state;
+        assert_rejected("- " GUID1 "\n",
+                        NAME ":1:1: the top level must be a mapping, got a sequence");
+        assert_rejected("hello\n", NAME ":1:1: the top level must be a mapping, got \"hello\"");
+}
+
+static void test_config_messages_escape_file_text(void **state)
+{
+        (void) state;
+        /* A hostile key or value must not be able to start a new (forged) log line. */
+        assert_rejected(SERVER "  \"x\\n<3>forged\\e[31m\": 1\n" ARCHIVE CONTENT,
+                        NAME ":3:3: unknown key \"x\\x0a<3>forged\\x1b[31m\" in server; allowed: "
+                             "url, api_key_file, api_key_env, ca_file, verify_tls, "
+                             "timeout_seconds, max_concurrent_requests");
+        assert_rejected(SERVER "  verify_tls: \"yes\\r\\n<2>oops\\\"\"\n" ARCHIVE CONTENT,
+                        NAME ":3:15: server.verify_tls: expected true or false, got "
+                             "\"yes\\x0d\\x0a<2>oops\\x22\"");
+}
+
+static void test_config_parse_keeps_ret_and_error_untouched(void **state)
+{
+        struct config_error err;
+        struct config *c = NULL;
+
+        (void) state;
+        memset(&err, 'x', sizeof(err));
+        err.message[sizeof(err.message) - 1] = '\0';
+        assert_int_equal(config_parse(NAME, MINIMAL, strlen(MINIMAL), &c, &err), 0);
+        assert_non_null(c);
+        /* reterr is only written on failure. */
+        assert_int_equal(err.message[0], 'x');
+        config_freep(&c);
+        assert_null(c);
+        /* config_free(NULL) and a freep on NULL are no-ops. */
+        config_free(NULL);
+        config_freep(&c);
+}
+
+static void test_config_parse_without_nul_terminator(void **state)
+{
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+        char *copy;
+        size_t len = strlen(MINIMAL);
+
+        (void) state;
+        /* The document is given by length; the byte after it must not be read. */
+        copy = malloc(len);
+        assert_non_null(copy);
+        memcpy(copy, MINIMAL, len);
+        assert_int_equal(config_parse(NAME, copy, len, &c, &err), 0);
+        assert_int_equal(c->n_content, 1);
+        config_free(c);
+        free(copy);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* config_load */
+
+static void test_config_load_missing_file(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        struct config *c = UNTOUCHED;
+        char *path = NULL, *want = NULL;
+
+        assert_true(asprintf(&path, "%s/missing.yaml", fx->dir) > 0);
+        assert_int_equal(config_load(path, &c, &err), -ENOENT);
+        assert_ptr_equal(c, UNTOUCHED);
+        assert_true(asprintf(&want, "%s: cannot open the config file: No such file or directory",
+                             path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_load_directory(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        struct config *c = UNTOUCHED;
+        char *want = NULL;
+
+        assert_int_equal(config_load(fx->dir, &c, &err), -EISDIR);
+        assert_ptr_equal(c, UNTOUCHED);
+        assert_true(asprintf(&want, "%s: cannot read the config file: Is a directory", fx->dir) >
+                    0);
+        assert_string_equal(err.message, want);
+        free(want);
+}
+
+static void test_config_load_reads_file_and_names_it(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+        char *good, *bad, *want = NULL;
+
+        good = write_text(fx->dir, "good.yaml", MINIMAL, 0644);
+        assert_int_equal(config_load(good, &c, &err), 0);
+        assert_string_equal(c->path, good);
+        assert_int_equal(c->n_content, 1);
+        config_free(c);
+
+        bad = write_text(fx->dir, "bad.yaml", MINIMAL "  - not-a-guid\n", 0644);
+        c = UNTOUCHED;
+        assert_int_equal(config_load(bad, &c, &err), -EINVAL);
+        assert_ptr_equal(c, UNTOUCHED);
+        assert_true(asprintf(&want, "%s:7:5: \"not-a-guid\" is not a content GUID", bad) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(good);
+        free(bad);
+}
+
+static void test_config_load_refuses_huge_file(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        struct config *c = UNTOUCHED;
+        size_t len = 1024 * 1024 + 1;
+        char *data, *path, *want = NULL;
+
+        data = malloc(len);
+        assert_non_null(data);
+        memset(data, '#', len);
+        path = write_file(fx->dir, "huge.yaml", data, len, 0644);
+        assert_int_equal(config_load(path, &c, &err), -EFBIG);
+        assert_ptr_equal(c, UNTOUCHED);
+        assert_true(asprintf(&want, "%s: the config file is larger than 1048576 bytes", path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+        free(data);
+}
+
+static void test_config_example_config_parses(void **state)
+{
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+        int r;
+
+        (void) state;
+        r = config_load(CJA_FIXTURES "/../../etc/config.yaml", &c, &err);
+        if (r < 0)
+                fail_msg("etc/config.yaml: %s", err.message);
+        assert_string_equal(c->server_url, "https://connect.example.com");
+        assert_string_equal(c->api_key_file, "/etc/connect-job-archiver/api-key");
+        assert_string_equal(c->archive_dir, "/var/lib/connect-job-archiver");
+        assert_true(c->verify_tls);
+        assert_int_equal(c->timeout_seconds, 30);
+        assert_int_equal(c->max_concurrent_requests, 8);
+        assert_int_equal(c->compression_level, 6);
+        assert_int_equal(c->retention_days, 0);
+        assert_int_equal(c->min_free_mb, 100);
+        assert_int_equal(c->poll_interval_seconds, 60);
+        assert_int_equal(c->n_content, 2);
+        assert_string_equal(c->content[0].guid, GUID1);
+        assert_null(c->content[0].name);
+        assert_string_equal(c->content[1].guid, GUID2);
+        assert_string_equal(c->content[1].name, "sales-dashboard");
+        config_free(c);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* API key */
+
+static struct config *config_with_key_file(const char *path)
+{
+        struct config *c = parse_ok(MINIMAL);
+
+        if (path) {
+                c->api_key_file = strdup(path);
+                assert_non_null(c->api_key_file);
+        }
+        return c;
+}
+
+static void test_config_key_from_file_is_stripped(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path, *source = NULL;
+
+        path = write_text(fx->dir, "api-key", " \t" SECRET " \r\n\n", 0600);
+        c = config_with_key_file(path);
+        assert_true(asprintf(&source, "file %s", path) > 0);
+        assert_key(c, SECRET, source);
+        config_free(c);
+        free(source);
+        free(path);
+}
+
+static void test_config_key_file_group_readable_is_fine(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path, *source = NULL;
+
+        /* Group access is how operators share a key with the service's group. */
+        path = write_text(fx->dir, "api-key", SECRET "\n", 0640);
+        c = config_with_key_file(path);
+        assert_true(asprintf(&source, "file %s", path) > 0);
+        assert_key(c, SECRET, source);
+        config_free(c);
+        free(source);
+        free(path);
+}
+
+static void test_config_key_file_readable_by_others_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path, *want = NULL;
+
+        path = write_text(fx->dir, "api-key", SECRET "\n", 0644);
+        c = config_with_key_file(path);
+        /* Not even a key from the environment papers over it. */
+        assert_int_equal(setenv("CONNECT_API_KEY", "other", 1), 0);
+        assert_true(asprintf(&want,
+                             NAME ": api key file %s is readable by others (mode 0644); chmod "
+                                  "600 it",
+                             path) > 0);
+        assert_key_error(c, -EPERM, want);
+        assert_null(c->api_key);
+        free(want);
+
+        assert_int_equal(chmod(path, 0602), 0);
+        assert_true(asprintf(&want,
+                             NAME ": api key file %s is writable by others (mode 0602); chmod "
+                                  "600 it",
+                             path) > 0);
+        assert_key_error(c, -EPERM, want);
+        free(want);
+
+        assert_int_equal(chmod(path, 0601), 0);
+        assert_true(asprintf(&want,
+                             NAME ": api key file %s is accessible by others (mode 0601); chmod "
+                                  "600 it",
+                             path) > 0);
+        assert_key_error(c, -EPERM, want);
+        free(want);
+
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_int_equal(config_resolve_api_key(c, NULL), 0);
+        assert_string_equal(c->api_key, SECRET);
+        config_free(c);
+        free(path);
+}
+
+static void test_config_key_file_missing_is_an_error(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path = NULL, *want = NULL;
+
+        assert_true(asprintf(&path, "%s/no-such-key", fx->dir) > 0);
+        c = config_with_key_file(path);
+        /* A configured file that is not there must not fall through to another source. */
+        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
+        assert_true(asprintf(&want, NAME ": cannot open api key file %s: No such file or directory",
+                             path) > 0);
+        assert_key_error(c, -ENOENT, want);
+        assert_null(c->api_key);
+        config_free(c);
+        free(want);
+        free(path);
+}
+
+static void test_config_key_file_empty_is_an_error(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path, *want = NULL;
+
+        path = write_text(fx->dir, "api-key", " \n\n", 0600);
+        c = config_with_key_file(path);
+        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
+        assert_true(asprintf(&want, NAME ": api key file %s is empty", path) > 0);
+        assert_key_error(c, -ENOKEY, want);
+        config_free(c);
+        free(want);
+        free(path);
+}
+
+static void test_config_key_file_too_large(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char big[4097], *path, *want = NULL;
+
+        memset(big, 'k', sizeof(big));
+        path = write_file(fx->dir, "api-key", big, sizeof(big), 0600);
+        c = config_with_key_file(path);
+        assert_true(asprintf(&want, NAME ": api key file %s is larger than 4096 bytes", path) > 0);
+        assert_key_error(c, -EFBIG, want);
+        config_free(c);
+        free(want);
+        free(path);
+
+        /* Exactly 4096 bytes is fine. */
+        path = write_file(fx->dir, "api-key", big, sizeof(big) - 1, 0600);
+        c = config_with_key_file(path);
+        assert_int_equal(config_resolve_api_key(c, NULL), 0);
+        assert_int_equal(strlen(c->api_key), 4096);
+        config_free(c);
+        free(path);
+}
+
+static void test_config_key_file_not_regular(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *want = NULL;
+
+        assert_int_equal(chmod(fx->dir, 0700), 0);
+        c = config_with_key_file(fx->dir);
+        assert_true(asprintf(&want, NAME ": api key file %s is not a regular file", fx->dir) > 0);
+        assert_key_error(c, -EINVAL, want);
+        config_free(c);
+        free(want);
+}
+
+static void test_config_key_from_named_variable(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
+        assert_int_equal(setenv("CJA_TEST_KEY", "\n" SECRET "\n", 1), 0);
+        assert_int_equal(setenv("CONNECT_API_KEY", "loses", 1), 0);
+        assert_key(c, SECRET, "environment variable $CJA_TEST_KEY");
+        config_free(c);
+}
+
+static void test_config_key_named_variable_unset_falls_through(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
+        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
+        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
+        /* Set but empty (or blank) counts as unset. */
+        assert_int_equal(setenv("CJA_TEST_KEY", " \n", 1), 0);
+        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
+        config_free(c);
+}
+
+static void test_config_key_from_systemd_credential(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path;
+
+        path = write_text(fx->dir, "api-key", SECRET "\n", 0400);
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
+        assert_int_equal(setenv("CONNECT_API_KEY", "loses", 1), 0);
+        c = parse_ok(MINIMAL);
+        assert_key(c, SECRET, "systemd credential api-key");
+        config_free(c);
+        free(path);
+}
+
+static void test_config_key_credential_readable_by_others_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path, *want = NULL;
+
+        path = write_text(fx->dir, "api-key", SECRET "\n", 0604);
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
+        c = parse_ok(MINIMAL);
+        assert_true(asprintf(&want,
+                             NAME ": api key file %s is readable by others (mode 0604); chmod "
+                                  "600 it",
+                             path) > 0);
+        assert_key_error(c, -EPERM, want);
+        config_free(c);
+        free(want);
+        free(path);
+}
+
+static void test_config_key_credential_missing_falls_through(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+
+        /* A credentials directory without api-key (another credential only). */
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
+        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
+        c = parse_ok(MINIMAL);
+        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
+        config_free(c);
+}
+
+static void test_config_key_from_connect_api_key(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        assert_int_equal(setenv("CONNECT_API_KEY", "  " SECRET "\t\n", 1), 0);
+        c = parse_ok(MINIMAL);
+        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
+        config_free(c);
+}
+
+static void test_config_key_not_found(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(MINIMAL);
+        assert_key_error(c, -ENOKEY,
+                         NAME ": no API key found: set server.api_key_file or server.api_key_env, "
+                              "add LoadCredential=api-key:... to the unit, or set "
+                              "$CONNECT_API_KEY");
+        assert_null(c->api_key);
+        assert_null(c->api_key_source);
+        /* An empty $CONNECT_API_KEY is no key. */
+        assert_int_equal(setenv("CONNECT_API_KEY", "", 1), 0);
+        assert_key_error(c, -ENOKEY,
+                         NAME ": no API key found: set server.api_key_file or server.api_key_env, "
+                              "add LoadCredential=api-key:... to the unit, or set "
+                              "$CONNECT_API_KEY");
+        config_free(c);
+
+        /* With api_key_env configured, the message says that variable was empty. */
+        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
+        assert_key_error(c, -ENOKEY,
+                         NAME ": no API key found ($CJA_TEST_KEY is unset or empty): set "
+                              "server.api_key_file or server.api_key_env, add "
+                              "LoadCredential=api-key:... to the unit, or set $CONNECT_API_KEY");
+        config_free(c);
+}
+
+static void test_config_key_precedence(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *file, *credential, *source = NULL;
+
+        file = write_text(fx->dir, "key-file", "from-file\n", 0600);
+        credential = write_text(fx->dir, "api-key", "from-credential\n", 0400);
+        assert_int_equal(setenv("CJA_TEST_KEY", "from-named-variable", 1), 0);
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
+        assert_int_equal(setenv("CONNECT_API_KEY", "from-connect-api-key", 1), 0);
+
+        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
+        c->api_key_file = strdup(file);
+        assert_non_null(c->api_key_file);
+        /* 1: api_key_file. */
+        assert_true(asprintf(&source, "file %s", file) > 0);
+        assert_key(c, "from-file", source);
+        free(source);
+        /* 2: the variable named by api_key_env (and the old key is replaced, not leaked). */
+        free(c->api_key_file);
+        c->api_key_file = NULL;
+        assert_key(c, "from-named-variable", "environment variable $CJA_TEST_KEY");
+        /* 3: $CREDENTIALS_DIRECTORY/api-key. */
+        assert_int_equal(unsetenv("CJA_TEST_KEY"), 0);
+        assert_key(c, "from-credential", "systemd credential api-key");
+        /* 4: $CONNECT_API_KEY. */
+        assert_int_equal(unlink(credential), 0);
+        assert_key(c, "from-connect-api-key", "environment variable $CONNECT_API_KEY");
+        config_free(c);
+        free(credential);
+        free(file);
+}
+
+static void test_config_key_with_inner_whitespace_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *path, *want = NULL;
+
+        /* It would break (or inject into) the Authorization header. */
+        path = write_text(fx->dir, "api-key", SECRET " " SECRET "\n", 0600);
+        c = config_with_key_file(path);
+        assert_true(asprintf(&want,
+                             NAME ": the API key from file %s contains whitespace, control or "
+                                  "non-ASCII characters",
+                             path) > 0);
+        assert_key_error(c, -EINVAL, want);
+        assert_null(c->api_key);
+        config_free(c);
+        free(want);
+        free(path);
+}
+
+static void test_config_key_with_control_characters_is_refused(void **state)
+{
+        static const char *const bad[] = {
+                SECRET "\r\nX-Injected: 1",
+                SECRET "\x01",
+                SECRET "\x7f",
+                SECRET "\xc3\xa9",
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                struct config *c = parse_ok(MINIMAL);
+
+                assert_int_equal(setenv("CONNECT_API_KEY", bad[i], 1), 0);
+                assert_key_error(c, -EINVAL,
+                                 NAME ": the API key from environment variable $CONNECT_API_KEY "
+                                      "contains whitespace, control or non-ASCII characters");
+                config_free(c);
+        }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Summary */
+
+static char *summary_of(const struct config *c)
+{
+        char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        assert_non_null(f);
+        config_print_summary(c, f);
+        assert_int_equal(fclose(f), 0);
+        return text;
+}
+
+static void test_config_summary(void **state)
+{
+        struct fixture *fx = *state;
+        struct config *c;
+        char *key, *yaml = NULL, *want = NULL, *text;
+
+        key = write_text(fx->dir, "api-key", SECRET "\n", 0600);
+        assert_true(asprintf(&yaml,
+                             "server:\n"
+                             "  url: https://connect.example.com/\n"
+                             "  api_key_file: %s\n"
+                             "  ca_file: /etc/ssl/ca.pem\n"
+                             "  timeout_seconds: 12\n"
+                             "  max_concurrent_requests: 4\n"
+                             "archive:\n"
+                             "  directory: /srv/archive\n"
+                             "  compression_level: 9\n"
+                             "  retention_days: 90\n"
+                             "  min_free_mb: 500\n"
+                             "poll:\n"
+                             "  interval_seconds: 120\n"
+                             "metrics_file: /m/cja.prom\n"
+                             "content:\n"
+                             "  - " GUID1 "\n"
+                             "  - guid: " GUID2 "\n"
+                             "    name: sales-dashboard\n",
+                             key) > 0);
+        c = parse_ok(yaml);
+        assert_int_equal(config_resolve_api_key(c, NULL), 0);
+        text = summary_of(c);
+        assert_true(asprintf(&want,
+                             "config file:        " NAME "\n"
+                             "server url:         https://connect.example.com\n"
+                             "api key:            from file %s (not shown)\n"
+                             "tls:                verified against /etc/ssl/ca.pem\n"
+                             "timeout:            12 s\n"
+                             "max concurrent:     4 requests\n"
+                             "archive directory:  /srv/archive\n"
+                             "compression level:  9\n"
+                             "retention:          90 days\n"
+                             "min free space:     500 MB\n"
+                             "poll interval:      120 s\n"
+                             "metrics file:       /m/cja.prom\n"
+                             "content:            2 items\n"
+                             "  " GUID1 "  (no name)\n"
+                             "  " GUID2 "  sales-dashboard\n",
+                             key) > 0);
+        assert_string_equal(text, want);
+        assert_null(strstr(text, SECRET));
+        free(text);
+        free(want);
+        config_free(c);
+        free(yaml);
+        free(key);
+}
+
+static void test_config_summary_defaults_and_unresolved_key(void **state)
+{
+        struct config *c;
+        char *text;
+
+        (void) state;
+        c = parse_with_server("  verify_tls: off\n");
+        text = summary_of(c);
+        assert_string_equal(text, "config file:        " NAME "\n"
+                                  "server url:         https://connect.example.com\n"
+                                  "api key:            not resolved\n"
+                                  "tls:                certificates NOT verified (verify_tls: "
+                                  "false)\n"
+                                  "timeout:            30 s\n"
+                                  "max concurrent:     8 requests\n"
+                                  "archive directory:  /var/lib/cja\n"
+                                  "compression level:  6\n"
+                                  "retention:          keep forever\n"
+                                  "min free space:     100 MB\n"
+                                  "poll interval:      60 s\n"
+                                  "metrics file:       (none)\n"
+                                  "content:            1 item\n"
+                                  "  " GUID1 "  (no name)\n");
+        free(text);
+        config_free(c);
+}
+
+static void test_config_summary_never_shows_key(void **state)
+{
+        struct config *c;
+        char *text;
+
+        (void) state;
+        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
+        c = parse_ok(MINIMAL);
+        assert_int_equal(config_resolve_api_key(c, NULL), 0);
+        text = summary_of(c);
+        assert_null(strstr(text, SECRET));
+        assert_non_null(strstr(text, "api key:            from environment variable "
+                                     "$CONNECT_API_KEY (not shown)\n"));
+        assert_non_null(strstr(text, "tls:                verified against the system CA "
+                                     "store\n"));
+        free(text);
+        config_free(c);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                T(test_config_minimal_gets_defaults),
+                T(test_config_reads_every_key),
+                T(test_config_content_both_forms),
+                T(test_config_flow_style),
+                T(test_config_null_values_keep_defaults),
+                T(test_config_quoted_numbers_and_booleans_are_read),
+                T(test_config_booleans),
+                T(test_config_rejects_bad_boolean),
+                T(test_config_bounds_are_inclusive),
+                T(test_config_url_trailing_slashes_stripped),
+                T(test_config_rejects_bad_url),
+                T(test_config_url_from_connect_server),
+                T(test_config_url_in_file_beats_connect_server),
+                T(test_config_rejects_bad_connect_server),
+                T(test_config_rejects_missing_url),
+                T(test_config_rejects_missing_archive_directory),
+                T(test_config_rejects_missing_content),
+                T(test_config_rejects_empty_content),
+                T(test_config_rejects_unknown_key_in_section),
+                T(test_config_rejects_unknown_top_level_key),
+                T(test_config_unknown_key_hints_its_place),
+                T(test_config_rejects_unknown_key_in_content_item),
+                T(test_config_rejects_non_integer),
+                T(test_config_rejects_leading_zeros),
+                T(test_config_rejects_out_of_range),
+                T(test_config_rejects_negative_numbers),
+                T(test_config_rejects_overflow),
+                T(test_config_rejects_wrong_node_kind),
+                T(test_config_rejects_non_scalar_key),
+                T(test_config_rejects_bad_strings),
+                T(test_config_rejects_nul_character),
+                T(test_config_rejects_duplicate_key),
+                T(test_config_rejects_duplicate_section),
+                T(test_config_rejects_duplicate_key_in_content_item),
+                T(test_config_rejects_duplicate_guid),
+                T(test_config_rejects_invalid_guid),
+                T(test_config_rejects_content_item_without_guid),
+                T(test_config_rejects_malformed_yaml),
+                T(test_config_rejects_invalid_utf8),
+                T(test_config_rejects_anchors_and_aliases),
+                T(test_config_rejects_tags),
+                T(test_config_rejects_multiple_documents),
+                T(test_config_accepts_explicit_document_markers),
+                T(test_config_rejects_empty_file),
+                T(test_config_rejects_non_mapping_top_level),
+                T(test_config_messages_escape_file_text),
+                T(test_config_parse_keeps_ret_and_error_untouched),
+                T(test_config_parse_without_nul_terminator),
+                T(test_config_load_missing_file),
+                T(test_config_load_directory),
+                T(test_config_load_reads_file_and_names_it),
+                T(test_config_load_refuses_huge_file),
+                T(test_config_example_config_parses),
+                T(test_config_key_from_file_is_stripped),
+                T(test_config_key_file_group_readable_is_fine),
+                T(test_config_key_file_readable_by_others_is_refused),
+                T(test_config_key_file_missing_is_an_error),
+                T(test_config_key_file_empty_is_an_error),
+                T(test_config_key_file_too_large),
+                T(test_config_key_file_not_regular),
+                T(test_config_key_from_named_variable),
+                T(test_config_key_named_variable_unset_falls_through),
+                T(test_config_key_from_systemd_credential),
+                T(test_config_key_credential_readable_by_others_is_refused),
+                T(test_config_key_credential_missing_falls_through),
+                T(test_config_key_from_connect_api_key),
+                T(test_config_key_not_found),
+                T(test_config_key_precedence),
+                T(test_config_key_with_inner_whitespace_is_refused),
+                T(test_config_key_with_control_characters_is_refused),
+                T(test_config_summary),
+                T(test_config_summary_defaults_and_unresolved_key),
+                T(test_config_summary_never_shows_key),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
