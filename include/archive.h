@@ -37,6 +37,12 @@ int archive_root_fd(const struct archive *a);
 /* Removes every ".*.tmp" regular file under the root. *ret_removed counts them. */
 int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed);
 
+/*
+ * Retention: removes whole day folders dated before year-month-day (UTC), oldest first, and
+ * the month and year folders left empty. *ret_removed counts the day folders removed.
+ */
+int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret_removed);
+
 /* True when <key>.json exists: the job is archived and must never be fetched again. */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
 

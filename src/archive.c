@@ -989,3 +989,211 @@ void archive_batch_free(struct archive_batch *b)
         free(entries);
         free(b);
 }
+
+static int compare_names(const void *x, const void *y)
+{
+        return strcmp(*(char *const *) x, *(char *const *) y);
+}
+
+/* Names in folder dfd that may be sub-folders (d_type) and match pred, sorted. */
+static int list_dirs_sorted(int dfd, bool (*pred)(const char *name), char ***ret, size_t *ret_n)
+{
+        char **names = NULL;
+        size_t n = 0, allocated = 0;
+        DIR *d;
+        int fd, r = 0;
+
+        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                (void) safe_close(fd);
+                return r;
+        }
+        for (;;) {
+                struct dirent *de;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        r = -errno;
+                        break;
+                }
+                if (!pred(de->d_name) || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+                        continue;
+                if (n + 1 >= allocated) {
+                        size_t na = allocated ? allocated * 2 : 16;
+                        char **p = realloc(names, na * sizeof(*p));
+                        if (!p) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        names = p;
+                        allocated = na;
+                }
+                names[n] = strdup(de->d_name);
+                if (!names[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        (void) closedir(d);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(names[i]);
+                free(names);
+                return r;
+        }
+        if (n > 1)
+                qsort(names, n, sizeof(*names), compare_names);
+        *ret = names;
+        *ret_n = n;
+        return 0;
+}
+
+static void names_free(char **names, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+static bool all_digits(const char *s, size_t len)
+{
+        if (strlen(s) != len)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+        return true;
+}
+
+static bool is_guid_name(const char *s)
+{
+        return guid_is_valid(s);
+}
+
+static bool is_year_name(const char *s)
+{
+        return all_digits(s, 4);
+}
+
+static bool is_month_or_day_name(const char *s)
+{
+        return all_digits(s, 2);
+}
+
+/* Removes the regular files of folder `name` under dfd, then the folder. */
+static int remove_day_folder(int dfd, const char *name)
+{
+        int fd, r = 0;
+        DIR *d;
+
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                (void) safe_close(fd);
+                return r;
+        }
+        for (;;) {
+                struct dirent *de;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        keep_first_error(&r, -errno);
+                        break;
+                }
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT)
+                        keep_first_error(&r, -errno);
+        }
+        (void) closedir(d);
+        if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                r = -errno;
+        return r;
+}
+
+/* Folder `name` under dfd, opened without following symlinks. */
+static int open_subdir(int dfd, const char *name)
+{
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Retention. Walks guid/YYYY/MM/DD in ascending order and removes whole day folders dated
+ * before the cutoff, then the month and year folders this leaves empty. Only names shaped
+ * like the archive's own (a GUID, four digits, two digits) are considered, and symlinks are
+ * never followed, so nothing outside the archive's layout is touched. The record goes with
+ * its folder, so a pruned job is simply absent; the caller must also stop fetching jobs
+ * older than the cutoff, or they would come back.
+ */
+int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret_removed)
+{
+        char **guids = NULL;
+        size_t n_guids = 0;
+        unsigned removed = 0;
+        int cutoff = year * 10000 + month * 100 + day;
+        int r;
+
+        r = list_dirs_sorted(a->root_fd, is_guid_name, &guids, &n_guids);
+        if (r < 0)
+                return r;
+        for (size_t g = 0; g < n_guids; g++) {
+                _cleanup_close_ int gfd = open_subdir(a->root_fd, guids[g]);
+                char **years = NULL;
+                size_t n_years = 0;
+
+                if (gfd < 0 || list_dirs_sorted(gfd, is_year_name, &years, &n_years) < 0)
+                        continue;
+                for (size_t y = 0; y < n_years && atoi(years[y]) <= year; y++) {
+                        _cleanup_close_ int yfd = open_subdir(gfd, years[y]);
+                        char **months = NULL;
+                        size_t n_months = 0;
+
+                        if (yfd < 0 ||
+                            list_dirs_sorted(yfd, is_month_or_day_name, &months, &n_months) < 0)
+                                continue;
+                        for (size_t m = 0; m < n_months; m++) {
+                                int ym = atoi(years[y]) * 10000 + atoi(months[m]) * 100;
+                                _cleanup_close_ int mfd = -1;
+                                char **days = NULL;
+                                size_t n_days = 0;
+
+                                if (ym > cutoff)
+                                        break;
+                                mfd = open_subdir(yfd, months[m]);
+                                if (mfd < 0 ||
+                                    list_dirs_sorted(mfd, is_month_or_day_name, &days, &n_days) < 0)
+                                        continue;
+                                for (size_t dd = 0; dd < n_days; dd++) {
+                                        if (ym + atoi(days[dd]) >= cutoff)
+                                                break;
+                                        int e = remove_day_folder(mfd, days[dd]);
+                                        if (e < 0)
+                                                keep_first_error(&r, e);
+                                        else
+                                                removed++;
+                                }
+                                names_free(days, n_days);
+                                /* Fails harmlessly with ENOTEMPTY while days remain. */
+                                (void) unlinkat(yfd, months[m], AT_REMOVEDIR);
+                        }
+                        names_free(months, n_months);
+                        (void) unlinkat(gfd, years[y], AT_REMOVEDIR);
+                }
+                names_free(years, n_years);
+        }
+        names_free(guids, n_guids);
+        if (ret_removed)
+                *ret_removed = removed;
+        return r;
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/signalfd.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -18,12 +19,16 @@
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "util.h"
 
 /* Commit a batch once it holds this many jobs, or once its oldest job waited this long. */
 #define BATCH_MAX_JOBS 256
 #define BATCH_MAX_USEC (1 * USEC_PER_SEC)
+/* How often the service checks free space, and prunes past the retention window. */
+#define DISK_CHECK_EVERY_USEC (5 * USEC_PER_SEC)
+#define RETENTION_EVERY_USEC  (3600 * USEC_PER_SEC)
 /* A request is tried this often in one cycle before the job waits for the next cycle. */
 #define HTTP_MAX_ATTEMPTS 4
 
@@ -40,6 +45,8 @@ struct item {
         bool failing;   /* its last poll or one of its jobs failed */
         uint64_t next_poll_usec;
         uint64_t last_poll_usec; /* CLOCK_REALTIME of the last successful list, 0 if none */
+        uint64_t poll_started_usec;
+        double last_poll_seconds;
         struct item *next_retired;
 };
 
@@ -71,6 +78,13 @@ struct daemon {
         char problem[256]; /* what is wrong right now, for STATUS; empty when all is well */
         uint64_t last_cycle_usec;
         bool status_dirty;
+        int64_t start_epoch;
+        bool connect_up;
+        bool disk_low; /* free space under min_free_mb: no new jobs start */
+        uint64_t free_mb;
+        uint64_t next_disk_check_usec;
+        uint64_t next_prune_usec;
+        int cutoff_year, cutoff_month, cutoff_day; /* retention: jobs before this are gone */
         int signal_fd;
         bool stop;
         bool reload;
@@ -146,6 +160,8 @@ static void item_idle_check(struct item *it)
         }
         it->polled = true;
         d->last_cycle_usec = now_usec(CLOCK_MONOTONIC);
+        it->last_poll_seconds =
+                (double) (d->last_cycle_usec - it->poll_started_usec) / (double) USEC_PER_SEC;
         d->status_dirty = true;
         if (!d->once)
                 it->next_poll_usec = d->last_cycle_usec +
@@ -369,15 +385,121 @@ static void task_start(struct item *it, struct job *job)
         }
 }
 
+/* Retention: a job dated before the cutoff day is past the window and is not fetched. */
+static bool job_is_expired(const struct daemon *d, const struct job *j)
+{
+        if (d->config->retention_days == 0)
+                return false;
+        return j->year * 10000 + j->month * 100 + j->day <
+               d->cutoff_year * 10000 + d->cutoff_month * 100 + d->cutoff_day;
+}
+
+/* Moves the retention cutoff to today minus retention_days and prunes what fell out. */
+static void retention_run(struct daemon *d)
+{
+        unsigned removed = 0;
+        struct tm tm;
+        int r;
+
+        if (d->config->retention_days == 0)
+                return;
+        time_t cutoff = (time_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC) -
+                        (time_t) d->config->retention_days * 86400;
+        if (!gmtime_r(&cutoff, &tm))
+                return;
+        d->cutoff_year = tm.tm_year + 1900;
+        d->cutoff_month = tm.tm_mon + 1;
+        d->cutoff_day = tm.tm_mday;
+        r = archive_prune(d->archive, d->cutoff_year, d->cutoff_month, d->cutoff_day, &removed);
+        if (r < 0)
+                (void) log_errno(LOG_WARNING, r,
+                                 "retention: cannot prune everything before %04d-%02d-%02d: %m; "
+                                 "will retry",
+                                 d->cutoff_year, d->cutoff_month, d->cutoff_day);
+        if (removed > 0)
+                log_printf(LOG_NOTICE, "retention: removed %u day folders before %04d-%02d-%02d",
+                           removed, d->cutoff_year, d->cutoff_month, d->cutoff_day);
+}
+
+/*
+ * The disk guard: below min_free_mb no new job starts (jobs already streaming finish or fail
+ * and are retried); polls resume by themselves once space returns. Returns true when low.
+ */
+static bool disk_check(struct daemon *d)
+{
+        struct statvfs st;
+        bool low;
+
+        if (d->config->min_free_mb == 0 || fstatvfs(archive_root_fd(d->archive), &st) < 0)
+                low = false;
+        else {
+                uint64_t free_mb = (uint64_t) st.f_bavail * st.f_frsize / (1024 * 1024);
+                low = free_mb < d->config->min_free_mb;
+                d->free_mb = free_mb;
+                if (low && !d->disk_low) {
+                        log_printf(LOG_WARNING,
+                                   "only %" PRIu64 " MB free in %s (min_free_mb is %" PRIu64
+                                   "): archiving paused until space returns",
+                                   free_mb, d->config->archive_dir, d->config->min_free_mb);
+                } else if (!low && d->disk_low) {
+                        log_printf(LOG_NOTICE, "%" PRIu64 " MB free in %s again: archiving resumes",
+                                   free_mb, d->config->archive_dir);
+                }
+        }
+        if (low != d->disk_low)
+                d->status_dirty = true;
+        d->disk_low = low;
+        return low;
+}
+
+static void metrics_update(struct daemon *d)
+{
+        _cleanup_free_ struct metrics_item *items = NULL;
+        int r;
+
+        if (!d->config->metrics_file)
+                return;
+        items = calloc(d->n_items ? d->n_items : 1, sizeof(*items));
+        if (!items)
+                return;
+        for (size_t i = 0; i < d->n_items; i++)
+                items[i] = (struct metrics_item){
+                        .guid = d->items[i]->guid,
+                        .name = d->items[i]->name,
+                        .last_success_epoch =
+                                (int64_t) (d->items[i]->last_poll_usec / USEC_PER_SEC),
+                        .last_poll_seconds = d->items[i]->last_poll_seconds,
+                        .failing = d->items[i]->failing,
+                };
+        struct metrics m = {
+                .jobs_archived = d->stats.jobs_archived,
+                .jobs_failed = d->stats.jobs_failed,
+                .list_failures = d->stats.items_failed,
+                .bytes_downloaded = d->stats.bytes_in,
+                .bytes_written = d->stats.bytes_out,
+                .start_epoch = d->start_epoch,
+                .connect_up = d->connect_up,
+                .disk_paused = d->disk_low,
+                .items = items,
+                .n_items = d->n_items,
+        };
+        r = metrics_write(d->config->metrics_file, &m);
+        if (r < 0)
+                (void) log_errno(LOG_WARNING, r, "cannot write the metrics file %s: %m",
+                                 d->config->metrics_file);
+}
+
 static void on_list_done(void *userdata, const struct http_result *res)
 {
         struct item *it = userdata;
         struct daemon *d = it->d;
         struct job_list list = {0};
-        unsigned due = 0, done = 0, waiting = 0;
+        unsigned due = 0, done = 0, waiting = 0, expired = 0;
         char why[512];
         int r;
 
+        /* Connect is "up" when it answered, even with a refusal; not when it failed to. */
+        d->connect_up = res->status > 0 && res->status < 500;
         if (res->outcome != HTTP_OK) {
                 it->listing = false;
                 it->failing = true;
@@ -419,13 +541,19 @@ static void on_list_done(void *userdata, const struct http_result *res)
                         waiting++;
                         continue;
                 }
+                if (job_is_expired(d, j)) {
+                        expired++;
+                        continue;
+                }
                 struct archive_loc loc = {it->guid, j->year, j->month, j->day, j->key};
                 if (archive_job_is_archived(d->archive, &loc)) {
                         done++;
                         continue;
                 }
                 due++;
-                task_start(it, j);
+                /* Low on disk: leave the job for a poll after space returns. */
+                if (!d->disk_low)
+                        task_start(it, j);
         }
         log_job(LOG_DEBUG, it, NULL,
                 "%zu jobs listed: %u to archive, %u archived before, %u active", list.n_jobs, due,
@@ -441,6 +569,7 @@ static void item_poll(struct item *it)
 
         it->polled = false;
         it->listing = true;
+        it->poll_started_usec = now_usec(CLOCK_MONOTONIC);
         r = http_get(it->d->http, it->list_url, NULL, on_list_done, it);
         if (r < 0) {
                 it->listing = false;
@@ -555,6 +684,7 @@ int daemon_new(struct config *config, bool verbose, struct daemon **ret)
                 return -ENOMEM;
         d->signal_fd = -1;
         d->config = config;
+        d->start_epoch = (int64_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC);
         d->verbose = verbose;
 
         /* Block the signals before libcurl can start a resolver thread that inherits them. */
@@ -710,6 +840,12 @@ int daemon_run_once(struct daemon *d)
         r = archive_setup(d);
         if (r < 0)
                 return r;
+        retention_run(d);
+        if (disk_check(d)) {
+                log_printf(LOG_ERR, "not enough free space in %s; nothing fetched",
+                           d->config->archive_dir);
+                return 1;
+        }
         for (size_t i = 0; i < d->n_items; i++)
                 item_poll(d->items[i]);
         while (!(all_items_polled(d) && http_engine_pending(d->http) == 0 &&
@@ -723,6 +859,7 @@ int daemon_run_once(struct daemon *d)
                 }
         }
         d->stats.cycles++;
+        metrics_update(d);
 
         double secs = (double) (now_usec(CLOCK_MONOTONIC) - start) / (double) USEC_PER_SEC;
         log_printf(LOG_NOTICE,
@@ -750,7 +887,7 @@ static void format_bytes(uint64_t n, char *buf, size_t size)
 /* One line for `systemctl status`: what is watched, what was done, what is wrong. */
 static void status_update(struct daemon *d)
 {
-        char status[512], bytes[32], ago[48] = "no cycle yet";
+        char status[512], bytes[32], ago[48] = "no cycle yet", disk[96] = "";
         size_t failing = 0;
 
         for (size_t i = 0; i < d->n_items; i++)
@@ -760,10 +897,14 @@ static void status_update(struct daemon *d)
                 (void) snprintf(ago, sizeof(ago), "last poll %.1f s ago",
                                 (double) (now_usec(CLOCK_MONOTONIC) - d->last_cycle_usec) /
                                         (double) USEC_PER_SEC);
+        if (d->disk_low)
+                (void) snprintf(disk, sizeof(disk),
+                                "; archiving paused: %" PRIu64 " MB free, min_free_mb %" PRIu64,
+                                d->free_mb, d->config->min_free_mb);
         (void) snprintf(status, sizeof(status),
-                        "watching %zu %s; %" PRIu64 " jobs archived (%s); %zu failing; %s%s%s",
+                        "watching %zu %s; %" PRIu64 " jobs archived (%s); %zu failing; %s%s%s%s",
                         d->n_items, d->n_items == 1 ? "item" : "items", d->stats.jobs_archived,
-                        bytes, failing, ago, d->problem[0] ? "; " : "", d->problem);
+                        bytes, failing, ago, d->problem[0] ? "; " : "", d->problem, disk);
         notify_status(status);
         d->status_dirty = false;
 }
@@ -859,6 +1000,10 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
         for (size_t i = 0; i < d->n_items; i++)
                 d->items[i]->next_poll_usec = start + (uint64_t) d->config->poll_interval_seconds *
                                                               USEC_PER_SEC * i / d->n_items;
+        retention_run(d);
+        d->next_prune_usec = start + RETENTION_EVERY_USEC;
+        (void) disk_check(d);
+        d->next_disk_check_usec = start + DISK_CHECK_EVERY_USEC;
         notify_watchdog_init(&d->watchdog, start);
         log_printf(LOG_NOTICE, "watching %zu content items on %s every %u s", d->n_items,
                    d->config->server_url, d->config->poll_interval_seconds);
@@ -866,8 +1011,19 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
 
         while (!d->stop) {
                 now = now_usec(CLOCK_MONOTONIC);
-                deadline = now + 3600 * USEC_PER_SEC;
-                for (size_t i = 0; i < d->n_items; i++) {
+                if (now >= d->next_disk_check_usec) {
+                        (void) disk_check(d);
+                        d->next_disk_check_usec = now + DISK_CHECK_EVERY_USEC;
+                }
+                if (now >= d->next_prune_usec) {
+                        retention_run(d);
+                        d->next_prune_usec = now + RETENTION_EVERY_USEC;
+                }
+                deadline = d->next_disk_check_usec;
+                if (d->next_prune_usec < deadline)
+                        deadline = d->next_prune_usec;
+                /* While the disk is low, due polls wait for the next disk check. */
+                for (size_t i = 0; i < d->n_items && !d->disk_low; i++) {
                         struct item *it = d->items[i];
                         if (!it->polled)
                                 continue;
@@ -894,11 +1050,13 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
                 }
                 if (d->status_dirty && now >= last_status + USEC_PER_SEC) {
                         status_update(d);
+                        metrics_update(d);
                         last_status = now;
                 }
         }
         notify_stopping();
         stop_now(d);
+        metrics_update(d);
         log_printf(LOG_NOTICE, "stopped: %" PRIu64 " jobs archived, %" PRIu64 " failed this run",
                    d->stats.jobs_archived, d->stats.jobs_failed);
         return r < 0 ? r : 0;
