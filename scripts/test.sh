@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh valgrind clang-format
+scripts/deps.sh valgrind clang-format systemd
 jobs=$(nproc)
 
 echo "== format check"
