@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 
 #include <curl/curl.h>
 
@@ -96,6 +97,8 @@ int main(int argc, char *argv[])
         r = parse_argv(argc, argv);
         if (r != 1)
                 return r;
+        /* The process will hold the API key: no core dumps, no ptrace by other users. */
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         if (arg_verbose)
                 log_set_max_level(LOG_DEBUG);
 
