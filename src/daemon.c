@@ -184,6 +184,14 @@ static void task_free(struct task *t)
         item_idle_check(it);
 }
 
+/* "<guid>/YYYY/MM/DD", the job's folder in the archive, for messages. */
+static const char *task_folder(const struct task *t, char *buf, size_t size)
+{
+        (void) snprintf(buf, size, "%s/%04d/%02d/%02d", t->loc.guid, t->loc.year, t->loc.month,
+                        t->loc.day);
+        return buf;
+}
+
 _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
 {
         char msg[768];
@@ -201,10 +209,12 @@ _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
 static void on_committed(void *userdata, int r)
 {
         struct task *t = userdata;
+        char folder[256];
 
         if (r < 0) {
                 errno = -r;
-                task_fail(t, "cannot write to the archive: %m");
+                task_fail(t, "cannot write to %s/%s: %m", t->d->config->archive_dir,
+                          task_folder(t, folder, sizeof(folder)));
                 return;
         }
         struct daemon *d = t->d;
@@ -234,7 +244,7 @@ static void task_archive(struct task *t, bool has_log)
                 .archived_at = (int64_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC),
                 .has_log = has_log,
         };
-        char sha[ARCHIVE_SHA256_HEX_LEN + 1];
+        char sha[ARCHIVE_SHA256_HEX_LEN + 1], folder[256];
         _cleanup_free_ char *record = NULL, *error = NULL;
         int r;
 
@@ -242,7 +252,9 @@ static void task_archive(struct task *t, bool has_log)
                 r = archive_file_finish(t->file, &info.log_bytes, &info.log_gzip_bytes, sha);
                 if (r < 0) {
                         errno = -r;
-                        return task_fail(t, "cannot finish the compressed log: %m");
+                        return task_fail(t, "cannot finish the compressed log in %s/%s: %m",
+                                         d->config->archive_dir,
+                                         task_folder(t, folder, sizeof(folder)));
                 }
                 info.log_sha256 = sha;
         }
@@ -298,7 +310,7 @@ static const struct http_sink log_sink = {
 static void on_download_done(void *userdata, const struct http_result *res)
 {
         struct task *t = userdata;
-        char why[512];
+        char why[512], folder[256];
 
         switch (res->outcome) {
         case HTTP_OK:
@@ -314,6 +326,10 @@ static void on_download_done(void *userdata, const struct http_result *res)
                                 result_reason(res, why, sizeof(why)));
                 return task_archive(t, false);
         default:
+                if (res->sink_error < 0)
+                        return task_fail(t, "cannot write the log to %s/%s: %s",
+                                         t->d->config->archive_dir,
+                                         task_folder(t, folder, sizeof(folder)), res->detail);
                 return task_fail(t, "cannot download the log: %s",
                                  result_reason(res, why, sizeof(why)));
         }

@@ -2,6 +2,7 @@
 """Operations: the metrics file, retention, and the free-space guard."""
 import datetime
 import os
+import random
 import re
 import shutil
 import signal
@@ -117,41 +118,67 @@ class OpsTest(unittest.TestCase):
             self.assertEqual(downloads,
                              ["/__api__/v1/content/%s/jobs/recentJob0000001/download" % g])
 
-    def test_disk_guard_pauses_and_resumes(self):
+    def mount_tmpfs(self, size):
         if os.geteuid() != 0:
             self.skipTest("needs root to mount a small tmpfs")
         mnt = os.path.join(self.tmp, "small")
         os.makedirs(mnt)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt],
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", mnt],
                            stderr=subprocess.PIPE, text=True)
         if r.returncode != 0:
             self.skipTest("cannot mount a tmpfs here: " + r.stderr.strip())
-        try:
-            archive = os.path.join(mnt, "archive")
-            filler = os.path.join(mnt, "filler")
-            with open(filler, "wb") as f:
-                f.write(b"\0" * (6 * 1024 * 1024))
-            g = new_guid()
-            with FakeConnect({g: [make_jobspec("waitsForSpace001", log_size=100000)]},
-                             api_key=KEY) as fc:
-                cfg = write_config(self.tmp, fc.url, archive, content=[g], api_key=KEY,
-                                   archive__min_free_mb=4)
-                p = start_archiver(["-c", cfg])
-                try:
-                    wait_for(lambda: "archiving paused" in p.read_stderr(), 10, message="pause")
-                    time.sleep(1.5)
-                    self.assertEqual(fc.requests(path="/download$"), [])
-                    os.unlink(filler)
-                    record = os.path.join(archive, g, "2024/11/25/waitsForSpace001.json")
-                    wait_for(lambda: os.path.exists(record), 15,
-                             message="the job archived once space returned")
-                    self.assertIn("waitsForSpace001", read_archive(archive).jobs)
-                    self.assertIn("archiving resumes", p.read_stderr())
-                finally:
-                    self.assertEqual(stop_process(p), 0)
-                assert_no_temporaries(archive)
-        finally:
-            subprocess.run(["umount", "-l", mnt])
+        self.addCleanup(subprocess.run, ["umount", "-l", mnt])
+        return mnt
+
+    def test_disk_full_loses_nothing(self):
+        mnt = self.mount_tmpfs("1m")
+        archive = os.path.join(mnt, "archive")
+        g = new_guid()
+        # Random bytes do not compress: 3 MB of them cannot fit in 1 MB.
+        big = random.Random(7).randbytes(3 * 1024 * 1024)
+        with FakeConnect({g: [make_jobspec("tooBigForDisk001", log=big),
+                              make_jobspec("smallFitsFine001", log="ok\n")]}, api_key=KEY) as fc:
+            cfg = write_config(self.tmp, fc.url, archive, content=[g], api_key=KEY,
+                               archive__min_free_mb=0)
+            p = run_archiver(["-c", cfg, "--once"])
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertRegex(p.stderr, r"job=tooBigForDisk001: cannot write the log to %s/%s/"
+                                       r"2024/11/25: No space left on device; will retry next cycle"
+                             % (re.escape(archive), g))
+            arch = read_archive(archive)
+            self.assertEqual(sorted(arch.jobs), ["smallFitsFine001"])
+            assert_no_temporaries(archive)
+            # Space returns: the next run archives the job, byte-exact.
+            subprocess.run(["mount", "-o", "remount,size=16m", mnt], check=True)
+            p = run_archiver(["-c", cfg, "--once"])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(read_archive(archive).jobs["tooBigForDisk001"]["log"], big)
+
+    def test_disk_guard_pauses_and_resumes(self):
+        mnt = self.mount_tmpfs("8m")
+        archive = os.path.join(mnt, "archive")
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (6 * 1024 * 1024))
+        g = new_guid()
+        with FakeConnect({g: [make_jobspec("waitsForSpace001", log_size=100000)]},
+                         api_key=KEY) as fc:
+            cfg = write_config(self.tmp, fc.url, archive, content=[g], api_key=KEY,
+                               archive__min_free_mb=4)
+            p = start_archiver(["-c", cfg])
+            try:
+                wait_for(lambda: "archiving paused" in p.read_stderr(), 10, message="pause")
+                time.sleep(1.5)
+                self.assertEqual(fc.requests(path="/download$"), [])
+                os.unlink(filler)
+                record = os.path.join(archive, g, "2024/11/25/waitsForSpace001.json")
+                wait_for(lambda: os.path.exists(record), 15,
+                         message="the job archived once space returned")
+                self.assertIn("waitsForSpace001", read_archive(archive).jobs)
+                self.assertIn("archiving resumes", p.read_stderr())
+            finally:
+                self.assertEqual(stop_process(p), 0)
+            assert_no_temporaries(archive)
 
 
 if __name__ == "__main__":
