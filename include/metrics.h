@@ -26,6 +26,7 @@ struct metrics {
         int64_t start_epoch;
         bool connect_up;
         bool disk_paused;
+        size_t jobs_stuck; /* jobs that failed STUCK_AFTER_FAILURES polls in a row or more */
         const struct metrics_item *items;
         size_t n_items;
 };

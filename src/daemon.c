@@ -26,6 +26,8 @@
 /* Commit a batch once it holds this many jobs, or once its oldest job waited this long. */
 #define BATCH_MAX_JOBS 256
 #define BATCH_MAX_USEC (1 * USEC_PER_SEC)
+/* A job failing this many polls in a row is reported as stuck (log line and metric). */
+#define STUCK_AFTER_FAILURES 5
 /* How often the service checks free space, and prunes past the retention window. */
 #define DISK_CHECK_EVERY_USEC (5 * USEC_PER_SEC)
 #define RETENTION_EVERY_USEC  (3600 * USEC_PER_SEC)
@@ -47,7 +49,15 @@ struct item {
         uint64_t last_poll_usec; /* CLOCK_REALTIME of the last successful list, 0 if none */
         uint64_t poll_started_usec;
         double last_poll_seconds;
+        struct failure *failures; /* jobs that failed in a row, until archived */
         struct item *next_retired;
+};
+
+/* A job of an item that keeps failing: counted so that it is reported, never dropped. */
+struct failure {
+        struct failure *next;
+        unsigned count;
+        char key[]; /* as served (may be unsafe: it is only compared and escaped) */
 };
 
 /* One due job on its way into the archive. */
@@ -137,6 +147,11 @@ static void item_free(struct item *it)
 {
         if (!it)
                 return;
+        while (it->failures) {
+                struct failure *f = it->failures;
+                it->failures = f->next;
+                free(f);
+        }
         free(it->guid);
         free(it->name);
         free(it->list_url);
@@ -192,6 +207,67 @@ static const char *task_folder(const struct task *t, char *buf, size_t size)
         return buf;
 }
 
+/* Counts one more failure of key in a row; returns the count (0 on out-of-memory). */
+static unsigned failure_count(struct item *it, const char *key)
+{
+        struct failure *f;
+
+        for (f = it->failures; f; f = f->next)
+                if (strcmp(f->key, key) == 0)
+                        return ++f->count;
+        f = malloc(sizeof(*f) + strlen(key) + 1);
+        if (!f)
+                return 0;
+        f->count = 1;
+        strcpy(f->key, key);
+        f->next = it->failures;
+        it->failures = f;
+        return 1;
+}
+
+static void failure_clear(struct item *it, const char *key)
+{
+        for (struct failure **pp = &it->failures; *pp; pp = &(*pp)->next)
+                if (strcmp((*pp)->key, key) == 0) {
+                        struct failure *f = *pp;
+                        *pp = f->next;
+                        free(f);
+                        return;
+                }
+}
+
+/*
+ * Reports one failure of a job and counts it. The first few failures in a row are warnings;
+ * the STUCK_AFTER_FAILURES-th is an error saying it keeps failing; after that the job is
+ * still retried every poll, but only debug lines and the metric speak of it, so a job that
+ * can never be archived does not flood the journal.
+ */
+_printf_(3, 4) static void job_failed(struct item *it, const char *key, const char *fmt, ...)
+{
+        struct daemon *d = it->d;
+        char msg[768];
+        va_list ap;
+        unsigned n;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (d->stop) {
+                log_job(LOG_DEBUG, it, key, "%s (stopping)", msg);
+                return;
+        }
+        d->stats.jobs_failed++;
+        it->failing = true;
+        n = d->once ? 1 : failure_count(it, key);
+        if (n < STUCK_AFTER_FAILURES)
+                log_job(LOG_WARNING, it, key, "%s; will retry next cycle", msg);
+        else if (n == STUCK_AFTER_FAILURES)
+                log_job(LOG_ERR, it, key, "%s; failed %u polls in a row, still retrying every poll",
+                        msg, n);
+        else
+                log_job(LOG_DEBUG, it, key, "%s; failed %u polls in a row", msg, n);
+}
+
 _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
 {
         char msg[768];
@@ -200,9 +276,7 @@ _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        log_job(LOG_WARNING, t->item, t->job.key, "%s; will retry next cycle", msg);
-        t->d->stats.jobs_failed++;
-        t->item->failing = true;
+        job_failed(t->item, t->job.key, "%s", msg);
         task_free(t);
 }
 
@@ -229,6 +303,7 @@ static void on_committed(void *userdata, int r)
                 log_job(LOG_INFO, t->item, t->job.key,
                         "archived in %s: record only (no log file)%s", where,
                         t->error ? ", error record" : "");
+        failure_clear(t->item, t->job.key);
         d->stats.jobs_archived++;
         d->stats.bytes_in += t->log_bytes;
         d->stats.bytes_out += t->gzip_bytes;
@@ -468,6 +543,16 @@ static bool disk_check(struct daemon *d)
         return low;
 }
 
+static size_t stuck_jobs(const struct daemon *d)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < d->n_items; i++)
+                for (const struct failure *f = d->items[i]->failures; f; f = f->next)
+                        n += f->count >= STUCK_AFTER_FAILURES;
+        return n;
+}
+
 static void metrics_update(struct daemon *d)
 {
         _cleanup_free_ struct metrics_item *items = NULL;
@@ -496,6 +581,7 @@ static void metrics_update(struct daemon *d)
                 .start_epoch = d->start_epoch,
                 .connect_up = d->connect_up,
                 .disk_paused = d->disk_low,
+                .jobs_stuck = stuck_jobs(d),
                 .items = items,
                 .n_items = d->n_items,
         };
@@ -516,6 +602,10 @@ static void on_list_done(void *userdata, const struct http_result *res)
 
         /* Connect is "up" when it answered, even with a refusal; not when it failed to. */
         d->connect_up = res->status > 0 && res->status < 500;
+        if (res->outcome != HTTP_OK && d->stop) {
+                it->listing = false;
+                return item_idle_check(it);
+        }
         if (res->outcome != HTTP_OK) {
                 it->listing = false;
                 it->failing = true;
@@ -548,9 +638,7 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 struct job *j = &list.jobs[i];
 
                 if (j->invalid) {
-                        log_job(LOG_WARNING, it, j->key ? j->key : "(none)", "skipped: %s",
-                                j->invalid);
-                        d->stats.jobs_failed++;
+                        job_failed(it, j->key ? j->key : "(none)", "skipped: %s", j->invalid);
                         continue;
                 }
                 if (!connect_job_is_due(j)) {
@@ -903,7 +991,7 @@ static void format_bytes(uint64_t n, char *buf, size_t size)
 /* One line for `systemctl status`: what is watched, what was done, what is wrong. */
 static void status_update(struct daemon *d)
 {
-        char status[512], bytes[32], ago[48] = "no cycle yet", disk[96] = "";
+        char status[512], bytes[32], ago[48] = "no cycle yet", disk[160] = "";
         size_t failing = 0;
 
         for (size_t i = 0; i < d->n_items; i++)
@@ -917,8 +1005,15 @@ static void status_update(struct daemon *d)
                 (void) snprintf(disk, sizeof(disk),
                                 "; archiving paused: %" PRIu64 " MB free, min_free_mb %" PRIu64,
                                 d->free_mb, d->config->min_free_mb);
+        size_t stuck = stuck_jobs(d);
+        if (stuck > 0) {
+                size_t n = strlen(disk);
+                (void) snprintf(disk + n, sizeof(disk) - n, "; %zu jobs stuck (see the journal)",
+                                stuck);
+        }
         (void) snprintf(status, sizeof(status),
-                        "watching %zu %s; %" PRIu64 " jobs archived (%s); %zu failing; %s%s%s%s",
+                        "watching %zu %s; %" PRIu64 " jobs archived since start (%s); %zu failing; "
+                        "%s%s%s%s",
                         d->n_items, d->n_items == 1 ? "item" : "items", d->stats.jobs_archived,
                         bytes, failing, ago, d->problem[0] ? "; " : "", d->problem, disk);
         notify_status(status);

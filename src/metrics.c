@@ -69,6 +69,10 @@ int metrics_format(const struct metrics *m, char **ret)
                    "1 while archiving is paused because free space is below min_free_mb.");
         fprintf(f, PREFIX "disk_paused %d\n", m->disk_paused ? 1 : 0);
 
+        put_header(f, "jobs_stuck", "gauge",
+                   "Jobs that failed five polls in a row or more (still retried every poll).");
+        fprintf(f, PREFIX "jobs_stuck %zu\n", m->jobs_stuck);
+
         put_header(f, "last_success_timestamp_seconds", "gauge",
                    "When the item's job list was last fetched successfully (Unix time).");
         for (size_t i = 0; i < m->n_items; i++) {

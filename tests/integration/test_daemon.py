@@ -2,6 +2,7 @@
 """The service mode: sd_notify over a real AF_UNIX datagram socket, real signals, a job
 added while running, reloads good and bad, a clean stop."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -80,7 +81,7 @@ class DaemonTest(unittest.TestCase):
                                      for _, m in self.notify.with_field("STATUS")), 10,
                          message="STATUS with the count")
                 status = self.notify.with_field("STATUS")[-1][1]["STATUS"]
-                self.assertRegex(status, r"^watching 1 item; 1 jobs archived \(4 B\); 0 failing; "
+                self.assertRegex(status, r"^watching 1 item; 1 jobs archived since start \(4 B\); 0 failing; "
                                          r"last poll [\d.]+ s ago$")
 
                 # Watchdog: WATCHDOG_USEC=1 s, so a ping every half second.
@@ -156,6 +157,33 @@ class DaemonTest(unittest.TestCase):
             self.assertLess(time.monotonic() - t0, 3)
             assert_no_temporaries(self.archive)
             self.assertEqual(read_archive(self.archive).jobs, {})
+
+
+    def test_a_job_that_keeps_failing_is_reported_not_dropped(self):
+        g = new_guid()
+        metrics = os.path.join(self.tmp, "cja.prom")
+        jobs = [make_jobspec("bad/key", log="x\n"), make_jobspec("fineJob000000001", log="y\n")]
+        with FakeConnect({g: jobs}, api_key=KEY) as fc:
+            cfg = write_config(self.tmp, fc.url, self.archive, content=[g], api_key=KEY,
+                               poll__interval_seconds=1, metrics_file=metrics)
+            p = start_archiver(["-c", cfg], env={"NOTIFY_SOCKET": self.notify.path})
+            try:
+                wait_for(lambda: "failed 5 polls in a row" in p.read_stderr(), 15,
+                         message="the stuck report")
+                wait_for(lambda: any("1 jobs stuck" in m["STATUS"]
+                                     for _, m in self.notify.with_field("STATUS")), 5,
+                         message="STATUS names the stuck job")
+                wait_for(lambda: "connect_job_archiver_jobs_stuck 1\n" in open(metrics).read(),
+                         5, message="the stuck metric")
+                time.sleep(2.5)
+            finally:
+                self.assertEqual(stop_process(p), 0)
+            err = p.read_stderr()
+            # Warnings for the first four polls, one error at the fifth, then quiet.
+            self.assertEqual(len(re.findall(r"(?m)^<4>.*job=bad/key: skipped", err)), 4, err)
+            self.assertEqual(len(re.findall(r"(?m)^<3>.*job=bad/key: skipped.*failed 5 polls "
+                                            r"in a row, still retrying every poll$", err)), 1)
+            self.assertIn("fineJob000000001", read_archive(self.archive).jobs)
 
 
 if __name__ == "__main__":
