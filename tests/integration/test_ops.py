@@ -154,6 +154,31 @@ class OpsTest(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             self.assertEqual(read_archive(archive).jobs["tooBigForDisk001"]["log"], big)
 
+    def test_read_only_archive_keeps_the_service_running(self):
+        mnt = self.mount_tmpfs("8m")
+        archive = os.path.join(mnt, "archive")
+        g = new_guid()
+        with FakeConnect({g: [make_jobspec("beforeReadOnly01", log="a\n")]}, api_key=KEY) as fc:
+            cfg = write_config(self.tmp, fc.url, archive, content=[g], api_key=KEY,
+                               poll__interval_seconds=1, archive__min_free_mb=0)
+            p = start_archiver(["-c", cfg])
+            try:
+                first = os.path.join(archive, g, "2024/11/25/beforeReadOnly01.json")
+                wait_for(lambda: os.path.exists(first), 10, message="the first job")
+                subprocess.run(["mount", "-o", "remount,ro", mnt], check=True)
+                fc.add_job(g, make_jobspec("whileReadOnly001", log="b\n"))
+                wait_for(lambda: "job=whileReadOnly001: cannot write the log to %s/%s/2024/11/25: "
+                                 "Read-only file system" % (archive, g) in p.read_stderr(), 10,
+                         message="the read-only error, naming the folder")
+                self.assertIsNone(p.poll())
+                subprocess.run(["mount", "-o", "remount,rw", mnt], check=True)
+                second = os.path.join(archive, g, "2024/11/25/whileReadOnly001.json")
+                wait_for(lambda: os.path.exists(second), 10, message="archived once writable")
+            finally:
+                self.assertEqual(stop_process(p), 0)
+            self.assertEqual(read_archive(archive).jobs["whileReadOnly001"]["log"], b"b\n")
+            assert_no_temporaries(archive)
+
     def test_disk_guard_pauses_and_resumes(self):
         mnt = self.mount_tmpfs("8m")
         archive = os.path.join(mnt, "archive")
