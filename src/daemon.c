@@ -26,6 +26,11 @@
 /* Commit a batch once it holds this many jobs, or once its oldest job waited this long. */
 #define BATCH_MAX_JOBS 256
 #define BATCH_MAX_USEC (1 * USEC_PER_SEC)
+/*
+ * Backpressure: no new job list is fetched while this many jobs wait to be archived, so
+ * memory stays bounded however many items and jobs are due at once.
+ */
+#define TASK_BACKLOG_MAX 256
 /* A job failing this many polls in a row is reported as stuck (log line and metric). */
 #define STUCK_AFTER_FAILURES 5
 /* How often the service checks free space, and prunes past the retention window. */
@@ -88,6 +93,7 @@ struct daemon {
         char problem[256]; /* what is wrong right now, for STATUS; empty when all is well */
         uint64_t last_cycle_usec;
         bool status_dirty;
+        size_t n_tasks; /* jobs between their list and their commit, all items together */
         int64_t start_epoch;
         bool connect_up;
         bool disk_low; /* free space under min_free_mb: no new jobs start */
@@ -196,6 +202,7 @@ static void task_free(struct task *t)
         json_object_put(t->job.obj);
         free(t);
         it->tasks--;
+        it->d->n_tasks--;
         item_idle_check(it);
 }
 
@@ -467,6 +474,7 @@ static void task_start(struct item *it, struct job *job)
                 .key = t->job.key,
         };
         it->tasks++;
+        d->n_tasks++;
         r = connect_job_url(d->config->server_url, it->guid, t->job.key, "error", &url);
         if (r >= 0)
                 r = http_get(d->http, url, NULL, on_error_done, t);
@@ -950,10 +958,13 @@ int daemon_run_once(struct daemon *d)
                            d->config->archive_dir);
                 return 1;
         }
-        for (size_t i = 0; i < d->n_items; i++)
-                item_poll(d->items[i]);
-        while (!(all_items_polled(d) && http_engine_pending(d->http) == 0 &&
-                 archive_batch_size(d->batch) == 0)) {
+        size_t next = 0;
+        for (;;) {
+                while (next < d->n_items && d->n_tasks < TASK_BACKLOG_MAX)
+                        item_poll(d->items[next++]);
+                if (next == d->n_items && all_items_polled(d) &&
+                    http_engine_pending(d->http) == 0 && archive_batch_size(d->batch) == 0)
+                        break;
                 r = loop_turn(d, now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC);
                 if (r < 0 || d->stop) {
                         stop_now(d);
@@ -1133,15 +1144,18 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
                 deadline = d->next_disk_check_usec;
                 if (d->next_prune_usec < deadline)
                         deadline = d->next_prune_usec;
-                /* While the disk is low, due polls wait for the next disk check. */
+                /* While the disk is low, due polls wait for the next disk check; while the
+                 * backlog is full, for the jobs in flight to finish (they wake the loop). */
                 for (size_t i = 0; i < d->n_items && !d->disk_low; i++) {
                         struct item *it = d->items[i];
                         if (!it->polled)
                                 continue;
-                        if (it->next_poll_usec <= now)
+                        if (it->next_poll_usec > now) {
+                                if (it->next_poll_usec < deadline)
+                                        deadline = it->next_poll_usec;
+                        } else if (d->n_tasks < TASK_BACKLOG_MAX) {
                                 item_poll(it);
-                        else if (it->next_poll_usec < deadline)
-                                deadline = it->next_poll_usec;
+                        }
                 }
                 if (notify_watchdog_deadline(&d->watchdog) < deadline)
                         deadline = notify_watchdog_deadline(&d->watchdog);
