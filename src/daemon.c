@@ -27,10 +27,11 @@
 #define BATCH_MAX_JOBS 256
 #define BATCH_MAX_USEC (1 * USEC_PER_SEC)
 /*
- * Backpressure: no new job list is fetched while this many jobs wait to be archived, so
- * memory stays bounded however many items and jobs are due at once.
+ * Backpressure: no new job list is fetched while this many jobs per transfer slot wait to be
+ * archived, so memory stays bounded (a parsed job costs some kilobytes) however many items
+ * and jobs are due at once, while the slots still never run dry.
  */
-#define TASK_BACKLOG_MAX 256
+#define TASK_BACKLOG_PER_SLOT 8
 /* A job failing this many polls in a row is reported as stuck (log line and metric). */
 #define STUCK_AFTER_FAILURES 5
 /* How often the service checks free space, and prunes past the retention window. */
@@ -93,7 +94,8 @@ struct daemon {
         char problem[256]; /* what is wrong right now, for STATUS; empty when all is well */
         uint64_t last_cycle_usec;
         bool status_dirty;
-        size_t n_tasks; /* jobs between their list and their commit, all items together */
+        size_t n_tasks;   /* jobs between their list and their commit, all items together */
+        size_t n_listing; /* job lists in flight */
         int64_t start_epoch;
         bool connect_up;
         bool disk_low; /* free space under min_free_mb: no new jobs start */
@@ -608,6 +610,7 @@ static void on_list_done(void *userdata, const struct http_result *res)
         char why[512];
         int r;
 
+        d->n_listing--;
         /* Connect is "up" when it answered, even with a refusal; not when it failed to. */
         d->connect_up = res->status > 0 && res->status < 500;
         if (res->outcome != HTTP_OK && d->stop) {
@@ -681,10 +684,12 @@ static void item_poll(struct item *it)
 
         it->polled = false;
         it->listing = true;
+        it->d->n_listing++;
         it->poll_started_usec = now_usec(CLOCK_MONOTONIC);
         r = http_get(it->d->http, it->list_url, NULL, on_list_done, it);
         if (r < 0) {
                 it->listing = false;
+                it->d->n_listing--;
                 it->d->stats.items_failed++;
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot request the job list: %s", strerror(-r));
@@ -900,6 +905,16 @@ static void drain_signals(struct daemon *d)
         }
 }
 
+/* Another job list may be fetched: the backlog has room, and so do the transfer slots (a list
+ * in flight brings a whole list of jobs with it). */
+static bool backlog_has_room(const struct daemon *d)
+{
+        unsigned slots = d->config->max_concurrent_requests;
+
+        return d->n_tasks < (size_t) TASK_BACKLOG_PER_SLOT * slots &&
+               d->n_listing < (slots + 1) / 2;
+}
+
 static bool all_items_polled(const struct daemon *d)
 {
         for (size_t i = 0; i < d->n_items; i++)
@@ -960,7 +975,7 @@ int daemon_run_once(struct daemon *d)
         }
         size_t next = 0;
         for (;;) {
-                while (next < d->n_items && d->n_tasks < TASK_BACKLOG_MAX)
+                while (next < d->n_items && backlog_has_room(d))
                         item_poll(d->items[next++]);
                 if (next == d->n_items && all_items_polled(d) &&
                     http_engine_pending(d->http) == 0 && archive_batch_size(d->batch) == 0)
@@ -1153,7 +1168,7 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
                         if (it->next_poll_usec > now) {
                                 if (it->next_poll_usec < deadline)
                                         deadline = it->next_poll_usec;
-                        } else if (d->n_tasks < TASK_BACKLOG_MAX) {
+                        } else if (backlog_has_room(d)) {
                                 item_poll(it);
                         }
                 }
