@@ -23,6 +23,9 @@ static int parse_json(const char *body, size_t len, struct json_object **ret)
         tok = json_tokener_new_ex(JSON_MAX_DEPTH);
         if (!tok)
                 return -ENOMEM;
+        /* RFC 8259 only: json-c's default also takes single quotes, trailing commas and the
+         * like, which no Connect server sends and a broken proxy might. */
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
         obj = json_tokener_parse_ex(tok, body ? body : "", (int) len);
         if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
                 r = -EBADMSG;

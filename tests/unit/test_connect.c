@@ -189,6 +189,9 @@ static void test_bad_documents(void **state)
                 "[] trailing",
                 "\"a string\"",
                 "null",
+                "[{'key':'a','status':2}]", /* json-c takes single quotes unless strict */
+                "[1,]",
+                "[01]",
         };
         struct job_list l = {.n_jobs = 99};
         char deep[200];
