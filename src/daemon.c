@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <systemd/sd-daemon.h>
 
 #include "archive.h"
 #include "config.h"
@@ -39,6 +38,14 @@
 #define RETENTION_EVERY_USEC  (3600 * USEC_PER_SEC)
 /* A request is tried this often in one cycle before the job waits for the next cycle. */
 #define HTTP_MAX_ATTEMPTS 4
+
+struct daemon_stats {
+        uint64_t jobs_archived;
+        uint64_t jobs_failed;  /* jobs that could not be archived (this run) */
+        uint64_t items_failed; /* job lists that could not be fetched or parsed */
+        uint64_t bytes_in;     /* uncompressed log bytes */
+        uint64_t bytes_out;    /* gzip bytes written */
+};
 
 /* One watched content item. */
 struct item {
@@ -107,11 +114,6 @@ struct daemon {
         bool stop;
         bool reload;
 };
-
-const struct daemon_stats *daemon_get_stats(const struct daemon *d)
-{
-        return &d->stats;
-}
 
 /* "content=<guid> (<name>) job=<key>: <message>", every string from outside escaped. */
 _printf_(4, 5) static void log_job(int prio, const struct item *it, const char *key,
@@ -988,7 +990,6 @@ int daemon_run_once(struct daemon *d)
                         break;
                 }
         }
-        d->stats.cycles++;
         metrics_update(d);
 
         double secs = (double) (now_usec(CLOCK_MONOTONIC) - start) / (double) USEC_PER_SEC;
