@@ -25,7 +25,7 @@ static int parse_json(const char *body, size_t len, struct json_object **ret)
                 return -ENOMEM;
         /* RFC 8259 only: json-c's default also takes single quotes, trailing commas and the
          * like, which no Connect server sends and a broken proxy might. */
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
         obj = json_tokener_parse_ex(tok, body ? body : "", (int) len);
         if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
                 r = -EBADMSG;

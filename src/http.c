@@ -478,7 +478,11 @@ static void finish_request(struct http_request *req, enum http_outcome outcome, 
                 .body_len = req->body_len,
         };
 
-        if (req->sink_error < 0)
+        if (req->sink_error == -EFBIG && !req->has_sink)
+                (void) snprintf(res.detail, sizeof(res.detail),
+                                "the response is larger than %u MiB, refused",
+                                HTTP_BODY_MAX / (1024u * 1024u));
+        else if (req->sink_error < 0)
                 (void) snprintf(res.detail, sizeof(res.detail), "%s", strerror(-req->sink_error));
         else if (curl_code != CURLE_OK)
                 (void) log_escape(req->errbuf[0] ? req->errbuf

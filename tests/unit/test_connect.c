@@ -192,6 +192,7 @@ static void test_bad_documents(void **state)
                 "[{'key':'a','status':2}]", /* json-c takes single quotes unless strict */
                 "[1,]",
                 "[01]",
+                "[\"\xff\xfe\"]", /* not UTF-8 */
         };
         struct job_list l = {.n_jobs = 99};
         char deep[200];
