@@ -1018,7 +1018,7 @@ static void format_bytes(uint64_t n, char *buf, size_t size)
 /* One line for `systemctl status`: what is watched, what was done, what is wrong. */
 static void status_update(struct daemon *d)
 {
-        char status[512], bytes[32], ago[48] = "no cycle yet", disk[160] = "";
+        char status[1024], bytes[32], ago[48] = "no cycle yet", disk[160] = "";
         size_t failing = 0;
 
         for (size_t i = 0; i < d->n_items; i++)
