@@ -558,7 +558,10 @@ class TestScenarioFaultsAndControl(unittest.TestCase):
             self.assertEqual(json.loads(fc.get(jobs_path(g2))[2])["code"], 4)
             fc.set_content(g2, status=None)
             self.assertEqual(fc.get(jobs_path(g2))[0], 200)
-            # request list and the --request-log file agree
+            # request list and the --request-log file agree, once the server has finished
+            # recording the last response (the client may see it before t_end is set)
+            wait_for(lambda: all(r["t_end"] is not None for r in fc.requests()), 5,
+                     message="every request recorded")
             reqs = fc.requests()
             self.assertEqual(reqs[0]["fault"], "status")
             self.assertEqual(reqs[0]["status"], 503)
