@@ -30,10 +30,28 @@
 
 #define SHA256_LEN 32
 
+/*
+ * The state of one gzip+SHA-256 stream: about 330 KiB at level 6 with the output buffer.
+ * Finished streams are reset and kept for the next file instead of freed: allocating and
+ * freeing that much per job made glibc grow and trim the heap each time, and the page
+ * faults and TLB flushes that followed cost more system time than the compression's I/O.
+ */
+struct stream {
+        struct stream *next; /* in the archive's pool */
+        z_stream zs;         /* zlib keeps a pointer to it: a stream never moves */
+        EVP_MD_CTX *md;
+        unsigned char out[OUT_BUFFER_SIZE];
+};
+
+/* Streams kept for reuse; more than this many files at once allocate fresh ones. */
+#define STREAM_POOL_MAX 16
+
 struct archive {
         int root_fd;
         int level;
         dev_t root_dev;
+        struct stream *pool;
+        unsigned n_pool;
 };
 
 struct archive_file {
@@ -42,15 +60,71 @@ struct archive_file {
         bool created;  /* the temporary exists under tmp_path and is ours to remove */
         bool finished; /* the gzip stream is complete and the fd closed */
         int error;     /* the first failure, returned again by every later call */
-        z_stream zs;
-        bool zs_active;
-        EVP_MD_CTX *md;
+        /* Returned to the pool by finish, so a file queued in a batch holds only itself. */
+        struct stream *s;
         uint64_t bytes_in, bytes_out;
         char tmp_path[REL_PATH_MAX];
-        /* OUT_BUFFER_SIZE bytes; freed with the zlib and hash state by finish, so a file
-         * queued in a batch holds only this struct. */
-        unsigned char *out;
 };
+
+static void stream_free(struct stream *s)
+{
+        if (!s)
+                return;
+        (void) deflateEnd(&s->zs);
+        EVP_MD_CTX_free(s->md);
+        free(s);
+}
+
+/* A stream ready for a new file: from the pool, or new. */
+static int stream_get(struct archive *a, struct stream **ret)
+{
+        struct stream *s = a->pool;
+        int z;
+
+        if (s) {
+                a->pool = s->next;
+                a->n_pool--;
+        } else {
+                s = calloc(1, sizeof(*s));
+                if (!s)
+                        return -ENOMEM;
+                s->md = EVP_MD_CTX_new();
+                /* windowBits 15 + 16: a gzip wrapper whose header has no name and mtime 0. */
+                z = deflateInit2(&s->zs, a->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+                if (z != Z_OK) {
+                        EVP_MD_CTX_free(s->md);
+                        free(s);
+                        return z == Z_MEM_ERROR ? -ENOMEM : -EIO;
+                }
+                if (!s->md) {
+                        stream_free(s);
+                        return -ENOMEM;
+                }
+        }
+        s->next = NULL;
+        if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+                stream_free(s);
+                return -EIO;
+        }
+        s->zs.next_out = s->out;
+        s->zs.avail_out = OUT_BUFFER_SIZE;
+        *ret = s;
+        return 0;
+}
+
+/* Resets s for the next file and keeps it, or frees it when the pool is full. */
+static void stream_put(struct archive *a, struct stream *s)
+{
+        if (!s)
+                return;
+        if (a->n_pool >= STREAM_POOL_MAX || deflateReset(&s->zs) != Z_OK) {
+                stream_free(s);
+                return;
+        }
+        s->next = a->pool;
+        a->pool = s;
+        a->n_pool++;
+}
 
 enum archive_kind {
         ARCHIVE_KIND_LOG,
@@ -220,6 +294,11 @@ void archive_free(struct archive *a)
         if (!a)
                 return;
         (void) safe_close(a->root_fd);
+        while (a->pool) {
+                struct stream *st = a->pool;
+                a->pool = st->next;
+                stream_free(st);
+        }
         free(a);
 }
 
@@ -340,16 +419,11 @@ bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
         return fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode);
 }
 
-/* Releases the stream state: the zlib state, the hash and the output buffer. */
+/* Hands the stream state (zlib, hash, output buffer) back to the pool. */
 static void file_release_stream(struct archive_file *f)
 {
-        if (f->zs_active)
-                (void) deflateEnd(&f->zs);
-        f->zs_active = false;
-        EVP_MD_CTX_free(f->md);
-        f->md = NULL;
-        free(f->out);
-        f->out = NULL;
+        stream_put(f->archive, f->s);
+        f->s = NULL;
 }
 
 /* Frees f without touching the temporary on disk. */
@@ -370,7 +444,7 @@ static void file_free(struct archive_file *f)
 int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret)
 {
         struct archive_file *f;
-        int r, z;
+        int r;
 
         if (!a || !ret || !loc_is_valid(loc))
                 return -EINVAL;
@@ -386,25 +460,9 @@ int archive_file_open(struct archive *a, const struct archive_loc *loc, struct a
         r = mkdir_day(a->root_fd, loc);
         if (r < 0)
                 goto fail;
-        f->out = malloc(OUT_BUFFER_SIZE);
-        f->md = EVP_MD_CTX_new();
-        if (!f->out || !f->md) {
-                r = -ENOMEM;
+        r = stream_get(a, &f->s);
+        if (r < 0)
                 goto fail;
-        }
-        if (EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1) {
-                r = -EIO;
-                goto fail;
-        }
-        /* windowBits 15 + 16 asks for a gzip wrapper whose header has no name and mtime 0. */
-        z = deflateInit2(&f->zs, a->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-        if (z != Z_OK) {
-                r = z == Z_MEM_ERROR ? -ENOMEM : -EIO;
-                goto fail;
-        }
-        f->zs_active = true;
-        f->zs.next_out = f->out;
-        f->zs.avail_out = OUT_BUFFER_SIZE;
 
         /*
          * O_EXCL: two writers on one temporary would interleave their bytes into a file that
@@ -435,17 +493,17 @@ static int file_fail(struct archive_file *f, int r)
 /* Writes out what deflate has put into the output buffer and empties it. */
 static int file_drain(struct archive_file *f)
 {
-        size_t n = OUT_BUFFER_SIZE - f->zs.avail_out;
+        size_t n = OUT_BUFFER_SIZE - f->s->zs.avail_out;
         int r;
 
         if (n > 0) {
-                r = write_all(f->fd, f->out, n);
+                r = write_all(f->fd, f->s->out, n);
                 if (r < 0)
                         return r;
                 f->bytes_out += n;
         }
-        f->zs.next_out = f->out;
-        f->zs.avail_out = OUT_BUFFER_SIZE;
+        f->s->zs.next_out = f->s->out;
+        f->s->zs.avail_out = OUT_BUFFER_SIZE;
         return 0;
 }
 
@@ -460,11 +518,11 @@ int archive_file_write(struct archive_file *f, const void *buf, size_t len)
                 return -EINVAL;
         if (f->error < 0)
                 return f->error;
-        if (f->finished || !f->zs_active)
+        if (f->finished || !f->s)
                 return -EINVAL;
         if (len == 0)
                 return 0;
-        if (EVP_DigestUpdate(f->md, buf, len) != 1)
+        if (EVP_DigestUpdate(f->s->md, buf, len) != 1)
                 return file_fail(f, -EIO);
         f->bytes_in += len;
 
@@ -472,18 +530,18 @@ int archive_file_write(struct archive_file *f, const void *buf, size_t len)
         while (len > 0) {
                 uInt slice = len > UINT_MAX ? UINT_MAX : (uInt) len;
 
-                f->zs.next_in = p;
-                f->zs.avail_in = slice;
-                while (f->zs.avail_in > 0) {
-                        int z = deflate(&f->zs, Z_NO_FLUSH);
+                f->s->zs.next_in = p;
+                f->s->zs.avail_in = slice;
+                while (f->s->zs.avail_in > 0) {
+                        int z = deflate(&f->s->zs, Z_NO_FLUSH);
                         if (z != Z_OK && z != Z_BUF_ERROR)
                                 return file_fail(f, -EIO);
                         /* deflate stops when the input is used up or the output is full. */
-                        if (f->zs.avail_out == 0) {
+                        if (f->s->zs.avail_out == 0) {
                                 r = file_drain(f);
                                 if (r < 0)
                                         return file_fail(f, r);
-                        } else if (f->zs.avail_in > 0) {
+                        } else if (f->s->zs.avail_in > 0) {
                                 return file_fail(f, -EIO);
                         }
                 }
@@ -504,19 +562,19 @@ int archive_file_finish(struct archive_file *f, uint64_t *ret_bytes_in, uint64_t
                 return -EINVAL;
         if (f->error < 0)
                 return f->error;
-        if (f->finished || !f->zs_active)
+        if (f->finished || !f->s)
                 return -EINVAL;
 
-        f->zs.next_in = NULL;
-        f->zs.avail_in = 0;
+        f->s->zs.next_in = NULL;
+        f->s->zs.avail_in = 0;
         for (;;) {
-                int z = deflate(&f->zs, Z_FINISH);
+                int z = deflate(&f->s->zs, Z_FINISH);
                 if (z != Z_OK && z != Z_STREAM_END) {
                         r = -EIO;
                         break;
                 }
                 /* With Z_FINISH, Z_OK means "more output pending", so the buffer is full. */
-                if (z == Z_OK && f->zs.avail_out != 0) {
+                if (z == Z_OK && f->s->zs.avail_out != 0) {
                         r = -EIO;
                         break;
                 }
@@ -525,7 +583,7 @@ int archive_file_finish(struct archive_file *f, uint64_t *ret_bytes_in, uint64_t
                         break;
         }
         if (r == 0 &&
-            (EVP_DigestFinal_ex(f->md, digest, &digest_len) != 1 || digest_len != SHA256_LEN))
+            (EVP_DigestFinal_ex(f->s->md, digest, &digest_len) != 1 || digest_len != SHA256_LEN))
                 r = -EIO;
         /* deflateEnd and the rest, on every path. */
         file_release_stream(f);
