@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds connect-job-archiver and runs every test: installs what is missing on Debian 12,
 # builds with -Werror under AddressSanitizer + UndefinedBehaviorSanitizer, runs ctest (unit
-# and integration tests), then runs the unit tests once more under valgrind on a plain build.
+# and integration tests), runs the unit tests once more under valgrind on a plain build, and
+# gives each libFuzzer target a short bounded run (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,3 +37,6 @@ for t in build/tests/test_*; do
                 --error-exitcode=1 "$t" >/dev/null
 done
 echo "valgrind: clean"
+
+echo "== fuzzing (bounded: 20 s per target)"
+scripts/fuzz.sh 20

@@ -22,7 +22,7 @@ bool log_enabled(int prio)
         return prio <= max_level;
 }
 
-static void log_vprintf(int prio, const char *fmt, va_list ap)
+_printf_(2, 0) static void log_vprintf(int prio, const char *fmt, va_list ap)
 {
         char line[2048];
         int n;
