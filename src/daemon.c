@@ -726,6 +726,24 @@ static int item_new(struct daemon *d, const struct config *c, const struct confi
         return 0;
 }
 
+static bool item_in(struct item *const *items, size_t n, const struct item *it)
+{
+        for (size_t i = 0; i < n; i++)
+                if (items[i] == it)
+                        return true;
+        return false;
+}
+
+/* Frees a list from items_from_config() that was not taken: the items it created, not the
+ * ones it shares with the running list. */
+static void items_free_new(struct daemon *d, struct item **items, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!item_in(d->items, d->n_items, items[i]))
+                        item_free(items[i]);
+        free(items);
+}
+
 /*
  * Builds the item list for config c, reusing the items of the running list whose GUID is
  * still watched (their state and in-flight work carry over) and creating the new ones.
@@ -766,15 +784,7 @@ static int items_from_config(struct daemon *d, const struct config *c, struct it
         *ret = items;
         return 0;
 fail:
-        /* Only the items created here are freed; reused ones still belong to d->items. */
-        for (size_t i = 0; i < c->n_content; i++) {
-                bool reused = false;
-                for (size_t j = 0; j < d->n_items && !reused; j++)
-                        reused = items[i] == d->items[j];
-                if (!reused)
-                        item_free(items[i]);
-        }
-        free(items);
+        items_free_new(d, items, c->n_content);
         return r;
 }
 
@@ -1081,25 +1091,13 @@ static void daemon_reload(struct daemon *d, const char *path)
                 (void) log_errno(LOG_ERR, r,
                                  "cannot apply the new configuration: %m; keeping "
                                  "the running one");
-                /* Free only the items that reload created. */
-                if (items)
-                        for (size_t i = 0; i < c->n_content; i++) {
-                                bool reused = false;
-                                for (size_t j = 0; j < d->n_items && !reused; j++)
-                                        reused = items[i] == d->items[j];
-                                if (!reused)
-                                        item_free(items[i]);
-                        }
-                free(items);
+                items_free_new(d, items, items ? c->n_content : 0);
                 goto out;
         }
         /* Items no longer watched retire: freed when their last transfer ends. */
         for (size_t j = 0; j < d->n_items; j++) {
                 struct item *it = d->items[j];
-                bool kept = false;
-                for (size_t i = 0; i < c->n_content && !kept; i++)
-                        kept = items[i] == it;
-                if (kept)
+                if (item_in(items, c->n_content, it))
                         continue;
                 it->removed = true;
                 it->next_retired = d->retired;
