@@ -14,6 +14,7 @@ CJA_TESTS_DIR = the tests/ folder holding fake_connect.py (else found beside thi
 CJA_KEEP_TMP=1 keeps the fake server's temporary folder.
 """
 
+import base64
 import gzip
 import http.client
 import json
@@ -525,6 +526,16 @@ def read_archive(archive_dir):
         else:
             j["record"] = arch.records.get(rel)
     return arch
+
+
+def served_log(spec):
+    """The exact bytes the fake server sends as the log of JOBSPEC spec."""
+    if "log" in spec:
+        return spec["log"].encode("utf-8")
+    if "log_b64" in spec:
+        return base64.b64decode(spec["log_b64"])
+    return generated_log_bytes(spec["job"]["key"], spec.get("log_size", 0),
+                               spec["job"]["start_time"])
 
 
 def find_temporaries(archive_dir, allow=()):

@@ -21,7 +21,6 @@ everything due is archived, and a SIGTERM leaves no temporaries.
 The kill moments come from a seeded random generator; the seed is printed, and
 CJA_CRASH_SEED=<seed> repeats a run with the same choices.
 """
-import base64
 import datetime
 import gzip
 import hashlib
@@ -38,9 +37,9 @@ import unittest
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, assert_no_temporaries, generated_log_bytes,  # noqa: E402
+from harness import (FakeConnect, assert_no_temporaries,  # noqa: E402
                      make_jobspec, new_guid, run_archiver, start_archiver, stop_process,
-                     wait_for, write_config)
+                     wait_for, write_config, served_log)
 
 KEY = "cja-CRASH-key-4d2f8b6a01"
 
@@ -50,16 +49,6 @@ DATES = ["2024-11-25T22:17:42Z", "2024-11-26T00:00:01.5+01:00", "2025-02-28T23:5
 
 _FINAL = re.compile(r"^(?P<key>[^./][^/]*?)\.(?P<kind>log\.gz|error\.json|json)$")
 _TEMP = re.compile(r"^\..+\.tmp$")
-
-
-def served_log(spec):
-    """The exact bytes the fake server sends for a job's log."""
-    if "log" in spec:
-        return spec["log"].encode("utf-8")
-    if "log_b64" in spec:
-        return base64.b64decode(spec["log_b64"])
-    return generated_log_bytes(spec["job"]["key"], spec.get("log_size", 0),
-                               spec["job"]["start_time"])
 
 
 def day_folder(start_time):

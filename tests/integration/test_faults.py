@@ -7,7 +7,6 @@ Every test checks the final archive byte for byte against what the server served
 no temporaries are left, the exit status, and the log line an operator would read.
 Environment as for every integration test: CJA_BINARY, CJA_TESTS_DIR.
 """
-import base64
 import calendar
 import email.utils
 import hashlib
@@ -21,22 +20,12 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, assert_no_temporaries, generated_log_bytes,  # noqa: E402
+from harness import (FakeConnect, assert_no_temporaries,  # noqa: E402
                      make_job, make_jobspec, new_guid, read_archive, run_archiver,
-                     write_config)
+                     write_config, served_log)
 
 KEY = "cja-FAULT-key-93e1a0c4b7"  # distinctive, so a leak is easy to find
 DAY = "2024/11/25"                # the folder of make_job's default start time
-
-
-def served_log(spec):
-    """The exact bytes the fake server sends for a job's log."""
-    if "log" in spec:
-        return spec["log"].encode("utf-8")
-    if "log_b64" in spec:
-        return base64.b64decode(spec["log_b64"])
-    return generated_log_bytes(spec["job"]["key"], spec.get("log_size", 0),
-                               spec["job"]["start_time"])
 
 
 def downloads(fc, key):

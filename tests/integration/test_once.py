@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
 """--once end to end: the real binary against the fake Connect server over loopback."""
-import base64
 import hashlib
 import json
 import os
@@ -10,20 +9,10 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, assert_no_temporaries, generated_log_bytes,  # noqa: E402
-                     make_jobspec, new_guid, read_archive, run_archiver, write_config)
+from harness import (FakeConnect, assert_no_temporaries,  # noqa: E402
+                     make_jobspec, new_guid, read_archive, run_archiver, write_config, served_log)
 
 KEY = "cja-TEST-key-7f3b9c1d5e"  # distinctive, so a leak is easy to find
-
-
-def served_log(spec):
-    """The exact bytes the fake server sends for a job's log."""
-    if "log" in spec:
-        return spec["log"].encode("utf-8")
-    if "log_b64" in spec:
-        return base64.b64decode(spec["log_b64"])
-    return generated_log_bytes(spec["job"]["key"], spec.get("log_size", 0),
-                               spec["job"]["start_time"])
 
 
 class OnceTest(unittest.TestCase):
