@@ -1048,6 +1048,24 @@ void archive_batch_free(struct archive_batch *b)
         free(b);
 }
 
+/* Opens folder `name` under dfd for readdir, without following a symlink. */
+static int dir_stream_open(int dfd, const char *name, DIR **ret)
+{
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d;
+
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                (void) safe_close(fd);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
 static int compare_names(const void *x, const void *y)
 {
         return strcmp(*(char *const *) x, *(char *const *) y);
@@ -1059,17 +1077,12 @@ static int list_dirs_sorted(int dfd, bool (*pred)(const char *name), char ***ret
         char **names = NULL;
         size_t n = 0, allocated = 0;
         DIR *d;
-        int fd, r = 0;
+        int r;
 
-        fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                r = -errno;
-                (void) safe_close(fd);
+        /* "." gives a new open file description, so readdir does not move dfd's offset. */
+        r = dir_stream_open(dfd, ".", &d);
+        if (r < 0)
                 return r;
-        }
         for (;;) {
                 struct dirent *de;
 
@@ -1147,18 +1160,12 @@ static bool is_month_or_day_name(const char *s)
 /* Removes the regular files of folder `name` under dfd, then the folder. */
 static int remove_day_folder(int dfd, const char *name)
 {
-        int fd, r = 0;
         DIR *d;
+        int r;
 
-        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                r = -errno;
-                (void) safe_close(fd);
+        r = dir_stream_open(dfd, name, &d);
+        if (r < 0)
                 return r;
-        }
         for (;;) {
                 struct dirent *de;
 
