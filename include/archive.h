@@ -29,10 +29,28 @@ struct archive_loc {
         const char *key;
 };
 
-/* Opens (creating it, and its parents, when missing) the archive root. */
-int archive_open(const char *dir, int compression_level, struct archive **ret);
+/*
+ * Opens (creating it, and its parents, when missing) the archive root, and starts the
+ * threads that compress the logs: ARCHIVE_THREADS_AUTO for one per CPU this process may use
+ * (none on one CPU, at most 4), 0 to compress on the caller's thread (see gzpool.h). Every
+ * file must be committed or aborted before archive_free().
+ */
+#define ARCHIVE_THREADS_AUTO (-1)
+int archive_open(const char *dir, int compression_level, int threads, struct archive **ret);
 void archive_free(struct archive *a);
 int archive_root_fd(const struct archive *a);
+unsigned archive_threads(const struct archive *a);
+
+/*
+ * Logs are finished asynchronously (archive_file_finish): the fd below becomes readable when
+ * finished logs are waiting, and archive_dispatch() then calls their done callbacks on the
+ * caller's thread. archive_wait() waits for all compression in flight and dispatches.
+ * archive_pending() counts the finishes whose done has not been called yet.
+ */
+int archive_event_fd(const struct archive *a);
+size_t archive_dispatch(struct archive *a);
+size_t archive_wait(struct archive *a);
+size_t archive_pending(const struct archive *a);
 
 /* Removes every ".*.tmp" regular file under the root. *ret_removed counts them. */
 int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed);
@@ -48,18 +66,30 @@ bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
 
 /*
  * A log being streamed: bytes go through SHA-256 and zlib (gzip, deterministic header) into
- * ".<key>.log.gz.tmp" with a fixed-size output buffer, so memory does not grow with the log.
+ * ".<key>.log.gz.tmp", on the compression threads, with bounded buffers, so memory does not
+ * grow with the log.
  */
 int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret);
+/* Returns 0, or the first error: -errno of a write (ENOSPC, EFBIG, EIO, ...) or -EIO from
+ * zlib or OpenSSL, possibly some bytes after the write that met it. */
 int archive_file_write(struct archive_file *f, const void *buf, size_t len);
+
+struct archive_log_info {
+        uint64_t bytes_in;                       /* the log's size */
+        uint64_t bytes_out;                      /* the .log.gz's size */
+        char sha256[ARCHIVE_SHA256_HEX_LEN + 1]; /* hex SHA-256 of the log */
+};
+/* r is 0 (info filled) or the file's first error as -errno (info NULL). */
+typedef void archive_finish_fn(void *userdata, int r, const struct archive_log_info *info);
 /*
- * Ends the gzip stream and closes the fd (the data is made durable later, by the batch).
- * Fills the uncompressed and compressed sizes and the hex SHA-256 of the uncompressed bytes.
- * On failure the file is left for archive_file_abort().
+ * No more bytes: the gzip stream is ended and the fd closed on a compression thread (the
+ * data is made durable later, by the batch); done is then called from archive_dispatch().
+ * On failure the file is left for archive_file_abort(). Returns -EINVAL when called twice, or
+ * the file's error when it already has one; done is then never called.
  */
-int archive_file_finish(struct archive_file *f, uint64_t *ret_bytes_in, uint64_t *ret_bytes_out,
-                        char ret_sha256[ARCHIVE_SHA256_HEX_LEN + 1]);
-/* Removes the temporary and frees f. NULL is a no-op. */
+int archive_file_finish(struct archive_file *f, archive_finish_fn *done, void *userdata);
+/* Removes the temporary and frees f, at any time before it is handed to a batch (a pending
+ * done is then never called). NULL is a no-op. */
 void archive_file_abort(struct archive_file *f);
 
 /*

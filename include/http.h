@@ -77,10 +77,13 @@ int http_get(struct http_engine *e, const char *url, const struct http_sink *sin
 
 /*
  * Runs the engine for at most timeout_usec, waking early for transfers, due retries, or
- * when extra_fd (if >= 0) becomes readable. Completed requests call their done callbacks
- * from inside this function. Returns the number of requests completed, or -errno.
+ * when one of the n_fds extra_fds (at most 4) becomes readable. Completed requests call
+ * their done callbacks from inside this function. Returns the number of requests completed,
+ * or -errno.
  */
-int http_engine_run(struct http_engine *e, uint64_t timeout_usec, int extra_fd);
+#define HTTP_EXTRA_FDS_MAX 4
+int http_engine_run(struct http_engine *e, uint64_t timeout_usec, const int *extra_fds,
+                    size_t n_fds);
 
 /* Requests queued, waiting for a retry, or in flight. */
 size_t http_engine_pending(const struct http_engine *e);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds connect-job-archiver and runs every test: installs what is missing on Debian 12,
 # builds with -Werror under AddressSanitizer + UndefinedBehaviorSanitizer, runs ctest (unit
-# and integration tests), runs the unit tests once more under valgrind on a plain build, and
+# and integration tests), runs the tests that exercise the compression threads under
+# ThreadSanitizer, runs the unit tests once more under valgrind on an optimized build, and
 # gives each libFuzzer target a short bounded run (scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,12 +26,24 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-asan && ctest --output-on-failure -j"$jobs" --timeout 600)
 
-echo "== build (plain, for valgrind)"
-cmake -S . -B build -DCJA_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+echo "== build (ThreadSanitizer, -Werror)"
+cmake -S . -B build-tsan -DCJA_WERROR=ON -DCJA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-tsan -j"$jobs"
+
+echo "== ctest (ThreadSanitizer): the archive writer and the daemon end to end"
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+(cd build-tsan && ctest --output-on-failure -j"$jobs" --timeout 600 \
+        -R 'unit.test_archive|integration.test_(once|daemon|faults)')
+unset TSAN_OPTIONS
+
+# -O3 finds -Wmaybe-uninitialized cases that -O2 does not; -g keeps valgrind's traces useful.
+echo "== build (Release -O3 -g, -Werror, for valgrind)"
+cmake -S . -B build -DCJA_WERROR=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g >/dev/null
 cmake --build build -j"$jobs"
 
 echo "== unit tests under valgrind"
-unset ASAN_OPTIONS UBSAN_OPTIONS
 for t in build/tests/test_*; do
         [ -x "$t" ] || continue
         valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \

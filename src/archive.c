@@ -8,16 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#define ZLIB_CONST
-#include <zlib.h>
-
 #include "archive.h"
+#include "gzpool.h"
 #include "macro.h"
 #include "util.h"
-
-/* The fixed compressed-output buffer of one streamed log. */
-#define OUT_BUFFER_SIZE (64 * 1024)
 
 /*
  * Room for any relative path we build: a GUID and a key are at most 128 bytes each
@@ -28,103 +22,26 @@
 /* guid/YYYY/MM/DD: the sweep looks no deeper than the day folders. */
 #define SWEEP_MAX_DEPTH 4
 
-#define SHA256_LEN 32
-
-/*
- * The state of one gzip+SHA-256 stream: about 330 KiB at level 6 with the output buffer.
- * Finished streams are reset and kept for the next file instead of freed: allocating and
- * freeing that much per job made glibc grow and trim the heap each time, and the page
- * faults and TLB flushes that followed cost more system time than the compression's I/O.
- */
-struct stream {
-        struct stream *next; /* in the archive's pool */
-        z_stream zs;         /* zlib keeps a pointer to it: a stream never moves */
-        EVP_MD_CTX *md;
-        unsigned char out[OUT_BUFFER_SIZE];
-};
-
-/* Streams kept for reuse; more than this many files at once allocate fresh ones. */
-#define STREAM_POOL_MAX 16
-
 struct archive {
         int root_fd;
-        int level;
         dev_t root_dev;
-        struct stream *pool;
-        unsigned n_pool;
+        struct gzpool *gz;
 };
 
+/* A log on its way into ".<key>.log.gz.tmp": compressed by the gzip pool, then queued in a
+ * batch. */
 struct archive_file {
         struct archive *archive; /* borrowed; must outlive the file */
-        int fd;
-        bool created;  /* the temporary exists under tmp_path and is ours to remove */
-        bool finished; /* the gzip stream is complete and the fd closed */
-        int error;     /* the first failure, returned again by every later call */
-        /* Returned to the pool by finish, so a file queued in a batch holds only itself. */
-        struct stream *s;
-        uint64_t bytes_in, bytes_out;
+        struct gzjob *job;       /* until the pool has ended the stream */
+        bool created;            /* the temporary exists under tmp_path and is ours to remove */
+        bool finishing;          /* archive_file_finish() was called */
+        bool finished;           /* the gzip stream is complete and the fd closed */
+        int error;               /* the first failure, returned again by every later call */
+        archive_finish_fn *done;
+        void *userdata;
+        struct archive_log_info info;
         char tmp_path[REL_PATH_MAX];
 };
-
-static void stream_free(struct stream *s)
-{
-        if (!s)
-                return;
-        (void) deflateEnd(&s->zs);
-        EVP_MD_CTX_free(s->md);
-        free(s);
-}
-
-/* A stream ready for a new file: from the pool, or new. */
-static int stream_get(struct archive *a, struct stream **ret)
-{
-        struct stream *s = a->pool;
-        int z;
-
-        if (s) {
-                a->pool = s->next;
-                a->n_pool--;
-        } else {
-                s = calloc(1, sizeof(*s));
-                if (!s)
-                        return -ENOMEM;
-                s->md = EVP_MD_CTX_new();
-                /* windowBits 15 + 16: a gzip wrapper whose header has no name and mtime 0. */
-                z = deflateInit2(&s->zs, a->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-                if (z != Z_OK) {
-                        EVP_MD_CTX_free(s->md);
-                        free(s);
-                        return z == Z_MEM_ERROR ? -ENOMEM : -EIO;
-                }
-                if (!s->md) {
-                        stream_free(s);
-                        return -ENOMEM;
-                }
-        }
-        s->next = NULL;
-        if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
-                stream_free(s);
-                return -EIO;
-        }
-        s->zs.next_out = s->out;
-        s->zs.avail_out = OUT_BUFFER_SIZE;
-        *ret = s;
-        return 0;
-}
-
-/* Resets s for the next file and keeps it, or frees it when the pool is full. */
-static void stream_put(struct archive *a, struct stream *s)
-{
-        if (!s)
-                return;
-        if (a->n_pool >= STREAM_POOL_MAX || deflateReset(&s->zs) != Z_OK) {
-                stream_free(s);
-                return;
-        }
-        s->next = a->pool;
-        a->pool = s;
-        a->n_pool++;
-}
 
 enum archive_kind {
         ARCHIVE_KIND_LOG,
@@ -252,9 +169,10 @@ static int mkdir_parents(const char *dir)
 
 /*
  * Opens the root once; every later path is relative to this fd. Returns -EINVAL for a level
- * outside 1..9, or the errno of mkdir/open/faccessat (EACCES, EROFS, ENOTDIR, ...).
+ * outside 1..9, the errno of mkdir/open/faccessat (EACCES, EROFS, ENOTDIR, ...), or of
+ * starting the compression threads.
  */
-int archive_open(const char *dir, int compression_level, struct archive **ret)
+int archive_open(const char *dir, int compression_level, int threads, struct archive **ret)
 {
         _cleanup_close_ int fd = -1;
         struct archive *a;
@@ -281,9 +199,13 @@ int archive_open(const char *dir, int compression_level, struct archive **ret)
         a = calloc(1, sizeof(*a));
         if (!a)
                 return -ENOMEM;
+        r = gzpool_new(compression_level, threads, &a->gz);
+        if (r < 0) {
+                free(a);
+                return r;
+        }
         a->root_fd = fd;
         fd = -1;
-        a->level = compression_level;
         a->root_dev = st.st_dev;
         *ret = a;
         return 0;
@@ -293,13 +215,34 @@ void archive_free(struct archive *a)
 {
         if (!a)
                 return;
+        gzpool_free(a->gz);
         (void) safe_close(a->root_fd);
-        while (a->pool) {
-                struct stream *st = a->pool;
-                a->pool = st->next;
-                stream_free(st);
-        }
         free(a);
+}
+
+unsigned archive_threads(const struct archive *a)
+{
+        return a ? gzpool_threads(a->gz) : 0;
+}
+
+int archive_event_fd(const struct archive *a)
+{
+        return a ? gzpool_fd(a->gz) : -EBADF;
+}
+
+size_t archive_dispatch(struct archive *a)
+{
+        return gzpool_dispatch(a->gz);
+}
+
+size_t archive_wait(struct archive *a)
+{
+        return gzpool_wait(a->gz);
+}
+
+size_t archive_pending(const struct archive *a)
+{
+        return gzpool_pending(a->gz);
 }
 
 int archive_root_fd(const struct archive *a)
@@ -330,7 +273,7 @@ static void keep_first_error(int *r, int e)
  */
 static int sweep_dir(int dfd, unsigned depth, unsigned *removed)
 {
-        DIR *d;
+        DIR *d = NULL;
         int r = 0;
 
         d = fdopendir(dfd);
@@ -419,23 +362,6 @@ bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
         return fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode);
 }
 
-/* Hands the stream state (zlib, hash, output buffer) back to the pool. */
-static void file_release_stream(struct archive_file *f)
-{
-        stream_put(f->archive, f->s);
-        f->s = NULL;
-}
-
-/* Frees f without touching the temporary on disk. */
-static void file_free(struct archive_file *f)
-{
-        if (!f)
-                return;
-        (void) safe_close(f->fd);
-        file_release_stream(f);
-        free(f);
-}
-
 /*
  * Creates the day folder and the temporary. Returns -EINVAL for an unsafe location, -EEXIST
  * when the job's temporary already exists (a second writer, or a leftover not yet swept).
@@ -444,7 +370,7 @@ static void file_free(struct archive_file *f)
 int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret)
 {
         struct archive_file *f;
-        int r;
+        int fd, r;
 
         if (!a || !ret || !loc_is_valid(loc))
                 return -EINVAL;
@@ -452,15 +378,11 @@ int archive_file_open(struct archive *a, const struct archive_loc *loc, struct a
         if (!f)
                 return -ENOMEM;
         f->archive = a;
-        f->fd = -1;
 
         r = format_path(f->tmp_path, sizeof(f->tmp_path), loc, ARCHIVE_KIND_LOG, true);
         if (r < 0)
                 goto fail;
         r = mkdir_day(a->root_fd, loc);
-        if (r < 0)
-                goto fail;
-        r = stream_get(a, &f->s);
         if (r < 0)
                 goto fail;
 
@@ -470,137 +392,71 @@ int archive_file_open(struct archive *a, const struct archive_loc *loc, struct a
          * instead. Leftovers of an earlier run are swept at start; an aborted file removes its
          * own temporary.
          */
-        f->fd = openat(a->root_fd, f->tmp_path,
-                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
-        if (f->fd < 0) {
+        fd = openat(a->root_fd, f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0640);
+        if (fd < 0) {
                 r = -errno;
                 goto fail;
         }
         f->created = true;
+        r = gzjob_new(a->gz, fd, &f->job);
+        if (r < 0)
+                goto fail;
         *ret = f;
         return 0;
 fail:
-        file_free(f);
+        archive_file_abort(f);
         return r;
 }
 
-static int file_fail(struct archive_file *f, int r)
-{
-        f->error = r;
-        return r;
-}
-
-/* Writes out what deflate has put into the output buffer and empties it. */
-static int file_drain(struct archive_file *f)
-{
-        size_t n = OUT_BUFFER_SIZE - f->s->zs.avail_out;
-        int r;
-
-        if (n > 0) {
-                r = write_all(f->fd, f->s->out, n);
-                if (r < 0)
-                        return r;
-                f->bytes_out += n;
-        }
-        f->s->zs.next_out = f->s->out;
-        f->s->zs.avail_out = OUT_BUFFER_SIZE;
-        return 0;
-}
-
-/* Returns 0, or -errno of the write (ENOSPC, EIO, ...) or -EIO from zlib or OpenSSL. The
- * first error sticks: every later write and finish return it. */
 int archive_file_write(struct archive_file *f, const void *buf, size_t len)
 {
-        const unsigned char *p = buf;
         int r;
 
         if (!f || (!buf && len > 0))
                 return -EINVAL;
         if (f->error < 0)
                 return f->error;
-        if (f->finished || !f->s)
+        if (f->finishing)
                 return -EINVAL;
-        if (len == 0)
-                return 0;
-        if (EVP_DigestUpdate(f->s->md, buf, len) != 1)
-                return file_fail(f, -EIO);
-        f->bytes_in += len;
-
-        /* avail_in is an unsigned int, so feed a huge buffer in slices. */
-        while (len > 0) {
-                uInt slice = len > UINT_MAX ? UINT_MAX : (uInt) len;
-
-                f->s->zs.next_in = p;
-                f->s->zs.avail_in = slice;
-                while (f->s->zs.avail_in > 0) {
-                        int z = deflate(&f->s->zs, Z_NO_FLUSH);
-                        if (z != Z_OK && z != Z_BUF_ERROR)
-                                return file_fail(f, -EIO);
-                        /* deflate stops when the input is used up or the output is full. */
-                        if (f->s->zs.avail_out == 0) {
-                                r = file_drain(f);
-                                if (r < 0)
-                                        return file_fail(f, r);
-                        } else if (f->s->zs.avail_in > 0) {
-                                return file_fail(f, -EIO);
-                        }
-                }
-                p += slice;
-                len -= slice;
-        }
-        return 0;
+        r = gzjob_write(f->job, buf, len);
+        if (r < 0)
+                f->error = r;
+        return r;
 }
 
-int archive_file_finish(struct archive_file *f, uint64_t *ret_bytes_in, uint64_t *ret_bytes_out,
-                        char ret_sha256[ARCHIVE_SHA256_HEX_LEN + 1])
+static void file_finished(void *userdata, int r, const struct gzjob_result *res)
 {
-        unsigned char digest[EVP_MAX_MD_SIZE];
-        unsigned digest_len = 0;
-        int r = 0;
+        struct archive_file *f = userdata;
 
-        if (!f)
+        f->job = NULL; /* the pool frees it when this returns */
+        if (r < 0) {
+                f->error = r;
+        } else {
+                f->finished = true;
+                f->info.bytes_in = res->bytes_in;
+                f->info.bytes_out = res->bytes_out;
+                memcpy(f->info.sha256, res->sha256, sizeof(f->info.sha256));
+        }
+        f->done(f->userdata, r, r < 0 ? NULL : &f->info);
+}
+
+int archive_file_finish(struct archive_file *f, archive_finish_fn *done, void *userdata)
+{
+        int r;
+
+        if (!f || !done)
                 return -EINVAL;
         if (f->error < 0)
                 return f->error;
-        if (f->finished || !f->s)
+        if (f->finishing)
                 return -EINVAL;
-
-        f->s->zs.next_in = NULL;
-        f->s->zs.avail_in = 0;
-        for (;;) {
-                int z = deflate(&f->s->zs, Z_FINISH);
-                if (z != Z_OK && z != Z_STREAM_END) {
-                        r = -EIO;
-                        break;
-                }
-                /* With Z_FINISH, Z_OK means "more output pending", so the buffer is full. */
-                if (z == Z_OK && f->s->zs.avail_out != 0) {
-                        r = -EIO;
-                        break;
-                }
-                r = file_drain(f);
-                if (r < 0 || z == Z_STREAM_END)
-                        break;
-        }
-        if (r == 0 &&
-            (EVP_DigestFinal_ex(f->s->md, digest, &digest_len) != 1 || digest_len != SHA256_LEN))
-                r = -EIO;
-        /* deflateEnd and the rest, on every path. */
-        file_release_stream(f);
-        /* On NFS and some FUSE filesystems close() is where a failed write shows up. */
-        if (close(f->fd) < 0 && r == 0)
-                r = -errno;
-        f->fd = -1;
+        f->done = done;
+        f->userdata = userdata;
+        r = gzjob_finish(f->job, file_finished, f);
         if (r < 0)
-                return file_fail(f, r);
-
-        f->finished = true;
-        if (ret_bytes_in)
-                *ret_bytes_in = f->bytes_in;
-        if (ret_bytes_out)
-                *ret_bytes_out = f->bytes_out;
-        if (ret_sha256)
-                hex_encode(digest, SHA256_LEN, ret_sha256);
+                return r;
+        f->finishing = true;
         return 0;
 }
 
@@ -609,11 +465,11 @@ void archive_file_abort(struct archive_file *f)
 {
         if (!f)
                 return;
-        (void) safe_close(f->fd);
-        f->fd = -1;
+        /* A worker still writing to the temporary writes to an unlinked inode: harmless. */
+        gzjob_abort(f->job);
         if (f->created)
                 (void) unlinkat(f->archive->root_fd, f->tmp_path, 0);
-        file_free(f);
+        free(f);
 }
 
 struct archive_batch *archive_batch_new(struct archive *a)
@@ -1076,7 +932,7 @@ static int list_dirs_sorted(int dfd, bool (*pred)(const char *name), char ***ret
 {
         char **names = NULL;
         size_t n = 0, allocated = 0;
-        DIR *d;
+        DIR *d = NULL;
         int r;
 
         /* "." gives a new open file description, so readdir does not move dfd's offset. */
@@ -1160,7 +1016,7 @@ static bool is_month_or_day_name(const char *s)
 /* Removes the regular files of folder `name` under dfd, then the folder. */
 static int remove_day_folder(int dfd, const char *name)
 {
-        DIR *d;
+        DIR *d = NULL;
         int r;
 
         r = dir_stream_open(dfd, name, &d);

@@ -321,36 +321,29 @@ static void on_committed(void *userdata, int r)
         task_free(t);
 }
 
-static void task_archive(struct task *t, bool has_log)
+/* Builds the record and queues the job in the batch; log is NULL when it has none. */
+static void task_queue(struct task *t, const struct archive_log_info *log)
 {
         struct daemon *d = t->d;
         struct record_info info = {
                 .content_guid = t->item->guid,
                 .content_name = t->item->name,
                 .archived_at = (int64_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC),
-                .has_log = has_log,
+                .has_log = log != NULL,
+                .log_bytes = log ? log->bytes_in : 0,
+                .log_gzip_bytes = log ? log->bytes_out : 0,
+                .log_sha256 = log ? log->sha256 : NULL,
         };
-        char sha[ARCHIVE_SHA256_HEX_LEN + 1], folder[256];
         _cleanup_free_ char *record = NULL, *error = NULL;
         int r;
 
-        if (has_log) {
-                r = archive_file_finish(t->file, &info.log_bytes, &info.log_gzip_bytes, sha);
-                if (r < 0) {
-                        errno = -r;
-                        return task_fail(t, "cannot finish the compressed log in %s/%s: %m",
-                                         d->config->archive_dir,
-                                         task_folder(t, folder, sizeof(folder)));
-                }
-                info.log_sha256 = sha;
-        }
         r = connect_build_record(&t->job, t->error, &info, &record);
         if (r >= 0 && t->error)
                 r = connect_format_error(t->error, &error);
         if (r < 0)
                 return task_fail(t, "out of memory building the job record");
 
-        t->has_log = has_log;
+        t->has_log = log != NULL;
         t->log_bytes = info.log_bytes;
         t->gzip_bytes = info.log_gzip_bytes;
         if (archive_batch_size(d->batch) == 0)
@@ -362,6 +355,33 @@ static void task_archive(struct task *t, bool has_log)
         if (r < 0) {
                 errno = -r;
                 task_fail(t, "cannot queue the job for writing: %m");
+        }
+}
+
+static void on_log_finished(void *userdata, int r, const struct archive_log_info *log)
+{
+        struct task *t = userdata;
+        char folder[256];
+
+        if (r < 0) {
+                errno = -r;
+                return task_fail(t, "cannot write the compressed log in %s/%s: %m",
+                                 t->d->config->archive_dir, task_folder(t, folder, sizeof(folder)));
+        }
+        task_queue(t, log);
+}
+
+/* The log is complete: the compression threads end its stream, then on_log_finished. */
+static void task_finish_log(struct task *t)
+{
+        char folder[256];
+        int r;
+
+        r = archive_file_finish(t->file, on_log_finished, t);
+        if (r < 0) {
+                errno = -r;
+                task_fail(t, "cannot write the compressed log in %s/%s: %m",
+                          t->d->config->archive_dir, task_folder(t, folder, sizeof(folder)));
         }
 }
 
@@ -400,7 +420,7 @@ static void on_download_done(void *userdata, const struct http_result *res)
 
         switch (res->outcome) {
         case HTTP_OK:
-                return task_archive(t, true);
+                return task_finish_log(t);
         case HTTP_GONE:
                 /* A skipped job never ran, so it has no log; any other job's log was swept
                  * by Connect before we came. Either way, keep what is known. */
@@ -410,7 +430,7 @@ static void on_download_done(void *userdata, const struct http_result *res)
                         log_job(LOG_NOTICE, t->item, t->job.key,
                                 "log file is gone (%s), archiving the job record alone",
                                 result_reason(res, why, sizeof(why)));
-                return task_archive(t, false);
+                return task_queue(t, NULL);
         default:
                 if (res->sink_error < 0)
                         return task_fail(t, "cannot write the log to %s/%s: %s",
@@ -853,6 +873,9 @@ void daemon_free(struct daemon *d)
         /* Cancelling aborts in-flight downloads (their temporaries go) and frees the tasks. */
         if (d->http)
                 http_engine_cancel_all(d->http);
+        /* Logs being compressed reach the batch, which aborts them. */
+        if (d->archive)
+                (void) archive_wait(d->archive);
         archive_batch_free(d->batch);
         http_engine_free(d->http);
         archive_free(d->archive);
@@ -872,10 +895,16 @@ static int archive_setup(struct daemon *d)
         unsigned removed = 0;
         int r;
 
-        r = archive_open(d->config->archive_dir, d->config->compression_level, &d->archive);
+        r = archive_open(d->config->archive_dir, d->config->compression_level, ARCHIVE_THREADS_AUTO,
+                         &d->archive);
         if (r < 0)
                 return log_errno(LOG_ERR, r, "cannot open the archive directory %s: %m",
                                  d->config->archive_dir);
+        unsigned threads = archive_threads(d->archive);
+        if (threads > 0)
+                log_printf(LOG_INFO, "compressing on %u threads", threads);
+        else
+                log_printf(LOG_INFO, "compressing on the main thread (one CPU)");
         r = archive_sweep_temporaries(d->archive, &removed);
         if (r < 0)
                 return log_errno(LOG_ERR, r, "cannot sweep temporaries in %s: %m",
@@ -935,6 +964,12 @@ static bool all_items_polled(const struct daemon *d)
         return true;
 }
 
+/* Requests in the HTTP engine, or logs still being compressed. */
+static bool work_in_flight(const struct daemon *d)
+{
+        return http_engine_pending(d->http) > 0 || archive_pending(d->archive) > 0;
+}
+
 /*
  * One turn of the loop: start due polls, run the HTTP engine until the next deadline, read
  * signals, commit the batch when it is full, old, or there is nothing left in flight.
@@ -950,13 +985,15 @@ static int loop_turn(struct daemon *d, uint64_t deadline_usec)
                 uint64_t due = d->batch_since_usec + BATCH_MAX_USEC;
                 timeout = due <= now ? 0 : (due - now < timeout ? due - now : timeout);
         }
-        r = http_engine_run(d->http, timeout, d->signal_fd);
+        int fds[] = {d->signal_fd, archive_event_fd(d->archive)};
+        r = http_engine_run(d->http, timeout, fds, ELEMENTSOF(fds));
         if (r < 0)
                 return log_errno(LOG_ERR, r, "the HTTP engine failed: %m");
+        (void) archive_dispatch(d->archive);
         drain_signals(d);
         now = now_usec(CLOCK_MONOTONIC);
         size_t queued = archive_batch_size(d->batch);
-        if (queued > 0 && (queued >= BATCH_MAX_JOBS || http_engine_pending(d->http) == 0 ||
+        if (queued > 0 && (queued >= BATCH_MAX_JOBS || !work_in_flight(d) ||
                            now >= d->batch_since_usec + BATCH_MAX_USEC))
                 batch_commit(d);
         return 0;
@@ -967,6 +1004,7 @@ static void stop_now(struct daemon *d)
         /* Downloads in flight are abandoned (their temporaries removed); what is complete is
          * committed, so a stop never throws away finished work. */
         http_engine_cancel_all(d->http);
+        (void) archive_wait(d->archive);
         batch_commit(d);
 }
 
@@ -989,8 +1027,8 @@ int daemon_run_once(struct daemon *d)
         for (;;) {
                 while (next < d->n_items && backlog_has_room(d))
                         item_poll(d->items[next++]);
-                if (next == d->n_items && all_items_polled(d) &&
-                    http_engine_pending(d->http) == 0 && archive_batch_size(d->batch) == 0)
+                if (next == d->n_items && all_items_polled(d) && !work_in_flight(d) &&
+                    archive_batch_size(d->batch) == 0)
                         break;
                 r = loop_turn(d, now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC);
                 if (r < 0 || d->stop) {

@@ -643,13 +643,17 @@ static void attempt_done(struct http_engine *e, struct http_request *req, CURLco
         finish_request(req, outcome, (int) cc);
 }
 
-int http_engine_run(struct http_engine *e, uint64_t timeout_usec, int extra_fd)
+int http_engine_run(struct http_engine *e, uint64_t timeout_usec, const int *extra_fds,
+                    size_t n_fds)
 {
-        struct curl_waitfd wfd = {.fd = extra_fd, .events = CURL_WAIT_POLLIN};
+        struct curl_waitfd wfds[HTTP_EXTRA_FDS_MAX];
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         int still_running, completed = 0, n;
         CURLMsg *msg;
         CURLMcode mc;
+
+        if (n_fds > HTTP_EXTRA_FDS_MAX)
+                return -EINVAL;
 
         promote_due(e, now);
         fill_slots(e);
@@ -662,8 +666,10 @@ int http_engine_run(struct http_engine *e, uint64_t timeout_usec, int extra_fd)
         if (timeout_ms > 3600 * 1000L)
                 timeout_ms = 3600 * 1000L;
 
-        mc = curl_multi_poll(e->multi, extra_fd >= 0 ? &wfd : NULL, extra_fd >= 0 ? 1 : 0,
-                             (int) timeout_ms, &n);
+        for (size_t i = 0; i < n_fds; i++)
+                wfds[i] = (struct curl_waitfd){.fd = extra_fds[i], .events = CURL_WAIT_POLLIN};
+        mc = curl_multi_poll(e->multi, n_fds > 0 ? wfds : NULL, (unsigned) n_fds, (int) timeout_ms,
+                             &n);
         if (mc != CURLM_OK && mc != CURLM_UNRECOVERABLE_POLL)
                 return -EIO;
         mc = curl_multi_perform(e->multi, &still_running);

@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -44,6 +45,50 @@ static void on_done(void *userdata, int r)
         s->r = r;
 }
 
+struct finish_state {
+        int calls;
+        int r;
+        struct archive_log_info info;
+};
+
+static void on_finished(void *userdata, int r, const struct archive_log_info *info)
+{
+        struct finish_state *s = userdata;
+
+        s->calls++;
+        s->r = r;
+        if (r == 0)
+                s->info = *info;
+        else
+                assert_null(info);
+}
+
+/* Finishes f and waits for the compression threads; done must run exactly once. Returns its
+ * r and fills what is asked for. */
+static int finish_sync(struct archive *a, struct archive_file *f, uint64_t *ret_in,
+                       uint64_t *ret_out, char sha[ARCHIVE_SHA256_HEX_LEN + 1])
+{
+        struct finish_state s = {0};
+        int r;
+
+        r = archive_file_finish(f, on_finished, &s);
+        if (r < 0)
+                return r;
+        assert_int_equal(archive_pending(a), 1);
+        (void) archive_wait(a);
+        assert_int_equal(s.calls, 1);
+        assert_int_equal(archive_pending(a), 0);
+        if (s.r == 0) {
+                if (ret_in)
+                        *ret_in = s.info.bytes_in;
+                if (ret_out)
+                        *ret_out = s.info.bytes_out;
+                if (sha)
+                        memcpy(sha, s.info.sha256, ARCHIVE_SHA256_HEX_LEN + 1);
+        }
+        return s.r;
+}
+
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
         (void) st;
@@ -67,7 +112,7 @@ static int setup(void **state)
         (void) snprintf(fx->dir, sizeof(fx->dir), "%s/test_archive.XXXXXX", tmp ? tmp : "/tmp");
         assert_non_null(mkdtemp(fx->dir));
         (void) snprintf(fx->root, sizeof(fx->root), "%s/root", fx->dir);
-        assert_int_equal(archive_open(fx->root, 6, &fx->a), 0);
+        assert_int_equal(archive_open(fx->root, 6, 2, &fx->a), 0);
         *state = fx;
         return 0;
 }
@@ -251,7 +296,7 @@ static struct archive_file *stream(struct archive *a, const struct archive_loc *
                 assert_int_equal(archive_file_write(f, data + off, n), 0);
                 off += n;
         }
-        assert_int_equal(archive_file_finish(f, &in, &out, sha), 0);
+        assert_int_equal(finish_sync(a, f, &in, &out, sha), 0);
         if (ret_in)
                 *ret_in = in;
         if (ret_out)
@@ -303,7 +348,7 @@ static void test_open_creates_missing_root(void **state)
         char path[PATH_MAX];
 
         (void) snprintf(path, sizeof(path), "%s/a/b//c/", fx->dir);
-        assert_int_equal(archive_open(path, 1, &a), 0);
+        assert_int_equal(archive_open(path, 1, 0, &a), 0);
         assert_true(archive_root_fd(a) >= 0);
         (void) snprintf(path, sizeof(path), "%s/a/b/c", fx->dir);
         assert_int_equal(mode_of(path), 0750 & ~022);
@@ -318,15 +363,15 @@ static void test_open_rejects_bad_arguments(void **state)
         char path[PATH_MAX];
         int fd;
 
-        assert_int_equal(archive_open(fx->root, 0, &a), -EINVAL);
-        assert_int_equal(archive_open(fx->root, 10, &a), -EINVAL);
-        assert_int_equal(archive_open(NULL, 6, &a), -EINVAL);
-        assert_int_equal(archive_open("", 6, &a), -EINVAL);
+        assert_int_equal(archive_open(fx->root, 0, 1, &a), -EINVAL);
+        assert_int_equal(archive_open(fx->root, 10, 1, &a), -EINVAL);
+        assert_int_equal(archive_open(NULL, 6, 1, &a), -EINVAL);
+        assert_int_equal(archive_open("", 6, 1, &a), -EINVAL);
         (void) snprintf(path, sizeof(path), "%s/file", fx->dir);
         fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
         (void) close(fd);
-        assert_int_equal(archive_open(path, 6, &a), -ENOTDIR);
+        assert_int_equal(archive_open(path, 6, 1, &a), -ENOTDIR);
         assert_null(a);
 }
 
@@ -340,7 +385,7 @@ static void test_open_rejects_read_only_root(void **state)
                 skip(); /* root passes every permission check */
         (void) snprintf(path, sizeof(path), "%s/ro", fx->dir);
         assert_int_equal(mkdir(path, 0500), 0);
-        assert_int_equal(archive_open(path, 6, &a), -EACCES);
+        assert_int_equal(archive_open(path, 6, 1, &a), -EACCES);
 }
 
 static void test_stream_round_trip_uneven_chunks(void **state)
@@ -365,7 +410,7 @@ static void test_stream_empty_log(void **state)
 
         assert_int_equal(archive_file_open(fx->a, &loc, &f), 0);
         assert_int_equal(archive_file_write(f, NULL, 0), 0);
-        assert_int_equal(archive_file_finish(f, &in, &out, sha), 0);
+        assert_int_equal(finish_sync(fx->a, f, &in, &out, sha), 0);
         assert_int_equal(in, 0);
         assert_true(out >= 20); /* a gzip header and trailer */
         assert_string_equal(sha,
@@ -440,9 +485,9 @@ static void test_stream_levels_1_and_9(void **state)
         size_t back_len;
 
         (void) snprintf(path, sizeof(path), "%s/level1", fx->dir);
-        assert_int_equal(archive_open(path, 1, &a1), 0);
+        assert_int_equal(archive_open(path, 1, 1, &a1), 0);
         (void) snprintf(path, sizeof(path), "%s/level9", fx->dir);
-        assert_int_equal(archive_open(path, 9, &a9), 0);
+        assert_int_equal(archive_open(path, 9, 1, &a9), 0);
         f1 = stream(a1, &loc, data, len, NULL, 0, NULL, &out1, sha1);
         f9 = stream(a9, &loc, data, len, NULL, 0, NULL, &out9, sha9);
         assert_string_equal(sha1, sha9);
@@ -554,9 +599,9 @@ static void test_file_abort_removes_temporary(void **state)
         /* Finished but never committed. */
         assert_int_equal(archive_file_open(fx->a, &loc, &f), 0);
         assert_int_equal(archive_file_write(f, "whole", 5), 0);
-        assert_int_equal(archive_file_finish(f, NULL, NULL, sha), 0);
+        assert_int_equal(finish_sync(fx->a, f, NULL, NULL, sha), 0);
         assert_int_equal(archive_file_write(f, "more", 4), -EINVAL);
-        assert_int_equal(archive_file_finish(f, NULL, NULL, sha), -EINVAL);
+        assert_int_equal(finish_sync(fx->a, f, NULL, NULL, sha), -EINVAL);
         archive_file_abort(f);
         assert_int_equal(count_temporaries(fx->root), 0);
 
@@ -637,13 +682,128 @@ static void test_file_write_error_is_errno(void **state)
         set_file_size_limit(100000, &old);
         for (size_t off = 0; off < len && r == 0; off += 16384)
                 r = archive_file_write(f, data + off, 16384);
+        /* A write meets the error only once a thread has; otherwise the finish reports it.
+         * The limit stays until the threads are done with the file. */
+        if (r == 0)
+                r = finish_sync(fx->a, f, NULL, NULL, sha);
         assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
         assert_int_equal(r, -EFBIG);
         /* The error sticks. */
         assert_int_equal(archive_file_write(f, "x", 1), -EFBIG);
-        assert_int_equal(archive_file_finish(f, NULL, NULL, sha), -EFBIG);
+        assert_int_equal(finish_sync(fx->a, f, NULL, NULL, sha), -EFBIG);
         archive_file_abort(f);
         assert_int_equal(count_temporaries(fx->root), 0);
+        free(data);
+}
+
+/* Several logs written in turns, as concurrent downloads deliver them: each comes out whole
+ * and in order, with its own hash. */
+static void check_interleaved(struct fixture *fx, int threads)
+{
+        enum { N = 6 };
+        const size_t len[N] = {0, 1, 70000, 300000, 1 << 20, 3 << 20};
+        unsigned char *data[N];
+        struct archive_file *f[N];
+        struct archive_loc loc[N];
+        struct finish_state fin[N] = {0};
+        char key[N][16], expected[ARCHIVE_SHA256_HEX_LEN + 1], path[PATH_MAX];
+        size_t off[N] = {0}, back_len;
+        struct archive *a;
+        bool more = true;
+
+        assert_int_equal(archive_open(fx->root, 6, threads, &a), 0);
+        assert_int_equal(archive_threads(a), (unsigned) threads);
+        for (size_t i = 0; i < N; i++) {
+                (void) snprintf(key[i], sizeof(key[i]), "inter%zu", i);
+                loc[i] = make_loc(key[i], 2024, 8, 1);
+                data[i] = make_data(len[i], (unsigned) i + 11);
+                assert_int_equal(archive_file_open(a, &loc[i], &f[i]), 0);
+        }
+        while (more) {
+                more = false;
+                for (size_t i = 0; i < N; i++) {
+                        size_t n = len[i] - off[i] < 16384 ? len[i] - off[i] : 16384;
+                        if (n == 0)
+                                continue;
+                        assert_int_equal(archive_file_write(f[i], data[i] + off[i], n), 0);
+                        off[i] += n;
+                        more = true;
+                }
+        }
+        for (size_t i = 0; i < N; i++)
+                assert_int_equal(archive_file_finish(f[i], on_finished, &fin[i]), 0);
+        while (archive_pending(a) > 0)
+                (void) archive_wait(a);
+        for (size_t i = 0; i < N; i++) {
+                assert_int_equal(fin[i].calls, 1);
+                assert_int_equal(fin[i].r, 0);
+                assert_int_equal(fin[i].info.bytes_in, len[i]);
+                sha256_hex(data[i], len[i], expected);
+                assert_string_equal(fin[i].info.sha256, expected);
+                root_path(fx, path, "%s/2024/08/01/.%s.log.gz.tmp", GUID, key[i]);
+                unsigned char *back = gunzip(path, &back_len);
+                assert_int_equal(back_len, len[i]);
+                assert_memory_equal(back, data[i], len[i]);
+                free(back);
+                archive_file_abort(f[i]);
+                free(data[i]);
+        }
+        assert_int_equal(count_temporaries(fx->root), 0);
+        archive_free(a);
+}
+
+static void test_streams_interleaved_on_threads(void **state)
+{
+        check_interleaved(*state, 4);
+}
+
+static void test_streams_interleaved_without_threads(void **state)
+{
+        check_interleaved(*state, 0);
+}
+
+/*
+ * Aborts at every stage: while chunks wait, while a thread compresses, after the finish but
+ * before done ran. Nothing stays on disk, done never runs, and the pool goes on working.
+ * More than the 2 MiB of chunks goes into one file first, so the writer has to wait for the
+ * threads to hand chunks back.
+ */
+static void test_abort_while_compressing(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("busy", 2024, 8, 2);
+        struct finish_state fin = {0};
+        size_t len = 8 << 20;
+        unsigned char *data = make_data(len, 21);
+        char sha[ARCHIVE_SHA256_HEX_LEN + 1], expected[ARCHIVE_SHA256_HEX_LEN + 1];
+        struct archive_file *f;
+        uint64_t in = 0;
+
+        for (int round = 0; round < 3; round++) {
+                assert_int_equal(archive_file_open(fx->a, &loc, &f), 0);
+                for (size_t off = 0; off < len; off += 16384)
+                        assert_int_equal(archive_file_write(f, data + off, 16384), 0);
+                if (round == 1)
+                        assert_int_equal(archive_file_finish(f, on_finished, &fin), 0);
+                if (round == 2) {
+                        assert_int_equal(archive_file_finish(f, on_finished, &fin), 0);
+                        /* Wait without dispatching, until the result is waiting. */
+                        struct pollfd pfd = {.fd = archive_event_fd(fx->a), .events = POLLIN};
+                        assert_int_equal(poll(&pfd, 1, 30000), 1);
+                        assert_int_equal(archive_pending(fx->a), 1);
+                }
+                archive_file_abort(f);
+                assert_int_equal(archive_pending(fx->a), 0);
+                assert_int_equal(count_temporaries(fx->root), 0);
+        }
+        (void) archive_wait(fx->a);
+        assert_int_equal(fin.calls, 0);
+
+        f = stream(fx->a, &loc, data, len, NULL, 0, &in, NULL, sha);
+        sha256_hex(data, len, expected);
+        assert_string_equal(sha, expected);
+        assert_int_equal(in, len);
+        archive_file_abort(f);
         free(data);
 }
 
@@ -1093,6 +1253,9 @@ int main(void)
                 T(test_file_abort_removes_temporary),
                 T(test_unsafe_locations_are_refused),
                 T(test_file_write_error_is_errno),
+                T(test_streams_interleaved_on_threads),
+                T(test_streams_interleaved_without_threads),
+                T(test_abort_while_compressing),
                 T(test_commit_writes_all_files),
                 T(test_commit_without_error_or_log),
                 T(test_commit_record_rename_failure_rolls_back),

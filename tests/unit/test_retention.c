@@ -61,7 +61,7 @@ static void test_prune(void **state)
         touch("not-a-guid/2000/01/01/x.json");
         touch(G1 "/notes/2000.txt");
         touch(G1 "/1999/xx/01/x.json");
-        assert_int_equal(archive_open(root, 6, &a), 0);
+        assert_int_equal(archive_open(root, 6, 0, &a), 0);
 
         assert_int_equal(archive_prune(a, 2024, 3, 15, &removed), 0);
         assert_int_equal(removed, 4);

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * gzip + SHA-256 compression on worker threads, so that the event loop only moves bytes.
+ *
+ * The owner (one thread, the event loop) opens a job per file, writes the bytes as they
+ * arrive and finishes it; the bytes go in fixed-size chunks to a pool of worker threads that
+ * hash them, deflate them and write the result to the job's fd. One job is worked on by one
+ * thread at a time, in order; different jobs run in parallel. Chunks come from a bounded
+ * set: when all are in use, a write waits for a thread to hand one back, which throttles the
+ * downloads instead of growing memory. With no threads, the same work is done by the owner
+ * inside gzjob_write() and gzjob_finish().
+ *
+ * A finished job's result is delivered on the owner's thread by gzpool_dispatch(), which the
+ * owner calls when gzpool_fd() is readable. Every gzjob_* and gzpool_* function is for the
+ * owner's thread only; the pool's own threads never call back into the owner.
+ */
+
+#define GZPOOL_SHA256_HEX_LEN 64
+/* More threads than this would take CPU from the Connect server we run next to. */
+#define GZPOOL_THREADS_MAX 4
+
+struct gzpool;
+struct gzjob;
+
+struct gzjob_result {
+        uint64_t bytes_in;  /* uncompressed bytes written */
+        uint64_t bytes_out; /* gzip bytes written to the fd */
+        char sha256[GZPOOL_SHA256_HEX_LEN + 1];
+};
+
+/* r is 0, or the job's first error as -errno (a failed write(2), or -EIO from zlib or
+ * OpenSSL). res is only valid during the call. */
+typedef void gzjob_done_fn(void *userdata, int r, const struct gzjob_result *res);
+
+/*
+ * level: 1..9. threads: 0 does the work on the owner's thread; < 0 picks one thread per CPU
+ * this process may run on (none on one CPU), at most GZPOOL_THREADS_MAX. The threads block
+ * every signal.
+ */
+int gzpool_new(int level, int threads, struct gzpool **ret);
+/* Lets the workers finish the work queued, joins them and frees everything. Results not
+ * yet dispatched are dropped without calling their done. Every job must be finished or
+ * aborted before. NULL is a no-op. */
+void gzpool_free(struct gzpool *p);
+unsigned gzpool_threads(const struct gzpool *p);
+/* Readable when results are waiting for gzpool_dispatch(). */
+int gzpool_fd(const struct gzpool *p);
+/* Calls done for every finished job, in the order they finished. Returns how many. */
+size_t gzpool_dispatch(struct gzpool *p);
+/* Waits until no job has work queued or running, then dispatches. */
+size_t gzpool_wait(struct gzpool *p);
+/* Jobs finished by the owner whose done has not been called yet. */
+size_t gzpool_pending(const struct gzpool *p);
+
+/* A job writing a gzip stream (no name, mtime 0) to fd, which it takes over and closes. On
+ * failure fd is closed too. */
+int gzjob_new(struct gzpool *p, int fd, struct gzjob **ret);
+/*
+ * Queues bytes. Returns 0, -EINVAL after gzjob_finish(), -ENOMEM, or the job's first error
+ * once a worker has met it (it is reported again by done).
+ */
+int gzjob_write(struct gzjob *j, const void *buf, size_t len);
+/*
+ * No more bytes: ends the stream, closes the fd and, from gzpool_dispatch(), calls done once
+ * with the outcome. The job then belongs to the pool and is freed after done returns.
+ * Returns -EINVAL when already finished, and then done is never called.
+ */
+int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata);
+/*
+ * Drops the job at any point before its done has been called: queued bytes are discarded,
+ * a worker busy with it stops after the current chunk and closes the fd, and done is never
+ * called. Does not wait. NULL is a no-op.
+ */
+void gzjob_abort(struct gzjob *j);
