@@ -66,13 +66,14 @@ int gzjob_new(struct gzpool *p, int fd, struct gzjob **ret);
 int gzjob_write(struct gzjob *j, const void *buf, size_t len);
 /*
  * No more bytes: ends the stream, closes the fd and, from gzpool_dispatch(), calls done once
- * with the outcome. The job then belongs to the pool and is freed after done returns.
- * Returns -EINVAL when already finished, and then done is never called.
+ * with the outcome. The job then belongs to the pool and is freed when done returns: no
+ * gzjob_* call may use it after that. Returns -EINVAL when already finished (before done
+ * ran), and then done is never called.
  */
 int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata);
 /*
- * Drops the job at any point before its done has been called: queued bytes are discarded,
- * a worker busy with it stops after the current chunk and closes the fd, and done is never
- * called. Does not wait. NULL is a no-op.
+ * Drops the job at any point before its done has run: queued bytes are discarded, a worker
+ * busy with it stops after the chunk at hand and closes the fd, and done is never called.
+ * From inside the job's own done it does nothing. Does not wait. NULL is a no-op.
  */
 void gzjob_abort(struct gzjob *j);

@@ -425,6 +425,8 @@ int archive_file_write(struct archive_file *f, const void *buf, size_t len)
         return r;
 }
 
+_Static_assert(ARCHIVE_SHA256_HEX_LEN == GZPOOL_SHA256_HEX_LEN, "one SHA-256 hex length");
+
 static void file_finished(void *userdata, int r, const struct gzjob_result *res)
 {
         struct archive_file *f = userdata;

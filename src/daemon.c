@@ -374,15 +374,10 @@ static void on_log_finished(void *userdata, int r, const struct archive_log_info
 /* The log is complete: the compression threads end its stream, then on_log_finished. */
 static void task_finish_log(struct task *t)
 {
-        char folder[256];
-        int r;
+        int r = archive_file_finish(t->file, on_log_finished, t);
 
-        r = archive_file_finish(t->file, on_log_finished, t);
-        if (r < 0) {
-                errno = -r;
-                task_fail(t, "cannot write the compressed log in %s/%s: %m",
-                          t->d->config->archive_dir, task_folder(t, folder, sizeof(folder)));
-        }
+        if (r < 0)
+                on_log_finished(t, r, NULL);
 }
 
 static int sink_begin(void *userdata)
@@ -964,7 +959,8 @@ static bool all_items_polled(const struct daemon *d)
         return true;
 }
 
-/* Requests in the HTTP engine, or logs still being compressed. */
+/* Requests in the HTTP engine, or logs still being compressed. (For the end of --once the
+ * tasks already count: a log being compressed keeps its item busy.) */
 static bool work_in_flight(const struct daemon *d)
 {
         return http_engine_pending(d->http) > 0 || archive_pending(d->archive) > 0;

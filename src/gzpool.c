@@ -1,8 +1,9 @@
 #include <errno.h>
-#include <limits.h>
+#include <assert.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 
 /*
  * Sizes. A chunk is what a worker takes in one go (curl hands us at most 16 KiB at a time,
- * so a chunk gathers several); CHUNKS_MAX bounds the bytes waiting for a worker to 2 MiB.
+ * so a chunk gathers several); CHUNKS_MAX bounds the chunks to 2 MiB, except that each job
+ * being filled may hold one more (see chunk_get).
  */
 #define CHUNK_SIZE      (64 * 1024)
 #define CHUNKS_MAX      32
@@ -52,7 +54,8 @@ struct chunk {
 /*
  * Where a job is. IDLE: only the owner knows it (it may be filling a chunk). QUEUED: in the
  * ready queue with work to do. BUSY: a worker has it. DONE: in the done list, waiting for
- * gzpool_dispatch(). The owner may abort in any state; a QUEUED or BUSY job is then freed by
+ * gzpool_dispatch(). DISPATCHED: its done is running, and it is freed when done returns.
+ * The owner may abort in any state before DISPATCHED; a QUEUED or BUSY job is then freed by
  * the worker that takes or holds it, so the owner never waits.
  */
 enum job_state {
@@ -60,6 +63,7 @@ enum job_state {
         JOB_QUEUED,
         JOB_BUSY,
         JOB_DONE,
+        JOB_DISPATCHED,
 };
 
 struct gzjob {
@@ -67,9 +71,10 @@ struct gzjob {
         struct gzjob *next; /* in the ready queue or the done list */
         enum job_state state;
         int fd;
-        /* Set by the owner, under the lock. */
+        /* Set by the owner, under the lock; a busy worker also peeks at aborted between
+         * chunks, without the lock. */
         bool finish_requested;
-        bool aborted;
+        atomic_bool aborted;
         gzjob_done_fn *done;
         void *userdata;
         /* The chunk the owner is filling: the owner's alone. */
@@ -184,8 +189,14 @@ static void chunks_put_locked(struct gzpool *p, struct chunk *c, bool working)
 
         while (c) {
                 struct chunk *next = c->next;
-                c->next = p->free_chunks;
-                p->free_chunks = c;
+                if (p->n_chunks > CHUNKS_MAX) {
+                        /* One allocated past the bound (see chunk_get): not kept. */
+                        free(c);
+                        p->n_chunks--;
+                } else {
+                        c->next = p->free_chunks;
+                        p->free_chunks = c;
+                }
                 if (working)
                         p->n_working--;
                 any = true;
@@ -195,16 +206,33 @@ static void chunks_put_locked(struct gzpool *p, struct chunk *c, bool working)
                 pthread_cond_broadcast(&p->space);
 }
 
-/* Frees a job that no worker holds and no list links to. Called with the lock held. */
-static void job_free_locked(struct gzjob *j)
+/*
+ * Frees a job that no worker holds and no list links to. Called with the lock held. Returns
+ * its fd, if still open, for the caller to close once the lock is let go: on NFS a close
+ * flushes and may take long, and no one else should wait for that.
+ */
+static int job_free_locked(struct gzjob *j)
 {
         struct gzpool *p = j->pool;
+        int fd = j->fd;
 
         chunks_put_locked(p, j->fill, false);
         chunks_put_locked(p, j->head, true);
         stream_put_locked(p, j->s);
-        (void) safe_close(j->fd);
         free(j);
+        return fd;
+}
+
+/* job_free_locked(), and the close outside the lock. */
+static void job_free_unlock_close(struct gzpool *p, struct gzjob *j)
+{
+        int fd = job_free_locked(j);
+
+        if (fd < 0)
+                return;
+        pthread_mutex_unlock(&p->lock);
+        (void) safe_close(fd);
+        pthread_mutex_lock(&p->lock);
 }
 
 static void wake_owner(struct gzpool *p)
@@ -292,6 +320,9 @@ static int compress_end(struct gzjob *j)
 static int job_work(struct gzjob *j, const struct chunk *chunks, bool end, int error)
 {
         for (const struct chunk *c = chunks; c && error == 0; c = c->next) {
+                /* The owner gave up on it: the worker frees it once this turn is over. */
+                if (atomic_load_explicit(&j->aborted, memory_order_relaxed))
+                        return -ECANCELED;
                 if (!j->s)
                         error = stream_get(j->pool, &j->s);
                 if (error == 0)
@@ -326,7 +357,7 @@ static void job_inactive_locked(struct gzpool *p)
 static bool job_turn_locked(struct gzpool *p, struct gzjob *j)
 {
         if (j->aborted) {
-                job_free_locked(j);
+                job_free_unlock_close(p, j);
                 job_inactive_locked(p);
                 return false;
         }
@@ -346,7 +377,7 @@ static bool job_turn_locked(struct gzpool *p, struct gzjob *j)
         chunks_put_locked(p, chunks, true);
         j->error = error;
         if (j->aborted) {
-                job_free_locked(j);
+                job_free_unlock_close(p, j);
         } else if (end) {
                 stream_put_locked(p, j->s);
                 j->s = NULL;
@@ -479,7 +510,7 @@ void gzpool_free(struct gzpool *p)
         while (p->done) {
                 struct gzjob *j = p->done;
                 p->done = j->next;
-                job_free_locked(j);
+                (void) safe_close(job_free_locked(j));
         }
         while (p->free_chunks) {
                 struct chunk *c = p->free_chunks;
@@ -530,6 +561,7 @@ size_t gzpool_dispatch(struct gzpool *p)
                         if (!p->done)
                                 p->done_tail = &p->done;
                         p->n_finishing--;
+                        j->state = JOB_DISPATCHED;
                 }
                 pthread_mutex_unlock(&p->lock);
                 if (!j)
@@ -581,7 +613,9 @@ static void job_schedule_locked(struct gzjob *j)
         if (p->n_threads == 0) {
                 /* No threads: the work is done right here, and nothing else can come in
                  * meanwhile, so one turn is all there is. */
-                (void) job_turn_locked(p, j);
+                bool more = job_turn_locked(p, j);
+                assert(!more);
+                (void) more;
                 return;
         }
         *p->ready_tail = j;
@@ -596,14 +630,14 @@ static int job_submit(struct gzjob *j)
         int r;
 
         pthread_mutex_lock(&p->lock);
-        r = j->error;
-        if (r == 0 && j->fill) {
+        if (j->error == 0 && j->fill) {
                 *j->tail = j->fill;
                 j->tail = &j->fill->next;
                 p->n_working++;
                 j->fill = NULL;
                 job_schedule_locked(j);
         }
+        r = j->error; /* without threads, the work just done may have failed */
         pthread_mutex_unlock(&p->lock);
         return r;
 }
@@ -711,28 +745,35 @@ static void done_unlink_locked(struct gzpool *p, struct gzjob *j)
 void gzjob_abort(struct gzjob *j)
 {
         struct gzpool *p;
+        int fd = -1;
 
         if (!j)
                 return;
         p = j->pool;
         pthread_mutex_lock(&p->lock);
+        if (j->state == JOB_DISPATCHED) {
+                /* Called from its own done: it is freed when done returns. */
+                pthread_mutex_unlock(&p->lock);
+                return;
+        }
         if (j->finish_requested)
                 p->n_finishing--;
         switch (j->state) {
-        case JOB_IDLE:
-                job_free_locked(j);
-                break;
         case JOB_DONE:
                 done_unlink_locked(p, j);
-                job_free_locked(j);
+                fd = job_free_locked(j);
                 break;
         case JOB_QUEUED:
         case JOB_BUSY:
-                /* The worker that takes or holds it frees it. */
-                j->aborted = true;
+                /* The worker that takes or holds it frees it, after the chunk at hand. */
+                atomic_store(&j->aborted, true);
                 chunks_put_locked(p, j->fill, false);
                 j->fill = NULL;
                 break;
+        default:
+                fd = job_free_locked(j);
+                break;
         }
         pthread_mutex_unlock(&p->lock);
+        (void) safe_close(fd);
 }

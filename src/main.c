@@ -118,6 +118,9 @@ int main(int argc, char *argv[])
 
         /* A closed connection must be an error return, never a signal. */
         (void) signal(SIGPIPE, SIG_IGN);
+        /* Past RLIMIT_FSIZE a write fails with EFBIG, which is reported and retried like a
+         * full disk; SIGXFSZ's default would kill the daemon instead. */
+        (void) signal(SIGXFSZ, SIG_IGN);
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
                 log_printf(LOG_ERR, "cannot initialize libcurl");
                 config_free(config);
