@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,35 @@
 
 /* A job list is an array of flat objects; anything nested deeper than this is hostile. */
 #define JSON_MAX_DEPTH 32
+
+/*
+ * json-c takes NaN and Infinity even when strict, and turns 1e999 into an infinity; such a
+ * value would go back into the job record as it came, which no JSON parser reads. The
+ * recursion is bounded by JSON_MAX_DEPTH, which the tokener enforces.
+ */
+static bool numbers_are_finite(struct json_object *o)
+{
+        switch (json_object_get_type(o)) {
+        case json_type_double:
+                return isfinite(json_object_get_double(o));
+        case json_type_array:
+                for (size_t i = 0, n = json_object_array_length(o); i < n; i++)
+                        if (!numbers_are_finite(json_object_array_get_idx(o, i)))
+                                return false;
+                return true;
+        case json_type_object: {
+                struct json_object_iterator it = json_object_iter_begin(o);
+                struct json_object_iterator end = json_object_iter_end(o);
+
+                for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+                        if (!numbers_are_finite(json_object_iter_peek_value(&it)))
+                                return false;
+                return true;
+        }
+        default:
+                return true;
+        }
+}
 
 static int parse_json(const char *body, size_t len, struct json_object **ret)
 {
@@ -37,6 +67,10 @@ static int parse_json(const char *body, size_t len, struct json_object **ret)
                         r = -EBADMSG;
                         goto out;
                 }
+        if (!numbers_are_finite(obj)) {
+                r = -EBADMSG;
+                goto out;
+        }
         *ret = obj;
         obj = NULL;
 out:

@@ -193,6 +193,12 @@ static void test_bad_documents(void **state)
                 "[1,]",
                 "[01]",
                 "[\"\xff\xfe\"]", /* not UTF-8 */
+                /* json-c takes these even when strict, and would write them back into the
+                 * record as they are, which no JSON parser reads. */
+                "[{\"key\":\"a\",\"status\":2,\"x\":NaN}]",
+                "[{\"key\":\"a\",\"status\":2,\"x\":[{\"y\":Infinity}]}]",
+                "[-Infinity]",
+                "[1e999]",
         };
         struct job_list l = {.n_jobs = 99};
         char deep[200];
@@ -227,6 +233,10 @@ static void test_error_record(void **state)
         json_object_put(e);
         assert_int_equal(connect_parse_error("[1]", 3, &e), -EBADMSG);
         assert_int_equal(connect_parse_error("{", 1, &e), -EBADMSG);
+        assert_int_equal(connect_parse_error("{\"code\":NaN}", 12, &e), -EBADMSG);
+        /* Large but finite numbers stay. */
+        assert_int_equal(connect_parse_error("{\"code\":1e300}", 14, &e), 0);
+        json_object_put(e);
 }
 
 static void test_urls(void **state)
