@@ -72,8 +72,9 @@ int gzjob_write(struct gzjob *j, const void *buf, size_t len);
  */
 int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata);
 /*
- * Drops the job at any point before its done has run: queued bytes are discarded, a worker
- * busy with it stops after the chunk at hand and closes the fd, and done is never called.
- * From inside the job's own done it does nothing. Does not wait. NULL is a no-op.
+ * Drops the job at any point before its done has run: queued bytes are discarded, and done
+ * is never called. A worker busy with it stops after the chunk at hand, and this waits for
+ * that, so the fd is closed when it returns. From inside the job's own done it does nothing.
+ * NULL is a no-op.
  */
 void gzjob_abort(struct gzjob *j);

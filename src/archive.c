@@ -39,7 +39,6 @@ struct archive_file {
         int error;               /* the first failure, returned again by every later call */
         archive_finish_fn *done;
         void *userdata;
-        struct archive_log_info info;
         char tmp_path[REL_PATH_MAX];
 };
 
@@ -273,7 +272,7 @@ static void keep_first_error(int *r, int e)
  */
 static int sweep_dir(int dfd, unsigned depth, unsigned *removed)
 {
-        DIR *d = NULL;
+        DIR *d;
         int r = 0;
 
         d = fdopendir(dfd);
@@ -430,17 +429,19 @@ _Static_assert(ARCHIVE_SHA256_HEX_LEN == GZPOOL_SHA256_HEX_LEN, "one SHA-256 hex
 static void file_finished(void *userdata, int r, const struct gzjob_result *res)
 {
         struct archive_file *f = userdata;
+        struct archive_log_info info;
 
         f->job = NULL; /* the pool frees it when this returns */
         if (r < 0) {
                 f->error = r;
-        } else {
-                f->finished = true;
-                f->info.bytes_in = res->bytes_in;
-                f->info.bytes_out = res->bytes_out;
-                memcpy(f->info.sha256, res->sha256, sizeof(f->info.sha256));
+                return f->done(f->userdata, r, NULL);
         }
-        f->done(f->userdata, r, r < 0 ? NULL : &f->info);
+        f->finished = true;
+        info.bytes_in = res->bytes_in;
+        info.bytes_out = res->bytes_out;
+        memcpy(info.sha256, res->sha256, sizeof(info.sha256));
+        /* done may abort (free) f: nothing of f is used after it. */
+        f->done(f->userdata, 0, &info);
 }
 
 int archive_file_finish(struct archive_file *f, archive_finish_fn *done, void *userdata)
@@ -467,7 +468,8 @@ void archive_file_abort(struct archive_file *f)
 {
         if (!f)
                 return;
-        /* A worker still writing to the temporary writes to an unlinked inode: harmless. */
+        /* Closes the fd first (waiting for a thread busy with it), so that unlinking the
+         * temporary gives its space back at once: on a full disk, other jobs wait for it. */
         gzjob_abort(f->job);
         if (f->created)
                 (void) unlinkat(f->archive->root_fd, f->tmp_path, 0);

@@ -55,8 +55,8 @@ struct chunk {
  * Where a job is. IDLE: only the owner knows it (it may be filling a chunk). QUEUED: in the
  * ready queue with work to do. BUSY: a worker has it. DONE: in the done list, waiting for
  * gzpool_dispatch(). DISPATCHED: its done is running, and it is freed when done returns.
- * The owner may abort in any state before DISPATCHED; a QUEUED or BUSY job is then freed by
- * the worker that takes or holds it, so the owner never waits.
+ * The owner may abort in any state before DISPATCHED and always frees the job itself; for a
+ * BUSY job it first waits for the worker to let go, which it does after the chunk at hand.
  */
 enum job_state {
         JOB_IDLE,
@@ -72,7 +72,7 @@ struct gzjob {
         enum job_state state;
         int fd;
         /* Set by the owner, under the lock; a busy worker also peeks at aborted between
-         * chunks, without the lock. */
+         * chunks, without the lock, to cut its turn short. */
         bool finish_requested;
         atomic_bool aborted;
         gzjob_done_fn *done;
@@ -223,18 +223,6 @@ static int job_free_locked(struct gzjob *j)
         return fd;
 }
 
-/* job_free_locked(), and the close outside the lock. */
-static void job_free_unlock_close(struct gzpool *p, struct gzjob *j)
-{
-        int fd = job_free_locked(j);
-
-        if (fd < 0)
-                return;
-        pthread_mutex_unlock(&p->lock);
-        (void) safe_close(fd);
-        pthread_mutex_lock(&p->lock);
-}
-
 static void wake_owner(struct gzpool *p)
 {
         uint64_t one = 1;
@@ -312,15 +300,14 @@ static int compress_end(struct gzjob *j)
         return 0;
 }
 
-/*
- * One turn of a worker on a job: compresses the chunks it took and, when the owner has
- * finished the job, ends the stream and closes the fd. Runs without the lock. Returns the
- * job's error.
- */
-static int job_work(struct gzjob *j, const struct chunk *chunks, bool end, int error)
+/* Compresses the chunks a worker took and, at the end, ends the stream. Returns the job's
+ * error. */
+static int job_compress(struct gzjob *j, const struct chunk *chunks, bool end, int error)
 {
+        int error_before = error;
+
         for (const struct chunk *c = chunks; c && error == 0; c = c->next) {
-                /* The owner gave up on it: the worker frees it once this turn is over. */
+                /* The owner gave up on it and waits for this turn to end. */
                 if (atomic_load_explicit(&j->aborted, memory_order_relaxed))
                         return -ECANCELED;
                 if (!j->s)
@@ -328,16 +315,32 @@ static int job_work(struct gzjob *j, const struct chunk *chunks, bool end, int e
                 if (error == 0)
                         error = compress_chunk(j, c);
         }
-        if (!end)
-                return error;
-        if (error == 0 && !j->s)
+        if (end && error == 0 && !j->s)
                 error = stream_get(j->pool, &j->s); /* an empty file */
-        if (error == 0)
+        if (end && error == 0)
                 error = compress_end(j);
-        /* On NFS and some FUSE filesystems close() is where a failed write shows up. */
-        if (close(j->fd) < 0 && error == 0)
-                error = -errno;
-        j->fd = -1;
+        /* The output is worthless from the first error on. On a full disk, give its space
+         * back now rather than when the owner gets round to aborting the job: other jobs'
+         * files are waiting for it. */
+        if (error < 0 && error_before == 0)
+                (void) !ftruncate(j->fd, 0);
+        return error;
+}
+
+/*
+ * One turn of a worker on a job: compresses the chunks it took and, when the owner has
+ * finished the job, ends the stream and closes the fd. Runs without the lock. Returns the
+ * job's error.
+ */
+static int job_work(struct gzjob *j, const struct chunk *chunks, bool end, int error)
+{
+        error = job_compress(j, chunks, end, error);
+        if (end) {
+                /* On NFS and some FUSE filesystems close() is where a failed write shows up. */
+                if (close(j->fd) < 0 && error == 0)
+                        error = -errno;
+                j->fd = -1;
+        }
         return error;
 }
 
@@ -356,11 +359,6 @@ static void job_inactive_locked(struct gzpool *p)
  */
 static bool job_turn_locked(struct gzpool *p, struct gzjob *j)
 {
-        if (j->aborted) {
-                job_free_unlock_close(p, j);
-                job_inactive_locked(p);
-                return false;
-        }
         /* Take what is there. finish_requested is only set after the last chunk was handed
          * over, so when it is set, these are all the chunks there will be. */
         struct chunk *chunks = j->head;
@@ -377,7 +375,7 @@ static bool job_turn_locked(struct gzpool *p, struct gzjob *j)
         chunks_put_locked(p, chunks, true);
         j->error = error;
         if (j->aborted) {
-                job_free_unlock_close(p, j);
+                j->state = JOB_IDLE; /* the owner, waiting in gzjob_abort(), frees it */
         } else if (end) {
                 stream_put_locked(p, j->s);
                 j->s = NULL;
@@ -729,15 +727,15 @@ int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata)
         return 0;
 }
 
-/* Removes j from the done list. Lock held. */
-static void done_unlink_locked(struct gzpool *p, struct gzjob *j)
+/* Removes j from a list of jobs (the ready queue or the done list). Lock held. */
+static void list_unlink_locked(struct gzjob **head, struct gzjob ***tail, struct gzjob *j)
 {
-        for (struct gzjob **pp = &p->done; *pp; pp = &(*pp)->next) {
+        for (struct gzjob **pp = head; *pp; pp = &(*pp)->next) {
                 if (*pp != j)
                         continue;
                 *pp = j->next;
                 if (!*pp)
-                        p->done_tail = pp;
+                        *tail = pp;
                 return;
         }
 }
@@ -745,7 +743,7 @@ static void done_unlink_locked(struct gzpool *p, struct gzjob *j)
 void gzjob_abort(struct gzjob *j)
 {
         struct gzpool *p;
-        int fd = -1;
+        int fd;
 
         if (!j)
                 return;
@@ -759,21 +757,27 @@ void gzjob_abort(struct gzjob *j)
         if (j->finish_requested)
                 p->n_finishing--;
         switch (j->state) {
-        case JOB_DONE:
-                done_unlink_locked(p, j);
-                fd = job_free_locked(j);
-                break;
         case JOB_QUEUED:
+                list_unlink_locked(&p->ready, &p->ready_tail, j);
+                job_inactive_locked(p);
+                break;
         case JOB_BUSY:
-                /* The worker that takes or holds it frees it, after the chunk at hand. */
+                /*
+                 * Wait for the worker, which stops after the chunk at hand: the caller is
+                 * about to unlink the file, and its space must come back with that. On a full
+                 * disk, other jobs' files wait for exactly that space.
+                 */
                 atomic_store(&j->aborted, true);
-                chunks_put_locked(p, j->fill, false);
-                j->fill = NULL;
+                while (j->state == JOB_BUSY)
+                        pthread_cond_wait(&p->idle, &p->lock);
+                break;
+        case JOB_DONE:
+                list_unlink_locked(&p->done, &p->done_tail, j);
                 break;
         default:
-                fd = job_free_locked(j);
                 break;
         }
+        fd = job_free_locked(j);
         pthread_mutex_unlock(&p->lock);
         (void) safe_close(fd);
 }
