@@ -1046,13 +1046,13 @@ static struct config *config_with_key_file(const char *path)
         return c;
 }
 
-static void test_config_key_from_file_is_stripped(void **state)
+/* A key file with this text and mode gives SECRET, from "file <path>". */
+static void assert_key_file_gives_secret(struct fixture *fx, const char *text, mode_t mode)
 {
-        struct fixture *fx = *state;
         struct config *c;
         char *path, *source = NULL;
 
-        path = write_text(fx->dir, "api-key", " \t" SECRET " \r\n\n", 0600);
+        path = write_text(fx->dir, "api-key", text, mode);
         c = config_with_key_file(path);
         assert_true(asprintf(&source, "file %s", path) > 0);
         assert_key(c, SECRET, source);
@@ -1061,20 +1061,15 @@ static void test_config_key_from_file_is_stripped(void **state)
         free(path);
 }
 
+static void test_config_key_from_file_is_stripped(void **state)
+{
+        assert_key_file_gives_secret(*state, " \t" SECRET " \r\n\n", 0600);
+}
+
 static void test_config_key_file_group_readable_is_fine(void **state)
 {
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path, *source = NULL;
-
         /* Group access is how operators share a key with the service's group. */
-        path = write_text(fx->dir, "api-key", SECRET "\n", 0640);
-        c = config_with_key_file(path);
-        assert_true(asprintf(&source, "file %s", path) > 0);
-        assert_key(c, SECRET, source);
-        config_free(c);
-        free(source);
-        free(path);
+        assert_key_file_gives_secret(*state, SECRET "\n", 0640);
 }
 
 static void test_config_key_file_readable_by_others_is_refused(void **state)
