@@ -169,6 +169,7 @@ static int set_error(struct config_error *e, const char *file, const yaml_mark_t
         va_end(ap);
         return r;
 }
+#define set_error(...) (__extension__ set_error(__VA_ARGS__)) /* "%m": see log.h */
 
 /* Rejects the config at mark m (NULL: no place) with -EINVAL. */
 static int parse_error(struct parser_state *p, const yaml_mark_t *m, const char *fmt, ...)

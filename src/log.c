@@ -5,6 +5,10 @@
 
 #include "log.h"
 
+/* The functions themselves, not log.h's wrapper macros. */
+#undef log_printf
+#undef log_errno
+
 static int max_level = LOG_INFO;
 
 void log_set_max_level(int prio)

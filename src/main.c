@@ -46,7 +46,7 @@ static int parse_argv(int argc, char *argv[])
                 {"verbose", no_argument, NULL, 'v'},
                 {"version", no_argument, NULL, 'V'},
                 {"help", no_argument, NULL, 'h'},
-                {},
+                {NULL, 0, NULL, 0},
         };
         int c;
 
