@@ -3,7 +3,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #define CONFIG_DEFAULT_PATH "/etc/connect-job-archiver/config.yaml"
 
@@ -67,9 +66,6 @@ int config_parse(const char *name, const char *data, size_t len, struct config *
  * The key never appears in reterr.
  */
 int config_resolve_api_key(struct config *c, struct config_error *reterr);
-
-/* A one-screen human summary for --check-config; never includes the key itself. */
-void config_print_summary(const struct config *c, FILE *f);
 
 void config_free(struct config *c);
 void config_freep(struct config **c);

@@ -1337,38 +1337,6 @@ int config_resolve_api_key(struct config *c, struct config_error *reterr)
                          unset);
 }
 
-/* Prints what --check-config shows: every setting, where the key came from, never the key. */
-void config_print_summary(const struct config *c, FILE *f)
-{
-        fprintf(f, "config file:        %s\n", c->path ? c->path : "(none)");
-        fprintf(f, "server url:         %s\n", c->server_url ? c->server_url : "(none)");
-        if (c->api_key_source)
-                fprintf(f, "api key:            from %s (not shown)\n", c->api_key_source);
-        else
-                fprintf(f, "api key:            not resolved\n");
-        if (!c->verify_tls)
-                fprintf(f, "tls:                certificates NOT verified (verify_tls: false)\n");
-        else if (c->ca_file)
-                fprintf(f, "tls:                verified against %s\n", c->ca_file);
-        else
-                fprintf(f, "tls:                verified against the system CA store\n");
-        fprintf(f, "timeout:            %u s\n", c->timeout_seconds);
-        fprintf(f, "max concurrent:     %u requests\n", c->max_concurrent_requests);
-        fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
-        fprintf(f, "compression level:  %d\n", c->compression_level);
-        if (c->retention_days)
-                fprintf(f, "retention:          %u days\n", c->retention_days);
-        else
-                fprintf(f, "retention:          keep forever\n");
-        fprintf(f, "min free space:     %" PRIu64 " MB\n", c->min_free_mb);
-        fprintf(f, "poll interval:      %u s\n", c->poll_interval_seconds);
-        fprintf(f, "metrics file:       %s\n", c->metrics_file ? c->metrics_file : "(none)");
-        fprintf(f, "content:            %zu item%s\n", c->n_content, c->n_content == 1 ? "" : "s");
-        for (size_t i = 0; i < c->n_content; i++)
-                fprintf(f, "  %s  %s\n", c->content[i].guid ? c->content[i].guid : "(none)",
-                        c->content[i].name ? c->content[i].name : "(no name)");
-}
-
 /* Frees c and everything it owns, wiping the API key first. Accepts NULL and half-built. */
 void config_free(struct config *c)
 {

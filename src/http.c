@@ -62,6 +62,16 @@ struct http_engine {
         bool cancelling;
 };
 
+int http_global_init(void)
+{
+        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+        curl_global_cleanup();
+}
+
 const char *http_outcome_to_string(enum http_outcome o)
 {
         switch (o) {

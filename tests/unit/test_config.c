@@ -1374,123 +1374,6 @@ static void test_config_key_with_control_characters_is_refused(void **state)
         }
 }
 
-/* ---------------------------------------------------------------------------------- */
-/* Summary */
-
-static char *summary_of(const struct config *c)
-{
-        char *text = NULL;
-        size_t size = 0;
-        FILE *f = open_memstream(&text, &size);
-
-        assert_non_null(f);
-        config_print_summary(c, f);
-        assert_int_equal(fclose(f), 0);
-        return text;
-}
-
-static void test_config_summary(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *key, *yaml = NULL, *want = NULL, *text;
-
-        key = write_text(fx->dir, "api-key", SECRET "\n", 0600);
-        assert_true(asprintf(&yaml,
-                             "server:\n"
-                             "  url: https://connect.example.com/\n"
-                             "  api_key_file: %s\n"
-                             "  ca_file: /etc/ssl/ca.pem\n"
-                             "  timeout_seconds: 12\n"
-                             "  max_concurrent_requests: 4\n"
-                             "archive:\n"
-                             "  directory: /srv/archive\n"
-                             "  compression_level: 9\n"
-                             "  retention_days: 90\n"
-                             "  min_free_mb: 500\n"
-                             "poll:\n"
-                             "  interval_seconds: 120\n"
-                             "metrics_file: /m/cja.prom\n"
-                             "content:\n"
-                             "  - " GUID1 "\n"
-                             "  - guid: " GUID2 "\n"
-                             "    name: sales-dashboard\n",
-                             key) > 0);
-        c = parse_ok(yaml);
-        assert_int_equal(config_resolve_api_key(c, NULL), 0);
-        text = summary_of(c);
-        assert_true(asprintf(&want,
-                             "config file:        " NAME "\n"
-                             "server url:         https://connect.example.com\n"
-                             "api key:            from file %s (not shown)\n"
-                             "tls:                verified against /etc/ssl/ca.pem\n"
-                             "timeout:            12 s\n"
-                             "max concurrent:     4 requests\n"
-                             "archive directory:  /srv/archive\n"
-                             "compression level:  9\n"
-                             "retention:          90 days\n"
-                             "min free space:     500 MB\n"
-                             "poll interval:      120 s\n"
-                             "metrics file:       /m/cja.prom\n"
-                             "content:            2 items\n"
-                             "  " GUID1 "  (no name)\n"
-                             "  " GUID2 "  sales-dashboard\n",
-                             key) > 0);
-        assert_string_equal(text, want);
-        assert_null(strstr(text, SECRET));
-        free(text);
-        free(want);
-        config_free(c);
-        free(yaml);
-        free(key);
-}
-
-static void test_config_summary_defaults_and_unresolved_key(void **state)
-{
-        struct config *c;
-        char *text;
-
-        (void) state;
-        c = parse_with_server("  verify_tls: off\n");
-        text = summary_of(c);
-        assert_string_equal(text, "config file:        " NAME "\n"
-                                  "server url:         https://connect.example.com\n"
-                                  "api key:            not resolved\n"
-                                  "tls:                certificates NOT verified (verify_tls: "
-                                  "false)\n"
-                                  "timeout:            30 s\n"
-                                  "max concurrent:     8 requests\n"
-                                  "archive directory:  /var/lib/cja\n"
-                                  "compression level:  6\n"
-                                  "retention:          keep forever\n"
-                                  "min free space:     100 MB\n"
-                                  "poll interval:      60 s\n"
-                                  "metrics file:       (none)\n"
-                                  "content:            1 item\n"
-                                  "  " GUID1 "  (no name)\n");
-        free(text);
-        config_free(c);
-}
-
-static void test_config_summary_never_shows_key(void **state)
-{
-        struct config *c;
-        char *text;
-
-        (void) state;
-        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
-        c = parse_ok(MINIMAL);
-        assert_int_equal(config_resolve_api_key(c, NULL), 0);
-        text = summary_of(c);
-        assert_null(strstr(text, SECRET));
-        assert_non_null(strstr(text, "api key:            from environment variable "
-                                     "$CONNECT_API_KEY (not shown)\n"));
-        assert_non_null(strstr(text, "tls:                verified against the system CA "
-                                     "store\n"));
-        free(text);
-        config_free(c);
-}
-
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1566,9 +1449,6 @@ int main(void)
                 T(test_config_key_precedence),
                 T(test_config_key_with_inner_whitespace_is_refused),
                 T(test_config_key_with_control_characters_is_refused),
-                T(test_config_summary),
-                T(test_config_summary_defaults_and_unresolved_key),
-                T(test_config_summary_never_shows_key),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
