@@ -13,6 +13,7 @@
 
 #include <yaml.h>
 
+#include "apikey.h"
 #include "config.h"
 #include "log.h"
 #include "macro.h"
@@ -20,9 +21,6 @@
 
 /* A config is a page of YAML; anything this big is a mistake (or /dev/zero). */
 #define CONFIG_FILE_MAX (1024 * 1024)
-
-/* API keys are 32 characters; the cap only keeps a wrong file from being slurped. */
-#define API_KEY_MAX 4096
 
 /*
  * How a value is checked and stored. Numbers are checked against the row's bounds and stored
@@ -170,6 +168,18 @@ static int set_error(struct config_error *e, const char *file, const yaml_mark_t
         return r;
 }
 #define set_error(...) (__extension__ set_error(__VA_ARGS__)) /* "%m": see log.h */
+
+/* The function itself, not config.h's wrapper macro (config.c does not call it). */
+#undef config_error_set
+int config_error_set(struct config_error *e, const char *file, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        r = set_errorv(e, file, NULL, r, fmt, ap);
+        va_end(ap);
+        return r;
+}
 
 /* Rejects the config at mark m (NULL: no place) with -EINVAL. */
 static int parse_error(struct parser_state *p, const yaml_mark_t *m, const char *fmt, ...)
@@ -1163,178 +1173,25 @@ int config_load(const char *path, struct config **ret, struct config_error *rete
         return config_parse(path, data, len, ret, reterr);
 }
 
-static bool is_key_space(char ch)
-{
-        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
-/*
- * Strips surrounding whitespace from a candidate key and, when anything is left, checks it
- * and makes it c->api_key (wiping any earlier key). The key goes into an HTTP header, so
- * whitespace, control characters or non-ASCII bytes inside it are refused; the message
- * names the source, never the key. Returns 1 when the key was taken, 0 when it was empty
- * (the caller moves on to the next source), or -errno.
- */
-static int take_key(struct config *c, const char *raw, size_t len, const char *source,
-                    struct config_error *reterr)
-{
-        char *key, *src;
-
-        while (len > 0 && is_key_space(raw[0])) {
-                raw++;
-                len--;
-        }
-        while (len > 0 && is_key_space(raw[len - 1]))
-                len--;
-        if (len == 0)
-                return 0;
-        for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char) raw[i];
-                if (ch <= 0x20 || ch >= 0x7f)
-                        return set_error(reterr, c->path, NULL, -EINVAL,
-                                         "the API key from %s contains whitespace, control or "
-                                         "non-ASCII characters",
-                                         source);
-        }
-        key = strndup(raw, len);
-        src = strdup(source);
-        if (!key || !src) {
-                if (key)
-                        explicit_bzero(key, len);
-                free(key);
-                free(src);
-                return set_error(reterr, c->path, NULL, -ENOMEM, "out of memory");
-        }
-        if (c->api_key) {
-                explicit_bzero(c->api_key, strlen(c->api_key));
-                free(c->api_key);
-        }
-        free(c->api_key_source);
-        c->api_key = key;
-        c->api_key_source = src;
-        return 1;
-}
-
-/*
- * Reads a key file, refusing one that "others" may access, as ssh and OpenBSD's
- * check_file_secrecy() do: a readable key has leaked already, a writable one can be swapped.
- * With optional (the systemd credential), a missing or empty file is "not found" (0);
- * otherwise it is an error, because a configured file that is not there is a mistake to
- * report rather than to paper over with the next source. Returns 1, 0 or -errno.
- */
-static int key_from_file(struct config *c, const char *path, bool optional, const char *source,
-                         struct config_error *reterr)
-{
-        char buf[API_KEY_MAX + 1], esc[LOG_ESCAPE_MAX];
-        struct stat st;
-        size_t len = 0;
-        int fd, r;
-
-        (void) log_escape(path, esc, sizeof(esc));
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT && optional)
-                        return 0;
-                return set_error(reterr, c->path, NULL, -errno, "cannot open api key file %s: %m",
-                                 esc);
-        }
-        if (fstat(fd, &st) < 0) {
-                r = set_error(reterr, c->path, NULL, -errno, "cannot stat api key file %s: %m",
-                              esc);
-                goto out;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                r = set_error(reterr, c->path, NULL, -EINVAL,
-                              "api key file %s is not a regular file", esc);
-                goto out;
-        }
-        if (st.st_mode & 0007) {
-                const char *how = st.st_mode & S_IROTH   ? "readable"
-                                  : st.st_mode & S_IWOTH ? "writable"
-                                                         : "accessible";
-                r = set_error(reterr, c->path, NULL, -EPERM,
-                              "api key file %s is %s by others (mode %04o); chmod 600 it", esc, how,
-                              (unsigned) (st.st_mode & 07777));
-                goto out;
-        }
-        for (;;) {
-                ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = set_error(reterr, c->path, NULL, -errno,
-                                      "cannot read api key file %s: %m", esc);
-                        goto out;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len == sizeof(buf)) {
-                        r = set_error(reterr, c->path, NULL, -EFBIG,
-                                      "api key file %s is larger than %d bytes", esc, API_KEY_MAX);
-                        goto out;
-                }
-        }
-        r = take_key(c, buf, len, source, reterr);
-        if (r == 0 && !optional)
-                r = set_error(reterr, c->path, NULL, -ENOKEY, "api key file %s is empty", esc);
-out:
-        explicit_bzero(buf, sizeof(buf));
-        (void) safe_close(fd);
-        return r;
-}
-
-static int key_from_env(struct config *c, const char *variable, struct config_error *reterr)
-{
-        char source[128];
-        const char *v = getenv(variable);
-
-        if (!v)
-                return 0;
-        (void) snprintf(source, sizeof(source), "environment variable $%s", variable);
-        return take_key(c, v, strlen(v), source, reterr);
-}
-
-/*
- * Finds the API key in the documented order; see config.h. An unset or empty variable
- * named by api_key_env falls through to the next source, since the same config may be run
- * both under systemd (credential) and by hand (environment).
- */
+/* The key lookup lives in apikey.c; this fills c->api_key and c->api_key_source from it. */
 int config_resolve_api_key(struct config *c, struct config_error *reterr)
 {
-        const char *creds;
-        char esc[LOG_ESCAPE_MAX], source[LOG_ESCAPE_MAX + 16], unset[128] = "";
+        const struct apikey_sources src = {
+                .file = c->api_key_file,
+                .env = c->api_key_env,
+                .origin = c->path,
+        };
+        char *key, *source;
         int r;
 
-        if (c->api_key_file) {
-                (void) snprintf(source, sizeof(source), "file %s",
-                                log_escape(c->api_key_file, esc, sizeof(esc)));
-                r = key_from_file(c, c->api_key_file, false, source, reterr);
-                return r < 0 ? r : 0;
-        }
-        if (c->api_key_env) {
-                r = key_from_env(c, c->api_key_env, reterr);
-                if (r != 0)
-                        return r < 0 ? r : 0;
-                (void) snprintf(unset, sizeof(unset), " ($%s is unset or empty)", c->api_key_env);
-        }
-        creds = getenv("CREDENTIALS_DIRECTORY");
-        if (creds && *creds) {
-                _cleanup_free_ char *path = NULL;
-
-                if (asprintf(&path, "%s/api-key", creds) < 0)
-                        return set_error(reterr, c->path, NULL, -ENOMEM, "out of memory");
-                r = key_from_file(c, path, true, "systemd credential api-key", reterr);
-                if (r != 0)
-                        return r < 0 ? r : 0;
-        }
-        r = key_from_env(c, "CONNECT_API_KEY", reterr);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        return set_error(reterr, c->path, NULL, -ENOKEY,
-                         "no API key found%s: set server.api_key_file or server.api_key_env, "
-                         "add LoadCredential=api-key:... to the unit, or set $CONNECT_API_KEY",
-                         unset);
+        r = apikey_resolve(&src, &key, &source, reterr);
+        if (r < 0)
+                return r;
+        apikey_free(c->api_key);
+        free(c->api_key_source);
+        c->api_key = key;
+        c->api_key_source = source;
+        return 0;
 }
 
 /* Frees c and everything it owns, wiping the API key first. Accepts NULL and half-built. */
@@ -1354,10 +1211,7 @@ void config_free(struct config *c)
                 free(c->content[i].name);
         }
         free(c->content);
-        if (c->api_key) {
-                explicit_bzero(c->api_key, strlen(c->api_key));
-                free(c->api_key);
-        }
+        apikey_free(c->api_key);
         free(c->api_key_source);
         free(c);
 }
