@@ -119,6 +119,7 @@ struct parser_state {
 
         /* 1-based line of each key's first occurrence, 0 when not seen (for duplicates). */
         size_t key_line[ELEMENTSOF(keys)];
+        yaml_mark_t key_mark[ELEMENTSOF(keys)]; /* where each key is, for checks after parsing */
         size_t section_line[ELEMENTSOF(sections)];
         yaml_mark_t section_mark[ELEMENTSOF(sections)];
         size_t item_line[ITEM_KEY_MAX];
@@ -374,8 +375,38 @@ static bool has_control_chars(const char *s)
 }
 
 /*
- * Checks a server URL. Returns NULL when it is usable, or what is wrong, phrased to follow
- * the quoted URL ("... has no host").
+ * True when the URL carries credentials ("https://user:password@host/"): an '@' between
+ * "://" (or the start) and the first '/', '?' or '#'. Such a URL is refused without being
+ * quoted, so that the password reaches no message. Connect takes the API key, not these.
+ */
+static bool url_has_credentials(const char *url)
+{
+        const char *authority = strstr(url, "://");
+
+        authority = authority ? authority + 3 : url;
+        return memchr(authority, '@', strcspn(authority, "/?#")) != NULL;
+}
+
+#define URL_CREDENTIALS_REFUSED                                                                    \
+        "credentials in the URL (user:password@) are refused and not shown; the API key goes "     \
+        "in server.api_key_file"
+
+/* True when a path segment of the URL is "__api__", which we append ourselves. */
+static bool url_has_api_segment(const char *url)
+{
+        static const char api[] = "/__api__";
+        const char *path = strstr(url, "://");
+
+        path = path ? strchr(path + 3, '/') : NULL;
+        for (const char *s = path; s && (s = strstr(s, api)); s += sizeof(api) - 1)
+                if (s[sizeof(api) - 1] == '\0' || s[sizeof(api) - 1] == '/')
+                        return true;
+        return false;
+}
+
+/*
+ * Checks a server URL (after url_has_credentials()). Returns NULL when it is usable, or what
+ * is wrong, phrased to follow the quoted URL ("... has no host").
  */
 static const char *url_problem(const char *url)
 {
@@ -392,6 +423,9 @@ static const char *url_problem(const char *url)
         /* The API paths are appended to the URL, which a query or fragment would swallow. */
         if (strpbrk(url, "?#"))
                 return "must not have a query or fragment";
+        /* "<url>/__api__/v1/..." is built from it: "https://host/__api__" would double it. */
+        if (url_has_api_segment(url))
+                return "contains /__api__: give the server's URL without /__api__";
         return NULL;
 }
 
@@ -543,6 +577,8 @@ static int store_value(struct parser_state *p, const struct key_spec *k, const y
 
         switch (k->type) {
         case TYPE_URL:
+                if (url_has_credentials(v))
+                        return parse_error(p, m, "%s: " URL_CREDENTIALS_REFUSED, full);
                 problem = url_problem(v);
                 if (problem)
                         return parse_error(p, m, "%s: \"%s\" %s", full,
@@ -762,6 +798,7 @@ static int on_top_key(struct parser_state *p, const yaml_event_t *e)
                 return duplicate_key(p, e, key_full_name(k, full, sizeof(full)),
                                      p->key_line[k - keys]);
         p->key_line[k - keys] = e->start_mark.line + 1;
+        p->key_mark[k - keys] = e->start_mark;
         p->key = k;
         p->state = STATE_TOP_VALUE;
         return 0;
@@ -827,6 +864,7 @@ static int on_section_key(struct parser_state *p, const yaml_event_t *e)
                 return duplicate_key(p, e, key_full_name(k, full, sizeof(full)),
                                      p->key_line[k - keys]);
         p->key_line[k - keys] = e->start_mark.line + 1;
+        p->key_mark[k - keys] = e->start_mark;
         p->key = k;
         p->state = STATE_SECTION_VALUE;
         return 0;
@@ -1008,7 +1046,35 @@ static int yaml_problem(struct parser_state *p, const yaml_parser_t *parser)
         return parse_error(p, &m, "%s", problem);
 }
 
-/* After the whole document: required keys and the $CONNECT_SERVER fallback. */
+/*
+ * A ca_file that cannot be used fails every request of every cycle, so it is refused at
+ * load, with the place of the key, where the operator looks. The file is opened without
+ * blocking (a FIFO) and not read: curl needs a readable regular file, and what is in it
+ * is for TLS to judge.
+ */
+static int check_ca_file(struct parser_state *p)
+{
+        const yaml_mark_t *m = &p->key_mark[find_key("server", "ca_file") - keys];
+        const char *path = p->c->ca_file;
+        _cleanup_close_ int fd = -1;
+        char esc[LOG_ESCAPE_MAX];
+        struct stat st;
+
+        (void) log_escape(path, esc, sizeof(esc));
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                (void) set_error(p->reterr, p->name, m, -errno,
+                                 "server.ca_file: cannot read %s: %m", esc);
+                return -EINVAL;
+        }
+        if (!S_ISREG(st.st_mode))
+                return parse_error(p, m, "server.ca_file: %s is not a regular file", esc);
+        if (st.st_size == 0)
+                return parse_error(p, m, "server.ca_file: %s is empty", esc);
+        return 0;
+}
+
+/* After the whole document: required keys, the $CONNECT_SERVER fallback, the CA file. */
 static int finish(struct parser_state *p)
 {
         struct config *c = p->c;
@@ -1017,6 +1083,9 @@ static int finish(struct parser_state *p)
         if (!c->server_url) {
                 const char *env = getenv("CONNECT_SERVER");
                 if (env && *env) {
+                        if (url_has_credentials(env))
+                                return set_error(p->reterr, p->name, NULL, -EINVAL,
+                                                 "$CONNECT_SERVER: " URL_CREDENTIALS_REFUSED);
                         const char *problem = url_problem(env);
                         if (problem)
                                 return set_error(p->reterr, p->name, NULL, -EINVAL,
@@ -1048,6 +1117,8 @@ static int finish(struct parser_state *p)
                         return parse_error(p, &p->section_mark[s], "%s is required%s", full, hint);
                 return set_error(p->reterr, p->name, NULL, -EINVAL, "%s is required%s", full, hint);
         }
+        if (c->ca_file)
+                return check_ca_file(p);
         return 0;
 }
 

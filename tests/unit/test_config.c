@@ -172,32 +172,38 @@ static void test_config_minimal_gets_defaults(void **state)
 
 static void test_config_reads_every_key(void **state)
 {
+        struct fixture *fx = *state;
         struct config *c;
+        char *ca, *yaml = NULL;
 
-        (void) state;
-        c = parse_ok("# every key, none at its default\n"
-                     "server:\n"
-                     "  url: http://connect.internal:3939\n"
-                     "  api_key_file: /etc/cja/api-key\n"
-                     "  api_key_env: MY_CONNECT_KEY\n"
-                     "  ca_file: /etc/ssl/internal-ca.pem\n"
-                     "  verify_tls: false\n"
-                     "  timeout_seconds: 5\n"
-                     "  max_concurrent_requests: 32\n"
-                     "archive:\n"
-                     "  directory: /srv/archive\n"
-                     "  compression_level: 9\n"
-                     "  retention_days: 365\n"
-                     "  min_free_mb: 2048\n"
-                     "poll:\n"
-                     "  interval_seconds: 300\n"
-                     "metrics_file: /var/lib/prometheus/cja.prom\n"
-                     "content:\n"
-                     "  - " GUID1 "\n");
+        /* The CA file must exist (it is checked at load). */
+        ca = write_text(fx->dir, "internal-ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+        assert_true(asprintf(&yaml,
+                             "# every key, none at its default\n"
+                             "server:\n"
+                             "  url: http://connect.internal:3939\n"
+                             "  api_key_file: /etc/cja/api-key\n"
+                             "  api_key_env: MY_CONNECT_KEY\n"
+                             "  ca_file: %s\n"
+                             "  verify_tls: false\n"
+                             "  timeout_seconds: 5\n"
+                             "  max_concurrent_requests: 32\n"
+                             "archive:\n"
+                             "  directory: /srv/archive\n"
+                             "  compression_level: 9\n"
+                             "  retention_days: 365\n"
+                             "  min_free_mb: 2048\n"
+                             "poll:\n"
+                             "  interval_seconds: 300\n"
+                             "metrics_file: /var/lib/prometheus/cja.prom\n"
+                             "content:\n"
+                             "  - " GUID1 "\n",
+                             ca) > 0);
+        c = parse_ok(yaml);
         assert_string_equal(c->server_url, "http://connect.internal:3939");
         assert_string_equal(c->api_key_file, "/etc/cja/api-key");
         assert_string_equal(c->api_key_env, "MY_CONNECT_KEY");
-        assert_string_equal(c->ca_file, "/etc/ssl/internal-ca.pem");
+        assert_string_equal(c->ca_file, ca);
         assert_false(c->verify_tls);
         assert_int_equal(c->timeout_seconds, 5);
         assert_int_equal(c->max_concurrent_requests, 32);
@@ -208,6 +214,8 @@ static void test_config_reads_every_key(void **state)
         assert_int_equal(c->poll_interval_seconds, 300);
         assert_string_equal(c->metrics_file, "/var/lib/prometheus/cja.prom");
         config_free(c);
+        free(yaml);
+        free(ca);
 }
 
 static void test_config_content_both_forms(void **state)
@@ -442,6 +450,190 @@ static void test_config_rejects_bad_connect_server(void **state)
         assert_int_equal(setenv("CONNECT_SERVER", "connect.example.com\n<3>forged", 1), 0);
         assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: \"connect.example.com\\x0a<3>"
                                               "forged\" is not an http:// or https:// URL");
+}
+
+/* Credentials in the URL are refused, and the message shows neither them nor the URL. */
+static void test_config_rejects_url_with_credentials(void **state)
+{
+        static const char *const urls[] = {
+                "https://archiver:hunter2@connect.example.com",
+                "https://archiver@connect.example.com/",
+                "http://archiver:hunter2@10.0.0.1:3939/rsconnect",
+                "https://:hunter2@connect.example.com",
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+                char *yaml = NULL;
+
+                assert_true(asprintf(&yaml, "server:\n  url: %s\n" ARCHIVE CONTENT, urls[i]) > 0);
+                assert_rejected(yaml, NAME ":2:8: server.url: credentials in the URL "
+                                           "(user:password@) are refused and not shown; the API "
+                                           "key goes in server.api_key_file");
+                free(yaml);
+        }
+        /* Even where the URL is otherwise wrong, nothing of it is quoted. */
+        assert_rejected("server:\n  url: ftp://u:hunter2@h\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: credentials in the URL (user:password@) are "
+                             "refused and not shown; the API key goes in server.api_key_file");
+}
+
+static void test_config_url_with_at_in_path_is_fine(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("server:\n  url: https://connect.example.com/team@x\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "https://connect.example.com/team@x");
+        config_free(c);
+}
+
+static void test_config_rejects_connect_server_with_credentials(void **state)
+{
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+
+        (void) state;
+        assert_int_equal(setenv("CONNECT_SERVER", "https://me:hunter2@connect.example.com", 1), 0);
+        assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: credentials in the URL "
+                                              "(user:password@) are refused and not shown; the "
+                                              "API key goes in server.api_key_file");
+        assert_int_equal(config_parse(NAME, ARCHIVE CONTENT, strlen(ARCHIVE CONTENT), &c, &err),
+                         -EINVAL);
+        assert_null(strstr(err.message, "hunter2"));
+}
+
+static void test_config_rejects_url_with_api_path(void **state)
+{
+        static const struct {
+                const char *url, *message;
+        } cases[] = {
+                {"https://connect.example.com/__api__",
+                 NAME ":2:8: server.url: \"https://connect.example.com/__api__\" contains "
+                      "/__api__: give the server's URL without /__api__"},
+                {"https://connect.example.com/__api__/",
+                 NAME ":2:8: server.url: \"https://connect.example.com/__api__/\" contains "
+                      "/__api__: give the server's URL without /__api__"},
+                {"https://h/rsconnect/__api__",
+                 NAME ":2:8: server.url: \"https://h/rsconnect/__api__\" contains /__api__: give "
+                      "the server's URL without /__api__"},
+                {"https://h/__api__/v1",
+                 NAME ":2:8: server.url: \"https://h/__api__/v1\" contains /__api__: give the "
+                      "server's URL without /__api__"},
+        };
+        struct config *c;
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *yaml = NULL;
+
+                assert_true(asprintf(&yaml, "server:\n  url: %s\n" ARCHIVE CONTENT, cases[i].url) >
+                            0);
+                assert_rejected(yaml, cases[i].message);
+                free(yaml);
+        }
+        /* The same from the environment. */
+        assert_int_equal(setenv("CONNECT_SERVER", "https://h/__api__", 1), 0);
+        assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: \"https://h/__api__\" contains "
+                                              "/__api__: give the server's URL without /__api__");
+        /* Only a whole segment counts. */
+        c = parse_ok("server:\n  url: https://h/__api__x/y__api__\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "https://h/__api__x/y__api__");
+        config_free(c);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* server.ca_file is checked at load */
+
+/* Parses MINIMAL with server.ca_file (line 3, column 3) set to path. */
+static int parse_with_ca_file(const char *path, struct config_error *err)
+{
+        struct config *c = UNTOUCHED;
+        char *yaml = NULL;
+        int r;
+
+        assert_true(asprintf(&yaml, SERVER "  ca_file: \"%s\"\n" ARCHIVE CONTENT, path) > 0);
+        r = config_parse(NAME, yaml, strlen(yaml), &c, err);
+        if (r >= 0)
+                config_free(c);
+        else
+                assert_ptr_equal(c, UNTOUCHED);
+        free(yaml);
+        return r;
+}
+
+static void test_config_ca_file_missing_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path = NULL, *want = NULL;
+
+        assert_true(asprintf(&path, "%s/no-such-ca.pem", fx->dir) > 0);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want,
+                             NAME ":3:3: server.ca_file: cannot read %s: No such file or directory",
+                             path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_ca_file_not_a_file_or_empty_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path, *want = NULL;
+
+        assert_int_equal(parse_with_ca_file(fx->dir, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: %s is not a regular file",
+                             fx->dir) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+
+        path = write_text(fx->dir, "empty.pem", "", 0644);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: %s is empty", path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+
+        /* A FIFO is refused without blocking on it. */
+        free(path);
+        assert_true(asprintf(&path, "%s/ca.fifo", fx->dir) > 0);
+        assert_int_equal(mkfifo(path, 0644), 0);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: %s is not a regular file", path) >
+                    0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_ca_file_unreadable_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path, *want = NULL;
+
+        if (geteuid() == 0)
+                skip(); /* root reads a mode-000 file anyway */
+        path = write_text(fx->dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0000);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: cannot read %s: Permission denied",
+                             path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_ca_file_readable_is_taken(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path;
+
+        path = write_text(fx->dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+        assert_int_equal(parse_with_ca_file(path, &err), 0);
+        free(path);
 }
 
 static void test_config_rejects_missing_url(void **state)
@@ -1022,6 +1214,14 @@ int main(void)
                 T(test_config_rejects_bad_url),
                 T(test_config_url_from_connect_server),
                 T(test_config_url_in_file_beats_connect_server),
+                T(test_config_rejects_url_with_credentials),
+                T(test_config_url_with_at_in_path_is_fine),
+                T(test_config_rejects_connect_server_with_credentials),
+                T(test_config_rejects_url_with_api_path),
+                T(test_config_ca_file_missing_is_refused),
+                T(test_config_ca_file_not_a_file_or_empty_is_refused),
+                T(test_config_ca_file_unreadable_is_refused),
+                T(test_config_ca_file_readable_is_taken),
                 T(test_config_rejects_bad_connect_server),
                 T(test_config_rejects_missing_url),
                 T(test_config_rejects_missing_archive_directory),
