@@ -34,4 +34,12 @@ int log_errno(int prio, int r, const char *fmt, ...) _printf_(3, 4);
  * Returns buf.
  */
 const char *log_escape(const char *s, char *buf, size_t size);
+
+/*
+ * The same for text a library wrote, such as curl's error messages: printable ASCII (quotes
+ * included) and valid UTF-8 stay as written, so "Couldn't connect" reads as it should;
+ * control characters (C0, DEL and C1), invalid UTF-8 and the backslash (so that every "\x"
+ * is an escape) become \xNN. A hostile value still cannot forge a log line. Returns buf.
+ */
+const char *log_escape_text(const char *s, char *buf, size_t size);
 #define LOG_ESCAPE_MAX 160
