@@ -136,14 +136,16 @@ _printf_(4, 5) static void log_job(int prio, const struct item *it, const char *
                            it->name ? log_escape(it->name, name, sizeof(name)) : "-", msg);
 }
 
-/* The reason a request failed, in words: Connect's error message when there is one. */
-static const char *result_reason(const struct http_result *res, char *buf, size_t size)
+/* The reason a request failed, in words: Connect's error message when there is one.
+ * list_server: the server URL for a job list request, else NULL (connect_error_message()). */
+static const char *result_reason(const struct http_result *res, const char *list_server, char *buf,
+                                 size_t size)
 {
         if (res->curl_code != 0 || res->sink_error != 0) {
                 (void) snprintf(buf, size, "%s", res->detail);
                 return buf;
         }
-        (void) connect_error_message(res->status, res->body, res->body_len, buf, size);
+        (void) connect_error_message(res->status, res->body, res->body_len, list_server, buf, size);
         if (res->outcome == HTTP_AUTH) {
                 size_t n = strlen(buf);
                 (void) snprintf(buf + n, size - n, "%s",
@@ -429,7 +431,7 @@ static void on_download_done(void *userdata, const struct http_result *res)
                 else
                         log_job(LOG_NOTICE, t->item, t->job.key,
                                 "log file is gone (%s), archiving the job record alone",
-                                result_reason(res, why, sizeof(why)));
+                                result_reason(res, NULL, why, sizeof(why)));
                 task_queue(t, NULL);
                 return;
         default:
@@ -438,7 +440,8 @@ static void on_download_done(void *userdata, const struct http_result *res)
                                   task_folder(t, folder, sizeof(folder)), res->detail);
                         return;
                 }
-                task_fail(t, "cannot download the log: %s", result_reason(res, why, sizeof(why)));
+                task_fail(t, "cannot download the log: %s",
+                          result_reason(res, NULL, why, sizeof(why)));
                 return;
         }
 }
@@ -455,11 +458,11 @@ static void on_error_done(void *userdata, const struct http_result *res)
                 break;
         case HTTP_GONE:
                 task_fail(t, "the job no longer exists on the server (%s)",
-                          result_reason(res, why, sizeof(why)));
+                          result_reason(res, NULL, why, sizeof(why)));
                 return;
         default:
                 task_fail(t, "cannot fetch the error record: %s",
-                          result_reason(res, why, sizeof(why)));
+                          result_reason(res, NULL, why, sizeof(why)));
                 return;
         }
         /* 204 (or any empty 2xx) means the job has no error record. */
@@ -650,7 +653,7 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 it->listing = false;
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
-                        result_reason(res, why, sizeof(why)));
+                        result_reason(res, d->config->server_url, why, sizeof(why)));
                 d->stats.items_failed++;
                 if (res->outcome == HTTP_AUTH)
                         (void) snprintf(d->problem, sizeof(d->problem), "%s",

@@ -2,13 +2,17 @@
 """The config as the operator meets it: --check-config's summary, and what is refused at
 load (exit 78 with file:line:col), at start and on reload."""
 import os
+import re
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import run_archiver  # noqa: E402
+from harness import (FakeConnect, make_jobspec, new_guid, read_archive,  # noqa: E402
+                     run_archiver, start_archiver, stop_process, wait_for, write_config)
 
 SECRET = "s3cr3t-KEY-0123456789abcdefABCDEF"
 GUID1 = "38400000-8cf0-11bd-b23e-10b96e4ef00d"
@@ -114,6 +118,165 @@ class SummaryTest(unittest.TestCase):
             "content:\n"
             "  - %s\n" % GUID1, env={"CONNECT_API_KEY": SECRET})
         self.assertIn("tls:                verified against the system CA store\n", out)
+
+
+def closed_port():
+    """A loopback port with nothing listening (bound, then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def line_col(path, key):
+    """The 1-based line and column of `key:` in a YAML file."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            col = line.find(key + ":")
+            if col >= 0:
+                return n, col + 1
+    raise AssertionError("%s not in %s" % (key, path))
+
+
+WARNING = ("<4>TLS certificates are not verified (verify_tls: false): anyone on the network "
+           "path can pose as Connect and read the API key")
+
+
+class LoadChecksTest(unittest.TestCase):
+    """Issue 14: TLS settings and the server URL are checked when the config is read, at
+    start, by --check-config and on reload; the job list's bare 404 and curl's own words."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cja-config-")
+        self.archive = os.path.join(self.tmp, "archive")
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            stop_process(p, signal.SIGKILL)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def start(self, cfg):
+        p = start_archiver(["-c", cfg], output_dir=self.tmp)
+        self.procs.append(p)
+        return p
+
+    def assert_refused(self, cfg, pattern, secret=None, env=None):
+        """--check-config, --once and the service all exit 78 with the message."""
+        for args in (["--check-config"], ["--once"], []):
+            p = run_archiver(["-c", cfg] + args, env=env, timeout=30)
+            self.assertEqual(p.returncode, 78, (args, p.stderr))
+            self.assertRegex(p.stderr, pattern)
+            if secret:
+                self.assertNotIn(secret, p.stdout + p.stderr)
+        self.assertFalse(os.path.exists(self.archive))
+
+    def test_missing_ca_file_is_a_config_error(self):
+        ca = os.path.join(self.tmp, "no-such-ca.pem")
+        cfg = write_config(self.tmp, "https://connect.example.com", self.archive,
+                           content=[new_guid()], server__ca_file=ca)
+        line, col = line_col(cfg, "ca_file")
+        self.assert_refused(cfg, r"^<3>%s:%d:%d: server\.ca_file: cannot read %s: No such file "
+                                 r"or directory\n$" % (re.escape(cfg), line, col, re.escape(ca)))
+
+    def test_ca_file_directory_is_a_config_error(self):
+        cfg = write_config(self.tmp, "https://connect.example.com", self.archive,
+                           content=[new_guid()], server__ca_file=self.tmp)
+        line, col = line_col(cfg, "ca_file")
+        self.assert_refused(cfg, r"%s:%d:%d: server\.ca_file: %s is not a regular file"
+                                 % (re.escape(cfg), line, col, re.escape(self.tmp)))
+
+    def test_credentials_in_the_url_are_refused_unseen(self):
+        cfg = write_config(self.tmp, "https://archiver:hunter2@connect.example.com",
+                           self.archive, content=[new_guid()])
+        line, _ = line_col(cfg, "url")
+        self.assert_refused(cfg, r"%s:%d:\d+: server\.url: credentials in the URL "
+                                 r"\(user:password@\) are refused and not shown"
+                                 % (re.escape(cfg), line), secret="hunter2")
+        # From the environment, too.
+        cfg = write_config(self.tmp, None, self.archive, content=[new_guid()],
+                           filename="env.yaml")
+        self.assert_refused(cfg, r"env\.yaml: \$CONNECT_SERVER: credentials in the URL",
+                            secret="hunter2",
+                            env={"CONNECT_SERVER": "https://a:hunter2@connect.example.com"})
+
+    def test_api_path_in_the_url_is_refused_with_a_hint(self):
+        cfg = write_config(self.tmp, "https://connect.example.com/__api__/", self.archive,
+                           content=[new_guid()])
+        self.assert_refused(cfg, r"server\.url: \"https://connect\.example\.com/__api__/\" "
+                                 r"contains /__api__: give the server's URL without /__api__")
+
+    def test_unverified_tls_warns_at_start_and_at_every_reload(self):
+        g = new_guid()
+        with FakeConnect({g: [make_jobspec("firstJob00000001", log="one\n")]}) as fc:
+            cfg = write_config(self.tmp, fc.url, self.archive, content=[g],
+                               server__verify_tls=False)
+            p = run_archiver(["-c", cfg, "--once"], timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stderr.count(WARNING), 1, p.stderr)
+
+            p = self.start(cfg)
+            wait_for(lambda: "watching 1 content items" in p.read_stderr(), 10,
+                     message="the service started")
+            self.assertEqual(p.read_stderr().count(WARNING), 1)
+            for n in (2, 3):
+                p.send_signal(signal.SIGHUP)
+                wait_for(lambda: p.read_stderr().count("reloaded: watching") == n - 1, 10,
+                         message="reload %d" % (n - 1))
+                self.assertEqual(p.read_stderr().count(WARNING), n, p.read_stderr())
+            # Once verification is on again, the warning stops.
+            write_config(self.tmp, fc.url, self.archive, content=[g])
+            p.send_signal(signal.SIGHUP)
+            wait_for(lambda: p.read_stderr().count("reloaded: watching") == 3, 10,
+                     message="the reload that turns verification on")
+            self.assertEqual(p.read_stderr().count(WARNING), 3)
+            self.assertEqual(stop_process(p), 0)
+
+    def test_reload_with_missing_ca_file_keeps_the_running_config(self):
+        g = new_guid()
+        ca = os.path.join(self.tmp, "ca.pem")
+        with open(ca, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\n")
+        with FakeConnect({g: [make_jobspec("firstJob00000001", log="one\n")]}) as fc:
+            cfg = write_config(self.tmp, fc.url, self.archive, content=[g], server__ca_file=ca)
+            p = self.start(cfg)
+            wait_for(lambda: "firstJob00000001" in read_archive(self.archive).jobs, 10,
+                     message="the first job archived")
+            os.unlink(ca)
+            p.send_signal(signal.SIGHUP)
+            line, col = line_col(cfg, "ca_file")
+            wait_for(lambda: "keeping the running one" in p.read_stderr(), 10,
+                     message="the refused reload")
+            self.assertRegex(p.read_stderr(),
+                             r"<3>%s:%d:%d: server\.ca_file: cannot read %s: No such file or "
+                             r"directory\n<3>the new configuration is invalid; keeping the "
+                             r"running one" % (re.escape(cfg), line, col, re.escape(ca)))
+            self.assertIsNone(p.poll())
+            fc.add_job(g, make_jobspec("afterBadReload01", log="still\n"))
+            wait_for(lambda: "afterBadReload01" in read_archive(self.archive).jobs, 10,
+                     message="archiving goes on with the old config")
+            self.assertEqual(stop_process(p), 0)
+
+    def test_bare_404_on_the_job_list_names_the_missing_api(self):
+        g = new_guid()
+        with FakeConnect({g: []}) as fc:
+            # A wrong path prefix: the fake answers unknown routes as Connect does, with a
+            # plain-text 404.
+            cfg = write_config(self.tmp, fc.url + "/rsconnect", self.archive, content=[g])
+            p = run_archiver(["-c", cfg, "--once"], timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot list jobs: HTTP 404: no jobs API at %s/rsconnect/__api__/v1: a "
+                      "wrong URL or path prefix, or a Connect older than 2022.10; will retry "
+                      "next cycle" % fc.url, p.stderr)
+
+    def test_curl_error_text_is_printed_as_written(self):
+        cfg = write_config(self.tmp, "http://127.0.0.1:%d" % closed_port(), self.archive,
+                           content=[new_guid()])
+        p = run_archiver(["-c", cfg, "--once"], timeout=120)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("Couldn't connect to server", p.stderr)
+        self.assertNotIn("\\x27", p.stderr)
 
 
 if __name__ == "__main__":
