@@ -63,9 +63,12 @@ int connect_job_url(const char *server, const char *guid, const char *key, const
 /*
  * Extracts a readable message from a Connect error body ({"code":N,"error":"..."}) into buf,
  * escaped and capped; falls back to "HTTP <status>" when the body is not that shape.
+ * list_server is the server URL when the request was the job list (else NULL): a 404
+ * there without Connect's JSON error code means the jobs API is not at that URL, and the
+ * message says so ("HTTP 404: no jobs API at <url>/__api__/v1: ...").
  */
-const char *connect_error_message(long status, const char *body, size_t len, char *buf,
-                                  size_t size);
+const char *connect_error_message(long status, const char *body, size_t len,
+                                  const char *list_server, char *buf, size_t size);
 
 struct record_info {
         const char *content_guid;

@@ -12,6 +12,13 @@
 
 struct http_engine;
 
+/*
+ * libcurl's process-wide setup and teardown (curl_global_init/cleanup): once each, from
+ * main, before and after every engine and while no other thread runs. Returns 0 or -EIO.
+ */
+int http_global_init(void);
+void http_global_cleanup(void);
+
 struct http_options {
         const char *api_key; /* copied into the Authorization header; never logged */
         const char *ca_file; /* NULL for the system store */

@@ -248,18 +248,31 @@ int connect_job_url(const char *server, const char *guid, const char *key, const
         return 0;
 }
 
-const char *connect_error_message(long status, const char *body, size_t len, char *buf, size_t size)
+const char *connect_error_message(long status, const char *body, size_t len,
+                                  const char *list_server, char *buf, size_t size)
 {
-        struct json_object *obj = NULL, *code, *msg;
+        struct json_object *obj = NULL, *code = NULL, *msg = NULL;
         char esc[LOG_ESCAPE_MAX];
 
         if (body && len > 0 && parse_json(body, len, &obj) == 0 &&
-            json_object_is_type(obj, json_type_object) &&
-            json_object_object_get_ex(obj, "error", &msg) &&
-            json_object_is_type(msg, json_type_string)) {
+            json_object_is_type(obj, json_type_object)) {
+                if (!json_object_object_get_ex(obj, "code", &code) ||
+                    !json_object_is_type(code, json_type_int))
+                        code = NULL;
+                if (!json_object_object_get_ex(obj, "error", &msg) ||
+                    !json_object_is_type(msg, json_type_string))
+                        msg = NULL;
+        }
+        if (status == 404 && list_server && !code) {
+                /* Connect answers an unknown content GUID with its JSON error (a code); an
+                 * unknown route gets a bare 404 (connectapi tells the two apart the same way). */
+                (void) snprintf(buf, size,
+                                "HTTP 404: no jobs API at %s/__api__/v1: a wrong URL or path "
+                                "prefix, or a Connect older than 2022.10",
+                                log_escape(list_server, esc, sizeof(esc)));
+        } else if (msg) {
                 (void) log_escape(json_object_get_string(msg), esc, sizeof(esc));
-                if (json_object_object_get_ex(obj, "code", &code) &&
-                    json_object_is_type(code, json_type_int))
+                if (code)
                         (void) snprintf(buf, size, "HTTP %ld: %s (code %lld)", status, esc,
                                         (long long) json_object_get_int64(code));
                 else

@@ -62,6 +62,16 @@ struct http_engine {
         bool cancelling;
 };
 
+int http_global_init(void)
+{
+        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+        curl_global_cleanup();
+}
+
 const char *http_outcome_to_string(enum http_outcome o)
 {
         switch (o) {
@@ -429,6 +439,12 @@ static int engine_apply(struct http_engine *e, const struct http_options *opts)
         if (opts->ca_file && !(e->ca_file = strdup(opts->ca_file)))
                 return -ENOMEM;
         (void) curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long) opts->max_concurrent);
+        /* Said at start and at every reload, where the operator looks, not only by
+         * --check-config. */
+        if (!opts->verify_tls)
+                log_printf(LOG_WARNING, "TLS certificates are not verified (verify_tls: false): "
+                                        "anyone on the network path can pose as Connect and "
+                                        "read the API key");
         return 0;
 }
 
@@ -485,9 +501,9 @@ static void finish_request(struct http_request *req, enum http_outcome outcome, 
         else if (req->sink_error < 0)
                 (void) snprintf(res.detail, sizeof(res.detail), "%s", strerror(-req->sink_error));
         else if (curl_code != CURLE_OK)
-                (void) log_escape(req->errbuf[0] ? req->errbuf
-                                                 : curl_easy_strerror((CURLcode) curl_code),
-                                  res.detail, sizeof(res.detail));
+                (void) log_escape_text(req->errbuf[0] ? req->errbuf
+                                                      : curl_easy_strerror((CURLcode) curl_code),
+                                       res.detail, sizeof(res.detail));
         else
                 (void) snprintf(res.detail, sizeof(res.detail), "HTTP %ld", req->status);
         req->done(req->userdata, &res);
@@ -630,8 +646,10 @@ static void attempt_done(struct http_engine *e, struct http_request *req, CURLco
                         uint64_t ra = (uint64_t) req->retry_after_usec;
                         wait = ra > RETRY_AFTER_MAX_USEC ? RETRY_AFTER_MAX_USEC : ra;
                 }
+                char why[LOG_ESCAPE_MAX];
                 log_printf(LOG_DEBUG, "GET %s: %s (%s), retry %u in %.1f s", req->url,
-                           req->errbuf[0] ? req->errbuf : "HTTP error",
+                           req->errbuf[0] ? log_escape_text(req->errbuf, why, sizeof(why))
+                                          : "HTTP error",
                            http_outcome_to_string(outcome), req->attempts,
                            (double) wait / (double) USEC_PER_SEC);
                 req->due_usec = now_usec(CLOCK_MONOTONIC) + wait;
