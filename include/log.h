@@ -10,10 +10,12 @@
  * One event a line, to one of three places, chosen from stderr at the first line (or by
  * log_open()):
  *   - the journal, when stderr is the journal's stream ($JOURNAL_STREAM names stderr's device
- *     and inode, as systemd sets it for StandardError=journal): structured entries through
- *     sd_journal_sendv() with MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and the log_context fields
- *     (CONTENT_GUID, CONTENT_NAME, JOB_KEY), so "journalctl CONTENT_GUID=<guid>" finds one
- *     item's history; a line the journal refuses goes to stderr as below instead;
+ *     and inode, as systemd sets it for StandardError=journal): a line with a log_context is
+ *     a structured entry through sd_journal_sendv() with MESSAGE, PRIORITY,
+ *     SYSLOG_IDENTIFIER and the context's fields (CONTENT_GUID, CONTENT_NAME, JOB_KEY), so
+ *     "journalctl CONTENT_GUID=<guid>" finds one item's history; a line without one (or one
+ *     the journal refuses) goes to the stream with its "<N>" prefix, which journald turns
+ *     into the same MESSAGE, PRIORITY and SYSLOG_IDENTIFIER;
  *   - a terminal: plain text, "error: " / "warning: " / "debug: " before the message;
  *   - anything else (a file, a pipe, a stream without $JOURNAL_STREAM): sd-daemon priority
  *     prefixes, "<3>" ... "<7>".

@@ -137,7 +137,13 @@ _printf_(3, 0) static void log_vprintf(int prio, const struct log_context *ctx, 
         enum log_target t = log_get_target();
 
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
-        if (t == LOG_TARGET_JOURNAL && journal_send(prio, ctx, msg) >= 0)
+        /*
+         * A line without fields takes the stream, whose entries journald attributes to the
+         * unit from the stream itself. A datagram is attributed by reading /proc/<pid>, which
+         * fails once the sender has exited: the "config.yaml:7:5: ..." of a failed start,
+         * logged just before exit 78, would vanish from "systemctl status".
+         */
+        if (t == LOG_TARGET_JOURNAL && ctx && journal_send(prio, ctx, msg) >= 0)
                 return;
         write_line(prio, t == LOG_TARGET_TERMINAL, msg);
 }

@@ -369,6 +369,10 @@ def exercise(m, sc, fc, files, flavour):
     assert e.get("_SYSTEMD_UNIT") == UNIT, e
     assert "job=%s" % k1 in e.get("MESSAGE", ""), e
     assert not e["MESSAGE"].startswith("<"), e
+    # A line without fields comes through the stream: prefix read as the priority.
+    start = [x for x in journal_json(m, "-u", UNIT, "SYSLOG_IDENTIFIER=connect-job-archiver")
+             if x.get("MESSAGE", "").startswith("watching 2 content items")]
+    assert start and start[-1].get("PRIORITY") == "5", start[-1:]
     g2_lines = journal_json(m, "-u", UNIT, "CONTENT_GUID=" + sc.g2)
     assert g2_lines and all("CONTENT_NAME" not in x for x in g2_lines), g2_lines[:2]
     assert all(x.get("CONTENT_GUID") == sc.g2 for x in g2_lines)

@@ -112,10 +112,11 @@ static void test_log_journal_stream_must_match_stderr(void **state)
 }
 
 /*
- * stderr's own device and inode in $JOURNAL_STREAM: journal entries, nothing on stderr (the
- * real-systemd test reads the fields back from the journal). Where journald's socket is
- * missing (a build machine without systemd as PID 1), sd_journal_sendv() would drop entries
- * silently, so the lines go to stderr with their prefixes instead.
+ * stderr's own device and inode in $JOURNAL_STREAM: a line with fields is a journal entry,
+ * nothing on stderr (the real-systemd test reads the fields back from the journal); a line
+ * without takes the stream with its prefix. Where journald's socket is missing (a build
+ * machine without systemd as PID 1), sd_journal_sendv() would drop entries silently, so
+ * every line goes to stderr with its prefix.
  */
 static void test_log_journal_when_stream_matches(void **state)
 {
@@ -134,8 +135,10 @@ static void test_log_journal_when_stream_matches(void **state)
         assert_int_equal(log_get_target(), journald ? LOG_TARGET_JOURNAL : LOG_TARGET_PREFIX);
         log_context_printf(LOG_NOTICE, &(struct log_context){.content_guid = "g"},
                            "cja unit test line %d", 1);
+        log_printf(LOG_ERR, "config.yaml:7:5: bad");
         read_file(f, buf, sizeof(buf));
-        assert_string_equal(buf, journald ? "" : "<5>cja unit test line 1\n");
+        assert_string_equal(buf, journald ? "<3>config.yaml:7:5: bad\n"
+                                          : "<5>cja unit test line 1\n<3>config.yaml:7:5: bad\n");
 }
 
 static void test_log_terminal_gets_words(void **state)
