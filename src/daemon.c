@@ -115,11 +115,15 @@ struct daemon {
         bool reload;
 };
 
-/* "content=<guid> (<name>) job=<key>: <message>", every string from outside escaped. */
+/*
+ * "content=<guid> (<name>) job=<key>: <message>", every string from outside escaped; in the
+ * journal also as the fields CONTENT_GUID, CONTENT_NAME and JOB_KEY.
+ */
 _printf_(4, 5) static void log_job(int prio, const struct item *it, const char *key,
                                    const char *fmt, ...)
 {
         char msg[1024], name[LOG_ESCAPE_MAX], k[LOG_ESCAPE_MAX];
+        struct log_context ctx = {.content_guid = it->guid};
         va_list ap;
 
         if (!log_enabled(prio))
@@ -127,13 +131,16 @@ _printf_(4, 5) static void log_job(int prio, const struct item *it, const char *
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        if (it->name)
+                ctx.content_name = log_escape(it->name, name, sizeof(name));
         if (key)
-                log_printf(prio, "content=%s (%s) job=%s: %s", it->guid,
-                           it->name ? log_escape(it->name, name, sizeof(name)) : "-",
-                           log_escape(key, k, sizeof(k)), msg);
+                ctx.job_key = log_escape(key, k, sizeof(k));
+        if (key)
+                log_context_printf(prio, &ctx, "content=%s (%s) job=%s: %s", it->guid,
+                                   ctx.content_name ? ctx.content_name : "-", ctx.job_key, msg);
         else
-                log_printf(prio, "content=%s (%s): %s", it->guid,
-                           it->name ? log_escape(it->name, name, sizeof(name)) : "-", msg);
+                log_context_printf(prio, &ctx, "content=%s (%s): %s", it->guid,
+                                   ctx.content_name ? ctx.content_name : "-", msg);
 }
 
 /* The reason a request failed, in words: Connect's error message when there is one.

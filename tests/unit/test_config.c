@@ -1179,7 +1179,7 @@ static void test_config_example_config_parses(void **state)
         if (r < 0)
                 fail_msg("etc/config.yaml: %s", err.message);
         assert_string_equal(c->server_url, "https://connect.example.com");
-        assert_string_equal(c->api_key_file, "/etc/connect-job-archiver/api-key");
+        assert_null(c->api_key_file); /* the key comes as the unit's credential */
         assert_string_equal(c->archive_dir, "/var/lib/connect-job-archiver");
         assert_true(c->verify_tls);
         assert_int_equal(c->timeout_seconds, 30);
