@@ -164,5 +164,5 @@ struct connect_api_error {
 int connect_parse_api_error(const char *body, size_t len, struct connect_api_error *ret);
 
 /* ".../jobs/<key>/log?maxLogLines=<max_lines>" */
-int connect_job_log_url(const char *server, const char *guid, const char *key,
-                        unsigned max_lines, char **ret);
+int connect_job_log_url(const char *server, const char *guid, const char *key, unsigned max_lines,
+                        char **ret);
