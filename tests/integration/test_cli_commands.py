@@ -302,6 +302,15 @@ class CliTest(unittest.TestCase):
                   expect=1)
         self.jobs("--server", "ftp://x", "list", self.a, cfg=False, env=env, expect=2)
 
+    def test_unreadable_service_key_falls_back_to_connect_api_key(self):
+        if os.geteuid() == 0:
+            self.skipTest("skipped: root reads any key file")
+        os.chmod(os.path.join(self.tmp, "api-key"), 0)
+        p = self.jobs("list", self.a, expect=78)
+        self.assertIn("cannot open api key file", p.stderr)
+        self.assertIn("set CONNECT_API_KEY to your own Connect key", p.stderr)
+        self.jobs("list", self.a, env={"CONNECT_API_KEY": KEY})
+
     def test_transient_failures_are_retried(self):
         self.fc.add_fault(kind="status", status=503, path="/jobs$", times=2)
         p = self.jobs("list", self.a, "-o", "json")
