@@ -79,3 +79,19 @@ int config_error_set(struct config_error *e, const char *file, int r, const char
 
 void config_free(struct config *c);
 void config_freep(struct config **c);
+
+/*
+ * For the operator's command when there is no config file: the settings the environment
+ * gives, like the Posit SDKs. server_url is the given one, else $CONNECT_SERVER (checked as
+ * the config's server.url), else NULL; every other setting has its default, and there is no
+ * archive directory and no content list. The key is resolved later by
+ * config_resolve_api_key() ($CREDENTIALS_DIRECTORY/api-key, then $CONNECT_API_KEY).
+ * Returns 0, -EINVAL with reterr set (a bad URL), or -ENOMEM.
+ */
+int config_from_environment(const char *server_url, struct config **ret,
+                            struct config_error *reterr);
+
+/* Replaces c->server_url with url, checked as server.url is; origin names it in the error
+ * ("--server"). Returns 0, -EINVAL with reterr set, or -ENOMEM. */
+int config_set_server_url(struct config *c, const char *url, const char *origin,
+                          struct config_error *reterr);

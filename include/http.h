@@ -82,6 +82,30 @@ int http_engine_reconfigure(struct http_engine *e, const struct http_options *op
 int http_get(struct http_engine *e, const char *url, const struct http_sink *sink,
              http_done_fn *done, void *userdata);
 
+/* What http_submit() can do beyond http_get(): the operator's command needs these. */
+enum http_method {
+        HTTP_METHOD_GET,
+        HTTP_METHOD_DELETE,
+};
+
+struct http_call {
+        const char *url; /* copied */
+        enum http_method method;
+        /*
+         * A long-lived response (a log that is followed live): no stall timeout while the
+         * stream is open (a quiet job is not a dead server), TCP keep-alive probes every
+         * HTTP_STREAM_KEEPALIVE_SECONDS instead, and the sink's begin() is called as soon as
+         * the 2xx headers are in rather than at the first byte.
+         */
+        bool stream;
+        const struct http_sink *sink; /* NULL: collect the body as http_get() does */
+};
+#define HTTP_STREAM_KEEPALIVE_SECONDS 15
+
+/* Queues call; like http_get() otherwise (same retries, same done callback). */
+int http_submit(struct http_engine *e, const struct http_call *call, http_done_fn *done,
+                void *userdata);
+
 /*
  * Runs the engine for at most timeout_usec, waking early for transfers, due retries, or
  * when one of the n_fds extra_fds (at most 4) becomes readable. Completed requests call

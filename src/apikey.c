@@ -55,7 +55,12 @@ static int take_key(struct found *f, const char *raw, size_t len, const char *so
                                                 "control or non-ASCII characters",
                                                 source);
         }
-        key = strndup(raw, len);
+        /* raw is not NUL-terminated: no strndup(), which may read up to a NUL. */
+        key = malloc(len + 1);
+        if (key) {
+                memcpy(key, raw, len);
+                key[len] = '\0';
+        }
         src = strdup(source);
         if (!key || !src) {
                 apikey_free(key);

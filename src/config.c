@@ -1292,3 +1292,45 @@ void config_freep(struct config **c)
         config_free(*c);
         *c = NULL;
 }
+
+/* ---- For the operator's command (connect-jobs): settings without a config file ---- */
+
+int config_set_server_url(struct config *c, const char *url, const char *origin,
+                          struct config_error *reterr)
+{
+        const char *problem = url_problem(url);
+        char esc[LOG_ESCAPE_MAX];
+        char *copy;
+
+        if (problem)
+                return set_error(reterr, origin, NULL, -EINVAL, "\"%s\" %s",
+                                 log_escape(url, esc, sizeof(esc)), problem);
+        copy = url_dup_stripped(url);
+        if (!copy)
+                return set_error(reterr, origin, NULL, -ENOMEM, "out of memory");
+        free(c->server_url);
+        c->server_url = copy;
+        return 0;
+}
+
+int config_from_environment(const char *server_url, struct config **ret,
+                            struct config_error *reterr)
+{
+        const char *url = server_url ? server_url : getenv("CONNECT_SERVER");
+        struct config *c;
+        int r;
+
+        c = config_new("(environment)");
+        if (!c)
+                return set_error(reterr, "(environment)", NULL, -ENOMEM, "out of memory");
+        if (url && *url) {
+                r = config_set_server_url(c, url, server_url ? "--server" : "$CONNECT_SERVER",
+                                          reterr);
+                if (r < 0) {
+                        config_free(c);
+                        return r;
+                }
+        }
+        *ret = c;
+        return 0;
+}

@@ -34,6 +34,8 @@ struct http_request {
         bool has_sink;
         http_done_fn *done;
         void *userdata;
+        enum http_method method;
+        bool stream;
         CURL *easy;
         unsigned attempts;
         uint64_t due_usec; /* when a delayed retry may start */
@@ -317,11 +319,33 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
         return len;
 }
 
+/* For a stream: the blank line that ends a 2xx header block starts the sink at once. */
+static int stream_headers_done(struct http_request *req, const char *buffer, size_t len)
+{
+        long status = 0;
+        int r;
+
+        if (!req->has_sink || !((len == 2 && buffer[0] == '\r' && buffer[1] == '\n') ||
+                                (len == 1 && buffer[0] == '\n')))
+                return 0;
+        (void) curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (!status_is_success(status))
+                return 0;
+        req->status = status;
+        r = sink_begin(req);
+        if (r < 0)
+                req->sink_error = r;
+        return r;
+}
+
 static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata)
 {
         struct http_request *req = userdata;
         size_t len = size * nitems;
         static const char name[] = "retry-after:";
+
+        if (req->stream && stream_headers_done(req, buffer, len) < 0)
+                return 0; /* aborts the transfer; sink_error says why */
 
         /* A new status line starts a new header block (after a 100 Continue, say). */
         if (len >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
@@ -371,6 +395,26 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
         return 0;
 }
 
+/*
+ * The operator's requests: DELETE, and streams. A stream has no stall timeout (a quiet job
+ * is not a dead server); keep-alive probes find a dead peer instead.
+ */
+static int request_setup_call(struct http_request *req)
+{
+        CURL *c = req->easy;
+
+        if (req->method == HTTP_METHOD_DELETE &&
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE") != CURLE_OK)
+                return -ENOMEM;
+        if (req->stream && (curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 0L) != CURLE_OK ||
+                            curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE,
+                                             (long) HTTP_STREAM_KEEPALIVE_SECONDS) != CURLE_OK ||
+                            curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL,
+                                             (long) HTTP_STREAM_KEEPALIVE_SECONDS) != CURLE_OK))
+                return -ENOMEM;
+        return 0;
+}
+
 static int request_setup_easy(struct http_engine *e, struct http_request *req)
 {
         const struct http_options *o = &e->opts;
@@ -403,6 +447,8 @@ static int request_setup_easy(struct http_engine *e, struct http_request *req)
                 return -ENOMEM;
         /* CURLOPT_CAINFO copies the string, so a reload may free ours. */
         if (e->ca_file && curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file) != CURLE_OK)
+                return -ENOMEM;
+        if (request_setup_call(req) < 0)
                 return -ENOMEM;
         if (o->verbose && (curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK ||
                            curl_easy_setopt(c, CURLOPT_VERBOSE, 1L) != CURLE_OK))
@@ -538,6 +584,14 @@ static struct http_request *queue_pop(struct http_engine *e)
 int http_get(struct http_engine *e, const char *url, const struct http_sink *sink,
              http_done_fn *done, void *userdata)
 {
+        return http_submit(e, &(struct http_call){.url = url, .sink = sink}, done, userdata);
+}
+
+int http_submit(struct http_engine *e, const struct http_call *call, http_done_fn *done,
+                void *userdata)
+{
+        const char *url = call->url;
+        const struct http_sink *sink = call->sink;
         struct http_request *req;
 
         if (e->cancelling)
@@ -548,6 +602,8 @@ int http_get(struct http_engine *e, const char *url, const struct http_sink *sin
         req->engine = e;
         req->done = done;
         req->userdata = userdata;
+        req->method = call->method;
+        req->stream = call->stream;
         if (sink) {
                 req->sink = *sink;
                 req->has_sink = true;
@@ -647,7 +703,8 @@ static void attempt_done(struct http_engine *e, struct http_request *req, CURLco
                         wait = ra > RETRY_AFTER_MAX_USEC ? RETRY_AFTER_MAX_USEC : ra;
                 }
                 char why[LOG_ESCAPE_MAX];
-                log_printf(LOG_DEBUG, "GET %s: %s (%s), retry %u in %.1f s", req->url,
+                log_printf(LOG_DEBUG, "%s %s: %s (%s), retry %u in %.1f s",
+                           req->method == HTTP_METHOD_DELETE ? "DELETE" : "GET", req->url,
                            req->errbuf[0] ? log_escape_text(req->errbuf, why, sizeof(why))
                                           : "HTTP error",
                            http_outcome_to_string(outcome), req->attempts,
