@@ -28,6 +28,12 @@ struct archive {
         int root_fd;
         dev_t root_dev;
         int lock_fd; /* <root>/.lock while we hold the writer lock, else -1 */
+        /* The day folder of the last "archived" answer, opened beneath the root: consecutive
+         * jobs of a list mostly share one (archive_job_is_archived). */
+        int day_fd;
+        dev_t day_dev;
+        ino_t day_ino;
+        char day_path[REL_PATH_MAX];
         struct gzpool *gz;
 };
 
@@ -128,6 +134,17 @@ static int format_path(char *buf, size_t size, const struct archive_loc *loc,
 {
         int n = snprintf(buf, size, "%s/%04d/%02d/%02d/%s%s%s%s", loc->guid, loc->year, loc->month,
                          loc->day, tmp ? "." : "", loc->key, kind_suffix[kind], tmp ? ".tmp" : "");
+        if (n < 0 || (size_t) n >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+/* "<key><suffix>" or ".<key><suffix>.tmp": a name in the job's day folder. */
+static int format_name(char *buf, size_t size, const struct archive_loc *loc,
+                       enum archive_kind kind, bool tmp)
+{
+        int n = snprintf(buf, size, "%s%s%s%s", tmp ? "." : "", loc->key, kind_suffix[kind],
+                         tmp ? ".tmp" : "");
         if (n < 0 || (size_t) n >= size)
                 return -ENAMETOOLONG;
         return 0;
@@ -271,6 +288,7 @@ int archive_open(const char *dir, int compression_level, int threads, struct arc
         fd = -1;
         a->root_dev = st.st_dev;
         a->lock_fd = -1;
+        a->day_fd = -1;
         *ret = a;
         return 0;
 }
@@ -281,6 +299,7 @@ void archive_free(struct archive *a)
                 return;
         gzpool_free(a->gz);
         (void) safe_close(a->lock_fd);
+        (void) safe_close(a->day_fd);
         (void) safe_close(a->root_fd);
         free(a);
 }
@@ -517,34 +536,45 @@ int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed)
 }
 
 /*
- * No allocation, and no fd: this runs for every listed job on every poll. One fstatat
- * answers "no"; a "yes" is confirmed by four more, one per folder on the way ("guid",
- * "guid/YYYY", ...), each with AT_SYMLINK_NOFOLLOW and in order, so that every folder is a
- * real one (the earlier components of each lookup were checked just before). A folder swapped
- * for a symlink between two of these calls could still fool it; that takes someone who can
- * already delete records, and the write path refuses the symlink anyway.
+ * This runs for every listed job on every poll, so it is cheap: one fstatat answers "no" for a
+ * job of a new day; a "yes" is confirmed in the day folder opened beneath the root without
+ * symlinks (archive_dir_open_beneath), and that folder is kept for the next question. For a
+ * job of the same day, two fstatat answer: the path still names that very folder (same
+ * device and inode, not a symlink), and the record is a regular file in it.
  */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
 {
-        char path[REL_PATH_MAX];
+        char dir[REL_PATH_MAX], name[REL_PATH_MAX], path[2 * REL_PATH_MAX];
         struct stat st;
+        int fd;
 
         /* Any failure to look (EIO, EACCES) answers "no": the job is fetched again and its
          * commit then fails loudly, rather than being skipped in silence. */
-        if (!a || !loc_is_valid(loc) ||
-            format_path(path, sizeof(path), loc, ARCHIVE_KIND_RECORD, false) < 0)
+        if (!a || !loc_is_valid(loc) || format_dir(dir, sizeof(dir), loc) < 0 ||
+            format_name(name, sizeof(name), loc, ARCHIVE_KIND_RECORD, false) < 0)
                 return false;
+        if (a->day_fd >= 0 && strcmp(a->day_path, dir) == 0 &&
+            fstatat(a->root_fd, dir, &st, AT_SYMLINK_NOFOLLOW) >= 0 && st.st_dev == a->day_dev &&
+            st.st_ino == a->day_ino)
+                return fstatat(a->day_fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                       S_ISREG(st.st_mode);
+
+        (void) snprintf(path, sizeof(path), "%s/%s", dir, name);
         if (fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                 return false;
-        for (char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
-                int r;
-
-                *p = '\0';
-                r = fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW);
-                *p = '/';
-                if (r < 0 || !S_ISDIR(st.st_mode))
-                        return false;
+        fd = archive_dir_open_beneath(a->root_fd, dir, false);
+        if (fd < 0)
+                return false;
+        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            fstat(fd, &st) < 0) {
+                (void) safe_close(fd);
+                return false;
         }
+        (void) safe_close(a->day_fd);
+        a->day_fd = fd;
+        a->day_dev = st.st_dev;
+        a->day_ino = st.st_ino;
+        memcpy(a->day_path, dir, sizeof(dir));
         return true;
 }
 
@@ -861,17 +891,6 @@ fail:
 size_t archive_batch_size(const struct archive_batch *b)
 {
         return b ? b->n_entries : 0;
-}
-
-/* "<key><suffix>" or ".<key><suffix>.tmp": a name in the job's day folder. */
-static int format_name(char *buf, size_t size, const struct archive_loc *loc,
-                       enum archive_kind kind, bool tmp)
-{
-        int n = snprintf(buf, size, "%s%s%s%s", tmp ? "." : "", loc->key, kind_suffix[kind],
-                         tmp ? ".tmp" : "");
-        if (n < 0 || (size_t) n >= size)
-                return -ENAMETOOLONG;
-        return 0;
 }
 
 /*

@@ -1250,6 +1250,37 @@ static void test_job_is_archived_needs_a_regular_record(void **state)
         assert_true(archive_job_is_archived(fx->a, &loc));
 }
 
+/* The answer follows the folder at its path, not the folder it looked in last time. */
+static void test_job_is_archived_follows_swapped_folders(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("swapped", 2024, 7, 8);
+        struct archive_loc other = make_loc("other", 2024, 7, 8);
+        struct archive_batch *b = archive_batch_new(fx->a);
+        char day[PATH_MAX], old[PATH_MAX + 8];
+
+        assert_int_equal(archive_batch_add(b, &loc, NULL, NULL, "{}", NULL, NULL), 0);
+        assert_int_equal(archive_batch_commit(b), 1);
+        archive_batch_free(b);
+        assert_true(archive_job_is_archived(fx->a, &loc));
+        assert_false(archive_job_is_archived(fx->a, &other));
+
+        root_path(fx, day, "%s/2024/07/08", GUID);
+        (void) snprintf(old, sizeof(old), "%s.old", day);
+        assert_int_equal(rename(day, old), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc)); /* moved away */
+        assert_int_equal(mkdir(day, 0750), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc)); /* an empty folder in its place */
+        assert_int_equal(rmdir(day), 0);
+        assert_int_equal(symlink(old, day), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc)); /* reached through a symlink */
+        assert_int_equal(unlink(day), 0);
+        assert_int_equal(rename(old, day), 0);
+        assert_true(archive_job_is_archived(fx->a, &loc)); /* back */
+        assert_int_equal(unlink(root_path(fx, old, "%s/2024/07/08/swapped.json", GUID)), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc));
+}
+
 /* --- One writer per archive --- */
 
 static pid_t read_pid_file(const char *path)
@@ -1723,6 +1754,7 @@ int main(void)
                 T(test_sweep_removes_only_temporaries),
                 T(test_sweep_after_interrupted_stream),
                 T(test_job_is_archived_needs_a_regular_record),
+                T(test_job_is_archived_follows_swapped_folders),
                 T(test_lock_second_writer_is_refused),
                 T(test_lock_names_another_process),
                 T(test_lock_file_is_no_symlink_and_stays),
