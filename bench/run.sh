@@ -49,6 +49,7 @@ archiver=$repo/build-bench/connect-job-archiver
 say "building connect-job-archiver (Release)"
 cmake -S "$repo" -B "$repo/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$repo/build-bench" -j"$(nproc)" --target connect-job-archiver >/dev/null
+built_rev="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo '+local changes')"
 base_archiver=
 if [ -n "$baseline" ]; then
         # The same build of the tree as it was at $baseline, from git (no checkout needed).
@@ -293,7 +294,7 @@ machine=$work/machine.txt
         echo "kernel=$(uname -r)"
         echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
         echo "disk=$dev ($(findmnt -no FSTYPE -T "$work" 2>/dev/null || stat -f -c %T "$work"), rotational=$rota, journal: $(cat "/sys/fs/ext4/$blk/journal_task" 2>/dev/null || echo '?'), $(df -h --output=size "$work" | tail -1 | tr -d ' '))"
-        echo "archiver=$("$archiver" -V 2>&1 | head -1) (git $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo '+local changes'))"
+        echo "archiver=$("$archiver" -V 2>&1 | head -1) (git $built_rev)"
         [ -z "$base_archiver" ] || echo "baseline=git $base_rev"
         echo "load=$load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine distorts wall times)"
         echo "nginx=$(nginx -v 2>&1 | sed 's/.*\///')"
