@@ -53,16 +53,21 @@ built_rev="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git
 base_archiver=
 if [ -n "$baseline" ]; then
         # The same build of the tree as it was at $baseline, from git (no checkout needed).
-        say "building connect-job-archiver at $baseline (Release), the baseline"
-        base_src=$work/baseline-src
-        rm -rf "$base_src"
-        mkdir -p "$base_src"
-        git -C "$repo" archive "$baseline" | tar -x -C "$base_src"
-        cmake -S "$base_src" -B "$work/build-baseline" -DCMAKE_BUILD_TYPE=Release \
-                -DCJA_TESTS=OFF >/dev/null
-        cmake --build "$work/build-baseline" -j"$(nproc)" --target connect-job-archiver >/dev/null
-        base_archiver=$work/build-baseline/connect-job-archiver
         base_rev=$(git -C "$repo" rev-parse --short "$baseline")
+        say "building connect-job-archiver at $base_rev (Release), the baseline"
+        # One source and build folder per revision: git archive gives the files the commit's
+        # time, older than objects built from another revision, which make would then keep.
+        base_src=$work/baseline-$base_rev/src
+        if [ ! -x "$work/baseline-$base_rev/build/connect-job-archiver" ]; then
+                rm -rf "$work/baseline-$base_rev"
+                mkdir -p "$base_src"
+                git -C "$repo" archive "$baseline" | tar -x -C "$base_src"
+                cmake -S "$base_src" -B "$work/baseline-$base_rev/build" \
+                        -DCMAKE_BUILD_TYPE=Release -DCJA_TESTS=OFF >/dev/null
+                cmake --build "$work/baseline-$base_rev/build" -j"$(nproc)" \
+                        --target connect-job-archiver >/dev/null
+        fi
+        base_archiver=$work/baseline-$base_rev/build/connect-job-archiver
 fi
 
 # --- 3. The tree (reused when made with the same options). ---------------------------------
@@ -88,14 +93,16 @@ say "nginx at $url"
 keyfile=$work/api-key
 (umask 077; printf '%s\n' "$api_key" >"$keyfile")
 chmod 600 "$keyfile"
-nginx_workers=$(pgrep -P "$(cat "$srv/nginx.pid")" | tr '\n' ' ')
 clk_tck=$(getconf CLK_TCK)
 
-# Seconds of CPU the nginx workers have used so far.
+# Seconds of CPU the nginx workers have used so far. The workers are looked up each time: a
+# worker that died or was replaced (a stray reload signal) must not stop the benchmark; the
+# run it happened in then shows too little nginx CPU.
 nginx_cpu() {
-        local t=0 p
-        for p in $nginx_workers; do
-                t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+        local t=0 p c
+        for p in $(pgrep -P "$(cat "$srv/nginx.pid")"); do
+                c=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+                t=$((t + ${c:-0}))
         done
         awk -v t="$t" -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }'
 }
