@@ -33,10 +33,12 @@
  * are out of the owner's hands (queued, being compressed, parked or being written); when
  * that many are, the owner waits in gzjob_write() for one to come back, which throttles the
  * downloads to the speed of compression. Besides those, each open log holds the one block it
- * is filling, as each used to hold one chunk. Up to working_max free blocks are kept for reuse;
- * keeping 8 more cost 1.8 MB of peak RSS for no measurable CPU (bench/README.md).
+ * is filling, as each used to hold one chunk, and up to BLOCKS_SPARE free blocks are kept for
+ * reuse: allocating and freeing blocks of this size per log made glibc grow and trim the
+ * heap each time, and the page faults that follow cost more than the I/O (bench/README.md).
  */
 #define BLOCKS_PER_THREAD 4
+#define BLOCKS_SPARE      8
 #define SHA256_LEN        32
 
 struct block {
@@ -124,7 +126,7 @@ static void block_put_locked(struct gzpool *p, struct block *b, bool working)
                 p->n_working--;
                 pthread_cond_broadcast(&p->space);
         }
-        if (p->n_free >= p->working_max) {
+        if (p->n_free >= p->working_max + BLOCKS_SPARE) {
                 free(b);
                 return;
         }
