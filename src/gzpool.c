@@ -29,16 +29,12 @@
  * member into the block and parks it, sorted by number, for the thread that writes the one
  * before. One thread at most writes a log at a time, so writes never interleave.
  *
- * Memory is bounded by the blocks, each about 256 KiB: at most BLOCKS_PER_THREAD per thread
- * are out of the owner's hands (queued, being compressed, parked or being written); when
- * that many are, the owner waits in gzjob_write() for one to come back, which throttles the
- * downloads to the speed of compression. Besides those, each open log holds the one block it
- * is filling, as each used to hold one chunk, and up to BLOCKS_SPARE free blocks are kept for
- * reuse: allocating and freeing blocks of this size per log made glibc grow and trim the
- * heap each time, and the page faults that follow cost more than the I/O (bench/README.md).
+ * Memory is bounded by the blocks: BLOCKS_PER_THREAD per thread, each about 256 KiB. When
+ * they are all out of the owner's hands, the owner waits in gzjob_write() for one to come
+ * back, which throttles the downloads to the speed of compression. Each open log may hold
+ * one block more that it is filling (see block_get), as each used to hold one chunk.
  */
 #define BLOCKS_PER_THREAD 4
-#define BLOCKS_SPARE      8
 #define SHA256_LEN        32
 
 struct block {
@@ -103,10 +99,10 @@ struct gzpool {
         size_t n_busy;      /* blocks handed over and not back, plus jobs held */
         size_t n_finishing; /* finished by the owner, done not yet called */
         struct block *free_blocks;
-        unsigned n_free;
-        unsigned n_working;   /* out of the owner's hands */
-        unsigned working_max; /* BLOCKS_PER_THREAD per thread */
-        size_t out_len;       /* gzblock_bound(GZBLOCK_SIZE): what a block or worker holds */
+        unsigned n_blocks;   /* allocated, free or not */
+        unsigned blocks_max; /* kept allocated */
+        unsigned n_working;  /* out of the owner's hands */
+        size_t out_len;      /* gzblock_bound(GZBLOCK_SIZE): what a block or worker holds */
 };
 
 static void wake_owner(struct gzpool *p)
@@ -122,17 +118,17 @@ static void block_put_locked(struct gzpool *p, struct block *b, bool working)
 {
         if (!b)
                 return;
-        if (working) {
+        if (working)
                 p->n_working--;
-                pthread_cond_broadcast(&p->space);
-        }
-        if (p->n_free >= p->working_max + BLOCKS_SPARE) {
+        if (p->n_blocks > p->blocks_max) {
+                /* One allocated past the bound (see block_get): not kept. */
                 free(b);
-                return;
+                p->n_blocks--;
+        } else {
+                b->next = p->free_blocks;
+                p->free_blocks = b;
         }
-        b->next = p->free_blocks;
-        p->free_blocks = b;
-        p->n_free++;
+        pthread_cond_broadcast(&p->space);
 }
 
 /* A block of j's that will not be written is dropped. Lock held. */
@@ -375,7 +371,7 @@ int gzpool_new(int level, int threads, struct gzpool **ret)
         p->queue_tail = &p->queue;
         p->done_tail = &p->done;
         p->out_len = gzblock_bound(GZBLOCK_SIZE);
-        p->working_max = BLOCKS_PER_THREAD * (threads > 0 ? (unsigned) threads : 1);
+        p->blocks_max = BLOCKS_PER_THREAD * (threads > 0 ? (unsigned) threads : 1);
         p->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (p->event_fd < 0) {
                 r = -errno;
@@ -538,26 +534,30 @@ static int job_submit_locked(struct gzjob *j)
 }
 
 /*
- * A free block for the owner to fill. When working_max blocks are out of its hands, waits
- * for a worker to hand one back, which throttles the downloads to the speed of compression.
- * It cannot wait forever: each of those blocks is queued, compressed, or parked behind a
- * block of the same log that is, and all of them come back.
+ * A free block for the owner. When all blocks_max are out of its hands, waits for a worker
+ * to hand one back, which throttles the downloads to the speed of compression. If none is on
+ * its way back (all are being filled, with more jobs open than blocks), it allocates one
+ * more rather than wait forever.
  */
 static int block_get(struct gzpool *p, struct block **ret)
 {
         struct block *b;
 
         pthread_mutex_lock(&p->lock);
-        while (p->n_working >= p->working_max)
+        while (!p->free_blocks && p->n_blocks >= p->blocks_max && p->n_working > 0)
                 pthread_cond_wait(&p->space, &p->lock);
         b = p->free_blocks;
         if (b) {
                 p->free_blocks = b->next;
-                p->n_free--;
+        } else {
+                p->n_blocks++;
+                pthread_mutex_unlock(&p->lock);
+                b = malloc(sizeof(*b) + p->out_len);
+                pthread_mutex_lock(&p->lock);
+                if (!b)
+                        p->n_blocks--;
         }
         pthread_mutex_unlock(&p->lock);
-        if (!b)
-                b = malloc(sizeof(*b) + p->out_len);
         if (!b)
                 return -ENOMEM;
         b->next = NULL;
