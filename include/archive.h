@@ -63,6 +63,9 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
 
 /* True when <key>.json exists: the job is archived and must never be fetched again. */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
+/* Finds key's record under any date of guid (a walk of its day folders): 1 and *ret (which
+ * points into guid and key) when found, 0 when not, -errno when the walk failed. */
+int archive_find_job(struct archive *a, const char *guid, const char *key, struct archive_loc *ret);
 
 /*
  * A log being streamed: bytes go through SHA-256 and zlib (gzip, deterministic header) into
