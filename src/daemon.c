@@ -34,7 +34,9 @@
  * At most TASKS_MAX jobs are live (parsed, with their requests) at once, across items: more
  * than a batch, so that downloads go on while a full batch commits.
  */
+#ifndef TASKS_MAX
 #define TASKS_MAX (2 * BATCH_MAX_JOBS)
+#endif
 /* Items holding a spool at once (an open file each); more wait to be polled. */
 #define SPOOLS_MAX 64
 /* The spool's write buffer while a list arrives. */
@@ -988,7 +990,11 @@ static void on_list_done(void *userdata, const struct http_result *res)
         if (res->outcome == HTTP_OK)
                 r = connect_stream_finish(it->stream);
         else if (res->sink_error < 0 && res->status >= 200 && res->status < 300)
-                r = res->sink_error;
+                r = res->sink_error; /* the stream refused the body, or the spool failed */
+        size_t n_listed = connect_stream_count(it->stream);
+        /* A thousand idle items need not keep a parser each between polls. */
+        connect_stream_free(it->stream);
+        it->stream = NULL;
         if (res->outcome != HTTP_OK && r == 0) {
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
@@ -1022,8 +1028,7 @@ static void on_list_done(void *userdata, const struct http_result *res)
         log_job(LOG_DEBUG, it, NULL,
                 "%zu jobs listed: %u to archive, %u archived before, %u active, %u past "
                 "retention, %u invalid",
-                connect_stream_count(it->stream), it->n_due, it->n_done, it->n_waiting,
-                it->n_expired, it->n_invalid);
+                n_listed, it->n_due, it->n_done, it->n_waiting, it->n_expired, it->n_invalid);
         /* Low on disk or stopping: leave the jobs for a poll after space returns. */
         if (d->disk_low || d->stop || it->removed)
                 return item_drop_pending(it);
