@@ -90,6 +90,9 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
  * (no symlink on the way): the job is archived and must never be fetched again.
  */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
+/* Finds key's record under any date of guid (a walk of its day folders): 1 and *ret (which
+ * points into guid and key) when found, 0 when not, -errno when the walk failed. */
+int archive_find_job(struct archive *a, const char *guid, const char *key, struct archive_loc *ret);
 
 /*
  * Opens the folder `path` ("a/b/c": relative, components separated by single '/', none of

@@ -18,11 +18,24 @@ enum job_status {
         JOB_SKIPPED = 3,
 };
 
+/*
+ * Where a job's archive date comes from: its start time (the contract's rule, for every job
+ * that has a usable one), else its end time, else its queued time, else the day the daemon
+ * first saw it (which the caller supplies: the job then has year 0).
+ */
+enum job_date_source {
+        JOB_DATE_START_TIME,
+        JOB_DATE_END_TIME,
+        JOB_DATE_QUEUED_TIME,
+        JOB_DATE_FIRST_SEEN,
+};
+
 struct job {
-        char *key;          /* NULL when the element had no usable key */
-        int status;         /* -1 when missing or not an integer */
-        int64_t start_time; /* UTC epoch seconds */
-        int year, month, day;
+        char *key;  /* NULL when the element had no usable key */
+        int status; /* -1 when missing or not an integer */
+        enum job_date_source date_source;
+        int64_t date_epoch;   /* UTC epoch seconds of the time the date comes from; 0 first seen */
+        int year, month, day; /* 0 for JOB_DATE_FIRST_SEEN until the caller sets them */
         /* NULL when the element is usable; else why it is refused (a static string). */
         const char *invalid;
         struct json_object *obj; /* the element exactly as served; a reference we own */
@@ -34,13 +47,60 @@ struct job_list {
 };
 
 /*
- * Parses a job list body (a bare JSON array). Returns -EBADMSG when the body is not JSON
- * or not an array (the whole list is unusable); otherwise every element becomes a struct
- * job, with `invalid` set on elements that must be skipped (unsafe or missing key, missing
- * status or start time, not an object).
+ * Parses a whole job list body held in memory (a bare JSON array). Returns -EBADMSG when the
+ * body is not JSON or not an array (the whole list is unusable); otherwise every element
+ * becomes a struct job, with `invalid` set on elements that must be skipped (unsafe or
+ * missing key, missing status, not an object). The daemon streams its lists instead
+ * (connect_stream_*); this is the reference the stream is tested against.
  */
 int connect_parse_job_list(const char *body, size_t len, struct job_list *ret);
 void connect_job_list_done(struct job_list *l);
+/* Frees what a struct job owns and zeroes it. */
+void connect_job_done(struct job *j);
+
+/*
+ * A job list parsed as it arrives, so that memory does not grow with the list: the scanner
+ * checks the array's own syntax (brackets, commas, whitespace) and cuts out each element,
+ * which is parsed on its own with the same strictness as connect_parse_job_list() (strict
+ * RFC 8259, UTF-8, no NaN/Infinity, depth) and handed to the callback with its raw bytes.
+ * The callback borrows both; it returns 0 to go on or -errno to fail the stream.
+ *
+ * The list is valid only when connect_stream_finish() returns 0: a caller must not act on
+ * the elements it was handed before then (an invalid body refuses the whole list).
+ */
+#define CONNECT_JOB_MAX (1024u * 1024u) /* one element's bytes; more fails with -EFBIG */
+struct connect_stream;
+typedef int connect_stream_fn(void *userdata, const char *elem, size_t len, const struct job *j);
+
+int connect_stream_new(connect_stream_fn *fn, void *userdata, struct connect_stream **ret);
+void connect_stream_free(struct connect_stream *s);
+/* Starts again from the first byte (an HTTP retry). */
+void connect_stream_reset(struct connect_stream *s);
+/* Returns 0, -EBADMSG (not a JSON array, or an element is not JSON), -EFBIG (an element over
+ * CONNECT_JOB_MAX), -ENOMEM, or the callback's error. Once failed, it keeps failing. */
+int connect_stream_feed(struct connect_stream *s, const void *data, size_t len);
+/* The body is complete: 0 when it was a whole JSON array, else as connect_stream_feed(). */
+int connect_stream_finish(struct connect_stream *s);
+/* Elements handed to the callback so far. */
+size_t connect_stream_count(const struct connect_stream *s);
+
+/*
+ * Parses one element of a job list again from its raw bytes, as the stream did (the daemon
+ * keeps due jobs in a spool file and reads them back when they start). Returns -EBADMSG when
+ * it is not JSON, -ENOMEM; on success *ret is filled (possibly with `invalid` set) and owned
+ * by the caller (connect_job_done).
+ */
+int connect_parse_element(const char *elem, size_t len, struct job *ret);
+
+/*
+ * Parses a single-job body (get_job) like one element of a list: -EBADMSG when it is not a
+ * JSON object; `invalid` says when a field the archive needs is unusable (the job can still
+ * be shown).
+ */
+int connect_parse_job(const char *body, size_t len, struct job *ret);
+
+/* "start_time", "end_time", "queued_time" or "first_seen", as the record says. */
+const char *connect_date_source_to_string(enum job_date_source s);
 
 /* A job is due when it is finalized or skipped; decided by status alone. */
 bool connect_job_is_due(const struct job *j);
@@ -80,8 +140,9 @@ struct record_info {
         uint64_t log_gzip_bytes;
 };
 
-/* Builds the <key>.json record: job (as served), error (or null), and the info fields.
- * error may be NULL. Returns a malloc'd string ending in a newline. */
+/* Builds the <key>.json record: job (as served), error (or null), the info fields, and
+ * date_source (where the folder's date comes from). error may be NULL. Returns a malloc'd string
+ * ending in a newline. */
 int connect_build_record(const struct job *j, struct json_object *error,
                          const struct record_info *info, char **ret);
 
@@ -96,14 +157,6 @@ int connect_format_error(struct json_object *error, char **ret);
 /* Connect's own error codes (the "code" of an error body, not the HTTP status). */
 #define CONNECT_CODE_NOT_FOUND      4
 #define CONNECT_CODE_JOB_NOT_ACTIVE 163
-
-/*
- * Parses a single-job body (get_job) like one element of a list: -EBADMSG when it is not a
- * JSON object; `invalid` says when a field the archive needs is unusable (the job can still
- * be shown). connect_job_done() releases it.
- */
-int connect_parse_job(const char *body, size_t len, struct job *ret);
-void connect_job_done(struct job *j);
 
 /* What a person sees of a job. Strings are borrowed from j->obj (NULL when absent or not a
  * string); times and the exit code are set only when the job has them. */

@@ -1462,3 +1462,64 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
                 *ret_removed = removed;
         return r;
 }
+
+/*
+ * Looks for key's record under any date of guid, newest day first, without following
+ * symlinks. For jobs whose date is not fixed by their own start time (see daemon.c), so that
+ * a job archived under one date is not archived again under another. Costs a walk of the
+ * item's day folders: meant for rare jobs, not for every job of every poll.
+ */
+int archive_find_job(struct archive *a, const char *guid, const char *key, struct archive_loc *ret)
+{
+        char **years = NULL, name[256];
+        size_t n_years = 0;
+        int found = 0;
+
+        if (!a || !path_component_is_safe(guid, strlen(guid)) ||
+            !path_component_is_safe(key, strlen(key)) ||
+            snprintf(name, sizeof(name), "%s.json", key) >= (int) sizeof(name))
+                return -EINVAL;
+        _cleanup_close_ int gfd = open_subdir(a->root_fd, guid);
+        if (gfd < 0)
+                return gfd == -ENOENT ? 0 : gfd;
+        int r = list_dirs_sorted(gfd, is_year_name, &years, &n_years);
+        if (r < 0)
+                return r;
+        for (size_t y = n_years; !found && y-- > 0;) {
+                _cleanup_close_ int yfd = open_subdir(gfd, years[y]);
+                char **months = NULL;
+                size_t n_months = 0;
+
+                if (yfd < 0 || list_dirs_sorted(yfd, is_month_or_day_name, &months, &n_months) < 0)
+                        continue;
+                for (size_t m = n_months; !found && m-- > 0;) {
+                        _cleanup_close_ int mfd = open_subdir(yfd, months[m]);
+                        char **days = NULL;
+                        size_t n_days = 0;
+
+                        if (mfd < 0 ||
+                            list_dirs_sorted(mfd, is_month_or_day_name, &days, &n_days) < 0)
+                                continue;
+                        for (size_t dd = n_days; !found && dd-- > 0;) {
+                                _cleanup_close_ int dfd = open_subdir(mfd, days[dd]);
+                                struct stat st;
+
+                                if (dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                                    S_ISREG(st.st_mode)) {
+                                        *ret = (struct archive_loc){
+                                                .guid = guid,
+                                                .year = atoi(years[y]),
+                                                .month = atoi(months[m]),
+                                                .day = atoi(days[dd]),
+                                                .key = key,
+                                        };
+                                        found = 1;
+                                }
+                        }
+                        names_free(days, n_days);
+                }
+                names_free(months, n_months);
+        }
+        names_free(years, n_years);
+        return found;
+}

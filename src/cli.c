@@ -286,8 +286,8 @@ static int by_start_desc(const void *a, const void *b)
 {
         const struct job *x = *(const struct job *const *) a, *y = *(const struct job *const *) b;
 
-        if (x->start_time != y->start_time)
-                return x->start_time < y->start_time ? 1 : -1;
+        if (x->date_epoch != y->date_epoch)
+                return x->date_epoch < y->date_epoch ? 1 : -1;
         return x < y ? -1 : x > y; /* keeps the server's order among equals */
 }
 

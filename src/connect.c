@@ -8,6 +8,7 @@
 
 #include "connect.h"
 #include "log.h"
+#include "macro.h"
 #include "util.h"
 
 /* A job list is an array of flat objects; anything nested deeper than this is hostile. */
@@ -42,6 +43,22 @@ static bool numbers_are_finite(struct json_object *o)
         }
 }
 
+static bool is_ws(char c)
+{
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static struct json_tokener *tokener_new(int depth)
+{
+        struct json_tokener *tok = json_tokener_new_ex(depth);
+
+        /* RFC 8259 only: json-c's default also takes single quotes, trailing commas and the
+         * like, which no Connect server sends and a broken proxy might. */
+        if (tok)
+                json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+        return tok;
+}
+
 static int parse_json(const char *body, size_t len, struct json_object **ret)
 {
         struct json_tokener *tok;
@@ -50,12 +67,9 @@ static int parse_json(const char *body, size_t len, struct json_object **ret)
 
         if (len > INT32_MAX)
                 return -EBADMSG;
-        tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+        tok = tokener_new(JSON_MAX_DEPTH);
         if (!tok)
                 return -ENOMEM;
-        /* RFC 8259 only: json-c's default also takes single quotes, trailing commas and the
-         * like, which no Connect server sends and a broken proxy might. */
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
         obj = json_tokener_parse_ex(tok, body ? body : "", (int) len);
         if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
                 r = -EBADMSG;
@@ -63,7 +77,7 @@ static int parse_json(const char *body, size_t len, struct json_object **ret)
         }
         /* Only whitespace may follow the value. */
         for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-                if (body[i] != ' ' && body[i] != '\t' && body[i] != '\r' && body[i] != '\n') {
+                if (!is_ws(body[i])) {
                         r = -EBADMSG;
                         goto out;
                 }
@@ -91,10 +105,11 @@ bool connect_job_key_is_safe(const char *key, size_t len)
         return true;
 }
 
+static void set_date(struct json_object *elem, struct job *j);
+
 static void parse_job(struct json_object *elem, struct job *j)
 {
         struct json_object *v;
-        int64_t t;
 
         j->status = -1;
         j->obj = json_object_get(elem);
@@ -129,22 +144,63 @@ static void parse_job(struct json_object *elem, struct job *j)
                 j->invalid = "job status is out of range";
                 return;
         }
-        if (!json_object_object_get_ex(elem, "start_time", &v) ||
+        set_date(elem, j);
+}
+
+/*
+ * A time field usable as the archive date: an RFC 3339 string whose UTC date lies in
+ * 1970..9999 (the four-digit folder names).
+ */
+static bool date_field(struct json_object *elem, const char *name, int64_t *ret_t,
+                       struct tm *ret_tm)
+{
+        struct json_object *v;
+        int64_t t;
+
+        if (!json_object_object_get_ex(elem, name, &v) ||
             !json_object_is_type(v, json_type_string) ||
-            rfc3339_parse(json_object_get_string(v), &t) < 0) {
-                j->invalid = "job has no RFC 3339 \"start_time\"";
-                return;
-        }
+            rfc3339_parse(json_object_get_string(v), &t) < 0)
+                return false;
         time_t tt = (time_t) t;
+        if (!gmtime_r(&tt, ret_tm) || ret_tm->tm_year + 1900 < 1970 ||
+            ret_tm->tm_year + 1900 > 9999)
+                return false;
+        *ret_t = t;
+        return true;
+}
+
+static const char *const date_sources[] = {
+        [JOB_DATE_START_TIME] = "start_time",
+        [JOB_DATE_END_TIME] = "end_time",
+        [JOB_DATE_QUEUED_TIME] = "queued_time",
+        [JOB_DATE_FIRST_SEEN] = "first_seen",
+};
+
+const char *connect_date_source_to_string(enum job_date_source s)
+{
+        return (size_t) s < ELEMENTSOF(date_sources) ? date_sources[s] : "first_seen";
+}
+
+/*
+ * The date: the start time when usable (the contract's rule); a job without one (a skipped
+ * job that never started may have none) takes its end time, else its queued time, else the
+ * day first seen, which only the caller knows.
+ */
+static void set_date(struct json_object *elem, struct job *j)
+{
         struct tm tm;
-        if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 9999) {
-                j->invalid = "job start time is out of range";
-                return;
-        }
-        j->start_time = t;
-        j->year = tm.tm_year + 1900;
-        j->month = tm.tm_mon + 1;
-        j->day = tm.tm_mday;
+        int64_t t;
+
+        for (enum job_date_source src = JOB_DATE_START_TIME; src < JOB_DATE_FIRST_SEEN; src++)
+                if (date_field(elem, date_sources[src], &t, &tm)) {
+                        j->date_source = src;
+                        j->date_epoch = t;
+                        j->year = tm.tm_year + 1900;
+                        j->month = tm.tm_mon + 1;
+                        j->day = tm.tm_mday;
+                        return;
+                }
+        j->date_source = JOB_DATE_FIRST_SEEN;
 }
 
 int connect_parse_job_list(const char *body, size_t len, struct job_list *ret)
@@ -182,12 +238,17 @@ int connect_parse_job_list(const char *body, size_t len, struct job_list *ret)
         return 0;
 }
 
+void connect_job_done(struct job *j)
+{
+        free(j->key);
+        json_object_put(j->obj);
+        *j = (struct job){0};
+}
+
 void connect_job_list_done(struct job_list *l)
 {
-        for (size_t i = 0; i < l->n_jobs; i++) {
-                free(l->jobs[i].key);
-                json_object_put(l->jobs[i].obj);
-        }
+        for (size_t i = 0; i < l->n_jobs; i++)
+                connect_job_done(&l->jobs[i]);
         free(l->jobs);
         l->jobs = NULL;
         l->n_jobs = 0;
@@ -196,6 +257,306 @@ void connect_job_list_done(struct job_list *l)
 bool connect_job_is_due(const struct job *j)
 {
         return j->status == JOB_FINALIZED || j->status == JOB_SKIPPED;
+}
+
+/*
+ * One element of a list on its own, as the whole-list parse would take it: the array is one
+ * level of the depth limit, and a bare scalar ("1", "null") needs a delimiter after it for
+ * json-c to know it is complete, which the space gives. Fills *ret (see parse_job).
+ */
+static int parse_element(struct json_tokener *tok, const char *elem, size_t len, struct job *ret)
+{
+        struct json_object *obj;
+        size_t end = len;
+
+        if (len == 0 || len > INT32_MAX)
+                return -EBADMSG;
+        json_tokener_reset(tok);
+        obj = json_tokener_parse_ex(tok, elem, (int) len);
+        if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+                obj = json_tokener_parse_ex(tok, " ", 1); /* all of elem was taken */
+        } else {
+                end = json_tokener_get_parse_end(tok);
+        }
+        if (json_tokener_get_error(tok) != json_tokener_success)
+                goto bad;
+        for (size_t i = end; i < len; i++)
+                if (!is_ws(elem[i]))
+                        goto bad;
+        if (obj && !numbers_are_finite(obj))
+                goto bad;
+        struct job j = {0};
+        parse_job(obj, &j); /* takes its own reference */
+        json_object_put(obj);
+        if (!j.invalid && !j.key)
+                return -ENOMEM;
+        *ret = j;
+        return 0;
+bad:
+        json_object_put(obj);
+        return -EBADMSG;
+}
+
+int connect_parse_element(const char *elem, size_t len, struct job *ret)
+{
+        struct json_tokener *tok = tokener_new(JSON_MAX_DEPTH - 1);
+        int r;
+
+        if (!tok)
+                return -ENOMEM;
+        r = parse_element(tok, elem, len, ret);
+        json_tokener_free(tok);
+        return r;
+}
+
+int connect_parse_job(const char *body, size_t len, struct job *ret)
+{
+        int r = connect_parse_element(body, len, ret);
+
+        if (r >= 0 && !json_object_is_type(ret->obj, json_type_object)) {
+                connect_job_done(ret);
+                return -EBADMSG;
+        }
+        return r;
+}
+
+enum stream_state {
+        STREAM_BEFORE,        /* before the '[' */
+        STREAM_FIRST,         /* after '[': an element or ']' */
+        STREAM_NEXT,          /* after ',': an element */
+        STREAM_ELEMENT,       /* inside an element */
+        STREAM_AFTER_ELEMENT, /* after an element: ',' or ']' */
+        STREAM_AFTER_ARRAY,   /* after ']': only whitespace */
+};
+
+enum element_kind {
+        ELEMENT_NESTED, /* an object or array: ends when its brackets balance */
+        ELEMENT_STRING, /* ends at its closing quote */
+        ELEMENT_SCALAR, /* a number, a literal or garbage: ends before whitespace, ',' or ']' */
+};
+
+struct connect_stream {
+        connect_stream_fn *fn;
+        void *userdata;
+        struct json_tokener *tok;
+        enum stream_state state;
+        int error; /* sticky */
+        /* The element under way: its bytes so far and where the scan is inside it. */
+        char *buf;
+        size_t len, cap;
+        enum element_kind kind;
+        size_t depth;
+        bool in_string, escape;
+        size_t n_elements;
+};
+
+int connect_stream_new(connect_stream_fn *fn, void *userdata, struct connect_stream **ret)
+{
+        struct connect_stream *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        s->fn = fn;
+        s->userdata = userdata;
+        s->tok = tokener_new(JSON_MAX_DEPTH - 1);
+        if (!s->tok) {
+                free(s);
+                return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+void connect_stream_free(struct connect_stream *s)
+{
+        if (!s)
+                return;
+        json_tokener_free(s->tok);
+        free(s->buf);
+        free(s);
+}
+
+void connect_stream_reset(struct connect_stream *s)
+{
+        s->state = STREAM_BEFORE;
+        s->error = 0;
+        s->len = 0;
+        s->n_elements = 0;
+        /* A big element's buffer is not kept for the next list. */
+        if (s->cap > 64 * 1024) {
+                free(s->buf);
+                s->buf = NULL;
+                s->cap = 0;
+        }
+}
+
+size_t connect_stream_count(const struct connect_stream *s)
+{
+        return s->n_elements;
+}
+
+static int element_append(struct connect_stream *s, const char *data, size_t n)
+{
+        if (n > CONNECT_JOB_MAX - s->len)
+                return -EFBIG;
+        if (s->len + n > s->cap) {
+                size_t cap = s->cap ? s->cap : 1024;
+                while (cap < s->len + n)
+                        cap *= 2;
+                char *p = realloc(s->buf, cap);
+                if (!p)
+                        return -ENOMEM;
+                s->buf = p;
+                s->cap = cap;
+        }
+        memcpy(s->buf + s->len, data, n);
+        s->len += n;
+        return 0;
+}
+
+static int element_end(struct connect_stream *s)
+{
+        struct job j;
+        int r;
+
+        r = parse_element(s->tok, s->buf, s->len, &j);
+        if (r < 0)
+                return r;
+        s->n_elements++;
+        r = s->fn(s->userdata, s->buf, s->len, &j);
+        connect_job_done(&j);
+        s->len = 0;
+        s->state = STREAM_AFTER_ELEMENT;
+        return r < 0 ? r : 0;
+}
+
+/*
+ * Scans p[0..n) inside an element; returns how many bytes belong to it, and sets *ret_done
+ * when the element ends there. Brackets of either kind count alike: a mismatch such as "{]"
+ * is cut out as one element and refused by json-c.
+ */
+static size_t element_scan(struct connect_stream *s, const char *p, size_t n, bool *ret_done)
+{
+        size_t i = 0;
+
+        *ret_done = false;
+        if (s->kind == ELEMENT_SCALAR) {
+                for (; i < n; i++)
+                        if (is_ws(p[i]) || p[i] == ',' || p[i] == ']') {
+                                *ret_done = true;
+                                return i;
+                        }
+                return n;
+        }
+        for (; i < n; i++) {
+                char c = p[i];
+                if (s->in_string) {
+                        if (s->escape)
+                                s->escape = false;
+                        else if (c == '\\')
+                                s->escape = true;
+                        else if (c == '"') {
+                                s->in_string = false;
+                                if (s->kind == ELEMENT_STRING) {
+                                        *ret_done = true;
+                                        return i + 1;
+                                }
+                        }
+                } else if (c == '"') {
+                        s->in_string = true;
+                } else if (c == '{' || c == '[') {
+                        s->depth++;
+                } else if (c == '}' || c == ']') {
+                        if (--s->depth == 0) {
+                                *ret_done = true;
+                                return i + 1;
+                        }
+                }
+        }
+        return n;
+}
+
+static void element_start(struct connect_stream *s, char c)
+{
+        s->state = STREAM_ELEMENT;
+        s->len = 0;
+        s->depth = 0;
+        s->in_string = false;
+        s->escape = false;
+        if (c == '{' || c == '[')
+                s->kind = ELEMENT_NESTED;
+        else if (c == '"')
+                s->kind = ELEMENT_STRING;
+        else
+                s->kind = ELEMENT_SCALAR;
+}
+
+int connect_stream_feed(struct connect_stream *s, const void *data, size_t len)
+{
+        const char *p = data;
+        size_t i = 0;
+        int r;
+
+        if (s->error < 0)
+                return s->error;
+        while (i < len) {
+                char c = p[i];
+
+                switch (s->state) {
+                case STREAM_BEFORE:
+                case STREAM_AFTER_ARRAY:
+                        if (is_ws(c))
+                                break;
+                        if (s->state == STREAM_AFTER_ARRAY || c != '[')
+                                return s->error = -EBADMSG;
+                        s->state = STREAM_FIRST;
+                        break;
+                case STREAM_FIRST:
+                case STREAM_NEXT:
+                        if (is_ws(c))
+                                break;
+                        if (c == ']' && s->state == STREAM_FIRST) {
+                                s->state = STREAM_AFTER_ARRAY;
+                                break;
+                        }
+                        if (c == ']' || c == ',')
+                                return s->error = -EBADMSG;
+                        element_start(s, c);
+                        continue; /* the scan takes this byte */
+                case STREAM_AFTER_ELEMENT:
+                        if (is_ws(c))
+                                break;
+                        if (c == ',')
+                                s->state = STREAM_NEXT;
+                        else if (c == ']')
+                                s->state = STREAM_AFTER_ARRAY;
+                        else
+                                return s->error = -EBADMSG;
+                        break;
+                case STREAM_ELEMENT: {
+                        bool done;
+                        size_t n = element_scan(s, p + i, len - i, &done);
+                        r = element_append(s, p + i, n);
+                        if (r >= 0 && done)
+                                r = element_end(s);
+                        if (r < 0)
+                                return s->error = r;
+                        i += n;
+                        continue;
+                }
+                }
+                i++;
+        }
+        return 0;
+}
+
+int connect_stream_finish(struct connect_stream *s)
+{
+        if (s->error < 0)
+                return s->error;
+        if (s->state != STREAM_AFTER_ARRAY)
+                return s->error = -EBADMSG;
+        return 0;
 }
 
 int connect_parse_error(const char *body, size_t len, struct json_object **ret)
@@ -327,6 +688,9 @@ int connect_build_record(const struct job *j, struct json_object *error,
                             : json_object_object_add(rec, "content_name", NULL);
         if (r >= 0)
                 r = add(rec, "archived_at", json_object_new_string(when));
+        if (r >= 0)
+                r = add(rec, "date_source",
+                        json_object_new_string(connect_date_source_to_string(j->date_source)));
         if (r >= 0 && info->has_log) {
                 r = add(rec, "log_bytes", json_object_new_int64((int64_t) info->log_bytes));
                 if (r >= 0)
@@ -351,36 +715,6 @@ int connect_format_error(struct json_object *error, char **ret)
 }
 
 /* ---- The operator's operations (connect-jobs) ---- */
-
-int connect_parse_job(const char *body, size_t len, struct job *ret)
-{
-        struct json_object *root = NULL;
-        struct job j = {0};
-        int r;
-
-        r = parse_json(body, len, &root);
-        if (r < 0)
-                return r;
-        if (!json_object_is_type(root, json_type_object)) {
-                json_object_put(root);
-                return -EBADMSG;
-        }
-        parse_job(root, &j);
-        json_object_put(root); /* the job holds its own reference */
-        if (j.invalid == NULL && !j.key) {
-                connect_job_done(&j);
-                return -ENOMEM;
-        }
-        *ret = j;
-        return 0;
-}
-
-void connect_job_done(struct job *j)
-{
-        free(j->key);
-        json_object_put(j->obj);
-        *j = (struct job){0};
-}
 
 static const char *member_string(struct json_object *o, const char *name)
 {

@@ -1,5 +1,7 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <time.h>
 
 #include <json-c/json.h>
+#include <json-c/linkhash.h>
 
 #include "archive.h"
 #include "config.h"
@@ -26,11 +29,18 @@
 #define BATCH_MAX_JOBS 256
 #define BATCH_MAX_USEC (1 * USEC_PER_SEC)
 /*
- * Backpressure: no new job list is fetched while this many jobs per transfer slot wait to be
- * archived, so memory stays bounded (a parsed job costs some kilobytes) however many items
- * and jobs are due at once, while the slots still never run dry.
+ * Flat memory: a job list is parsed as it arrives, and the jobs to archive wait as raw bytes
+ * in a spool file (see on_list_done), so a list costs the same memory whatever its length.
+ * At most TASKS_MAX jobs are live (parsed, with their requests) at once, across items: more
+ * than a batch, so that downloads go on while a full batch commits.
  */
-#define TASK_BACKLOG_PER_SLOT 8
+#ifndef TASKS_MAX
+#define TASKS_MAX (2 * BATCH_MAX_JOBS)
+#endif
+/* Items holding a spool at once (an open file each); more wait to be polled. */
+#define SPOOLS_MAX 64
+/* The spool's write buffer while a list arrives. */
+#define SPOOL_BUFFER (64 * 1024)
 /* A job failing this many polls in a row is reported as stuck (log line and metric). */
 #define STUCK_AFTER_FAILURES 5
 /* How often the service checks free space, and prunes past the retention window. */
@@ -64,6 +74,28 @@ struct item {
         double last_poll_seconds;
         struct failure *failures; /* jobs that failed in a row, until archived */
         struct item *next_retired;
+
+        /* The job list as it arrives (on_list_done says how it works). */
+        struct connect_stream *stream;
+        unsigned n_due, n_done, n_waiting, n_expired, n_invalid;
+        bool list_error; /* a job could not be located: the list is refused */
+        /* Elements to act on, "[u32 length][bytes]" each, in an unlinked file. */
+        int spool_fd;
+        char *spool_buf; /* the write buffer while the list arrives */
+        size_t spool_buf_len;
+        uint64_t spool_size, spool_read;
+        size_t n_pending; /* records in the spool not read back yet */
+        /* Jobs without a start time seen by this process: key -> struct undated. */
+        struct lh_table *undated;
+        unsigned generation; /* of the current poll, to forget jobs no longer listed */
+};
+
+/* Where a job without a usable start time goes (see job_locate). */
+struct undated {
+        int year, month, day;
+        enum job_date_source source;
+        unsigned generation;
+        char key[];
 };
 
 /* A job of an item that keeps failing: counted so that it is reported, never dropped. */
@@ -101,8 +133,10 @@ struct daemon {
         char problem[256]; /* what is wrong right now, for STATUS; empty when all is well */
         uint64_t last_cycle_usec;
         bool status_dirty;
-        size_t n_tasks;   /* jobs between their list and their commit, all items together */
-        size_t n_listing; /* job lists in flight */
+        size_t n_tasks;    /* jobs between their list and their commit, all items together */
+        size_t n_listing;  /* job lists in flight */
+        size_t n_spooling; /* items with a spool file open */
+        size_t feed_next;  /* the item feed_tasks() starts with */
         int64_t start_epoch;
         bool connect_up;
         bool disk_low; /* free space under min_free_mb: no new jobs start */
@@ -162,10 +196,27 @@ static const char *result_reason(const struct http_result *res, const char *list
         return buf;
 }
 
+static void spool_close(struct item *it)
+{
+        if (it->spool_fd >= 0) {
+                it->spool_fd = safe_close(it->spool_fd);
+                it->d->n_spooling--;
+        }
+        free(it->spool_buf);
+        it->spool_buf = NULL;
+        it->spool_buf_len = 0;
+        it->spool_size = it->spool_read = 0;
+        it->n_pending = 0;
+}
+
 static void item_free(struct item *it)
 {
         if (!it)
                 return;
+        spool_close(it);
+        connect_stream_free(it->stream);
+        if (it->undated)
+                lh_table_free(it->undated);
         while (it->failures) {
                 struct failure *f = it->failures;
                 it->failures = f->next;
@@ -181,7 +232,7 @@ static void item_idle_check(struct item *it)
 {
         struct daemon *d = it->d;
 
-        if (it->listing || it->tasks > 0)
+        if (it->listing || it->tasks > 0 || it->n_pending > 0)
                 return;
         if (it->removed) {
                 for (struct item **pp = &d->retired; *pp; pp = &(*pp)->next_retired)
@@ -211,8 +262,7 @@ static void task_free(struct task *t)
         it = t->item;
         archive_file_abort(t->file);
         json_object_put(t->error);
-        free(t->job.key);
-        json_object_put(t->job.obj);
+        connect_job_done(&t->job);
         free(t);
         it->tasks--;
         it->d->n_tasks--;
@@ -504,7 +554,8 @@ static void on_error_done(void *userdata, const struct http_result *res)
         }
 }
 
-static void task_start(struct item *it, struct job *job)
+/* Starts archiving job (taking what it owns) under loc's date. */
+static void task_start(struct item *it, struct job *job, const struct archive_loc *loc)
 {
         struct daemon *d = it->d;
         _cleanup_free_ char *url = NULL;
@@ -515,6 +566,7 @@ static void task_start(struct item *it, struct job *job)
         if (!t) {
                 log_job(LOG_WARNING, it, job->key, "out of memory; will retry next cycle");
                 d->stats.jobs_failed++;
+                connect_job_done(job);
                 return;
         }
         t->d = d;
@@ -523,9 +575,9 @@ static void task_start(struct item *it, struct job *job)
         *job = (struct job){0}; /* the task owns the key and the JSON now */
         t->loc = (struct archive_loc){
                 .guid = it->guid,
-                .year = t->job.year,
-                .month = t->job.month,
-                .day = t->job.day,
+                .year = loc->year,
+                .month = loc->month,
+                .day = loc->day,
                 .key = t->job.key,
         };
         it->tasks++;
@@ -540,7 +592,7 @@ static void task_start(struct item *it, struct job *job)
 }
 
 /* Retention: a job dated before the cutoff day is past the window and is not fetched. */
-static bool job_is_expired(const struct daemon *d, const struct job *j)
+static bool job_is_expired(const struct daemon *d, const struct archive_loc *j)
 {
         if (d->config->retention_days == 0)
                 return false;
@@ -654,25 +706,334 @@ static void metrics_update(struct daemon *d)
                                  d->config->metrics_file);
 }
 
+static void undated_free(struct lh_entry *e)
+{
+        free(lh_entry_v(e));
+}
+
+/*
+ * Where a due job goes, and whether it is archived already. A job with a usable start time
+ * goes under that date (the contract's rule) and is archived when its record is there.
+ *
+ * A job without one is dated by its end time, else its queued time, else the day it was
+ * first seen (connect.c), and the last of these moves with the calendar: a job first seen
+ * on the 1st and archived then would be looked for under the 2nd by a poll on the 2nd, and
+ * fetched again. So such jobs are never looked up by their computed date alone:
+ *   - The first time this process sees one, it walks the item's day folders for the key's
+ *     record (archive_find_job): found, the job is archived, under that date; not found, it
+ *     has never been archived (a record is the only mark of an archived job), and its date is
+ *     fixed now.
+ *   - Either way the date is remembered for the process's lifetime (it->undated; forgotten
+ *     once the job leaves Connect's list), so later polls, retries on a later day, and the
+ *     task reading the job back from the spool all use that date and never walk again.
+ * A restart forgets, and the walk runs again once per such job: a job archived before is
+ * still found under whatever date it got; one never archived is dated by the day of the
+ * restart, which is the day this process first saw it. Hence no job is archived twice,
+ * short of its record being removed (by hand, or by retention once its day folder is past
+ * the window; a restarted process would then archive it again under a new day, if Connect
+ * still lists it). The walk costs one look per day folder of the item, only for these rare
+ * jobs and once per process. A job that has a start time never takes this path.
+ * Returns 0, or -errno when the walk failed or memory ran out.
+ */
+static int job_locate(struct item *it, const struct job *j, struct archive_loc *ret_loc,
+                      enum job_date_source *ret_source, bool *ret_archived)
+{
+        struct daemon *d = it->d;
+        struct archive_loc loc = {it->guid, j->year, j->month, j->day, j->key};
+        struct undated *u;
+        int r;
+
+        if (j->date_source == JOB_DATE_START_TIME) {
+                *ret_loc = loc;
+                *ret_source = j->date_source;
+                *ret_archived = archive_job_is_archived(d->archive, &loc);
+                return 0;
+        }
+        if (it->undated && lh_table_lookup_ex(it->undated, j->key, (void **) &u)) {
+                u->generation = it->generation;
+                loc.year = u->year;
+                loc.month = u->month;
+                loc.day = u->day;
+                *ret_loc = loc;
+                *ret_source = u->source;
+                *ret_archived = archive_job_is_archived(d->archive, &loc);
+                return 0;
+        }
+        if (!it->undated) {
+                it->undated = lh_kchar_table_new(16, undated_free);
+                if (!it->undated)
+                        return -ENOMEM;
+        }
+        u = malloc(sizeof(*u) + strlen(j->key) + 1);
+        if (!u)
+                return -ENOMEM;
+        strcpy(u->key, j->key);
+        u->generation = it->generation;
+        u->source = j->date_source;
+        if (j->date_source == JOB_DATE_FIRST_SEEN) {
+                time_t now = (time_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC);
+                struct tm tm;
+                if (!gmtime_r(&now, &tm)) {
+                        free(u);
+                        return -EOVERFLOW;
+                }
+                loc.year = tm.tm_year + 1900;
+                loc.month = tm.tm_mon + 1;
+                loc.day = tm.tm_mday;
+        }
+        struct archive_loc found;
+        r = archive_find_job(d->archive, it->guid, j->key, &found);
+        if (r < 0) {
+                free(u);
+                return r;
+        }
+        if (r > 0) {
+                loc.year = found.year;
+                loc.month = found.month;
+                loc.day = found.day;
+        }
+        u->year = loc.year;
+        u->month = loc.month;
+        u->day = loc.day;
+        if (lh_table_insert(it->undated, u->key, u) < 0) {
+                free(u);
+                return -ENOMEM;
+        }
+        *ret_loc = loc;
+        *ret_source = u->source;
+        *ret_archived = r > 0;
+        return 0;
+}
+
+/* After a whole, valid list: forgets the undated jobs it no longer holds. */
+static void undated_sweep(struct item *it)
+{
+        struct lh_entry *e, *tmp;
+
+        if (!it->undated)
+                return;
+        lh_foreach_safe(it->undated, e, tmp)
+        {
+                const struct undated *u = lh_entry_v(e);
+                if (u->generation != it->generation)
+                        (void) lh_table_delete_entry(it->undated, e);
+        }
+}
+
+/*
+ * The spool: the raw bytes of the elements a list leaves to act on, in an unlinked file, so
+ * that a list of any length costs a few bytes of memory. It lives in $TMPDIR, else /var/tmp
+ * (the unit's PrivateTmp= gives the service its own, on disk, where /tmp may be memory); if
+ * neither takes a file, in the archive folder. O_TMPFILE leaves nothing behind even after
+ * kill -9; without it the file is unlinked as soon as it is made.
+ */
+static int spool_open(struct daemon *d)
+{
+        const char *dir = getenv("TMPDIR");
+        char path[PATH_MAX];
+        int fd;
+
+        if (!dir || dir[0] != '/')
+                dir = "/var/tmp";
+        fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                return fd;
+        if (snprintf(path, sizeof(path), "%s/.connect-job-archiver-XXXXXX", dir) <
+            (int) sizeof(path)) {
+                fd = mkostemp(path, O_CLOEXEC);
+                if (fd >= 0) {
+                        (void) unlink(path);
+                        return fd;
+                }
+        }
+        fd = openat(archive_root_fd(d->archive), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        return fd >= 0 ? fd : -errno;
+}
+
+static int spool_flush(struct item *it)
+{
+        int r;
+
+        if (it->spool_buf_len == 0)
+                return 0;
+        r = write_all(it->spool_fd, it->spool_buf, it->spool_buf_len);
+        it->spool_buf_len = 0;
+        return r;
+}
+
+/* Appends one element's record to the spool (opening it, and its buffer, at the first). */
+static int spool_add(struct item *it, const char *elem, size_t len)
+{
+        uint32_t n = (uint32_t) len; /* len <= CONNECT_JOB_MAX */
+        int r;
+
+        if (it->spool_fd < 0) {
+                r = spool_open(it->d);
+                if (r < 0)
+                        return r;
+                it->spool_fd = r;
+                it->d->n_spooling++;
+        }
+        if (!it->spool_buf) {
+                it->spool_buf = malloc(SPOOL_BUFFER);
+                if (!it->spool_buf)
+                        return -ENOMEM;
+        }
+        if (it->spool_buf_len + sizeof(n) + len > SPOOL_BUFFER) {
+                r = spool_flush(it);
+                if (r < 0)
+                        return r;
+        }
+        if (sizeof(n) + len > SPOOL_BUFFER) {
+                r = write_all(it->spool_fd, &n, sizeof(n));
+                if (r >= 0)
+                        r = write_all(it->spool_fd, elem, len);
+                if (r < 0)
+                        return r;
+        } else {
+                memcpy(it->spool_buf + it->spool_buf_len, &n, sizeof(n));
+                memcpy(it->spool_buf + it->spool_buf_len + sizeof(n), elem, len);
+                it->spool_buf_len += sizeof(n) + len;
+        }
+        it->spool_size += sizeof(n) + len;
+        it->n_pending++;
+        return 0;
+}
+
+/* Forgets what is spooled (the file stays open for the next attempt, emptied). */
+static int spool_reset(struct item *it)
+{
+        it->spool_buf_len = 0;
+        it->spool_size = it->spool_read = 0;
+        it->n_pending = 0;
+        if (it->spool_fd >= 0 && ftruncate(it->spool_fd, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Drops the jobs an item has not started yet: the next poll finds them again. */
+static void item_drop_pending(struct item *it)
+{
+        spool_close(it);
+        item_idle_check(it);
+}
+
+/*
+ * Each element of a list as it arrives: what need not be acted on (active, past retention,
+ * archived before) is counted and dropped; a job to archive, or an invalid one to report,
+ * goes to the spool, acted on once the whole list has come and is valid.
+ */
+static int list_element(void *userdata, const char *elem, size_t len, const struct job *j)
+{
+        struct item *it = userdata;
+        struct archive_loc loc;
+        enum job_date_source source;
+        bool archived;
+        int r;
+
+        if (j->invalid) {
+                it->n_invalid++;
+                return spool_add(it, elem, len);
+        }
+        if (!connect_job_is_due(j)) {
+                it->n_waiting++;
+                return 0;
+        }
+        r = job_locate(it, j, &loc, &source, &archived);
+        if (r < 0) {
+                /* Retried with the next poll, which must not take the list as complete. */
+                if (r != -ENOMEM)
+                        job_failed(it, j->key, "cannot look for the job in %s/%s: %s",
+                                   it->d->config->archive_dir, it->guid, strerror(-r));
+                it->list_error = true;
+                return r == -ENOMEM ? r : 0;
+        }
+        if (job_is_expired(it->d, &loc)) {
+                it->n_expired++;
+                return 0;
+        }
+        if (archived) {
+                it->n_done++;
+                return 0;
+        }
+        it->n_due++;
+        return spool_add(it, elem, len);
+}
+
+static int list_sink_begin(void *userdata)
+{
+        struct item *it = userdata;
+
+        connect_stream_reset(it->stream);
+        it->n_due = it->n_done = it->n_waiting = it->n_expired = it->n_invalid = 0;
+        it->list_error = false;
+        return spool_reset(it);
+}
+
+static int list_sink_write(void *userdata, const void *data, size_t len)
+{
+        struct item *it = userdata;
+
+        return connect_stream_feed(it->stream, data, len);
+}
+
+static const struct http_sink list_sink = {
+        .begin = list_sink_begin,
+        .write = list_sink_write,
+};
+
+/* Why a streamed list was refused, in words. */
+static const char *list_error_reason(struct item *it, int r, char *buf, size_t size)
+{
+        switch (r) {
+        case -EBADMSG:
+                return "the job list is not a JSON array";
+        case -EFBIG:
+                (void) snprintf(buf, size,
+                                "cannot list jobs: a job in the list is too large (over %u MiB), "
+                                "refused",
+                                CONNECT_JOB_MAX / (1024 * 1024));
+                return buf;
+        case -ENOMEM:
+                return "out of memory parsing the job list";
+        default:
+                (void) snprintf(buf, size, "cannot keep the job list in a temporary file: %s",
+                                strerror(-r));
+                return buf;
+        }
+}
+
+/*
+ * The end of a job list. Its body went through the stream as it came (list_element), so
+ * memory never held more than one element and the bytes of the jobs to act on are in the
+ * spool. Only now, the list being whole and valid, do they start: feed_tasks() reads them
+ * back a few at a time as live tasks commit. An invalid body refuses the whole list.
+ */
 static void on_list_done(void *userdata, const struct http_result *res)
 {
         struct item *it = userdata;
         struct daemon *d = it->d;
-        struct job_list list = {0};
-        unsigned due = 0, done = 0, waiting = 0, expired = 0;
         char why[512];
         int r;
 
         d->n_listing--;
+        it->listing = false;
         /* Connect is "up" when it answered, even with a refusal; not when it failed to. */
         d->connect_up = res->status > 0 && res->status < 500;
         if (res->outcome != HTTP_OK && d->stop) {
-                it->listing = false;
-                item_idle_check(it);
+                item_drop_pending(it);
                 return;
         }
-        if (res->outcome != HTTP_OK) {
-                it->listing = false;
+        r = 0;
+        if (res->outcome == HTTP_OK)
+                r = connect_stream_finish(it->stream);
+        else if (res->sink_error < 0 && res->status >= 200 && res->status < 300)
+                r = res->sink_error; /* the stream refused the body, or the spool failed */
+        size_t n_listed = connect_stream_count(it->stream);
+        /* A thousand idle items need not keep a parser each between polls. */
+        connect_stream_free(it->stream);
+        it->stream = NULL;
+        if (res->outcome != HTTP_OK && r == 0) {
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
                         result_reason(res, d->config->server_url, why, sizeof(why)));
@@ -684,54 +1045,137 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 else if (res->status == 0)
                         (void) snprintf(d->problem, sizeof(d->problem),
                                         "Connect unreachable: %.200s", why);
-                item_idle_check(it);
+                item_drop_pending(it);
                 return;
         }
         it->failing = false;
         it->last_poll_usec = now_usec(CLOCK_REALTIME);
         d->problem[0] = '\0';
-        r = connect_parse_job_list(res->body, res->body_len, &list);
+        if (r >= 0 && it->spool_fd >= 0)
+                r = spool_flush(it);
         if (r < 0) {
-                it->listing = false;
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "%s; will retry next cycle",
-                        r == -EBADMSG ? "the job list is not a JSON array"
-                                      : "out of memory parsing the job list");
+                        list_error_reason(it, r, why, sizeof(why)));
                 d->stats.items_failed++;
-                item_idle_check(it);
+                item_drop_pending(it);
                 return;
         }
-        for (size_t i = 0; i < list.n_jobs; i++) {
-                struct job *j = &list.jobs[i];
-
-                if (j->invalid) {
-                        job_failed(it, j->key ? j->key : "(none)", "skipped: %s", j->invalid);
-                        continue;
-                }
-                if (!connect_job_is_due(j)) {
-                        waiting++;
-                        continue;
-                }
-                if (job_is_expired(d, j)) {
-                        expired++;
-                        continue;
-                }
-                struct archive_loc loc = {it->guid, j->year, j->month, j->day, j->key};
-                if (archive_job_is_archived(d->archive, &loc)) {
-                        done++;
-                        continue;
-                }
-                due++;
-                /* Low on disk: leave the job for a poll after space returns. */
-                if (!d->disk_low)
-                        task_start(it, j);
-        }
+        free(it->spool_buf); /* written: only read back from here on */
+        it->spool_buf = NULL;
+        if (!it->list_error)
+                undated_sweep(it);
         log_job(LOG_DEBUG, it, NULL,
-                "%zu jobs listed: %u to archive, %u archived before, %u active", list.n_jobs, due,
-                done, waiting);
-        connect_job_list_done(&list);
-        it->listing = false;
+                "%zu jobs listed: %u to archive, %u archived before, %u active, %u past "
+                "retention, %u invalid",
+                n_listed, it->n_due, it->n_done, it->n_waiting, it->n_expired, it->n_invalid);
+        /* Low on disk or stopping: leave the jobs for a poll after space returns. */
+        if (d->disk_low || d->stop || it->removed) {
+                item_drop_pending(it);
+                return;
+        }
+        if (it->n_pending == 0)
+                spool_close(it);
         item_idle_check(it);
+}
+
+/* Reads the next record of it's spool into a new buffer. */
+static int spool_next(struct item *it, char **ret, size_t *ret_len)
+{
+        uint32_t n;
+        ssize_t k;
+        char *buf;
+
+        k = pread(it->spool_fd, &n, sizeof(n), (off_t) it->spool_read);
+        if (k != (ssize_t) sizeof(n))
+                return k < 0 ? -errno : -EIO;
+        if (n == 0 || n > CONNECT_JOB_MAX || it->spool_read + sizeof(n) + n > it->spool_size)
+                return -EIO;
+        buf = malloc(n);
+        if (!buf)
+                return -ENOMEM;
+        k = pread(it->spool_fd, buf, n, (off_t) (it->spool_read + sizeof(n)));
+        if (k != (ssize_t) n) {
+                int r = k < 0 ? -errno : -EIO;
+                free(buf);
+                return r;
+        }
+        it->spool_read += sizeof(n) + n;
+        it->n_pending--;
+        *ret = buf;
+        *ret_len = n;
+        return 0;
+}
+
+/* Acts on the next spooled element of it: reports an invalid job, or starts a task. */
+static void item_feed_one(struct item *it)
+{
+        struct daemon *d = it->d;
+        _cleanup_free_ char *elem = NULL;
+        struct archive_loc loc;
+        enum job_date_source source;
+        struct job j;
+        size_t len;
+        bool archived;
+        int r;
+
+        r = spool_next(it, &elem, &len);
+        if (r < 0) {
+                log_job(LOG_WARNING, it, NULL,
+                        "cannot read the job list back from its temporary file: %s; will "
+                        "retry next cycle",
+                        strerror(-r));
+                it->failing = true;
+                d->stats.items_failed++;
+                item_drop_pending(it);
+                return;
+        }
+        r = connect_parse_element(elem, len, &j);
+        if (r < 0) {
+                /* It parsed when it came: only memory can fail here. */
+                job_failed(it, "(none)", "out of memory reading the job back");
+        } else if (j.invalid) {
+                job_failed(it, j.key ? j.key : "(none)", "skipped: %s", j.invalid);
+                connect_job_done(&j);
+        } else {
+                r = job_locate(it, &j, &loc, &source, &archived);
+                if (r < 0) {
+                        job_failed(it, j.key, "cannot look for the job in %s/%s: %s",
+                                   d->config->archive_dir, it->guid, strerror(-r));
+                        connect_job_done(&j);
+                } else {
+                        j.date_source = source;
+                        task_start(it, &j, &loc);
+                }
+        }
+        if (it->n_pending == 0)
+                item_drop_pending(it); /* closes the spool; the item is idle once its tasks end */
+}
+
+/*
+ * Starts spooled jobs while fewer than TASKS_MAX are live, one item after the other in turn,
+ * so that the few new jobs of one item do not wait behind the hundred thousand of another.
+ */
+static void feed_tasks(struct daemon *d)
+{
+        bool any = true;
+
+        while (any && d->n_tasks < TASKS_MAX && !d->stop) {
+                any = false;
+                for (size_t k = 0; k < d->n_items && d->n_tasks < TASKS_MAX; k++) {
+                        struct item *it = d->items[(d->feed_next + k) % d->n_items];
+                        if (it->n_pending == 0 || it->listing)
+                                continue;
+                        if (d->disk_low) {
+                                item_drop_pending(it);
+                                continue;
+                        }
+                        item_feed_one(it);
+                        any = true;
+                }
+                if (d->n_items > 0)
+                        d->feed_next = (d->feed_next + 1) % d->n_items;
+        }
 }
 
 static void item_poll(struct item *it)
@@ -741,8 +1185,11 @@ static void item_poll(struct item *it)
         it->polled = false;
         it->listing = true;
         it->d->n_listing++;
+        it->generation++;
         it->poll_started_usec = now_usec(CLOCK_MONOTONIC);
-        r = http_get(it->d->http, it->list_url, NULL, on_list_done, it);
+        r = it->stream ? 0 : connect_stream_new(list_element, it, &it->stream);
+        if (r >= 0)
+                r = http_get(it->d->http, it->list_url, &list_sink, on_list_done, it);
         if (r < 0) {
                 it->listing = false;
                 it->d->n_listing--;
@@ -769,6 +1216,7 @@ static int item_new(struct daemon *d, const struct config *c, const struct confi
                 return -ENOMEM;
         it->d = d;
         it->polled = true;
+        it->spool_fd = -1;
         it->guid = strdup(cc->guid);
         it->name = cc->name ? strdup(cc->name) : NULL;
         if (!it->guid || (cc->name && !it->name) ||
@@ -996,14 +1444,14 @@ static void drain_signals(struct daemon *d)
         }
 }
 
-/* Another job list may be fetched: the backlog has room, and so do the transfer slots (a list
- * in flight brings a whole list of jobs with it). */
+/* Another job list may be fetched: lists take at most half the transfer slots, and a spool
+ * is free. A list's jobs wait in its spool, not in memory, so the jobs being archived do not
+ * hold up the polls. */
 static bool backlog_has_room(const struct daemon *d)
 {
         unsigned slots = d->config->max_concurrent_requests;
 
-        return d->n_tasks < (size_t) TASK_BACKLOG_PER_SLOT * slots &&
-               d->n_listing < (slots + 1) / 2;
+        return d->n_listing < (slots + 1) / 2 && d->n_spooling + d->n_listing < SPOOLS_MAX;
 }
 
 static bool all_items_polled(const struct daemon *d)
@@ -1076,6 +1524,7 @@ int daemon_run_once(struct daemon *d)
         }
         size_t next = 0;
         for (;;) {
+                feed_tasks(d);
                 while (next < d->n_items && backlog_has_room(d))
                         item_poll(d->items[next++]);
                 if (next == d->n_items && all_items_polled(d) && !work_in_flight(d) &&
@@ -1191,6 +1640,7 @@ static void daemon_reload(struct daemon *d, const char *path)
                 it->removed = true;
                 it->next_retired = d->retired;
                 d->retired = it;
+                spool_close(it); /* its jobs not started yet stay for good */
                 item_idle_check(it);
         }
         free(d->items);
@@ -1244,6 +1694,8 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
                         retention_run(d);
                         d->next_prune_usec = now + RETENTION_EVERY_USEC;
                 }
+                /* Before the polls' deadlines: a spool drained here makes its item due. */
+                feed_tasks(d);
                 deadline = d->next_disk_check_usec;
                 if (d->next_prune_usec < deadline)
                         deadline = d->next_prune_usec;

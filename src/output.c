@@ -91,14 +91,23 @@ enum column {
 
 #define CELL_MAX 72
 
+/* A job's start time, when it has a usable one (its date may come from another time). */
+static bool job_started(const struct job *j, int64_t *ret)
+{
+        *ret = j->date_epoch;
+        return j->date_source == JOB_DATE_START_TIME;
+}
+
 static int64_t job_duration(const struct job *j, const struct job_detail *d, int64_t now)
 {
-        if (j->invalid && j->start_time == 0)
+        int64_t start;
+
+        if (!job_started(j, &start))
                 return -1;
         if (d->has_end_time)
-                return d->end_time - j->start_time;
+                return d->end_time - start;
         if (j->status == JOB_ACTIVE)
-                return now - j->start_time;
+                return now - start;
         return -1;
 }
 
@@ -106,12 +115,13 @@ static void job_cells(const struct job *j, bool archived, bool utc, int64_t now,
                       char cells[COL_MAX][CELL_MAX])
 {
         struct job_detail d;
+        int64_t start;
 
         connect_job_detail(j, &d);
         sanitized_to(j->key, cells[COL_KEY], CELL_MAX);
         (void) snprintf(cells[COL_STATUS], CELL_MAX, "%s", connect_job_status_to_string(j->status));
-        if (j->start_time != 0 || !j->invalid)
-                (void) output_time(j->start_time, utc, false, cells[COL_STARTED], CELL_MAX);
+        if (job_started(j, &start))
+                (void) output_time(start, utc, false, cells[COL_STARTED], CELL_MAX);
         else
                 (void) snprintf(cells[COL_STARTED], CELL_MAX, "-");
         (void) output_duration(job_duration(j, &d, now), cells[COL_DURATION], CELL_MAX);
@@ -177,6 +187,7 @@ void output_job_detail(FILE *f, const struct job *j, const char *guid, const cha
                        bool has_archive, const char *archived_path, bool utc, int64_t now)
 {
         struct job_detail d;
+        int64_t start;
         char buf[128];
 
         connect_job_detail(j, &d);
@@ -198,9 +209,7 @@ void output_job_detail(FILE *f, const struct job *j, const char *guid, const cha
         field(f, "status", connect_job_status_to_string(j->status));
         field(f, "tag", d.tag);
         field(f, "started",
-              j->invalid && j->start_time == 0
-                      ? "-"
-                      : output_time(j->start_time, utc, true, buf, sizeof(buf)));
+              job_started(j, &start) ? output_time(start, utc, true, buf, sizeof(buf)) : "-");
         field(f, "ended",
               d.has_end_time ? output_time(d.end_time, utc, true, buf, sizeof(buf)) : "-");
         field(f, "duration", output_duration(job_duration(j, &d, now), buf, sizeof(buf)));

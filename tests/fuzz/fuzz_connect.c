@@ -5,8 +5,13 @@
  *
  * Invariants checked on every input (a violation aborts, which libFuzzer reports as a crash):
  *   - every job without `invalid` has a key that connect_job_key_is_safe() accepts and that
- *     equals the served "key" (no NUL inside), a status in 0..1000, and a start date in
- *     1970..9999 whose year/month/day agree with start_time;
+ *     equals the served "key" (no NUL inside), a status in 0..1000, and either a date in
+ *     1970..9999 whose year/month/day agree with the field its date_source names (start_time,
+ *     end_time, queued_time), each earlier field being unusable, or date_source first_seen
+ *     with no usable field at all;
+ *   - the stream parser (connect_stream_*), fed the same bytes in pieces whose sizes come
+ *     from the input itself, accepts exactly what the whole-buffer parse accepts and hands
+ *     over the same jobs in order; each element's raw bytes parse back to the same job;
  *   - the <key>.json record and the error record end in one newline and parse back, strictly,
  *     to the served objects;
  *   - a job URL percent-encodes the key into exactly one path segment that decodes back;
@@ -125,14 +130,31 @@ static void check_job(const struct job *j, size_t i)
 
         CHECK(j->status >= 0 && j->status <= 1000);
         CHECK(connect_job_is_due(j) == (j->status == 2 || j->status == 3));
-        CHECK(j->year >= 1970 && j->year <= 9999);
-        CHECK(j->month >= 1 && j->month <= 12);
-        CHECK(j->day >= 1 && j->day <= 31);
-        time_t tt = (time_t) j->start_time;
-        CHECK(gmtime_r(&tt, &tm));
-        CHECK(tm.tm_year + 1900 == j->year && tm.tm_mon + 1 == j->month && tm.tm_mday == j->day);
-        CHECK(json_object_object_get_ex(j->obj, "start_time", &v));
-        CHECK(rfc3339_parse(json_object_get_string(v), &t) == 0 && t == j->start_time);
+        static const char *const fields[] = {"start_time", "end_time", "queued_time"};
+        for (size_t f = 0; f < 3 && f <= (size_t) j->date_source; f++) {
+                bool usable = json_object_object_get_ex(j->obj, fields[f], &v) &&
+                              json_object_is_type(v, json_type_string) &&
+                              rfc3339_parse(json_object_get_string(v), &t) == 0;
+                if (usable) {
+                        time_t tf = (time_t) t;
+                        usable = gmtime_r(&tf, &tm) && tm.tm_year + 1900 >= 1970 &&
+                                 tm.tm_year + 1900 <= 9999;
+                }
+                CHECK(usable == (f == (size_t) j->date_source));
+        }
+        if (j->date_source == JOB_DATE_FIRST_SEEN) {
+                CHECK(j->year == 0 && j->month == 0 && j->day == 0 && j->date_epoch == 0);
+        } else {
+                CHECK(j->year >= 1970 && j->year <= 9999);
+                CHECK(j->month >= 1 && j->month <= 12);
+                CHECK(j->day >= 1 && j->day <= 31);
+                time_t tt = (time_t) j->date_epoch;
+                CHECK(gmtime_r(&tt, &tm));
+                CHECK(tm.tm_year + 1900 == j->year && tm.tm_mon + 1 == j->month &&
+                      tm.tm_mday == j->day);
+                CHECK(json_object_object_get_ex(j->obj, fields[j->date_source], &v));
+                CHECK(rfc3339_parse(json_object_get_string(v), &t) == 0 && t == j->date_epoch);
+        }
 
         check_job_url(j->key);
 
@@ -163,11 +185,86 @@ static void check_job(const struct job *j, size_t i)
         free(record);
 }
 
+static bool jobs_equal(const struct job *a, const struct job *b)
+{
+        if ((a->invalid == NULL) != (b->invalid == NULL) ||
+            (a->invalid && strcmp(a->invalid, b->invalid) != 0))
+                return false;
+        if ((a->key == NULL) != (b->key == NULL) || (a->key && strcmp(a->key, b->key) != 0))
+                return false;
+        return a->status == b->status && a->date_source == b->date_source &&
+               a->date_epoch == b->date_epoch && a->year == b->year && a->month == b->month &&
+               a->day == b->day && json_object_equal(a->obj, b->obj);
+}
+
+/* What the stream hands over, compared as it comes with the whole-buffer result. */
+struct stream_check {
+        const struct job_list *whole; /* NULL when the whole parse refused the body */
+        size_t n;
+};
+
+static int stream_element(void *userdata, const char *elem, size_t len, const struct job *j)
+{
+        struct stream_check *c = userdata;
+        struct job back;
+
+        /* The raw bytes parse back alone to the same job (the daemon's spool relies on it). */
+        int r = connect_parse_element(elem, len, &back);
+        if (r == -ENOMEM)
+                return r;
+        CHECK(r == 0 && jobs_equal(&back, j));
+        connect_job_done(&back);
+        /* A refused body may still hand over its good first elements: only the end decides. */
+        if (c->whole) {
+                CHECK(c->n < c->whole->n_jobs);
+                CHECK(jobs_equal(j, &c->whole->jobs[c->n]));
+        }
+        c->n++;
+        return 0;
+}
+
+static void fuzz_stream(const char *body, size_t len, const struct job_list *whole, int rw)
+{
+        struct stream_check c = {.whole = rw == 0 ? whole : NULL};
+        struct connect_stream *s;
+        uint32_t h = 2166136261u;
+        size_t off = 0;
+        int r = 0;
+
+        if (connect_stream_new(stream_element, &c, &s) < 0)
+                return;
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (uint8_t) body[i]) * 16777619u;
+        while (off < len && r == 0) {
+                /* Piece sizes 0..16 from an FNV hash of the input, so a crash reproduces. */
+                h = h * 1103515245u + 12345u;
+                size_t n = (h >> 16) % 17;
+                if (n > len - off)
+                        n = len - off;
+                r = connect_stream_feed(s, body + off, n);
+                off += n;
+        }
+        if (r == 0)
+                r = connect_stream_finish(s);
+        if (r == -EFBIG) {
+                CHECK(len > CONNECT_JOB_MAX); /* an element over the cap: the list is refused */
+        } else if (r != -ENOMEM) {
+                if (rw == 0) {
+                        CHECK(r == 0);
+                        CHECK(c.n == whole->n_jobs && connect_stream_count(s) == c.n);
+                } else if (rw == -EBADMSG) {
+                        CHECK(r == -EBADMSG);
+                }
+        }
+        connect_stream_free(s);
+}
+
 static void fuzz_job_list(const char *body, size_t len)
 {
         struct job_list l = {NULL, 0};
         int r = connect_parse_job_list(body, len, &l);
 
+        fuzz_stream(body, len, &l, r);
         if (r < 0) {
                 CHECK(r == -EBADMSG || r == -ENOMEM);
                 CHECK(!l.jobs && l.n_jobs == 0);

@@ -86,7 +86,8 @@ static void test_fixture_2024_and_sdk(void **state)
         assert_int_equal(connect_parse_job_list(b, len, &l), 0);
         assert_int_equal(l.n_jobs, 1);
         /* 2006-01-02T15:04:05-07:00 is 22:04:05 UTC on the same day. */
-        assert_int_equal(l.jobs[0].start_time, 1136239445);
+        assert_int_equal(l.jobs[0].date_epoch, 1136239445);
+        assert_int_equal(l.jobs[0].date_source, JOB_DATE_START_TIME);
         assert_int_equal(l.jobs[0].day, 2);
         assert_false(connect_job_is_due(&l.jobs[0]));
         connect_job_list_done(&l);
@@ -118,14 +119,22 @@ static void test_due_rule(void **state)
 static void test_hostile_elements(void **state)
 {
         static const char *const invalid_reason[] = {
-                "job is not a JSON object",           "job has no string \"key\"",
-                "job has no string \"key\"",          "job key is not safe as a file name",
-                "job key is not safe as a file name", "job key is not safe as a file name",
-                "job key is not safe as a file name", "job key is not safe as a file name",
-                "job key is not safe as a file name", "job key is not safe as a file name",
-                "job has no integer \"status\"",      "job has no integer \"status\"",
-                "job status is out of range",         "job has no RFC 3339 \"start_time\"",
-                "job has no RFC 3339 \"start_time\"", NULL,
+                "job is not a JSON object",
+                "job has no string \"key\"",
+                "job has no string \"key\"",
+                "job key is not safe as a file name",
+                "job key is not safe as a file name",
+                "job key is not safe as a file name",
+                "job key is not safe as a file name",
+                "job key is not safe as a file name",
+                "job key is not safe as a file name",
+                "job key is not safe as a file name",
+                "job has no integer \"status\"",
+                "job has no integer \"status\"",
+                "job status is out of range",
+                NULL, /* dated when first seen */
+                NULL,
+                NULL,
         };
         struct job_list l;
 
@@ -155,6 +164,11 @@ static void test_hostile_elements(void **state)
                 else
                         assert_null(l.jobs[i].invalid);
         }
+        /* No usable start (or end, or queued) time: usable, dated by the caller. */
+        assert_int_equal(l.jobs[13].date_source, JOB_DATE_FIRST_SEEN);
+        assert_int_equal(l.jobs[13].year, 0);
+        assert_int_equal(l.jobs[14].date_source, JOB_DATE_FIRST_SEEN);
+        assert_int_equal(l.jobs[15].date_source, JOB_DATE_START_TIME);
         /* The embedded NUL is kept (and refused), not silently cut at "a". */
         assert_memory_equal(l.jobs[5].key, "a\0b", 3);
         connect_job_list_done(&l);
@@ -366,14 +380,373 @@ static void test_record(void **state)
         connect_job_list_done(&l);
 }
 
+/* Each way a job can lack a usable start time, and where its date comes from then. */
+static void test_date_sources(void **state)
+{
+        static const struct {
+                const char *fields;
+                enum job_date_source src;
+                int y, m, d;
+        } cases[] = {
+                {"\"start_time\":\"2024-03-01T23:30:00-02:00\",\"end_time\":\"2020-01-01T00:00:"
+                 "00Z\"",
+                 JOB_DATE_START_TIME, 2024, 3, 2},
+                /* missing */
+                {"\"end_time\":\"2024-05-06T07:08:09Z\"", JOB_DATE_END_TIME, 2024, 5, 6},
+                /* null */
+                {"\"start_time\":null,\"end_time\":\"2024-05-06T07:08:09Z\"", JOB_DATE_END_TIME,
+                 2024, 5, 6},
+                /* empty, then a null end time */
+                {"\"start_time\":\"\",\"end_time\":null,\"queued_time\":\"2023-12-31T23:59:59Z\"",
+                 JOB_DATE_QUEUED_TIME, 2023, 12, 31},
+                /* not RFC 3339 */
+                {"\"start_time\":\"yesterday\",\"queued_time\":\"2023-01-02T03:04:05.5+01:00\"",
+                 JOB_DATE_QUEUED_TIME, 2023, 1, 2},
+                /* out of the four-digit range, and a number */
+                {"\"start_time\":\"1960-01-01T00:00:00Z\",\"end_time\":1700000000",
+                 JOB_DATE_FIRST_SEEN, 0, 0, 0},
+                {"\"start_time\":null,\"end_time\":null,\"queued_time\":null", JOB_DATE_FIRST_SEEN,
+                 0, 0, 0},
+                {"\"tag\":\"run_app\"", JOB_DATE_FIRST_SEEN, 0, 0, 0},
+        };
+        static const char *const names[] = {"start_time", "end_time", "queued_time", "first_seen"};
+
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char body[512];
+                struct job j;
+                _cleanup_free_ char *rec = NULL;
+                struct json_object *obj, *v;
+                const struct record_info info = {.content_guid = "g", .archived_at = 0};
+                int n = snprintf(body, sizeof(body), "{\"key\":\"k%zu\",\"status\":3,%s}", i,
+                                 cases[i].fields);
+
+                assert_true(n > 0 && (size_t) n < sizeof(body));
+                assert_int_equal(connect_parse_job(body, (size_t) n, &j), 0);
+                assert_null(j.invalid);
+                assert_int_equal(j.date_source, cases[i].src);
+                assert_int_equal(j.year, cases[i].y);
+                assert_int_equal(j.month, cases[i].m);
+                assert_int_equal(j.day, cases[i].d);
+                assert_string_equal(connect_date_source_to_string(j.date_source),
+                                    names[cases[i].src]);
+                /* The record says where the date comes from. */
+                assert_int_equal(connect_build_record(&j, NULL, &info, &rec), 0);
+                obj = json_tokener_parse(rec);
+                assert_non_null(obj);
+                assert_true(json_object_object_get_ex(obj, "date_source", &v));
+                assert_string_equal(json_object_get_string(v), names[cases[i].src]);
+                json_object_put(obj);
+                connect_job_done(&j);
+        }
+}
+
+/* The stream's output, each element also parsed back from the raw bytes it was handed. */
+struct collected {
+        struct job_list l;
+        size_t cap;
+};
+
+static bool jobs_equal(const struct job *a, const struct job *b)
+{
+        if ((a->invalid == NULL) != (b->invalid == NULL) ||
+            (a->invalid && strcmp(a->invalid, b->invalid) != 0))
+                return false;
+        if ((a->key == NULL) != (b->key == NULL) || (a->key && strcmp(a->key, b->key) != 0))
+                return false;
+        return a->status == b->status && a->date_source == b->date_source &&
+               a->date_epoch == b->date_epoch && a->year == b->year && a->month == b->month &&
+               a->day == b->day && json_object_equal(a->obj, b->obj);
+}
+
+static int collect(void *userdata, const char *elem, size_t len, const struct job *j)
+{
+        struct collected *c = userdata;
+        struct job copy;
+
+        assert_int_equal(connect_parse_element(elem, len, &copy), 0);
+        assert_true(jobs_equal(&copy, j));
+        if (c->l.n_jobs == c->cap) {
+                c->cap = c->cap ? 2 * c->cap : 8;
+                c->l.jobs = realloc(c->l.jobs, c->cap * sizeof(*c->l.jobs));
+                assert_non_null(c->l.jobs);
+        }
+        c->l.jobs[c->l.n_jobs++] = copy;
+        return 0;
+}
+
+/* Feeds body in pieces: step 0 means random sizes from seed, else pieces of `step` bytes. */
+static int stream_parse(struct connect_stream *s, const char *body, size_t len, size_t step,
+                        unsigned seed)
+{
+        size_t off = 0;
+        int r = 0;
+
+        connect_stream_reset(s);
+        while (off < len && r >= 0) {
+                size_t n = step ? step : (size_t) (rand_r(&seed) % 23) + 1;
+                if (seed % 7 == 0)
+                        n = 0; /* an empty write now and then */
+                if (n > len - off)
+                        n = len - off;
+                r = connect_stream_feed(s, body + off, n);
+                off += n;
+        }
+        return r < 0 ? r : connect_stream_finish(s);
+}
+
+/* Every chunking of body gives what the whole-buffer parse gives. */
+static void check_stream_equals_whole(const char *body, size_t len)
+{
+        struct job_list whole = {0};
+        int rw = connect_parse_job_list(body, len, &whole);
+        const size_t steps[] = {0, 1, 2, 3, 7, 64, SIZE_MAX};
+
+        for (size_t k = 0; k < ELEMENTSOF(steps); k++)
+                for (unsigned seed = 1; seed <= (steps[k] == 0 ? 20u : 1u); seed++) {
+                        struct collected c = {{0}, 0};
+                        struct connect_stream *s;
+
+                        assert_int_equal(connect_stream_new(collect, &c, &s), 0);
+                        int rs = stream_parse(s, body, len,
+                                              steps[k] == SIZE_MAX ? len + 1 : steps[k], seed);
+                        if (rw < 0) {
+                                if (rs != -EBADMSG)
+                                        fail_msg("stream took what the whole parse refused: %.*s",
+                                                 (int) (len > 200 ? 200 : len), body);
+                        } else {
+                                if (rs != 0)
+                                        fail_msg("stream refused (%d) what the whole parse took: "
+                                                 "%.*s",
+                                                 rs, (int) (len > 200 ? 200 : len), body);
+                                assert_int_equal(c.l.n_jobs, whole.n_jobs);
+                                assert_int_equal(connect_stream_count(s), whole.n_jobs);
+                                for (size_t i = 0; i < whole.n_jobs; i++)
+                                        assert_true(jobs_equal(&c.l.jobs[i], &whole.jobs[i]));
+                        }
+                        connect_job_list_done(&c.l);
+                        connect_stream_free(s);
+                }
+        if (rw == 0)
+                connect_job_list_done(&whole);
+}
+
+static void test_stream_fixtures(void **state)
+{
+        static const char *const fixtures[] = {
+                "jobs-list.connectapi-2025.01.0.json",
+                "jobs-list.connectapi-2024.08.0.json",
+                "jobs-list.posit-sdk-py.json",
+        };
+
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(fixtures); i++) {
+                size_t len;
+                _cleanup_free_ char *body = read_fixture(fixtures[i], &len);
+                check_stream_equals_whole(body, len);
+        }
+}
+
+static void test_stream_documents(void **state)
+{
+        static const char *const docs[] = {
+                "",
+                " ",
+                "[",
+                "]",
+                "[]",
+                " \r\n\t[ \r\n\t] \n",
+                "[]]",
+                "[[]",
+                "[],",
+                "[] []",
+                "[1]",
+                "[1,2 , 3\n]",
+                "[1,]",
+                "[,1]",
+                "[1,,2]",
+                "[1 2]",
+                "[01]",
+                "[-]",
+                "[1.]",
+                "[1e5]",
+                "[-0.5E-3]",
+                "[1e999]",
+                "[NaN]",
+                "[-Infinity]",
+                "[Infinity]",
+                "[nul]",
+                "[null]",
+                "[true,false,null]",
+                "[truefalse]",
+                "[tru e]",
+                "[\"a\"]",
+                "[\"a\"\"b\"]",
+                "[\"a\\\"]\"]",
+                "[\"\\\\\"]",
+                "[\"]\"]",
+                "[\"\\u0000\"]",
+                "[\"\\ud800\"]",
+                "[\"\xff\"]",
+                "[\"\xc3\xa9\"]",
+                "[\"a\nb\"]",
+                "[{}]",
+                "[{]}",
+                "[{\"a\":1}{}]",
+                "[{\"a\":[1,{\"b\":\"]}\"}]}]",
+                "[{\"a\":1,}]",
+                "[{\"a\" 1}]",
+                "[{'a':1}]",
+                "[{\"key\":\"a\",\"status\":2,\"x\":NaN}]",
+                "[1]x",
+                "[1] x",
+                "x[1]",
+                "\xef\xbb\xbf[]",
+                "[\v1]",
+                "[1\f]",
+                "[1]\v",
+                "[1]\0",
+                "[\0]",
+                "[\"a\0\"]",
+                "{\"jobs\":[]}",
+                "null",
+                "\"[]\"",
+                "[[1,2],[3]]",
+                "[{\"key\":\"a\",\"key\":\"b\",\"status\":2}]",
+                "[{\"key\":\"a\",\"status\":2,\"start_time\":\"2024-01-01T00:00:00Z\"},"
+                "{\"key\":\"b\",\"status\":3},42,\"s\",null,[],{\"key\":\"..\",\"status\":2}]",
+        };
+
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(docs); i++)
+                check_stream_equals_whole(docs[i], strlen(docs[i]));
+        /* NUL bytes inside the body, where strlen would stop. */
+        check_stream_equals_whole("[1,\0]", 5);
+        check_stream_equals_whole("[\"\0\"]", 5);
+}
+
+/* The depth limit counts the array itself, as the whole parse does. */
+static void test_stream_depth(void **state)
+{
+        char body[256];
+
+        (void) state;
+        for (size_t depth = 28; depth <= 35; depth++) {
+                size_t o = 0;
+                body[o++] = '[';
+                for (size_t i = 0; i < depth; i++) {
+                        if (i % 2) {
+                                body[o++] = '[';
+                        } else {
+                                memcpy(body + o, "{\"a\":", 5);
+                                o += 5;
+                        }
+                }
+                body[o++] = '1';
+                for (size_t i = depth; i-- > 0;)
+                        body[o++] = i % 2 ? ']' : '}';
+                body[o++] = ']';
+                check_stream_equals_whole(body, o);
+        }
+}
+
+static int fail_on_third(void *userdata, const char *elem, size_t len, const struct job *j)
+{
+        size_t *n = userdata;
+
+        (void) elem;
+        (void) len;
+        (void) j;
+        return ++*n == 3 ? -ENOSPC : 0;
+}
+
+/* A callback's error stops the stream and sticks; an oversized element is refused. */
+static void test_stream_errors(void **state)
+{
+        struct connect_stream *s;
+        size_t n = 0;
+
+        (void) state;
+        assert_int_equal(connect_stream_new(fail_on_third, &n, &s), 0);
+        assert_int_equal(connect_stream_feed(s, "[1,2,3,4]", 9), -ENOSPC);
+        assert_int_equal(n, 3);
+        assert_int_equal(connect_stream_feed(s, "", 0), -ENOSPC);
+        assert_int_equal(connect_stream_finish(s), -ENOSPC);
+
+        /* A reset (an HTTP retry) starts over. */
+        n = 10;
+        connect_stream_reset(s);
+        assert_int_equal(connect_stream_feed(s, "[1,2]", 5), 0);
+        assert_int_equal(connect_stream_finish(s), 0);
+        assert_int_equal(connect_stream_count(s), 2);
+
+        /* One element over CONNECT_JOB_MAX, fed in pieces. */
+        connect_stream_reset(s);
+        char *big = malloc(64 * 1024);
+        assert_non_null(big);
+        memset(big, ' ', 64 * 1024);
+        big[0] = '"';
+        assert_int_equal(connect_stream_feed(s, "[", 1), 0);
+        int r = 0;
+        for (size_t fed = 0; r == 0 && fed <= CONNECT_JOB_MAX; fed += 64 * 1024) {
+                r = connect_stream_feed(s, big, 64 * 1024);
+                big[0] = ' ';
+        }
+        assert_int_equal(r, -EFBIG);
+        free(big);
+        connect_stream_free(s);
+}
+
+/* A large list in random pieces: every element arrives, in order. */
+static void test_stream_large(void **state)
+{
+        const size_t n_jobs = 5000;
+        size_t cap = n_jobs * 160 + 16, len = 0;
+        _cleanup_free_ char *body = malloc(cap);
+        struct collected c = {{0}, 0};
+        struct connect_stream *s;
+
+        (void) state;
+        assert_non_null(body);
+        body[len++] = '[';
+        for (size_t i = 0; i < n_jobs; i++)
+                len += (size_t) snprintf(body + len, cap - len,
+                                         "%s{\"key\":\"job%06zu\",\"status\":%d,\"start_time\":"
+                                         "\"2024-02-%02zuT10:00:00Z\",\"log\":\"a\\\"]}\"}",
+                                         i ? ",\n" : "", i, (int) (i % 4), i % 28 + 1);
+        body[len++] = ']';
+        assert_int_equal(connect_stream_new(collect, &c, &s), 0);
+        assert_int_equal(stream_parse(s, body, len, 0, 42), 0);
+        assert_int_equal(c.l.n_jobs, n_jobs);
+        for (size_t i = 0; i < n_jobs; i++) {
+                char key[16];
+                (void) snprintf(key, sizeof(key), "job%06zu", i);
+                assert_string_equal(c.l.jobs[i].key, key);
+                assert_int_equal(c.l.jobs[i].day, (int) (i % 28 + 1));
+        }
+        connect_job_list_done(&c.l);
+        connect_stream_free(s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_fixture_2025),  cmocka_unit_test(test_fixture_2024_and_sdk),
-                cmocka_unit_test(test_due_rule),      cmocka_unit_test(test_hostile_elements),
-                cmocka_unit_test(test_long_key),      cmocka_unit_test(test_bad_documents),
-                cmocka_unit_test(test_error_record),  cmocka_unit_test(test_urls),
-                cmocka_unit_test(test_error_message), cmocka_unit_test(test_record),
+                cmocka_unit_test(test_fixture_2025),
+                cmocka_unit_test(test_fixture_2024_and_sdk),
+                cmocka_unit_test(test_due_rule),
+                cmocka_unit_test(test_hostile_elements),
+                cmocka_unit_test(test_long_key),
+                cmocka_unit_test(test_bad_documents),
+                cmocka_unit_test(test_error_record),
+                cmocka_unit_test(test_urls),
+                cmocka_unit_test(test_error_message),
+                cmocka_unit_test(test_record),
+                cmocka_unit_test(test_date_sources),
+                cmocka_unit_test(test_stream_fixtures),
+                cmocka_unit_test(test_stream_documents),
+                cmocka_unit_test(test_stream_depth),
+                cmocka_unit_test(test_stream_errors),
+                cmocka_unit_test(test_stream_large),
                 cmocka_unit_test(test_list_404_hint),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,7 +49,8 @@ static void test_single_job_fixture(void **state)
         assert_null(j.invalid);
         assert_string_equal(j.key, "QBZ5jkKfmf9iT9k8");
         assert_int_equal(j.status, JOB_FINALIZED);
-        assert_int_equal(j.start_time, 1732573062); /* 2024-11-25T22:17:42Z */
+        assert_int_equal(j.date_source, JOB_DATE_START_TIME);
+        assert_int_equal(j.date_epoch, 1732573062); /* 2024-11-25T22:17:42Z */
         connect_job_detail(&j, &d);
         assert_string_equal(d.id, "40096649");
         assert_string_equal(d.tag, "run_app");
@@ -79,7 +80,7 @@ static void test_single_job_sdk_fixture(void **state)
         assert_true(d.has_end_time);
         assert_true(d.has_exit_code);
         assert_int_equal(d.exit_code, 0);
-        assert_true(d.end_time >= j.start_time);
+        assert_true(d.end_time >= j.date_epoch);
         connect_job_done(&j);
 }
 
