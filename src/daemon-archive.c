@@ -1,0 +1,139 @@
+/*
+ * The daemon's side of the archive: opening, locking and sweeping it at start, committing the
+ * batch, retention (the cutoff and the prune), and the disk guard (min_free_mb).
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "config.h"
+#include "daemon-internal.h"
+#include "log.h"
+#include "util.h"
+
+/* Retention: a job dated before the cutoff day is past the window and is not fetched. */
+bool job_is_expired(const struct daemon *d, const struct archive_loc *j)
+{
+        if (d->config->retention_days == 0)
+                return false;
+        return j->year * 10000 + j->month * 100 + j->day <
+               d->cutoff_year * 10000 + d->cutoff_month * 100 + d->cutoff_day;
+}
+
+/* Moves the retention cutoff to today minus retention_days and prunes what fell out. */
+void retention_run(struct daemon *d)
+{
+        unsigned removed = 0;
+        struct tm tm;
+        int r;
+
+        if (d->config->retention_days == 0)
+                return;
+        time_t cutoff = (time_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC) -
+                        (time_t) d->config->retention_days * 86400;
+        if (!gmtime_r(&cutoff, &tm))
+                return;
+        d->cutoff_year = tm.tm_year + 1900;
+        d->cutoff_month = tm.tm_mon + 1;
+        d->cutoff_day = tm.tm_mday;
+        r = archive_prune(d->archive, d->cutoff_year, d->cutoff_month, d->cutoff_day, &removed);
+        if (r < 0)
+                (void) log_errno(LOG_WARNING, r,
+                                 "retention: cannot prune everything before %04d-%02d-%02d: %m; "
+                                 "will retry",
+                                 d->cutoff_year, d->cutoff_month, d->cutoff_day);
+        if (removed > 0)
+                log_printf(LOG_NOTICE, "retention: removed %u day folders before %04d-%02d-%02d",
+                           removed, d->cutoff_year, d->cutoff_month, d->cutoff_day);
+}
+
+/*
+ * The disk guard: below min_free_mb no new job starts (jobs already streaming finish or fail
+ * and are retried); polls resume by themselves once space returns. Returns true when low.
+ */
+bool disk_check(struct daemon *d)
+{
+        struct statvfs st;
+        bool low;
+
+        if (d->config->min_free_mb == 0 || fstatvfs(archive_root_fd(d->archive), &st) < 0)
+                low = false;
+        else {
+                uint64_t free_mb = (uint64_t) st.f_bavail * st.f_frsize / (1024 * 1024);
+                low = free_mb < d->config->min_free_mb;
+                d->free_mb = free_mb;
+                if (low && !d->disk_low) {
+                        log_printf(LOG_WARNING,
+                                   "only %" PRIu64 " MB free in %s (min_free_mb is %" PRIu64
+                                   "): archiving paused until space returns",
+                                   free_mb, d->config->archive_dir, d->config->min_free_mb);
+                } else if (!low && d->disk_low) {
+                        log_printf(LOG_NOTICE, "%" PRIu64 " MB free in %s again: archiving resumes",
+                                   free_mb, d->config->archive_dir);
+                }
+        }
+        if (low != d->disk_low)
+                d->status_dirty = true;
+        d->disk_low = low;
+        return low;
+}
+
+int daemon_archive_setup(struct daemon *d)
+{
+        unsigned removed = 0;
+        int r;
+
+        r = archive_open(d->config->archive_dir, d->config->compression_level, ARCHIVE_THREADS_AUTO,
+                         &d->archive);
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "cannot open the archive directory %s: %m",
+                                 d->config->archive_dir);
+        /* One writer per archive, before the sweep: another writer's temporaries are live. */
+        pid_t holder = 0;
+        r = archive_lock(d->archive, &holder);
+        if (r == -EBUSY) {
+                char pid[32] = "unknown";
+                if (holder > 0)
+                        (void) snprintf(pid, sizeof(pid), "%ld", (long) holder);
+                log_printf(LOG_ERR,
+                           "archive %s is in use by another connect-job-archiver (PID %s); "
+                           "only one may write to an archive at a time, so this one exits",
+                           d->config->archive_dir, pid);
+                return r;
+        }
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "cannot lock the archive %s/%s: %m",
+                                 d->config->archive_dir, ARCHIVE_LOCK_NAME);
+        unsigned threads = archive_threads(d->archive);
+        if (threads > 0)
+                log_printf(LOG_INFO, "compressing on %u threads", threads);
+        else
+                log_printf(LOG_INFO, "compressing on the main thread (one CPU)");
+        r = archive_sweep_temporaries(d->archive, &removed);
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "cannot sweep temporaries in %s: %m",
+                                 d->config->archive_dir);
+        if (removed > 0)
+                log_printf(LOG_NOTICE, "removed %u temporary files left by an earlier run",
+                           removed);
+        d->batch = archive_batch_new(d->archive);
+        if (!d->batch)
+                return log_errno(LOG_ERR, -ENOMEM, "out of memory");
+        return 0;
+}
+
+void batch_commit(struct daemon *d)
+{
+        int r;
+
+        if (archive_batch_size(d->batch) == 0)
+                return;
+        r = archive_batch_commit(d->batch);
+        if (r < 0)
+                (void) log_errno(LOG_ERR, r, "cannot commit archived jobs to %s: %m",
+                                 d->config->archive_dir);
+}

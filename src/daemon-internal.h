@@ -1,0 +1,198 @@
+#pragma once
+
+/*
+ * The daemon's private header: the state its files share (systemd's resolved-manager.h
+ * pattern). Nothing outside src/daemon*.c includes it, except the unit tests of the pure parts
+ * (daemon-schedule.c). The public interface is include/daemon.h.
+ *
+ *   daemon.c           new/free, the loop turn, signals, --once, the service loop, reload
+ *   daemon-item.c      per-item polling: the job list stream, its results, failures in a row,
+ *                      stuck jobs, feeding spooled jobs to tasks, the item list for a config
+ *   daemon-spool.c     the spool: the raw bytes of a list's jobs to act on, in an unlinked file
+ *   daemon-job.c       one job's pipeline: start -> error record -> download -> compressed ->
+ *                      queued -> committed, plus failure and freeing
+ *   daemon-archive.c   the daemon's side of the archive: open/lock/sweep, batch commits,
+ *                      retention and the disk guard
+ *   daemon-schedule.c  when items poll: the first-poll spread and the due scan, pure functions
+ *   daemon-report.c    what the daemon says: job log lines, reasons, the status line, metrics
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "archive.h"
+#include "connect.h"
+#include "http.h"
+#include "macro.h"
+#include "notify.h"
+
+struct config;
+struct config_content;
+struct lh_table;
+
+/* Commit a batch once it holds this many jobs, or once its oldest job waited this long. */
+#define BATCH_MAX_JOBS 256
+#define BATCH_MAX_USEC (1 * USEC_PER_SEC)
+/*
+ * Flat memory: a job list is parsed as it arrives, and the jobs to archive wait as raw bytes
+ * in a spool file (see on_list_done), so a list costs the same memory whatever its length.
+ * At most TASKS_MAX jobs are live (parsed, with their requests) at once, across items: more
+ * than a batch, so that downloads go on while a full batch commits.
+ */
+#ifndef TASKS_MAX
+#define TASKS_MAX (2 * BATCH_MAX_JOBS)
+#endif
+/* Items holding a spool at once (an open file each); more wait to be polled. */
+#define SPOOLS_MAX 64
+/* The spool's write buffer while a list arrives. */
+#define SPOOL_BUFFER (64 * 1024)
+/* A job failing this many polls in a row is reported as stuck (log line and metric). */
+#define STUCK_AFTER_FAILURES 5
+/* How often the service checks free space, and prunes past the retention window. */
+#define DISK_CHECK_EVERY_USEC (5 * USEC_PER_SEC)
+#define RETENTION_EVERY_USEC  (3600 * USEC_PER_SEC)
+/* A request is tried this often in one cycle before the job waits for the next cycle. */
+#define HTTP_MAX_ATTEMPTS 4
+
+struct daemon_stats {
+        uint64_t jobs_archived;
+        uint64_t jobs_failed;  /* jobs that could not be archived (this run) */
+        uint64_t items_failed; /* job lists that could not be fetched or parsed */
+        uint64_t bytes_in;     /* uncompressed log bytes */
+        uint64_t bytes_out;    /* gzip bytes written */
+};
+
+/* One watched content item. */
+struct item {
+        struct daemon *d;
+        char *guid;
+        char *name; /* NULL when the config gives none */
+        char *list_url;
+        bool listing;   /* its job list request is in flight */
+        unsigned tasks; /* jobs of its last list still being archived */
+        bool polled;    /* its last poll, and every job it found, is over */
+        bool removed;   /* dropped by a reload: freed once idle */
+        bool failing;   /* its last poll or one of its jobs failed */
+        uint64_t next_poll_usec;
+        uint64_t last_poll_usec; /* CLOCK_REALTIME of the last successful list, 0 if none */
+        uint64_t poll_started_usec;
+        double last_poll_seconds;
+        struct failure *failures; /* jobs that failed in a row, until archived */
+        struct item *next_retired;
+
+        /* The job list as it arrives (on_list_done says how it works). */
+        struct connect_stream *stream;
+        unsigned n_due, n_done, n_waiting, n_expired, n_invalid;
+        bool list_error; /* a job could not be located: the list is refused */
+        /* Elements to act on, "[u32 length][bytes]" each, in an unlinked file. */
+        int spool_fd;
+        char *spool_buf; /* the write buffer while the list arrives */
+        size_t spool_buf_len;
+        uint64_t spool_size, spool_read;
+        size_t n_pending; /* records in the spool not read back yet */
+        /* Jobs without a start time seen by this process: key -> struct undated. */
+        struct lh_table *undated;
+        unsigned generation; /* of the current poll, to forget jobs no longer listed */
+};
+
+/* Where a job without a usable start time goes (see job_locate). */
+struct undated {
+        int year, month, day;
+        enum job_date_source source;
+        unsigned generation;
+        char key[];
+};
+
+/* A job of an item that keeps failing: counted so that it is reported, never dropped. */
+struct failure {
+        struct failure *next;
+        unsigned count;
+        char key[]; /* as served (may be unsafe: it is only compared and escaped) */
+};
+
+/* One due job on its way into the archive. */
+struct task {
+        struct daemon *d;
+        struct item *item;
+        struct job job; /* moved out of the job list */
+        struct archive_loc loc;
+        struct json_object *error; /* NULL: none (204) */
+        struct archive_file *file; /* the log being streamed, until the batch takes it */
+        bool has_log;
+        uint64_t log_bytes, gzip_bytes;
+};
+
+struct daemon {
+        struct config *config;
+        bool verbose;
+        bool once;
+        struct http_engine *http;
+        struct archive *archive;
+        struct archive_batch *batch;
+        uint64_t batch_since_usec;
+        struct item **items;
+        size_t n_items;
+        struct item *retired; /* removed by a reload, still busy */
+        struct daemon_stats stats;
+        struct notify_watchdog watchdog;
+        char problem[256]; /* what is wrong right now, for STATUS; empty when all is well */
+        uint64_t last_cycle_usec;
+        bool status_dirty;
+        size_t n_tasks;    /* jobs between their list and their commit, all items together */
+        size_t n_listing;  /* job lists in flight */
+        size_t n_spooling; /* items with a spool file open */
+        size_t feed_next;  /* the item feed_tasks() starts with */
+        int64_t start_epoch;
+        bool connect_up;
+        bool disk_low; /* free space under min_free_mb: no new jobs start */
+        uint64_t free_mb;
+        uint64_t next_disk_check_usec;
+        uint64_t next_prune_usec;
+        int cutoff_year, cutoff_month, cutoff_day; /* retention: jobs before this are gone */
+        int signal_fd;
+        bool stop;
+        bool reload;
+};
+
+/* daemon-item.c */
+int items_from_config(struct daemon *d, const struct config *c, struct item ***ret);
+void items_free_new(struct daemon *d, struct item **items, size_t n);
+void items_free(struct item **items, size_t n);
+void item_free(struct item *it);
+bool item_in(struct item *const *items, size_t n, const struct item *it);
+void item_poll(struct item *it);
+void item_idle_check(struct item *it);
+void feed_tasks(struct daemon *d);
+_printf_(3, 4) void job_failed(struct item *it, const char *key, const char *fmt, ...);
+void failure_clear(struct item *it, const char *key);
+size_t stuck_jobs(const struct daemon *d);
+
+/* daemon-spool.c */
+int spool_add(struct item *it, const char *elem, size_t len);
+int spool_flush(struct item *it);
+int spool_reset(struct item *it);
+int spool_next(struct item *it, char **ret, size_t *ret_len);
+void spool_close(struct item *it);
+
+/* daemon-job.c */
+void task_start(struct item *it, struct job *job, const struct archive_loc *loc);
+
+/* daemon-archive.c */
+int daemon_archive_setup(struct daemon *d);
+void batch_commit(struct daemon *d);
+bool job_is_expired(const struct daemon *d, const struct archive_loc *j);
+void retention_run(struct daemon *d);
+bool disk_check(struct daemon *d);
+
+/* daemon-schedule.c: pure functions of "now" (tests/unit/test_schedule.c). */
+uint64_t schedule_first_poll(uint64_t start_usec, uint64_t interval_usec, size_t i, size_t n);
+size_t schedule_next_due(struct item *const *items, size_t n, size_t from, uint64_t now_usec,
+                         uint64_t *deadline_usec);
+
+/* daemon-report.c */
+_printf_(4, 5) void log_job(int prio, const struct item *it, const char *key, const char *fmt, ...);
+const char *result_reason(const struct http_result *res, const char *list_server, char *buf,
+                          size_t size);
+void status_update(struct daemon *d);
+void daemon_metrics_update(struct daemon *d);

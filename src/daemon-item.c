@@ -1,0 +1,600 @@
+/*
+ * Per-item polling: an item's job list, parsed as it arrives (list_element), its results
+ * (on_list_done), jobs without a start time (job_locate), jobs failing in a row, and feeding
+ * the spooled jobs to tasks (feed_tasks); the item list a config makes, kept across reloads.
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <json-c/linkhash.h>
+
+#include "config.h"
+#include "daemon-internal.h"
+#include "log.h"
+#include "util.h"
+
+void item_free(struct item *it)
+{
+        if (!it)
+                return;
+        spool_close(it);
+        connect_stream_free(it->stream);
+        if (it->undated)
+                lh_table_free(it->undated);
+        while (it->failures) {
+                struct failure *f = it->failures;
+                it->failures = f->next;
+                free(f);
+        }
+        free(it->guid);
+        free(it->name);
+        free(it->list_url);
+        free(it);
+}
+
+void item_idle_check(struct item *it)
+{
+        struct daemon *d = it->d;
+
+        if (it->listing || it->tasks > 0 || it->n_pending > 0)
+                return;
+        if (it->removed) {
+                for (struct item **pp = &d->retired; *pp; pp = &(*pp)->next_retired)
+                        if (*pp == it) {
+                                *pp = it->next_retired;
+                                break;
+                        }
+                item_free(it);
+                return;
+        }
+        it->polled = true;
+        d->last_cycle_usec = now_usec(CLOCK_MONOTONIC);
+        it->last_poll_seconds =
+                (double) (d->last_cycle_usec - it->poll_started_usec) / (double) USEC_PER_SEC;
+        d->status_dirty = true;
+        if (!d->once)
+                it->next_poll_usec = d->last_cycle_usec +
+                                     (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+}
+
+/* Counts one more failure of key in a row; returns the count (0 on out-of-memory). */
+static unsigned failure_count(struct item *it, const char *key)
+{
+        struct failure *f;
+
+        for (f = it->failures; f; f = f->next)
+                if (strcmp(f->key, key) == 0)
+                        return ++f->count;
+        f = malloc(sizeof(*f) + strlen(key) + 1);
+        if (!f)
+                return 0;
+        f->count = 1;
+        strcpy(f->key, key);
+        f->next = it->failures;
+        it->failures = f;
+        return 1;
+}
+
+void failure_clear(struct item *it, const char *key)
+{
+        for (struct failure **pp = &it->failures; *pp; pp = &(*pp)->next)
+                if (strcmp((*pp)->key, key) == 0) {
+                        struct failure *f = *pp;
+                        *pp = f->next;
+                        free(f);
+                        return;
+                }
+}
+
+/*
+ * Reports one failure of a job and counts it. The first few failures in a row are warnings;
+ * the STUCK_AFTER_FAILURES-th is an error saying it keeps failing; after that the job is
+ * still retried every poll, but only debug lines and the metric speak of it, so a job that
+ * can never be archived does not flood the journal.
+ */
+_printf_(3, 4) void job_failed(struct item *it, const char *key, const char *fmt, ...)
+{
+        struct daemon *d = it->d;
+        char msg[768];
+        va_list ap;
+        unsigned n;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (d->stop) {
+                log_job(LOG_DEBUG, it, key, "%s (stopping)", msg);
+                return;
+        }
+        d->stats.jobs_failed++;
+        it->failing = true;
+        n = d->once ? 1 : failure_count(it, key);
+        if (n < STUCK_AFTER_FAILURES)
+                log_job(LOG_WARNING, it, key, "%s; will retry next cycle", msg);
+        else if (n == STUCK_AFTER_FAILURES)
+                log_job(LOG_ERR, it, key, "%s; failed %u polls in a row, still retrying every poll",
+                        msg, n);
+        else
+                log_job(LOG_DEBUG, it, key, "%s; failed %u polls in a row", msg, n);
+}
+
+size_t stuck_jobs(const struct daemon *d)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < d->n_items; i++)
+                for (const struct failure *f = d->items[i]->failures; f; f = f->next)
+                        n += f->count >= STUCK_AFTER_FAILURES;
+        return n;
+}
+
+static void undated_free(struct lh_entry *e)
+{
+        free(lh_entry_v(e));
+}
+
+/*
+ * Where a due job goes, and whether it is archived already. A job with a usable start time
+ * goes under that date (the contract's rule) and is archived when its record is there.
+ *
+ * A job without one is dated by its end time, else its queued time, else the day it was
+ * first seen (connect.c), and the last of these moves with the calendar: a job first seen
+ * on the 1st and archived then would be looked for under the 2nd by a poll on the 2nd, and
+ * fetched again. So such jobs are never looked up by their computed date alone:
+ *   - The first time this process sees one, it walks the item's day folders for the key's
+ *     record (archive_find_job): found, the job is archived, under that date; not found, it
+ *     has never been archived (a record is the only mark of an archived job), and its date is
+ *     fixed now.
+ *   - Either way the date is remembered for the process's lifetime (it->undated; forgotten
+ *     once the job leaves Connect's list), so later polls, retries on a later day, and the
+ *     task reading the job back from the spool all use that date and never walk again.
+ * A restart forgets, and the walk runs again once per such job: a job archived before is
+ * still found under whatever date it got; one never archived is dated by the day of the
+ * restart, which is the day this process first saw it. Hence no job is archived twice,
+ * short of its record being removed (by hand, or by retention once its day folder is past
+ * the window; a restarted process would then archive it again under a new day, if Connect
+ * still lists it). The walk costs one look per day folder of the item, only for these rare
+ * jobs and once per process. A job that has a start time never takes this path.
+ * Returns 0, or -errno when the walk failed or memory ran out.
+ */
+static int job_locate(struct item *it, const struct job *j, struct archive_loc *ret_loc,
+                      enum job_date_source *ret_source, bool *ret_archived)
+{
+        struct daemon *d = it->d;
+        struct archive_loc loc = {it->guid, j->year, j->month, j->day, j->key};
+        struct undated *u;
+        int r;
+
+        if (j->date_source == JOB_DATE_START_TIME) {
+                *ret_loc = loc;
+                *ret_source = j->date_source;
+                *ret_archived = archive_job_is_archived(d->archive, &loc);
+                return 0;
+        }
+        if (it->undated && lh_table_lookup_ex(it->undated, j->key, (void **) &u)) {
+                u->generation = it->generation;
+                loc.year = u->year;
+                loc.month = u->month;
+                loc.day = u->day;
+                *ret_loc = loc;
+                *ret_source = u->source;
+                *ret_archived = archive_job_is_archived(d->archive, &loc);
+                return 0;
+        }
+        if (!it->undated) {
+                it->undated = lh_kchar_table_new(16, undated_free);
+                if (!it->undated)
+                        return -ENOMEM;
+        }
+        u = malloc(sizeof(*u) + strlen(j->key) + 1);
+        if (!u)
+                return -ENOMEM;
+        strcpy(u->key, j->key);
+        u->generation = it->generation;
+        u->source = j->date_source;
+        if (j->date_source == JOB_DATE_FIRST_SEEN) {
+                time_t now = (time_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC);
+                struct tm tm;
+                if (!gmtime_r(&now, &tm)) {
+                        free(u);
+                        return -EOVERFLOW;
+                }
+                loc.year = tm.tm_year + 1900;
+                loc.month = tm.tm_mon + 1;
+                loc.day = tm.tm_mday;
+        }
+        struct archive_loc found;
+        r = archive_find_job(d->archive, it->guid, j->key, &found);
+        if (r < 0) {
+                free(u);
+                return r;
+        }
+        if (r > 0) {
+                loc.year = found.year;
+                loc.month = found.month;
+                loc.day = found.day;
+        }
+        u->year = loc.year;
+        u->month = loc.month;
+        u->day = loc.day;
+        if (lh_table_insert(it->undated, u->key, u) < 0) {
+                free(u);
+                return -ENOMEM;
+        }
+        *ret_loc = loc;
+        *ret_source = u->source;
+        *ret_archived = r > 0;
+        return 0;
+}
+
+/* After a whole, valid list: forgets the undated jobs it no longer holds. */
+static void undated_sweep(struct item *it)
+{
+        struct lh_entry *e, *tmp;
+
+        if (!it->undated)
+                return;
+        lh_foreach_safe(it->undated, e, tmp)
+        {
+                const struct undated *u = lh_entry_v(e);
+                if (u->generation != it->generation)
+                        (void) lh_table_delete_entry(it->undated, e);
+        }
+}
+
+/* Drops the jobs an item has not started yet: the next poll finds them again. */
+static void item_drop_pending(struct item *it)
+{
+        spool_close(it);
+        item_idle_check(it);
+}
+
+/*
+ * Each element of a list as it arrives: what need not be acted on (active, past retention,
+ * archived before) is counted and dropped; a job to archive, or an invalid one to report,
+ * goes to the spool, acted on once the whole list has come and is valid.
+ */
+static int list_element(void *userdata, const char *elem, size_t len, const struct job *j)
+{
+        struct item *it = userdata;
+        struct archive_loc loc;
+        enum job_date_source source;
+        bool archived;
+        int r;
+
+        if (j->invalid) {
+                it->n_invalid++;
+                return spool_add(it, elem, len);
+        }
+        if (!connect_job_is_due(j)) {
+                it->n_waiting++;
+                return 0;
+        }
+        r = job_locate(it, j, &loc, &source, &archived);
+        if (r < 0) {
+                /* Retried with the next poll, which must not take the list as complete. */
+                if (r != -ENOMEM)
+                        job_failed(it, j->key, "cannot look for the job in %s/%s: %s",
+                                   it->d->config->archive_dir, it->guid, strerror(-r));
+                it->list_error = true;
+                return r == -ENOMEM ? r : 0;
+        }
+        if (job_is_expired(it->d, &loc)) {
+                it->n_expired++;
+                return 0;
+        }
+        if (archived) {
+                it->n_done++;
+                return 0;
+        }
+        it->n_due++;
+        return spool_add(it, elem, len);
+}
+
+static int list_sink_begin(void *userdata)
+{
+        struct item *it = userdata;
+
+        connect_stream_reset(it->stream);
+        it->n_due = it->n_done = it->n_waiting = it->n_expired = it->n_invalid = 0;
+        it->list_error = false;
+        return spool_reset(it);
+}
+
+static int list_sink_write(void *userdata, const void *data, size_t len)
+{
+        struct item *it = userdata;
+
+        return connect_stream_feed(it->stream, data, len);
+}
+
+static const struct http_sink list_sink = {
+        .begin = list_sink_begin,
+        .write = list_sink_write,
+};
+
+/* Why a streamed list was refused, in words. */
+static const char *list_error_reason(struct item *it, int r, char *buf, size_t size)
+{
+        switch (r) {
+        case -EBADMSG:
+                return "the job list is not a JSON array";
+        case -EFBIG:
+                (void) snprintf(buf, size,
+                                "cannot list jobs: a job in the list is too large (over %u MiB), "
+                                "refused",
+                                CONNECT_JOB_MAX / (1024 * 1024));
+                return buf;
+        case -ENOMEM:
+                return "out of memory parsing the job list";
+        default:
+                (void) snprintf(buf, size, "cannot keep the job list in a temporary file: %s",
+                                strerror(-r));
+                return buf;
+        }
+}
+
+/*
+ * The end of a job list. Its body went through the stream as it came (list_element), so
+ * memory never held more than one element and the bytes of the jobs to act on are in the
+ * spool. Only now, the list being whole and valid, do they start: feed_tasks() reads them
+ * back a few at a time as live tasks commit. An invalid body refuses the whole list.
+ */
+static void on_list_done(void *userdata, const struct http_result *res)
+{
+        struct item *it = userdata;
+        struct daemon *d = it->d;
+        char why[512];
+        int r;
+
+        d->n_listing--;
+        it->listing = false;
+        /* Connect is "up" when it answered, even with a refusal; not when it failed to. */
+        d->connect_up = res->status > 0 && res->status < 500;
+        if (res->outcome != HTTP_OK && d->stop) {
+                item_drop_pending(it);
+                return;
+        }
+        r = 0;
+        if (res->outcome == HTTP_OK)
+                r = connect_stream_finish(it->stream);
+        else if (res->sink_error < 0 && res->status >= 200 && res->status < 300)
+                r = res->sink_error; /* the stream refused the body, or the spool failed */
+        size_t n_listed = connect_stream_count(it->stream);
+        /* A thousand idle items need not keep a parser each between polls. */
+        connect_stream_free(it->stream);
+        it->stream = NULL;
+        if (res->outcome != HTTP_OK && r == 0) {
+                it->failing = true;
+                log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
+                        result_reason(res, d->config->server_url, why, sizeof(why)));
+                d->stats.items_failed++;
+                if (res->outcome == HTTP_AUTH)
+                        (void) snprintf(d->problem, sizeof(d->problem), "%s",
+                                        res->status == 401 ? "Connect rejects the API key"
+                                                           : "the API key lacks rights");
+                else if (res->status == 0)
+                        (void) snprintf(d->problem, sizeof(d->problem),
+                                        "Connect unreachable: %.200s", why);
+                item_drop_pending(it);
+                return;
+        }
+        it->failing = false;
+        it->last_poll_usec = now_usec(CLOCK_REALTIME);
+        d->problem[0] = '\0';
+        if (r >= 0 && it->spool_fd >= 0)
+                r = spool_flush(it);
+        if (r < 0) {
+                it->failing = true;
+                log_job(LOG_WARNING, it, NULL, "%s; will retry next cycle",
+                        list_error_reason(it, r, why, sizeof(why)));
+                d->stats.items_failed++;
+                item_drop_pending(it);
+                return;
+        }
+        free(it->spool_buf); /* written: only read back from here on */
+        it->spool_buf = NULL;
+        if (!it->list_error)
+                undated_sweep(it);
+        log_job(LOG_DEBUG, it, NULL,
+                "%zu jobs listed: %u to archive, %u archived before, %u active, %u past "
+                "retention, %u invalid",
+                n_listed, it->n_due, it->n_done, it->n_waiting, it->n_expired, it->n_invalid);
+        /* Low on disk or stopping: leave the jobs for a poll after space returns. */
+        if (d->disk_low || d->stop || it->removed) {
+                item_drop_pending(it);
+                return;
+        }
+        if (it->n_pending == 0)
+                spool_close(it);
+        item_idle_check(it);
+}
+
+/* Acts on the next spooled element of it: reports an invalid job, or starts a task. */
+static void item_feed_one(struct item *it)
+{
+        struct daemon *d = it->d;
+        _cleanup_free_ char *elem = NULL;
+        struct archive_loc loc;
+        enum job_date_source source;
+        struct job j;
+        size_t len;
+        bool archived;
+        int r;
+
+        r = spool_next(it, &elem, &len);
+        if (r < 0) {
+                log_job(LOG_WARNING, it, NULL,
+                        "cannot read the job list back from its temporary file: %s; will "
+                        "retry next cycle",
+                        strerror(-r));
+                it->failing = true;
+                d->stats.items_failed++;
+                item_drop_pending(it);
+                return;
+        }
+        r = connect_parse_element(elem, len, &j);
+        if (r < 0) {
+                /* It parsed when it came: only memory can fail here. */
+                job_failed(it, "(none)", "out of memory reading the job back");
+        } else if (j.invalid) {
+                job_failed(it, j.key ? j.key : "(none)", "skipped: %s", j.invalid);
+                connect_job_done(&j);
+        } else {
+                r = job_locate(it, &j, &loc, &source, &archived);
+                if (r < 0) {
+                        job_failed(it, j.key, "cannot look for the job in %s/%s: %s",
+                                   d->config->archive_dir, it->guid, strerror(-r));
+                        connect_job_done(&j);
+                } else {
+                        j.date_source = source;
+                        task_start(it, &j, &loc);
+                }
+        }
+        if (it->n_pending == 0)
+                item_drop_pending(it); /* closes the spool; the item is idle once its tasks end */
+}
+
+/*
+ * Starts spooled jobs while fewer than TASKS_MAX are live, one item after the other in turn,
+ * so that the few new jobs of one item do not wait behind the hundred thousand of another.
+ */
+void feed_tasks(struct daemon *d)
+{
+        bool any = true;
+
+        while (any && d->n_tasks < TASKS_MAX && !d->stop) {
+                any = false;
+                for (size_t k = 0; k < d->n_items && d->n_tasks < TASKS_MAX; k++) {
+                        struct item *it = d->items[(d->feed_next + k) % d->n_items];
+                        if (it->n_pending == 0 || it->listing)
+                                continue;
+                        if (d->disk_low) {
+                                item_drop_pending(it);
+                                continue;
+                        }
+                        item_feed_one(it);
+                        any = true;
+                }
+                if (d->n_items > 0)
+                        d->feed_next = (d->feed_next + 1) % d->n_items;
+        }
+}
+
+void item_poll(struct item *it)
+{
+        int r;
+
+        it->polled = false;
+        it->listing = true;
+        it->d->n_listing++;
+        it->generation++;
+        it->poll_started_usec = now_usec(CLOCK_MONOTONIC);
+        r = it->stream ? 0 : connect_stream_new(list_element, it, &it->stream);
+        if (r >= 0)
+                r = http_get(it->d->http, it->list_url, &list_sink, on_list_done, it);
+        if (r < 0) {
+                it->listing = false;
+                it->d->n_listing--;
+                it->d->stats.items_failed++;
+                it->failing = true;
+                log_job(LOG_WARNING, it, NULL, "cannot request the job list: %s", strerror(-r));
+                item_idle_check(it);
+        }
+}
+
+void items_free(struct item **items, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                item_free(items[i]);
+        free(items);
+}
+
+static int item_new(struct daemon *d, const struct config *c, const struct config_content *cc,
+                    struct item **ret)
+{
+        struct item *it = calloc(1, sizeof(*it));
+
+        if (!it)
+                return -ENOMEM;
+        it->d = d;
+        it->polled = true;
+        it->spool_fd = -1;
+        it->guid = strdup(cc->guid);
+        it->name = cc->name ? strdup(cc->name) : NULL;
+        if (!it->guid || (cc->name && !it->name) ||
+            connect_jobs_url(c->server_url, it->guid, &it->list_url) < 0) {
+                item_free(it);
+                return -ENOMEM;
+        }
+        *ret = it;
+        return 0;
+}
+
+bool item_in(struct item *const *items, size_t n, const struct item *it)
+{
+        for (size_t i = 0; i < n; i++)
+                if (items[i] == it)
+                        return true;
+        return false;
+}
+
+/* Frees a list from items_from_config() that was not taken: the items it created, not the
+ * ones it shares with the running list. */
+void items_free_new(struct daemon *d, struct item **items, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!item_in(d->items, d->n_items, items[i]))
+                        item_free(items[i]);
+        free(items);
+}
+
+/*
+ * Builds the item list for config c, reusing the items of the running list whose GUID is
+ * still watched (their state and in-flight work carry over) and creating the new ones.
+ */
+int items_from_config(struct daemon *d, const struct config *c, struct item ***ret)
+{
+        struct item **items = calloc(c->n_content, sizeof(*items));
+        int r;
+
+        if (!items)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_content; i++) {
+                for (size_t j = 0; j < d->n_items; j++)
+                        if (d->items[j] && strcasecmp(d->items[j]->guid, c->content[i].guid) == 0) {
+                                items[i] = d->items[j];
+                                break;
+                        }
+                if (items[i]) {
+                        /* A new name or server URL applies from the next poll on. */
+                        char *name = c->content[i].name ? strdup(c->content[i].name) : NULL;
+                        char *url = NULL;
+                        if ((c->content[i].name && !name) ||
+                            connect_jobs_url(c->server_url, items[i]->guid, &url) < 0) {
+                                free(name);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        free(items[i]->name);
+                        items[i]->name = name;
+                        free(items[i]->list_url);
+                        items[i]->list_url = url;
+                        continue;
+                }
+                r = item_new(d, c, &c->content[i], &items[i]);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = items;
+        return 0;
+fail:
+        items_free_new(d, items, c->n_content);
+        return r;
+}
