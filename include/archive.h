@@ -59,6 +59,8 @@ void archive_free(struct archive *a);
  */
 int archive_lock(struct archive *a, pid_t *reterr_pid);
 int archive_root_fd(const struct archive *a);
+/* Bytes free to an unprivileged writer on the archive's filesystem (statvfs f_bavail). */
+int archive_free_space(const struct archive *a, uint64_t *ret_bytes);
 unsigned archive_threads(const struct archive *a);
 
 /*

@@ -114,6 +114,8 @@ bool connect_job_key_is_safe(const char *key, size_t len);
 
 /* Parses an error endpoint 200 body: must be a JSON object. Returns -EBADMSG otherwise. */
 int connect_parse_error(const char *body, size_t len, struct json_object **ret);
+/* Frees what connect_parse_error() returned (NULL is fine). */
+void connect_error_free(struct json_object *error);
 
 /* "<server>/__api__/v1/content/<guid>/jobs[/<key>/<what>]" with the key percent-encoded. */
 int connect_jobs_url(const char *server, const char *guid, char **ret);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -431,6 +432,16 @@ size_t archive_pending(const struct archive *a)
 int archive_root_fd(const struct archive *a)
 {
         return a ? a->root_fd : -EBADF;
+}
+
+int archive_free_space(const struct archive *a, uint64_t *ret_bytes)
+{
+        struct statvfs st;
+
+        if (fstatvfs(a->root_fd, &st) < 0)
+                return -errno;
+        *ret_bytes = (uint64_t) st.f_bavail * st.f_frsize;
+        return 0;
 }
 
 /* ".<something>.tmp"; the shortest is "..tmp". A bare ".tmp" is not ours. */

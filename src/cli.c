@@ -12,8 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
 #include "archived.h"
 #include "cli.h"
 #include "client.h"
@@ -440,7 +438,7 @@ int cli_error(struct cli *c, const struct cli_content *ct, const char *key)
         }
         r = finish_stdout();
 out:
-        json_object_put(error);
+        connect_error_free(error);
         client_reply_done(&reply);
         return r;
 }

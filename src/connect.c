@@ -245,6 +245,11 @@ void connect_job_done(struct job *j)
         *j = (struct job){0};
 }
 
+void connect_error_free(struct json_object *error)
+{
+        json_object_put(error);
+}
+
 void connect_job_list_done(struct job_list *l)
 {
         for (size_t i = 0; i < l->n_jobs; i++)

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -57,13 +56,13 @@ void retention_run(struct daemon *d)
  */
 bool disk_check(struct daemon *d)
 {
-        struct statvfs st;
+        uint64_t free_bytes;
         bool low;
 
-        if (d->config->min_free_mb == 0 || fstatvfs(archive_root_fd(d->archive), &st) < 0)
+        if (d->config->min_free_mb == 0 || archive_free_space(d->archive, &free_bytes) < 0)
                 low = false;
         else {
-                uint64_t free_mb = (uint64_t) st.f_bavail * st.f_frsize / (1024 * 1024);
+                uint64_t free_mb = free_bytes / (1024 * 1024);
                 low = free_mb < d->config->min_free_mb;
                 d->free_mb = free_mb;
                 if (low && !d->disk_low) {

@@ -13,8 +13,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include <json-c/json.h>
-
 #include "config.h"
 #include "daemon-internal.h"
 #include "log.h"
@@ -28,7 +26,7 @@ static void task_free(struct task *t)
                 return;
         it = t->item;
         archive_file_abort(t->file);
-        json_object_put(t->error);
+        connect_error_free(t->error);
         connect_job_done(&t->job);
         free(t);
         it->tasks--;

@@ -15,6 +15,7 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,6 +359,22 @@ static void test_open_creates_missing_root(void **state)
         assert_int_equal(mode_of(path), 0750 & ~022);
         archive_free(a);
         archive_free(NULL);
+}
+
+static void test_free_space(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive *a = NULL;
+        struct statvfs st;
+        uint64_t bytes = 0, want;
+
+        assert_int_equal(archive_open(fx->root, 1, 0, &a), 0);
+        assert_int_equal(archive_free_space(a, &bytes), 0);
+        assert_int_equal(statvfs(fx->root, &st), 0);
+        want = (uint64_t) st.f_bavail * st.f_frsize;
+        /* Others write on this filesystem meanwhile: the same figure within 256 MiB. */
+        assert_true(bytes + 256 * 1024 * 1024 >= want && want + 256 * 1024 * 1024 >= bytes);
+        archive_free(a);
 }
 
 static void test_open_rejects_bad_arguments(void **state)
@@ -1726,6 +1743,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 T(test_open_creates_missing_root),
+                T(test_free_space),
                 T(test_open_rejects_bad_arguments),
                 T(test_open_rejects_read_only_root),
                 T(test_stream_round_trip_uneven_chunks),
