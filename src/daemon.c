@@ -181,7 +181,21 @@ static void stop_now(struct daemon *d)
         batch_commit(d);
 }
 
-int daemon_run_once(struct daemon *d)
+static void counts_get(const struct daemon *d, struct daemon_counts *ret)
+{
+        *ret = (struct daemon_counts){
+                .items = d->n_items,
+                .jobs_archived = d->stats.jobs_archived,
+                .jobs_failed = d->stats.jobs_failed,
+                .lists_failed = d->stats.items_failed,
+                .bytes_in = d->stats.bytes_in,
+                .bytes_out = d->stats.bytes_out,
+                .stopped = d->stop,
+                .disk_low = d->disk_low,
+        };
+}
+
+int daemon_run_once(struct daemon *d, struct daemon_counts *ret_counts)
 {
         uint64_t start = now_usec(CLOCK_MONOTONIC);
         int r;
@@ -194,7 +208,8 @@ int daemon_run_once(struct daemon *d)
         if (disk_check(d)) {
                 log_printf(LOG_ERR, "not enough free space in %s; nothing fetched",
                            d->config->archive_dir);
-                return 1;
+                counts_get(d, ret_counts);
+                return 0;
         }
         size_t next = 0;
         for (;;) {
@@ -221,7 +236,8 @@ int daemon_run_once(struct daemon *d)
                    " bytes out, %.2f s",
                    d->n_items, d->stats.jobs_archived, d->stats.jobs_failed, d->stats.items_failed,
                    d->stats.bytes_in, d->stats.bytes_out, secs);
-        return d->stop || d->stats.jobs_failed > 0 || d->stats.items_failed > 0 ? 1 : 0;
+        counts_get(d, ret_counts);
+        return 0;
 }
 
 /*

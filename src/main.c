@@ -128,6 +128,7 @@ int main(int argc, char *argv[])
         struct config_error err = {{0}};
         struct config *config = NULL;
         struct daemon *d = NULL;
+        struct daemon_counts counts = {0};
         int r;
 
         r = parse_argv(argc, argv);
@@ -170,7 +171,7 @@ int main(int argc, char *argv[])
                 return EXIT_FAILURE;
         }
         if (arg_once)
-                r = daemon_run_once(d);
+                r = daemon_run_once(d, &counts);
         else
                 r = daemon_run_forever(d, arg_config);
         daemon_free(d);
@@ -179,5 +180,8 @@ int main(int argc, char *argv[])
                 return EXIT_ARCHIVE_IN_USE;
         if (r < 0)
                 return EXIT_FAILURE;
-        return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        /* --once: 1 unless everything due was archived. */
+        if (counts.stopped || counts.disk_low || counts.jobs_failed > 0 || counts.lists_failed > 0)
+                return EXIT_FAILURE;
+        return EXIT_SUCCESS;
 }
