@@ -31,3 +31,18 @@ bool guid_is_valid(const char *s);
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
 void hex_encode(const unsigned char *in, size_t len, char *out);
+
+/* A UTC calendar day, as the archive's guid/YYYY/MM/DD folders name it; 0 for a part not given. */
+struct ymd {
+        int year, month, day;
+};
+
+/*
+ * Parses the archive's folder names: year exactly four digits, month and day (either may be
+ * NULL: 0) exactly two. Returns 0, or -EINVAL for any other shape (a sign, a space, more or
+ * fewer digits). Ranges are not checked: "00" parses as 0.
+ */
+int ymd_parse(const char *year, const char *month, const char *day, struct ymd *ret);
+
+/* Orders two days: < 0, 0 or > 0 as a is before, the same as, or after b. */
+int ymd_compare(const struct ymd *a, const struct ymd *b);

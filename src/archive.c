@@ -1417,7 +1417,7 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
         char **guids = NULL;
         size_t n_guids = 0;
         unsigned removed = 0;
-        int cutoff = year * 10000 + month * 100 + day;
+        const struct ymd cutoff = {year, month, day};
         int r;
 
         r = list_dirs_sorted(a->root_fd, is_guid_name, &guids, &n_guids);
@@ -1430,28 +1430,34 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
 
                 if (gfd < 0 || list_dirs_sorted(gfd, is_year_name, &years, &n_years) < 0)
                         continue;
-                for (size_t y = 0; y < n_years && atoi(years[y]) <= year; y++) {
-                        _cleanup_close_ int yfd = open_subdir(gfd, years[y]);
+                for (size_t y = 0; y < n_years; y++) {
+                        _cleanup_close_ int yfd = -1;
                         char **months = NULL;
                         size_t n_months = 0;
+                        struct ymd when;
 
+                        if (ymd_parse(years[y], NULL, NULL, &when) < 0 || when.year > year)
+                                break;
+                        yfd = open_subdir(gfd, years[y]);
                         if (yfd < 0 ||
                             list_dirs_sorted(yfd, is_month_or_day_name, &months, &n_months) < 0)
                                 continue;
                         for (size_t m = 0; m < n_months; m++) {
-                                int ym = atoi(years[y]) * 10000 + atoi(months[m]) * 100;
                                 _cleanup_close_ int mfd = -1;
                                 char **days = NULL;
                                 size_t n_days = 0;
 
-                                if (ym > cutoff)
+                                /* Day 0: the month is past only when all of it is. */
+                                if (ymd_parse(years[y], months[m], NULL, &when) < 0 ||
+                                    ymd_compare(&when, &cutoff) > 0)
                                         break;
                                 mfd = open_subdir(yfd, months[m]);
                                 if (mfd < 0 ||
                                     list_dirs_sorted(mfd, is_month_or_day_name, &days, &n_days) < 0)
                                         continue;
                                 for (size_t dd = 0; dd < n_days; dd++) {
-                                        if (ym + atoi(days[dd]) >= cutoff)
+                                        if (ymd_parse(years[y], months[m], days[dd], &when) < 0 ||
+                                            ymd_compare(&when, &cutoff) >= 0)
                                                 break;
                                         int e = remove_day_folder(mfd, days[dd]);
                                         if (e < 0)
@@ -1514,14 +1520,16 @@ int archive_find_job(struct archive *a, const char *guid, const char *key, struc
                         for (size_t dd = n_days; !found && dd-- > 0;) {
                                 _cleanup_close_ int dfd = open_subdir(mfd, days[dd]);
                                 struct stat st;
+                                struct ymd when;
 
                                 if (dfd >= 0 && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                                    S_ISREG(st.st_mode)) {
+                                    S_ISREG(st.st_mode) &&
+                                    ymd_parse(years[y], months[m], days[dd], &when) >= 0) {
                                         *ret = (struct archive_loc){
                                                 .guid = guid,
-                                                .year = atoi(years[y]),
-                                                .month = atoi(months[m]),
-                                                .day = atoi(days[dd]),
+                                                .year = when.year,
+                                                .month = when.month,
+                                                .day = when.day,
                                                 .key = key,
                                         };
                                         found = 1;

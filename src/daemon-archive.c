@@ -19,8 +19,9 @@ bool job_is_expired(const struct daemon *d, const struct archive_loc *j)
 {
         if (d->config->retention_days == 0)
                 return false;
-        return j->year * 10000 + j->month * 100 + j->day <
-               d->cutoff_year * 10000 + d->cutoff_month * 100 + d->cutoff_day;
+        const struct ymd when = {j->year, j->month, j->day};
+
+        return ymd_compare(&when, &d->cutoff) < 0;
 }
 
 /* Moves the retention cutoff to today minus retention_days and prunes what fell out. */
@@ -36,18 +37,16 @@ void retention_run(struct daemon *d)
                         (time_t) d->config->retention_days * 86400;
         if (!gmtime_r(&cutoff, &tm))
                 return;
-        d->cutoff_year = tm.tm_year + 1900;
-        d->cutoff_month = tm.tm_mon + 1;
-        d->cutoff_day = tm.tm_mday;
-        r = archive_prune(d->archive, d->cutoff_year, d->cutoff_month, d->cutoff_day, &removed);
+        d->cutoff = (struct ymd){tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday};
+        r = archive_prune(d->archive, d->cutoff.year, d->cutoff.month, d->cutoff.day, &removed);
         if (r < 0)
                 (void) log_errno(LOG_WARNING, r,
                                  "retention: cannot prune everything before %04d-%02d-%02d: %m; "
                                  "will retry",
-                                 d->cutoff_year, d->cutoff_month, d->cutoff_day);
+                                 d->cutoff.year, d->cutoff.month, d->cutoff.day);
         if (removed > 0)
                 log_printf(LOG_NOTICE, "retention: removed %u day folders before %04d-%02d-%02d",
-                           removed, d->cutoff_year, d->cutoff_month, d->cutoff_day);
+                           removed, d->cutoff.year, d->cutoff.month, d->cutoff.day);
 }
 
 /*

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "macro.h"
 #include "notify.h"
+#include "util.h"
 
 struct config;
 struct config_content;
@@ -149,7 +150,7 @@ struct daemon {
         uint64_t free_mb;
         uint64_t next_disk_check_usec;
         uint64_t next_prune_usec;
-        int cutoff_year, cutoff_month, cutoff_day; /* retention: jobs before this are gone */
+        struct ymd cutoff; /* retention: jobs before this day are gone */
         int signal_fd;
         bool stop;
         bool reload;

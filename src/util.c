@@ -152,6 +152,48 @@ bool guid_is_valid(const char *s)
         return true;
 }
 
+/* Exactly width decimal digits and nothing after them, into *ret; -EINVAL otherwise. */
+static int parse_digits(const char *s, size_t width, int *ret)
+{
+        int v = 0;
+
+        if (!s) {
+                *ret = 0;
+                return 0;
+        }
+        for (size_t i = 0; i < width; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + (s[i] - '0');
+        }
+        if (s[width] != '\0')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int ymd_parse(const char *year, const char *month, const char *day, struct ymd *ret)
+{
+        struct ymd v;
+
+        if (!year || parse_digits(year, 4, &v.year) < 0 || parse_digits(month, 2, &v.month) < 0 ||
+            parse_digits(day, 2, &v.day) < 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int ymd_compare(const struct ymd *a, const struct ymd *b)
+{
+        if (a->year != b->year)
+                return a->year < b->year ? -1 : 1;
+        if (a->month != b->month)
+                return a->month < b->month ? -1 : 1;
+        if (a->day != b->day)
+                return a->day < b->day ? -1 : 1;
+        return 0;
+}
+
 void hex_encode(const unsigned char *in, size_t len, char *out)
 {
         static const char hex[] = "0123456789abcdef";

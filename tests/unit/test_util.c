@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "macro.h"
 #include "util.h"
 
 static void assert_epoch(const char *s, int64_t want)
@@ -144,6 +145,61 @@ static void test_hex(void **state)
         assert_string_equal(out, "009fff");
 }
 
+static void test_ymd_parse(void **state)
+{
+        struct ymd v = {-1, -1, -1};
+
+        (void) state;
+        assert_int_equal(ymd_parse("2024", "03", "09", &v), 0);
+        assert_int_equal(v.year, 2024);
+        assert_int_equal(v.month, 3);
+        assert_int_equal(v.day, 9);
+        /* A part not given is 0: a year, or a month, as a whole. */
+        assert_int_equal(ymd_parse("0999", "12", NULL, &v), 0);
+        assert_int_equal(v.year, 999);
+        assert_int_equal(v.month, 12);
+        assert_int_equal(v.day, 0);
+        assert_int_equal(ymd_parse("2024", NULL, NULL, &v), 0);
+        assert_int_equal(v.month, 0);
+}
+
+static void test_ymd_parse_rejects(void **state)
+{
+        static const char *const bad[][3] = {
+                {"202", "01", "01"},  {"20245", "01", "01"}, {"+024", "01", "01"},
+                {" 024", "01", "01"}, {"2024", "1", "01"},   {"2024", "001", "01"},
+                {"2024", "-1", "01"}, {"2024", "01", "1a"},  {"2024", "01", ""},
+                {"2024", "0x", NULL}, {"", NULL, NULL},      {"abcd", NULL, NULL},
+        };
+        struct ymd v = {7, 7, 7};
+
+        (void) state;
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(ymd_parse(bad[i][0], bad[i][1], bad[i][2], &v), -EINVAL);
+        assert_int_equal(ymd_parse(NULL, "01", "01", &v), -EINVAL);
+        /* Nothing written on failure. */
+        assert_int_equal(v.year, 7);
+        assert_int_equal(v.month, 7);
+        assert_int_equal(v.day, 7);
+}
+
+static void test_ymd_compare(void **state)
+{
+        const struct ymd a = {2024, 3, 15}, same = {2024, 3, 15}, next_day = {2024, 3, 16},
+                         next_month = {2024, 4, 1}, prev_year = {2023, 12, 31},
+                         month_only = {2024, 3, 0}, later_month_only = {2024, 4, 0};
+
+        (void) state;
+        assert_int_equal(ymd_compare(&a, &same), 0);
+        assert_true(ymd_compare(&a, &next_day) < 0);
+        assert_true(ymd_compare(&next_day, &a) > 0);
+        assert_true(ymd_compare(&a, &next_month) < 0);
+        assert_true(ymd_compare(&prev_year, &a) < 0);
+        /* A whole month (day 0) sorts before its days: the prune's "month past" test. */
+        assert_true(ymd_compare(&month_only, &a) < 0);
+        assert_true(ymd_compare(&later_month_only, &a) > 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -154,6 +210,9 @@ int main(void)
                 cmocka_unit_test(test_guid),
                 cmocka_unit_test(test_log_escape),
                 cmocka_unit_test(test_hex),
+                cmocka_unit_test(test_ymd_parse),
+                cmocka_unit_test(test_ymd_parse_rejects),
+                cmocka_unit_test(test_ymd_compare),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
