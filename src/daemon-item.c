@@ -71,11 +71,12 @@ static unsigned failure_count(struct item *it, const char *key)
         for (f = it->failures; f; f = f->next)
                 if (strcmp(f->key, key) == 0)
                         return ++f->count;
-        f = malloc(sizeof(*f) + strlen(key) + 1);
+        size_t len = strlen(key) + 1;
+        f = malloc(sizeof(*f) + len);
         if (!f)
                 return 0;
         f->count = 1;
-        strcpy(f->key, key);
+        memcpy(f->key, key, len);
         f->next = it->failures;
         it->failures = f;
         return 1;
@@ -192,10 +193,11 @@ static int job_locate(struct item *it, const struct job *j, struct archive_loc *
                 if (!it->undated)
                         return -ENOMEM;
         }
-        u = malloc(sizeof(*u) + strlen(j->key) + 1);
+        size_t len = strlen(j->key) + 1;
+        u = malloc(sizeof(*u) + len);
         if (!u)
                 return -ENOMEM;
-        strcpy(u->key, j->key);
+        memcpy(u->key, j->key, len);
         u->generation = it->generation;
         u->source = j->date_source;
         if (j->date_source == JOB_DATE_FIRST_SEEN) {

@@ -144,9 +144,10 @@ static bool work_in_flight(const struct daemon *d)
 }
 
 /*
- * One turn of the loop: start due polls, run the HTTP engine until the next deadline, read
- * signals, commit the batch when it is full, old, or there is nothing left in flight.
- * Returns the deadline the caller computed against, for the daemon's own timers.
+ * One turn of the loop: runs the HTTP engine until deadline_usec (sooner when the batch is due),
+ * hands the compression threads' finished logs on (archive_dispatch), reads signals, and
+ * commits the batch when it is full, old, or there is nothing left in flight. The caller
+ * starts the polls and tasks. Returns 0, or -errno when the HTTP engine failed.
  */
 static int loop_turn(struct daemon *d, uint64_t deadline_usec)
 {
@@ -250,6 +251,7 @@ static void daemon_reload(struct daemon *d, const char *path)
         struct config_error err = {{0}};
         struct config *c = NULL;
         struct item **items = NULL;
+        _cleanup_free_ char *archive_dir = NULL;
         int r;
 
         notify_reloading();
@@ -267,7 +269,9 @@ static void daemon_reload(struct daemon *d, const char *path)
                 log_printf(LOG_WARNING, "archive.directory and archive.compression_level take "
                                         "effect at the next restart; keeping the running ones");
         struct http_options o = http_options_for(c, d->verbose);
-        r = items_from_config(d, c, &items);
+        /* Copied before anything changes: out of memory here keeps the running config whole. */
+        archive_dir = strdup(d->config->archive_dir);
+        r = archive_dir ? items_from_config(d, c, &items) : -ENOMEM;
         if (r >= 0)
                 r = http_engine_reconfigure(d->http, &o);
         if (r < 0) {
@@ -293,7 +297,8 @@ static void daemon_reload(struct daemon *d, const char *path)
         d->n_items = c->n_content;
         /* Keep the archive settings the archive was opened with (see above). */
         free(c->archive_dir);
-        c->archive_dir = strdup(d->config->archive_dir);
+        c->archive_dir = archive_dir;
+        archive_dir = NULL;
         c->compression_level = d->config->compression_level;
         config_free(d->config);
         d->config = c;
