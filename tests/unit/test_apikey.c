@@ -20,6 +20,7 @@
 
 #include "apikey.h"
 #include "config.h"
+#include "testutil.h"
 
 /* The name config_parse() puts in messages. */
 #define NAME "config.yaml"
@@ -32,87 +33,6 @@
 
 /* A key that must never show up in a message. */
 #define SECRET "s3cr3t-KEY-0123456789abcdefABCDEF"
-
-struct fixture {
-        char dir[64]; /* the mkdtemp folder for key files and configs */
-};
-
-/* The variables config.c and apikey.c read; each test starts without them. */
-static void clear_environment(void)
-{
-        (void) unsetenv("CONNECT_SERVER");
-        (void) unsetenv("CONNECT_API_KEY");
-        (void) unsetenv("CREDENTIALS_DIRECTORY");
-        (void) unsetenv("CJA_TEST_KEY");
-}
-
-static int setup(void **state)
-{
-        struct fixture *fx = calloc(1, sizeof(*fx));
-
-        if (!fx)
-                return -1;
-        (void) snprintf(fx->dir, sizeof(fx->dir), "/tmp/cja-test-config-XXXXXX");
-        if (!mkdtemp(fx->dir)) {
-                free(fx);
-                return -1;
-        }
-        clear_environment();
-        *state = fx;
-        return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
-static int teardown(void **state)
-{
-        struct fixture *fx = *state;
-
-        (void) nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-        clear_environment();
-        free(fx);
-        return 0;
-}
-
-static struct config *parse_ok(const char *yaml)
-{
-        struct config_error err = {{0}};
-        struct config *c = NULL;
-        int r;
-
-        r = config_parse(NAME, yaml, strlen(yaml), &c, &err);
-        if (r < 0)
-                fail_msg("unexpected rejection (%d): %s", r, err.message);
-        assert_non_null(c);
-        return c;
-}
-
-/* Writes dir/name with exactly mode and returns the path (free it). */
-static char *write_file(const char *dir, const char *name, const char *data, size_t len,
-                        mode_t mode)
-{
-        char *path = NULL;
-        int fd;
-
-        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, data, len), (ssize_t) len);
-        assert_int_equal(fchmod(fd, mode), 0);
-        assert_int_equal(close(fd), 0);
-        return path;
-}
-
-static char *write_text(const char *dir, const char *name, const char *text, mode_t mode)
-{
-        return write_file(dir, name, text, strlen(text), mode);
-}
 
 /* Resolves the key and asserts success with the given key and source. */
 static void assert_key(struct config *c, const char *key, const char *source)
@@ -166,7 +86,7 @@ static struct config *config_with_key_file(const char *path)
 }
 
 /* A key file with this text and mode gives SECRET, from "file <path>". */
-static void assert_key_file_gives_secret(struct fixture *fx, const char *text, mode_t mode)
+static void assert_key_file_gives_secret(struct tmpdir *fx, const char *text, mode_t mode)
 {
         struct config *c;
         char *path, *source = NULL;
@@ -193,7 +113,7 @@ static void test_config_key_file_group_readable_is_fine(void **state)
 
 static void test_config_key_file_readable_by_others_is_refused(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *path, *want = NULL;
 
@@ -234,7 +154,7 @@ static void test_config_key_file_readable_by_others_is_refused(void **state)
 
 static void test_config_key_file_missing_is_an_error(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *path = NULL, *want = NULL;
 
@@ -253,7 +173,7 @@ static void test_config_key_file_missing_is_an_error(void **state)
 
 static void test_config_key_file_empty_is_an_error(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *path, *want = NULL;
 
@@ -269,7 +189,7 @@ static void test_config_key_file_empty_is_an_error(void **state)
 
 static void test_config_key_file_too_large(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char big[4097], *path, *want = NULL;
 
@@ -293,7 +213,7 @@ static void test_config_key_file_too_large(void **state)
 
 static void test_config_key_file_not_regular(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *want = NULL;
 
@@ -333,7 +253,7 @@ static void test_config_key_named_variable_unset_falls_through(void **state)
 
 static void test_config_key_from_systemd_credential(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *path;
 
@@ -348,7 +268,7 @@ static void test_config_key_from_systemd_credential(void **state)
 
 static void test_config_key_credential_readable_by_others_is_refused(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *path, *want = NULL;
 
@@ -367,7 +287,7 @@ static void test_config_key_credential_readable_by_others_is_refused(void **stat
 
 static void test_config_key_credential_missing_falls_through(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
 
         /* A credentials directory without api-key (another credential only). */
@@ -420,7 +340,7 @@ static void test_config_key_not_found(void **state)
 
 static void test_config_key_precedence(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *file, *credential, *source = NULL;
 
@@ -454,7 +374,7 @@ static void test_config_key_precedence(void **state)
 
 static void test_config_key_with_inner_whitespace_is_refused(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *path, *want = NULL;
 
@@ -524,7 +444,7 @@ static void test_apikey_resolve_without_config(void **state)
 
 static void test_apikey_failure_leaves_outputs_untouched(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         char *key = UNTOUCHED_STR, *source = UNTOUCHED_STR, *path, *want = NULL;
         struct apikey_sources src = {.origin = "cli.yaml"};
@@ -544,7 +464,7 @@ static void test_apikey_failure_leaves_outputs_untouched(void **state)
         free(path);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
 
 int main(void)
 {

@@ -27,6 +27,7 @@
 #include "archive.h"
 #include "macro.h"
 #include "util.h"
+#include "testutil.h"
 
 #define GUID  "38400000-8cf0-11bd-b23e-10b96e4ef00d"
 #define GUID2 "0b8f3a5e-2f4d-4c47-9b0e-5c1f6e2a9d11"
@@ -92,19 +93,6 @@ static int finish_sync(struct archive *a, struct archive_file *f, uint64_t *ret_
                         memcpy(sha, s.info.sha256, ARCHIVE_SHA256_HEX_LEN + 1);
         }
         return s.r;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
-static void rm_rf(const char *dir)
-{
-        (void) nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int setup(void **state)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "testutil.h"
 
 /* The name config_parse() puts in messages. */
 #define NAME "config.yaml"
@@ -30,66 +31,6 @@
 /* A pointer config_parse() must leave alone on failure ("ret_ is set only on success"). */
 #define UNTOUCHED ((struct config *) (uintptr_t) 0x5a5a)
 
-struct fixture {
-        char dir[64]; /* the mkdtemp folder for key files and configs */
-};
-
-/* The variables config.c reads; each test starts without them. */
-static void clear_environment(void)
-{
-        (void) unsetenv("CONNECT_SERVER");
-        (void) unsetenv("CONNECT_API_KEY");
-        (void) unsetenv("CREDENTIALS_DIRECTORY");
-        (void) unsetenv("CJA_TEST_KEY");
-}
-
-static int setup(void **state)
-{
-        struct fixture *fx = calloc(1, sizeof(*fx));
-
-        if (!fx)
-                return -1;
-        (void) snprintf(fx->dir, sizeof(fx->dir), "/tmp/cja-test-config-XXXXXX");
-        if (!mkdtemp(fx->dir)) {
-                free(fx);
-                return -1;
-        }
-        clear_environment();
-        *state = fx;
-        return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void) st;
-        (void) flag;
-        (void) ftw;
-        return remove(path);
-}
-
-static int teardown(void **state)
-{
-        struct fixture *fx = *state;
-
-        (void) nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-        clear_environment();
-        free(fx);
-        return 0;
-}
-
-static struct config *parse_ok(const char *yaml)
-{
-        struct config_error err = {{0}};
-        struct config *c = NULL;
-        int r;
-
-        r = config_parse(NAME, yaml, strlen(yaml), &c, &err);
-        if (r < 0)
-                fail_msg("unexpected rejection (%d): %s", r, err.message);
-        assert_non_null(c);
-        return c;
-}
-
 /* Asserts that yaml is refused with -EINVAL and exactly the message want. */
 static void assert_rejected(const char *yaml, const char *want)
 {
@@ -104,27 +45,6 @@ static void assert_rejected(const char *yaml, const char *want)
         assert_string_equal(err.message, want);
         /* One line, whatever the input: nothing can forge a second log line. */
         assert_null(strchr(err.message, '\n'));
-}
-
-/* Writes dir/name with exactly mode and returns the path (free it). */
-static char *write_file(const char *dir, const char *name, const char *data, size_t len,
-                        mode_t mode)
-{
-        char *path = NULL;
-        int fd;
-
-        assert_true(asprintf(&path, "%s/%s", dir, name) > 0);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, data, len), (ssize_t) len);
-        assert_int_equal(fchmod(fd, mode), 0);
-        assert_int_equal(close(fd), 0);
-        return path;
-}
-
-static char *write_text(const char *dir, const char *name, const char *text, mode_t mode)
-{
-        return write_file(dir, name, text, strlen(text), mode);
 }
 
 /* Parses MINIMAL plus extra server keys (written after url, so from line 3 on). */
@@ -172,7 +92,7 @@ static void test_config_minimal_gets_defaults(void **state)
 
 static void test_config_reads_every_key(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config *c;
         char *ca, *yaml = NULL;
 
@@ -564,7 +484,7 @@ static int parse_with_ca_file(const char *path, struct config_error *err)
 
 static void test_config_ca_file_missing_is_refused(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         char *path = NULL, *want = NULL;
 
@@ -580,7 +500,7 @@ static void test_config_ca_file_missing_is_refused(void **state)
 
 static void test_config_ca_file_not_a_file_or_empty_is_refused(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         char *path, *want = NULL;
 
@@ -610,7 +530,7 @@ static void test_config_ca_file_not_a_file_or_empty_is_refused(void **state)
 
 static void test_config_ca_file_unreadable_is_refused(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         char *path, *want = NULL;
 
@@ -627,7 +547,7 @@ static void test_config_ca_file_unreadable_is_refused(void **state)
 
 static void test_config_ca_file_readable_is_taken(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         char *path;
 
@@ -1093,7 +1013,7 @@ static void test_config_parse_without_nul_terminator(void **state)
 
 static void test_config_load_missing_file(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         struct config *c = UNTOUCHED;
         char *path = NULL, *want = NULL;
@@ -1110,7 +1030,7 @@ static void test_config_load_missing_file(void **state)
 
 static void test_config_load_directory(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         struct config *c = UNTOUCHED;
         char *want = NULL;
@@ -1125,7 +1045,7 @@ static void test_config_load_directory(void **state)
 
 static void test_config_load_reads_file_and_names_it(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         struct config *c = NULL;
         char *good, *bad, *want = NULL;
@@ -1149,7 +1069,7 @@ static void test_config_load_reads_file_and_names_it(void **state)
 
 static void test_config_load_refuses_huge_file(void **state)
 {
-        struct fixture *fx = *state;
+        struct tmpdir *fx = *state;
         struct config_error err = {{0}};
         struct config *c = UNTOUCHED;
         size_t len = 1024 * 1024 + 1;
@@ -1196,7 +1116,7 @@ static void test_config_example_config_parses(void **state)
         config_free(c);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
 
 int main(void)
 {

@@ -13,29 +13,7 @@
 
 #include "connect.h"
 #include "macro.h"
-
-static char *read_fixture(const char *name, size_t *ret_len)
-{
-        char path[512];
-        FILE *f;
-        char *buf;
-        long n;
-
-        (void) snprintf(path, sizeof(path), "%s/%s", CJA_FIXTURES, name);
-        f = fopen(path, "rb");
-        assert_non_null(f);
-        assert_int_equal(fseek(f, 0, SEEK_END), 0);
-        n = ftell(f);
-        assert_true(n >= 0);
-        rewind(f);
-        buf = malloc((size_t) n + 1);
-        assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
-        buf[n] = '\0';
-        fclose(f);
-        *ret_len = (size_t) n;
-        return buf;
-}
+#include "testutil.h"
 
 static void test_single_job_fixture(void **state)
 {

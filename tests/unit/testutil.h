@@ -1,0 +1,35 @@
+#pragma once
+
+/*
+ * Helpers the unit tests share (tests/unit/testutil.c, linked into every unit test). They
+ * assert with cmocka, so they are for test code only.
+ */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct config;
+
+/* A mkdtemp folder under /tmp for one test, removed with all it holds by tmpdir_teardown. */
+struct tmpdir {
+        char dir[64];
+};
+/* cmocka setup/teardown: *state is a struct tmpdir; both clear the environment too. */
+int tmpdir_setup(void **state);
+int tmpdir_teardown(void **state);
+
+/* Unsets the variables config.c and apikey.c read, so each test starts without them. */
+void clear_environment(void);
+
+/* Removes dir and everything below it, without following symlinks. */
+void rm_rf(const char *dir);
+
+/* Reads tests/fixtures/<name> whole (NUL-terminated; free it). */
+char *read_fixture(const char *name, size_t *ret_len);
+
+/* Parses yaml as "config.yaml" and asserts that it is accepted (config_free it). */
+struct config *parse_ok(const char *yaml);
+
+/* Writes dir/name with exactly mode and returns the path (free it). */
+char *write_file(const char *dir, const char *name, const char *data, size_t len, mode_t mode);
+char *write_text(const char *dir, const char *name, const char *text, mode_t mode);
