@@ -50,6 +50,9 @@ struct scan_job {
  */
 int scan_parse_time(const char *s, int64_t now, int64_t *ret, bool *ret_is_day);
 
+/* The CPUs of the affinity mask (at least 1). */
+unsigned scan_cpu_count(void);
+
 /* The local midnight that starts the day after the one containing t. */
 int64_t scan_next_local_midnight(int64_t t);
 

@@ -3,7 +3,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
+
+#include "macro.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/connect-job-archiver/config.yaml"
 
@@ -38,7 +39,7 @@ struct config {
         struct config_content *content; /* at least one; GUIDs unique (case-insensitive) */
         size_t n_content;
 
-        /* Filled by config_resolve_api_key(); wiped with explicit_bzero() by config_free(). */
+        /* Filled by config_resolve_api_key(); wiped by config_free(). */
         char *api_key;
         char *api_key_source; /* where it came from, e.g. "file /etc/...", "$CONNECT_API_KEY" */
 };
@@ -60,16 +61,37 @@ int config_parse(const char *name, const char *data, size_t len, struct config *
                  struct config_error *reterr);
 
 /*
- * Finds the API key, first found wins: api_key_file; the variable named by api_key_env;
- * $CREDENTIALS_DIRECTORY/api-key; $CONNECT_API_KEY. Surrounding whitespace is stripped.
- * A key file readable or writable by "others" is refused. An empty key counts as not found.
- * Returns 0, or -ENOKEY (nothing found) / -EPERM (bad file mode) / -errno, with reterr set.
- * The key never appears in reterr.
+ * Looks up the API key from c's api_key_file and api_key_env with apikey_resolve() (see
+ * apikey.h for the order and the rules) and makes it c->api_key, wiping any earlier key.
+ * Messages start with c->path. Returns 0 or apikey_resolve()'s error, with reterr set and
+ * c unchanged. The key never appears in reterr.
  */
 int config_resolve_api_key(struct config *c, struct config_error *reterr);
 
-/* A one-screen human summary for --check-config; never includes the key itself. */
-void config_print_summary(const struct config *c, FILE *f);
+/*
+ * Writes "file: message" into e (when not NULL) and returns r, a negative errno; errno is
+ * set to -r first, so "%m" in fmt names the error. For the other modules that read files
+ * for the config (apikey.c).
+ */
+int config_error_set(struct config_error *e, const char *file, int r, const char *fmt, ...)
+        _printf_(4, 5);
+#define config_error_set(...) (__extension__ config_error_set(__VA_ARGS__)) /* "%m": log.h */
 
 void config_free(struct config *c);
 void config_freep(struct config **c);
+
+/*
+ * For the operator's command when there is no config file: the settings the environment
+ * gives, like the Posit SDKs. server_url is the given one, else $CONNECT_SERVER (checked as
+ * the config's server.url), else NULL; every other setting has its default, and there is no
+ * archive directory and no content list. The key is resolved later by
+ * config_resolve_api_key() ($CREDENTIALS_DIRECTORY/api-key, then $CONNECT_API_KEY).
+ * Returns 0, -EINVAL with reterr set (a bad URL), or -ENOMEM.
+ */
+int config_from_environment(const char *server_url, struct config **ret,
+                            struct config_error *reterr);
+
+/* Replaces c->server_url with url, checked as server.url is; origin names it in the error
+ * ("--server"). Returns 0, -EINVAL with reterr set, or -ENOMEM. */
+int config_set_server_url(struct config *c, const char *url, const char *origin,
+                          struct config_error *reterr);

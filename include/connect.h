@@ -63,9 +63,12 @@ int connect_job_url(const char *server, const char *guid, const char *key, const
 /*
  * Extracts a readable message from a Connect error body ({"code":N,"error":"..."}) into buf,
  * escaped and capped; falls back to "HTTP <status>" when the body is not that shape.
+ * list_server is the server URL when the request was the job list (else NULL): a 404
+ * there without Connect's JSON error code means the jobs API is not at that URL, and the
+ * message says so ("HTTP 404: no jobs API at <url>/__api__/v1: ...").
  */
-const char *connect_error_message(long status, const char *body, size_t len, char *buf,
-                                  size_t size);
+const char *connect_error_message(long status, const char *body, size_t len,
+                                  const char *list_server, char *buf, size_t size);
 
 struct record_info {
         const char *content_guid;
@@ -84,3 +87,85 @@ int connect_build_record(const struct job *j, struct json_object *error,
 
 /* Serializes an error record for <key>.error.json (ends in a newline). */
 int connect_format_error(struct json_object *error, char **ret);
+
+/*
+ * The operator's operations (connect-jobs): one job, its log entries, the kill order, and
+ * Connect's error bodies. Strict about the shapes they rely on; unknown fields are ignored.
+ */
+
+/* Connect's own error codes (the "code" of an error body, not the HTTP status). */
+#define CONNECT_CODE_NOT_FOUND      4
+#define CONNECT_CODE_JOB_NOT_ACTIVE 163
+
+/*
+ * Parses a single-job body (get_job) like one element of a list: -EBADMSG when it is not a
+ * JSON object; `invalid` says when a field the archive needs is unusable (the job can still
+ * be shown). connect_job_done() releases it.
+ */
+int connect_parse_job(const char *body, size_t len, struct job *ret);
+void connect_job_done(struct job *j);
+
+/* What a person sees of a job. Strings are borrowed from j->obj (NULL when absent or not a
+ * string); times and the exit code are set only when the job has them. */
+struct job_detail {
+        const char *id, *tag, *hostname, *pid, *bundle_id, *run_as, *cluster, *image;
+        const char *error, *skip_reason;
+        bool has_end_time;
+        int64_t end_time;
+        bool has_exit_code;
+        int64_t exit_code;
+};
+void connect_job_detail(const struct job *j, struct job_detail *ret);
+
+/* "active", "finished", "finalized", "skipped", or "unknown". */
+const char *connect_job_status_to_string(int status);
+
+/* One LogEntry. source and data are borrowed from obj, which the entry holds a reference to. */
+struct log_entry {
+        const char *source;
+        const char *data;
+        size_t data_len;
+        bool has_timestamp; /* false for a null or absent timestamp */
+        int64_t ts_sec;     /* UTC epoch seconds */
+        uint32_t ts_nsec;   /* Connect sends nanoseconds */
+        struct json_object *obj;
+};
+
+struct log_entries {
+        struct log_entry *entries;
+        size_t n_entries;
+};
+
+/*
+ * Reads one LogEntry object: "source" and "data" strings, "timestamp" an RFC 3339 string or
+ * null. Takes a new reference to obj on success; -EBADMSG for any other shape.
+ */
+int connect_log_entry_from_json(struct json_object *obj, struct log_entry *ret);
+void connect_log_entry_done(struct log_entry *e);
+
+/* Parses a /log body, {"entries": [LogEntry, ...]}: -EBADMSG unless every entry is one. */
+int connect_parse_log_entries(const char *body, size_t len, struct log_entries *ret);
+void connect_log_entries_done(struct log_entries *l);
+
+/* A KillJobOrder (DELETE's answer): job_key is required; the strings borrow from obj. */
+struct kill_order {
+        const char *job_key, *result, *guid;
+        struct json_object *obj;
+};
+int connect_parse_kill_order(const char *body, size_t len, struct kill_order *ret);
+void connect_kill_order_done(struct kill_order *k);
+
+/*
+ * Connect's error body, {"code": N, "error": "...", "payload": ...}. -EBADMSG when the body
+ * is not that shape: a plain-text "404 page not found" (an unknown route, i.e. an older
+ * server), a proxy's HTML page. message is escaped and capped.
+ */
+struct connect_api_error {
+        int64_t code;
+        char message[160];
+};
+int connect_parse_api_error(const char *body, size_t len, struct connect_api_error *ret);
+
+/* ".../jobs/<key>/log?maxLogLines=<max_lines>" */
+int connect_job_log_url(const char *server, const char *guid, const char *key, unsigned max_lines,
+                        char **ret);

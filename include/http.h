@@ -12,6 +12,13 @@
 
 struct http_engine;
 
+/*
+ * libcurl's process-wide setup and teardown (curl_global_init/cleanup): once each, from
+ * main, before and after every engine and while no other thread runs. Returns 0 or -EIO.
+ */
+int http_global_init(void);
+void http_global_cleanup(void);
+
 struct http_options {
         const char *api_key; /* copied into the Authorization header; never logged */
         const char *ca_file; /* NULL for the system store */
@@ -74,6 +81,30 @@ int http_engine_reconfigure(struct http_engine *e, const struct http_options *op
 #define HTTP_BODY_MAX (64u * 1024u * 1024u)
 int http_get(struct http_engine *e, const char *url, const struct http_sink *sink,
              http_done_fn *done, void *userdata);
+
+/* What http_submit() can do beyond http_get(): the operator's command needs these. */
+enum http_method {
+        HTTP_METHOD_GET,
+        HTTP_METHOD_DELETE,
+};
+
+struct http_call {
+        const char *url; /* copied */
+        enum http_method method;
+        /*
+         * A long-lived response (a log that is followed live): no stall timeout while the
+         * stream is open (a quiet job is not a dead server), TCP keep-alive probes every
+         * HTTP_STREAM_KEEPALIVE_SECONDS instead, and the sink's begin() is called as soon as
+         * the 2xx headers are in rather than at the first byte.
+         */
+        bool stream;
+        const struct http_sink *sink; /* NULL: collect the body as http_get() does */
+};
+#define HTTP_STREAM_KEEPALIVE_SECONDS 15
+
+/* Queues call; like http_get() otherwise (same retries, same done callback). */
+int http_submit(struct http_engine *e, const struct http_call *call, http_done_fn *done,
+                void *userdata);
 
 /*
  * Runs the engine for at most timeout_usec, waking early for transfers, due retries, or

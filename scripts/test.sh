@@ -3,11 +3,13 @@
 # builds with -Werror under AddressSanitizer + UndefinedBehaviorSanitizer, runs ctest (unit
 # and integration tests), runs the tests that exercise the compression threads under
 # ThreadSanitizer, runs the unit tests once more under valgrind on an optimized build, and
-# gives each libFuzzer target a short bounded run (scripts/fuzz.sh).
+# gives each libFuzzer target a short bounded run (scripts/fuzz.sh), builds the Debian package
+# (scripts/package.sh) and runs the service under a real systemd in systemd-nspawn
+# (tests/systemd/test_systemd.py: about a minute; reported as skipped where it cannot run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh valgrind clang-format systemd
+scripts/deps.sh valgrind clang-format systemd systemd-container
 jobs=$(nproc)
 
 echo "== format check"
@@ -53,3 +55,15 @@ echo "valgrind: clean"
 
 echo "== fuzzing (bounded: 20 s per target)"
 scripts/fuzz.sh 20
+
+echo "== the Debian package (scripts/package.sh, lintian)"
+scripts/package.sh
+
+echo "== the service under a real systemd: package and source install (systemd-nspawn)"
+rc=0
+CJA_DEB_BUILT=1 python3 tests/systemd/test_systemd.py || rc=$?
+if [ "$rc" -eq 77 ]; then
+        echo "real-systemd test: SKIPPED (the reason is above)"
+elif [ "$rc" -ne 0 ]; then
+        exit "$rc"
+fi

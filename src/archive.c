@@ -434,7 +434,8 @@ static void file_finished(void *userdata, int r, const struct gzjob_result *res)
         f->job = NULL; /* the pool frees it when this returns */
         if (r < 0) {
                 f->error = r;
-                return f->done(f->userdata, r, NULL);
+                f->done(f->userdata, r, NULL);
+                return;
         }
         f->finished = true;
         info.bytes_in = res->bytes_in;

@@ -2,7 +2,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,8 +184,8 @@ static int open_root(const struct common *c)
         int fd = open(c->ctx->archive_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
         if (fd < 0)
-                fprintf(stderr, "%s: cannot open the archive %s: %m\n", c->ctx->prog,
-                        c->ctx->archive_dir);
+                fprintf(stderr, "%s: cannot open the archive %s: %s\n", c->ctx->prog,
+                        c->ctx->archive_dir, strerror(errno));
         return fd;
 }
 
@@ -610,15 +609,6 @@ static void *worker(void *arg)
         return NULL;
 }
 
-static unsigned cpus(void)
-{
-        cpu_set_t set;
-
-        if (sched_getaffinity(0, sizeof(set), &set) < 0)
-                return 1;
-        return (unsigned) CPU_COUNT(&set) ?: 1;
-}
-
 static int parse_count(const char *prog, const char *opt, const char *s, uint64_t max,
                        uint64_t *ret)
 {
@@ -669,7 +659,7 @@ int archive_cmd_search(const struct archive_cmd_ctx *ctx, int argc, char **argv)
         struct matcher *m = NULL;
         const char *pattern = NULL, *color = "auto";
         _cleanup_close_ int rootfd = -1;
-        unsigned warnings = 0, threads = cpus();
+        unsigned warnings = 0, threads = scan_cpu_count();
         pthread_t th[MAX_THREADS];
         unsigned started = 0;
         char err[300];

@@ -574,13 +574,15 @@ static void *reader_thread(void *arg)
         return NULL;
 }
 
-static unsigned cpu_count(void)
+unsigned scan_cpu_count(void)
 {
         cpu_set_t set;
+        int n;
 
         if (sched_getaffinity(0, sizeof(set), &set) < 0)
                 return 1;
-        return (unsigned) CPU_COUNT(&set) ?: 1;
+        n = CPU_COUNT(&set);
+        return n > 0 ? (unsigned) n : 1;
 }
 
 static int compare_jobs(const void *x, const void *y)
@@ -663,7 +665,7 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
                 goto out;
 
         /* Records are read on every CPU: 8,000 of them are mostly system calls and parsing. */
-        n_readers = cpu_count();
+        n_readers = scan_cpu_count();
         if (n_readers > 64)
                 n_readers = 64;
         if (s.n_days < 16)
@@ -692,7 +694,7 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
                 goto out;
         for (unsigned t = 0; t < n_readers; t++)
                 total += readers[t].out.n;
-        all = calloc(total ?: 1, sizeof(*all));
+        all = calloc(total ? total : 1, sizeof(*all));
         if (!all) {
                 r = -ENOMEM;
                 goto out;

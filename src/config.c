@@ -13,6 +13,7 @@
 
 #include <yaml.h>
 
+#include "apikey.h"
 #include "config.h"
 #include "log.h"
 #include "macro.h"
@@ -20,9 +21,6 @@
 
 /* A config is a page of YAML; anything this big is a mistake (or /dev/zero). */
 #define CONFIG_FILE_MAX (1024 * 1024)
-
-/* API keys are 32 characters; the cap only keeps a wrong file from being slurped. */
-#define API_KEY_MAX 4096
 
 /*
  * How a value is checked and stored. Numbers are checked against the row's bounds and stored
@@ -121,6 +119,7 @@ struct parser_state {
 
         /* 1-based line of each key's first occurrence, 0 when not seen (for duplicates). */
         size_t key_line[ELEMENTSOF(keys)];
+        yaml_mark_t key_mark[ELEMENTSOF(keys)]; /* where each key is, for checks after parsing */
         size_t section_line[ELEMENTSOF(sections)];
         yaml_mark_t section_mark[ELEMENTSOF(sections)];
         size_t item_line[ITEM_KEY_MAX];
@@ -166,6 +165,19 @@ static int set_error(struct config_error *e, const char *file, const yaml_mark_t
 
         va_start(ap, fmt);
         r = set_errorv(e, file, m, r, fmt, ap);
+        va_end(ap);
+        return r;
+}
+#define set_error(...) (__extension__ set_error(__VA_ARGS__)) /* "%m": see log.h */
+
+/* The function itself, not config.h's wrapper macro (config.c does not call it). */
+#undef config_error_set
+int config_error_set(struct config_error *e, const char *file, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        r = set_errorv(e, file, NULL, r, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -363,8 +375,38 @@ static bool has_control_chars(const char *s)
 }
 
 /*
- * Checks a server URL. Returns NULL when it is usable, or what is wrong, phrased to follow
- * the quoted URL ("... has no host").
+ * True when the URL carries credentials ("https://user:password@host/"): an '@' between
+ * "://" (or the start) and the first '/', '?' or '#'. Such a URL is refused without being
+ * quoted, so that the password reaches no message. Connect takes the API key, not these.
+ */
+static bool url_has_credentials(const char *url)
+{
+        const char *authority = strstr(url, "://");
+
+        authority = authority ? authority + 3 : url;
+        return memchr(authority, '@', strcspn(authority, "/?#")) != NULL;
+}
+
+#define URL_CREDENTIALS_REFUSED                                                                    \
+        "credentials in the URL (user:password@) are refused and not shown; the API key goes "     \
+        "in server.api_key_file"
+
+/* True when a path segment of the URL is "__api__", which we append ourselves. */
+static bool url_has_api_segment(const char *url)
+{
+        static const char api[] = "/__api__";
+        const char *path = strstr(url, "://");
+
+        path = path ? strchr(path + 3, '/') : NULL;
+        for (const char *s = path; s && (s = strstr(s, api)); s += sizeof(api) - 1)
+                if (s[sizeof(api) - 1] == '\0' || s[sizeof(api) - 1] == '/')
+                        return true;
+        return false;
+}
+
+/*
+ * Checks a server URL (after url_has_credentials()). Returns NULL when it is usable, or what
+ * is wrong, phrased to follow the quoted URL ("... has no host").
  */
 static const char *url_problem(const char *url)
 {
@@ -381,6 +423,9 @@ static const char *url_problem(const char *url)
         /* The API paths are appended to the URL, which a query or fragment would swallow. */
         if (strpbrk(url, "?#"))
                 return "must not have a query or fragment";
+        /* "<url>/__api__/v1/..." is built from it: "https://host/__api__" would double it. */
+        if (url_has_api_segment(url))
+                return "contains /__api__: give the server's URL without /__api__";
         return NULL;
 }
 
@@ -532,6 +577,8 @@ static int store_value(struct parser_state *p, const struct key_spec *k, const y
 
         switch (k->type) {
         case TYPE_URL:
+                if (url_has_credentials(v))
+                        return parse_error(p, m, "%s: " URL_CREDENTIALS_REFUSED, full);
                 problem = url_problem(v);
                 if (problem)
                         return parse_error(p, m, "%s: \"%s\" %s", full,
@@ -751,6 +798,7 @@ static int on_top_key(struct parser_state *p, const yaml_event_t *e)
                 return duplicate_key(p, e, key_full_name(k, full, sizeof(full)),
                                      p->key_line[k - keys]);
         p->key_line[k - keys] = e->start_mark.line + 1;
+        p->key_mark[k - keys] = e->start_mark;
         p->key = k;
         p->state = STATE_TOP_VALUE;
         return 0;
@@ -816,6 +864,7 @@ static int on_section_key(struct parser_state *p, const yaml_event_t *e)
                 return duplicate_key(p, e, key_full_name(k, full, sizeof(full)),
                                      p->key_line[k - keys]);
         p->key_line[k - keys] = e->start_mark.line + 1;
+        p->key_mark[k - keys] = e->start_mark;
         p->key = k;
         p->state = STATE_SECTION_VALUE;
         return 0;
@@ -997,7 +1046,35 @@ static int yaml_problem(struct parser_state *p, const yaml_parser_t *parser)
         return parse_error(p, &m, "%s", problem);
 }
 
-/* After the whole document: required keys and the $CONNECT_SERVER fallback. */
+/*
+ * A ca_file that cannot be used fails every request of every cycle, so it is refused at
+ * load, with the place of the key, where the operator looks. The file is opened without
+ * blocking (a FIFO) and not read: curl needs a readable regular file, and what is in it
+ * is for TLS to judge.
+ */
+static int check_ca_file(struct parser_state *p)
+{
+        const yaml_mark_t *m = &p->key_mark[find_key("server", "ca_file") - keys];
+        const char *path = p->c->ca_file;
+        _cleanup_close_ int fd = -1;
+        char esc[LOG_ESCAPE_MAX];
+        struct stat st;
+
+        (void) log_escape(path, esc, sizeof(esc));
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                (void) set_error(p->reterr, p->name, m, -errno,
+                                 "server.ca_file: cannot read %s: %m", esc);
+                return -EINVAL;
+        }
+        if (!S_ISREG(st.st_mode))
+                return parse_error(p, m, "server.ca_file: %s is not a regular file", esc);
+        if (st.st_size == 0)
+                return parse_error(p, m, "server.ca_file: %s is empty", esc);
+        return 0;
+}
+
+/* After the whole document: required keys, the $CONNECT_SERVER fallback, the CA file. */
 static int finish(struct parser_state *p)
 {
         struct config *c = p->c;
@@ -1006,6 +1083,9 @@ static int finish(struct parser_state *p)
         if (!c->server_url) {
                 const char *env = getenv("CONNECT_SERVER");
                 if (env && *env) {
+                        if (url_has_credentials(env))
+                                return set_error(p->reterr, p->name, NULL, -EINVAL,
+                                                 "$CONNECT_SERVER: " URL_CREDENTIALS_REFUSED);
                         const char *problem = url_problem(env);
                         if (problem)
                                 return set_error(p->reterr, p->name, NULL, -EINVAL,
@@ -1037,6 +1117,8 @@ static int finish(struct parser_state *p)
                         return parse_error(p, &p->section_mark[s], "%s is required%s", full, hint);
                 return set_error(p->reterr, p->name, NULL, -EINVAL, "%s is required%s", full, hint);
         }
+        if (c->ca_file)
+                return check_ca_file(p);
         return 0;
 }
 
@@ -1162,210 +1244,25 @@ int config_load(const char *path, struct config **ret, struct config_error *rete
         return config_parse(path, data, len, ret, reterr);
 }
 
-static bool is_key_space(char ch)
-{
-        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
-/*
- * Strips surrounding whitespace from a candidate key and, when anything is left, checks it
- * and makes it c->api_key (wiping any earlier key). The key goes into an HTTP header, so
- * whitespace, control characters or non-ASCII bytes inside it are refused; the message
- * names the source, never the key. Returns 1 when the key was taken, 0 when it was empty
- * (the caller moves on to the next source), or -errno.
- */
-static int take_key(struct config *c, const char *raw, size_t len, const char *source,
-                    struct config_error *reterr)
-{
-        char *key, *src;
-
-        while (len > 0 && is_key_space(raw[0])) {
-                raw++;
-                len--;
-        }
-        while (len > 0 && is_key_space(raw[len - 1]))
-                len--;
-        if (len == 0)
-                return 0;
-        for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char) raw[i];
-                if (ch <= 0x20 || ch >= 0x7f)
-                        return set_error(reterr, c->path, NULL, -EINVAL,
-                                         "the API key from %s contains whitespace, control or "
-                                         "non-ASCII characters",
-                                         source);
-        }
-        key = strndup(raw, len);
-        src = strdup(source);
-        if (!key || !src) {
-                if (key)
-                        explicit_bzero(key, len);
-                free(key);
-                free(src);
-                return set_error(reterr, c->path, NULL, -ENOMEM, "out of memory");
-        }
-        if (c->api_key) {
-                explicit_bzero(c->api_key, strlen(c->api_key));
-                free(c->api_key);
-        }
-        free(c->api_key_source);
-        c->api_key = key;
-        c->api_key_source = src;
-        return 1;
-}
-
-/*
- * Reads a key file, refusing one that "others" may access, as ssh and OpenBSD's
- * check_file_secrecy() do: a readable key has leaked already, a writable one can be swapped.
- * With optional (the systemd credential), a missing or empty file is "not found" (0);
- * otherwise it is an error, because a configured file that is not there is a mistake to
- * report rather than to paper over with the next source. Returns 1, 0 or -errno.
- */
-static int key_from_file(struct config *c, const char *path, bool optional, const char *source,
-                         struct config_error *reterr)
-{
-        char buf[API_KEY_MAX + 1], esc[LOG_ESCAPE_MAX];
-        struct stat st;
-        size_t len = 0;
-        int fd, r;
-
-        (void) log_escape(path, esc, sizeof(esc));
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                if (errno == ENOENT && optional)
-                        return 0;
-                return set_error(reterr, c->path, NULL, -errno, "cannot open api key file %s: %m",
-                                 esc);
-        }
-        if (fstat(fd, &st) < 0) {
-                r = set_error(reterr, c->path, NULL, -errno, "cannot stat api key file %s: %m",
-                              esc);
-                goto out;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                r = set_error(reterr, c->path, NULL, -EINVAL,
-                              "api key file %s is not a regular file", esc);
-                goto out;
-        }
-        if (st.st_mode & 0007) {
-                const char *how = st.st_mode & S_IROTH   ? "readable"
-                                  : st.st_mode & S_IWOTH ? "writable"
-                                                         : "accessible";
-                r = set_error(reterr, c->path, NULL, -EPERM,
-                              "api key file %s is %s by others (mode %04o); chmod 600 it", esc, how,
-                              (unsigned) (st.st_mode & 07777));
-                goto out;
-        }
-        for (;;) {
-                ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = set_error(reterr, c->path, NULL, -errno,
-                                      "cannot read api key file %s: %m", esc);
-                        goto out;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                if (len == sizeof(buf)) {
-                        r = set_error(reterr, c->path, NULL, -EFBIG,
-                                      "api key file %s is larger than %d bytes", esc, API_KEY_MAX);
-                        goto out;
-                }
-        }
-        r = take_key(c, buf, len, source, reterr);
-        if (r == 0 && !optional)
-                r = set_error(reterr, c->path, NULL, -ENOKEY, "api key file %s is empty", esc);
-out:
-        explicit_bzero(buf, sizeof(buf));
-        (void) safe_close(fd);
-        return r;
-}
-
-static int key_from_env(struct config *c, const char *variable, struct config_error *reterr)
-{
-        char source[128];
-        const char *v = getenv(variable);
-
-        if (!v)
-                return 0;
-        (void) snprintf(source, sizeof(source), "environment variable $%s", variable);
-        return take_key(c, v, strlen(v), source, reterr);
-}
-
-/*
- * Finds the API key in the documented order; see config.h. An unset or empty variable
- * named by api_key_env falls through to the next source, since the same config may be run
- * both under systemd (credential) and by hand (environment).
- */
+/* The key lookup lives in apikey.c; this fills c->api_key and c->api_key_source from it. */
 int config_resolve_api_key(struct config *c, struct config_error *reterr)
 {
-        const char *creds;
-        char esc[LOG_ESCAPE_MAX], source[LOG_ESCAPE_MAX + 16], unset[128] = "";
+        const struct apikey_sources src = {
+                .file = c->api_key_file,
+                .env = c->api_key_env,
+                .origin = c->path,
+        };
+        char *key, *source;
         int r;
 
-        if (c->api_key_file) {
-                (void) snprintf(source, sizeof(source), "file %s",
-                                log_escape(c->api_key_file, esc, sizeof(esc)));
-                r = key_from_file(c, c->api_key_file, false, source, reterr);
-                return r < 0 ? r : 0;
-        }
-        if (c->api_key_env) {
-                r = key_from_env(c, c->api_key_env, reterr);
-                if (r != 0)
-                        return r < 0 ? r : 0;
-                (void) snprintf(unset, sizeof(unset), " ($%s is unset or empty)", c->api_key_env);
-        }
-        creds = getenv("CREDENTIALS_DIRECTORY");
-        if (creds && *creds) {
-                _cleanup_free_ char *path = NULL;
-
-                if (asprintf(&path, "%s/api-key", creds) < 0)
-                        return set_error(reterr, c->path, NULL, -ENOMEM, "out of memory");
-                r = key_from_file(c, path, true, "systemd credential api-key", reterr);
-                if (r != 0)
-                        return r < 0 ? r : 0;
-        }
-        r = key_from_env(c, "CONNECT_API_KEY", reterr);
-        if (r != 0)
-                return r < 0 ? r : 0;
-        return set_error(reterr, c->path, NULL, -ENOKEY,
-                         "no API key found%s: set server.api_key_file or server.api_key_env, "
-                         "add LoadCredential=api-key:... to the unit, or set $CONNECT_API_KEY",
-                         unset);
-}
-
-/* Prints what --check-config shows: every setting, where the key came from, never the key. */
-void config_print_summary(const struct config *c, FILE *f)
-{
-        fprintf(f, "config file:        %s\n", c->path ? c->path : "(none)");
-        fprintf(f, "server url:         %s\n", c->server_url ? c->server_url : "(none)");
-        if (c->api_key_source)
-                fprintf(f, "api key:            from %s (not shown)\n", c->api_key_source);
-        else
-                fprintf(f, "api key:            not resolved\n");
-        if (!c->verify_tls)
-                fprintf(f, "tls:                certificates NOT verified (verify_tls: false)\n");
-        else if (c->ca_file)
-                fprintf(f, "tls:                verified against %s\n", c->ca_file);
-        else
-                fprintf(f, "tls:                verified against the system CA store\n");
-        fprintf(f, "timeout:            %u s\n", c->timeout_seconds);
-        fprintf(f, "max concurrent:     %u requests\n", c->max_concurrent_requests);
-        fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
-        fprintf(f, "compression level:  %d\n", c->compression_level);
-        if (c->retention_days)
-                fprintf(f, "retention:          %u days\n", c->retention_days);
-        else
-                fprintf(f, "retention:          keep forever\n");
-        fprintf(f, "min free space:     %" PRIu64 " MB\n", c->min_free_mb);
-        fprintf(f, "poll interval:      %u s\n", c->poll_interval_seconds);
-        fprintf(f, "metrics file:       %s\n", c->metrics_file ? c->metrics_file : "(none)");
-        fprintf(f, "content:            %zu item%s\n", c->n_content, c->n_content == 1 ? "" : "s");
-        for (size_t i = 0; i < c->n_content; i++)
-                fprintf(f, "  %s  %s\n", c->content[i].guid ? c->content[i].guid : "(none)",
-                        c->content[i].name ? c->content[i].name : "(no name)");
+        r = apikey_resolve(&src, &key, &source, reterr);
+        if (r < 0)
+                return r;
+        apikey_free(c->api_key);
+        free(c->api_key_source);
+        c->api_key = key;
+        c->api_key_source = source;
+        return 0;
 }
 
 /* Frees c and everything it owns, wiping the API key first. Accepts NULL and half-built. */
@@ -1385,10 +1282,7 @@ void config_free(struct config *c)
                 free(c->content[i].name);
         }
         free(c->content);
-        if (c->api_key) {
-                explicit_bzero(c->api_key, strlen(c->api_key));
-                free(c->api_key);
-        }
+        apikey_free(c->api_key);
         free(c->api_key_source);
         free(c);
 }
@@ -1397,4 +1291,46 @@ void config_freep(struct config **c)
 {
         config_free(*c);
         *c = NULL;
+}
+
+/* ---- For the operator's command (connect-jobs): settings without a config file ---- */
+
+int config_set_server_url(struct config *c, const char *url, const char *origin,
+                          struct config_error *reterr)
+{
+        const char *problem = url_problem(url);
+        char esc[LOG_ESCAPE_MAX];
+        char *copy;
+
+        if (problem)
+                return set_error(reterr, origin, NULL, -EINVAL, "\"%s\" %s",
+                                 log_escape(url, esc, sizeof(esc)), problem);
+        copy = url_dup_stripped(url);
+        if (!copy)
+                return set_error(reterr, origin, NULL, -ENOMEM, "out of memory");
+        free(c->server_url);
+        c->server_url = copy;
+        return 0;
+}
+
+int config_from_environment(const char *server_url, struct config **ret,
+                            struct config_error *reterr)
+{
+        const char *url = server_url ? server_url : getenv("CONNECT_SERVER");
+        struct config *c;
+        int r;
+
+        c = config_new("(environment)");
+        if (!c)
+                return set_error(reterr, "(environment)", NULL, -ENOMEM, "out of memory");
+        if (url && *url) {
+                r = config_set_server_url(c, url, server_url ? "--server" : "$CONNECT_SERVER",
+                                          reterr);
+                if (r < 0) {
+                        config_free(c);
+                        return r;
+                }
+        }
+        *ret = c;
+        return 0;
 }

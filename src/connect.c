@@ -248,18 +248,31 @@ int connect_job_url(const char *server, const char *guid, const char *key, const
         return 0;
 }
 
-const char *connect_error_message(long status, const char *body, size_t len, char *buf, size_t size)
+const char *connect_error_message(long status, const char *body, size_t len,
+                                  const char *list_server, char *buf, size_t size)
 {
-        struct json_object *obj = NULL, *code, *msg;
+        struct json_object *obj = NULL, *code = NULL, *msg = NULL;
         char esc[LOG_ESCAPE_MAX];
 
         if (body && len > 0 && parse_json(body, len, &obj) == 0 &&
-            json_object_is_type(obj, json_type_object) &&
-            json_object_object_get_ex(obj, "error", &msg) &&
-            json_object_is_type(msg, json_type_string)) {
+            json_object_is_type(obj, json_type_object)) {
+                if (!json_object_object_get_ex(obj, "code", &code) ||
+                    !json_object_is_type(code, json_type_int))
+                        code = NULL;
+                if (!json_object_object_get_ex(obj, "error", &msg) ||
+                    !json_object_is_type(msg, json_type_string))
+                        msg = NULL;
+        }
+        if (status == 404 && list_server && !code) {
+                /* Connect answers an unknown content GUID with its JSON error (a code); an
+                 * unknown route gets a bare 404 (connectapi tells the two apart the same way). */
+                (void) snprintf(buf, size,
+                                "HTTP 404: no jobs API at %s/__api__/v1: a wrong URL or path "
+                                "prefix, or a Connect older than 2022.10",
+                                log_escape(list_server, esc, sizeof(esc)));
+        } else if (msg) {
                 (void) log_escape(json_object_get_string(msg), esc, sizeof(esc));
-                if (json_object_object_get_ex(obj, "code", &code) &&
-                    json_object_is_type(code, json_type_int))
+                if (code)
                         (void) snprintf(buf, size, "HTTP %ld: %s (code %lld)", status, esc,
                                         (long long) json_object_get_int64(code));
                 else
@@ -335,4 +348,251 @@ int connect_build_record(const struct job *j, struct json_object *error,
 int connect_format_error(struct json_object *error, char **ret)
 {
         return to_string(error, ret);
+}
+
+/* ---- The operator's operations (connect-jobs) ---- */
+
+int connect_parse_job(const char *body, size_t len, struct job *ret)
+{
+        struct json_object *root = NULL;
+        struct job j = {0};
+        int r;
+
+        r = parse_json(body, len, &root);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(root, json_type_object)) {
+                json_object_put(root);
+                return -EBADMSG;
+        }
+        parse_job(root, &j);
+        json_object_put(root); /* the job holds its own reference */
+        if (j.invalid == NULL && !j.key) {
+                connect_job_done(&j);
+                return -ENOMEM;
+        }
+        *ret = j;
+        return 0;
+}
+
+void connect_job_done(struct job *j)
+{
+        free(j->key);
+        json_object_put(j->obj);
+        *j = (struct job){0};
+}
+
+static const char *member_string(struct json_object *o, const char *name)
+{
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+void connect_job_detail(const struct job *j, struct job_detail *ret)
+{
+        struct job_detail d = {0};
+        struct json_object *o = j->obj, *v;
+        const char *end;
+
+        if (json_object_is_type(o, json_type_object)) {
+                d.id = member_string(o, "id");
+                d.tag = member_string(o, "tag");
+                d.hostname = member_string(o, "hostname");
+                d.pid = member_string(o, "pid");
+                d.bundle_id = member_string(o, "bundle_id");
+                d.run_as = member_string(o, "run_as");
+                d.cluster = member_string(o, "cluster");
+                d.image = member_string(o, "image");
+                d.error = member_string(o, "error");
+                d.skip_reason = member_string(o, "skip_reason");
+                end = member_string(o, "end_time");
+                d.has_end_time = end && rfc3339_parse(end, &d.end_time) == 0;
+                if (json_object_object_get_ex(o, "exit_code", &v) &&
+                    json_object_is_type(v, json_type_int)) {
+                        d.has_exit_code = true;
+                        d.exit_code = json_object_get_int64(v);
+                }
+        }
+        *ret = d;
+}
+
+const char *connect_job_status_to_string(int status)
+{
+        switch (status) {
+        case JOB_ACTIVE:
+                return "active";
+        case JOB_FINISHED:
+                return "finished";
+        case JOB_FINALIZED:
+                return "finalized";
+        case JOB_SKIPPED:
+                return "skipped";
+        default:
+                return "unknown";
+        }
+}
+
+/* The fraction of an RFC 3339 time that rfc3339_parse() drops, as nanoseconds (9 digits
+ * kept, more ignored). s was accepted by rfc3339_parse(), so it has a 'T' (or 't', ' '). */
+static uint32_t fraction_nsec(const char *s)
+{
+        const char *p = strchr(s, '.');
+        uint32_t ns = 0;
+        int digits = 0;
+
+        if (!p)
+                return 0;
+        for (p++; *p >= '0' && *p <= '9'; p++)
+                if (digits < 9) {
+                        ns = ns * 10 + (uint32_t) (*p - '0');
+                        digits++;
+                }
+        for (; digits < 9; digits++)
+                ns *= 10;
+        return ns;
+}
+
+int connect_log_entry_from_json(struct json_object *obj, struct log_entry *ret)
+{
+        struct log_entry e = {0};
+        struct json_object *v;
+
+        if (!json_object_is_type(obj, json_type_object))
+                return -EBADMSG;
+        e.source = member_string(obj, "source");
+        if (!e.source || !json_object_object_get_ex(obj, "data", &v) ||
+            !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        e.data = json_object_get_string(v);
+        e.data_len = (size_t) json_object_get_string_len(v);
+        if (json_object_object_get_ex(obj, "timestamp", &v) && v != NULL) {
+                if (!json_object_is_type(v, json_type_string) ||
+                    rfc3339_parse(json_object_get_string(v), &e.ts_sec) < 0)
+                        return -EBADMSG;
+                e.ts_nsec = fraction_nsec(json_object_get_string(v));
+                e.has_timestamp = true;
+        }
+        e.obj = json_object_get(obj);
+        *ret = e;
+        return 0;
+}
+
+void connect_log_entry_done(struct log_entry *e)
+{
+        json_object_put(e->obj);
+        *e = (struct log_entry){0};
+}
+
+int connect_parse_log_entries(const char *body, size_t len, struct log_entries *ret)
+{
+        struct json_object *root = NULL, *arr;
+        struct log_entries l = {0};
+        int r;
+
+        r = parse_json(body, len, &root);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(root, json_type_object) ||
+            !json_object_object_get_ex(root, "entries", &arr) ||
+            !json_object_is_type(arr, json_type_array)) {
+                json_object_put(root);
+                return -EBADMSG;
+        }
+        size_t n = json_object_array_length(arr);
+        if (n > 0) {
+                l.entries = calloc(n, sizeof(*l.entries));
+                if (!l.entries) {
+                        json_object_put(root);
+                        return -ENOMEM;
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = connect_log_entry_from_json(json_object_array_get_idx(arr, i),
+                                                &l.entries[l.n_entries]);
+                if (r < 0) {
+                        connect_log_entries_done(&l);
+                        json_object_put(root);
+                        return r;
+                }
+                l.n_entries++;
+        }
+        json_object_put(root); /* each entry holds its own reference */
+        *ret = l;
+        return 0;
+}
+
+void connect_log_entries_done(struct log_entries *l)
+{
+        for (size_t i = 0; i < l->n_entries; i++)
+                connect_log_entry_done(&l->entries[i]);
+        free(l->entries);
+        l->entries = NULL;
+        l->n_entries = 0;
+}
+
+int connect_parse_kill_order(const char *body, size_t len, struct kill_order *ret)
+{
+        struct json_object *root = NULL;
+        struct kill_order k = {0};
+        int r;
+
+        r = parse_json(body, len, &root);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(root, json_type_object) ||
+            !(k.job_key = member_string(root, "job_key"))) {
+                json_object_put(root);
+                return -EBADMSG;
+        }
+        k.result = member_string(root, "result");
+        k.guid = member_string(root, "guid");
+        k.obj = root;
+        *ret = k;
+        return 0;
+}
+
+void connect_kill_order_done(struct kill_order *k)
+{
+        json_object_put(k->obj);
+        *k = (struct kill_order){0};
+}
+
+int connect_parse_api_error(const char *body, size_t len, struct connect_api_error *ret)
+{
+        struct json_object *root = NULL, *code;
+        const char *msg;
+        int r;
+
+        if (!body || len == 0)
+                return -EBADMSG;
+        r = parse_json(body, len, &root);
+        if (r < 0)
+                return r;
+        if (!json_object_is_type(root, json_type_object) ||
+            !json_object_object_get_ex(root, "code", &code) ||
+            !json_object_is_type(code, json_type_int) || !(msg = member_string(root, "error"))) {
+                json_object_put(root);
+                return -EBADMSG;
+        }
+        ret->code = json_object_get_int64(code);
+        (void) log_escape(msg, ret->message, sizeof(ret->message));
+        json_object_put(root);
+        return 0;
+}
+
+int connect_job_log_url(const char *server, const char *guid, const char *key, unsigned max_lines,
+                        char **ret)
+{
+        _cleanup_free_ char *base = NULL;
+        int r;
+
+        r = connect_job_url(server, guid, key, "log", &base);
+        if (r < 0)
+                return r;
+        if (asprintf(ret, "%s?maxLogLines=%u", base, max_lines) < 0)
+                return -ENOMEM;
+        return 0;
 }

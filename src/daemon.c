@@ -115,11 +115,15 @@ struct daemon {
         bool reload;
 };
 
-/* "content=<guid> (<name>) job=<key>: <message>", every string from outside escaped. */
+/*
+ * "content=<guid> (<name>) job=<key>: <message>", every string from outside escaped; in the
+ * journal also as the fields CONTENT_GUID, CONTENT_NAME and JOB_KEY.
+ */
 _printf_(4, 5) static void log_job(int prio, const struct item *it, const char *key,
                                    const char *fmt, ...)
 {
         char msg[1024], name[LOG_ESCAPE_MAX], k[LOG_ESCAPE_MAX];
+        struct log_context ctx = {.content_guid = it->guid};
         va_list ap;
 
         if (!log_enabled(prio))
@@ -127,23 +131,28 @@ _printf_(4, 5) static void log_job(int prio, const struct item *it, const char *
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        if (it->name)
+                ctx.content_name = log_escape(it->name, name, sizeof(name));
         if (key)
-                log_printf(prio, "content=%s (%s) job=%s: %s", it->guid,
-                           it->name ? log_escape(it->name, name, sizeof(name)) : "-",
-                           log_escape(key, k, sizeof(k)), msg);
+                ctx.job_key = log_escape(key, k, sizeof(k));
+        if (key)
+                log_context_printf(prio, &ctx, "content=%s (%s) job=%s: %s", it->guid,
+                                   ctx.content_name ? ctx.content_name : "-", ctx.job_key, msg);
         else
-                log_printf(prio, "content=%s (%s): %s", it->guid,
-                           it->name ? log_escape(it->name, name, sizeof(name)) : "-", msg);
+                log_context_printf(prio, &ctx, "content=%s (%s): %s", it->guid,
+                                   ctx.content_name ? ctx.content_name : "-", msg);
 }
 
-/* The reason a request failed, in words: Connect's error message when there is one. */
-static const char *result_reason(const struct http_result *res, char *buf, size_t size)
+/* The reason a request failed, in words: Connect's error message when there is one.
+ * list_server: the server URL for a job list request, else NULL (connect_error_message()). */
+static const char *result_reason(const struct http_result *res, const char *list_server, char *buf,
+                                 size_t size)
 {
         if (res->curl_code != 0 || res->sink_error != 0) {
                 (void) snprintf(buf, size, "%s", res->detail);
                 return buf;
         }
-        (void) connect_error_message(res->status, res->body, res->body_len, buf, size);
+        (void) connect_error_message(res->status, res->body, res->body_len, list_server, buf, size);
         if (res->outcome == HTTP_AUTH) {
                 size_t n = strlen(buf);
                 (void) snprintf(buf + n, size - n, "%s",
@@ -290,6 +299,7 @@ _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
         job_failed(t->item, t->job.key, "%s", msg);
         task_free(t);
 }
+#define task_fail(...) (__extension__ task_fail(__VA_ARGS__)) /* "%m": see log.h */
 
 static void on_committed(void *userdata, int r)
 {
@@ -340,8 +350,10 @@ static void task_queue(struct task *t, const struct archive_log_info *log)
         r = connect_build_record(&t->job, t->error, &info, &record);
         if (r >= 0 && t->error)
                 r = connect_format_error(t->error, &error);
-        if (r < 0)
-                return task_fail(t, "out of memory building the job record");
+        if (r < 0) {
+                task_fail(t, "out of memory building the job record");
+                return;
+        }
 
         t->has_log = log != NULL;
         t->log_bytes = info.log_bytes;
@@ -365,8 +377,9 @@ static void on_log_finished(void *userdata, int r, const struct archive_log_info
 
         if (r < 0) {
                 errno = -r;
-                return task_fail(t, "cannot write the compressed log in %s/%s: %m",
-                                 t->d->config->archive_dir, task_folder(t, folder, sizeof(folder)));
+                task_fail(t, "cannot write the compressed log in %s/%s: %m",
+                          t->d->config->archive_dir, task_folder(t, folder, sizeof(folder)));
+                return;
         }
         task_queue(t, log);
 }
@@ -415,7 +428,8 @@ static void on_download_done(void *userdata, const struct http_result *res)
 
         switch (res->outcome) {
         case HTTP_OK:
-                return task_finish_log(t);
+                task_finish_log(t);
+                return;
         case HTTP_GONE:
                 /* A skipped job never ran, so it has no log; any other job's log was swept
                  * by Connect before we came. Either way, keep what is known. */
@@ -424,15 +438,18 @@ static void on_download_done(void *userdata, const struct http_result *res)
                 else
                         log_job(LOG_NOTICE, t->item, t->job.key,
                                 "log file is gone (%s), archiving the job record alone",
-                                result_reason(res, why, sizeof(why)));
-                return task_queue(t, NULL);
+                                result_reason(res, NULL, why, sizeof(why)));
+                task_queue(t, NULL);
+                return;
         default:
-                if (res->sink_error < 0)
-                        return task_fail(t, "cannot write the log to %s/%s: %s",
-                                         t->d->config->archive_dir,
-                                         task_folder(t, folder, sizeof(folder)), res->detail);
-                return task_fail(t, "cannot download the log: %s",
-                                 result_reason(res, why, sizeof(why)));
+                if (res->sink_error < 0) {
+                        task_fail(t, "cannot write the log to %s/%s: %s", t->d->config->archive_dir,
+                                  task_folder(t, folder, sizeof(folder)), res->detail);
+                        return;
+                }
+                task_fail(t, "cannot download the log: %s",
+                          result_reason(res, NULL, why, sizeof(why)));
+                return;
         }
 }
 
@@ -447,17 +464,21 @@ static void on_error_done(void *userdata, const struct http_result *res)
         case HTTP_OK:
                 break;
         case HTTP_GONE:
-                return task_fail(t, "the job no longer exists on the server (%s)",
-                                 result_reason(res, why, sizeof(why)));
+                task_fail(t, "the job no longer exists on the server (%s)",
+                          result_reason(res, NULL, why, sizeof(why)));
+                return;
         default:
-                return task_fail(t, "cannot fetch the error record: %s",
-                                 result_reason(res, why, sizeof(why)));
+                task_fail(t, "cannot fetch the error record: %s",
+                          result_reason(res, NULL, why, sizeof(why)));
+                return;
         }
         /* 204 (or any empty 2xx) means the job has no error record. */
         if (res->status != 204 && res->body_len > 0) {
                 r = connect_parse_error(res->body, res->body_len, &t->error);
-                if (r < 0)
-                        return task_fail(t, "the error record is not a JSON object");
+                if (r < 0) {
+                        task_fail(t, "the error record is not a JSON object");
+                        return;
+                }
         }
         r = connect_job_url(t->d->config->server_url, t->item->guid, t->job.key, "download", &url);
         if (r >= 0)
@@ -632,13 +653,14 @@ static void on_list_done(void *userdata, const struct http_result *res)
         d->connect_up = res->status > 0 && res->status < 500;
         if (res->outcome != HTTP_OK && d->stop) {
                 it->listing = false;
-                return item_idle_check(it);
+                item_idle_check(it);
+                return;
         }
         if (res->outcome != HTTP_OK) {
                 it->listing = false;
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
-                        result_reason(res, why, sizeof(why)));
+                        result_reason(res, d->config->server_url, why, sizeof(why)));
                 d->stats.items_failed++;
                 if (res->outcome == HTTP_AUTH)
                         (void) snprintf(d->problem, sizeof(d->problem), "%s",
@@ -647,7 +669,8 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 else if (res->status == 0)
                         (void) snprintf(d->problem, sizeof(d->problem),
                                         "Connect unreachable: %.200s", why);
-                return item_idle_check(it);
+                item_idle_check(it);
+                return;
         }
         it->failing = false;
         it->last_poll_usec = now_usec(CLOCK_REALTIME);
@@ -660,7 +683,8 @@ static void on_list_done(void *userdata, const struct http_result *res)
                         r == -EBADMSG ? "the job list is not a JSON array"
                                       : "out of memory parsing the job list");
                 d->stats.items_failed++;
-                return item_idle_check(it);
+                item_idle_check(it);
+                return;
         }
         for (size_t i = 0; i < list.n_jobs; i++) {
                 struct job *j = &list.jobs[i];

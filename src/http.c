@@ -34,6 +34,8 @@ struct http_request {
         bool has_sink;
         http_done_fn *done;
         void *userdata;
+        enum http_method method;
+        bool stream;
         CURL *easy;
         unsigned attempts;
         uint64_t due_usec; /* when a delayed retry may start */
@@ -61,6 +63,16 @@ struct http_engine {
         uint64_t rnd_state;
         bool cancelling;
 };
+
+int http_global_init(void)
+{
+        return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void http_global_cleanup(void)
+{
+        curl_global_cleanup();
+}
 
 const char *http_outcome_to_string(enum http_outcome o)
 {
@@ -307,11 +319,33 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
         return len;
 }
 
+/* For a stream: the blank line that ends a 2xx header block starts the sink at once. */
+static int stream_headers_done(struct http_request *req, const char *buffer, size_t len)
+{
+        long status = 0;
+        int r;
+
+        if (!req->has_sink || !((len == 2 && buffer[0] == '\r' && buffer[1] == '\n') ||
+                                (len == 1 && buffer[0] == '\n')))
+                return 0;
+        (void) curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (!status_is_success(status))
+                return 0;
+        req->status = status;
+        r = sink_begin(req);
+        if (r < 0)
+                req->sink_error = r;
+        return r;
+}
+
 static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata)
 {
         struct http_request *req = userdata;
         size_t len = size * nitems;
         static const char name[] = "retry-after:";
+
+        if (req->stream && stream_headers_done(req, buffer, len) < 0)
+                return 0; /* aborts the transfer; sink_error says why */
 
         /* A new status line starts a new header block (after a 100 Continue, say). */
         if (len >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
@@ -361,6 +395,26 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
         return 0;
 }
 
+/*
+ * The operator's requests: DELETE, and streams. A stream has no stall timeout (a quiet job
+ * is not a dead server); keep-alive probes find a dead peer instead.
+ */
+static int request_setup_call(struct http_request *req)
+{
+        CURL *c = req->easy;
+
+        if (req->method == HTTP_METHOD_DELETE &&
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE") != CURLE_OK)
+                return -ENOMEM;
+        if (req->stream && (curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 0L) != CURLE_OK ||
+                            curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE,
+                                             (long) HTTP_STREAM_KEEPALIVE_SECONDS) != CURLE_OK ||
+                            curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL,
+                                             (long) HTTP_STREAM_KEEPALIVE_SECONDS) != CURLE_OK))
+                return -ENOMEM;
+        return 0;
+}
+
 static int request_setup_easy(struct http_engine *e, struct http_request *req)
 {
         const struct http_options *o = &e->opts;
@@ -393,6 +447,8 @@ static int request_setup_easy(struct http_engine *e, struct http_request *req)
                 return -ENOMEM;
         /* CURLOPT_CAINFO copies the string, so a reload may free ours. */
         if (e->ca_file && curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file) != CURLE_OK)
+                return -ENOMEM;
+        if (request_setup_call(req) < 0)
                 return -ENOMEM;
         if (o->verbose && (curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK ||
                            curl_easy_setopt(c, CURLOPT_VERBOSE, 1L) != CURLE_OK))
@@ -429,6 +485,12 @@ static int engine_apply(struct http_engine *e, const struct http_options *opts)
         if (opts->ca_file && !(e->ca_file = strdup(opts->ca_file)))
                 return -ENOMEM;
         (void) curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long) opts->max_concurrent);
+        /* Said at start and at every reload, where the operator looks, not only by
+         * --check-config. */
+        if (!opts->verify_tls)
+                log_printf(LOG_WARNING, "TLS certificates are not verified (verify_tls: false): "
+                                        "anyone on the network path can pose as Connect and "
+                                        "read the API key");
         return 0;
 }
 
@@ -485,9 +547,9 @@ static void finish_request(struct http_request *req, enum http_outcome outcome, 
         else if (req->sink_error < 0)
                 (void) snprintf(res.detail, sizeof(res.detail), "%s", strerror(-req->sink_error));
         else if (curl_code != CURLE_OK)
-                (void) log_escape(req->errbuf[0] ? req->errbuf
-                                                 : curl_easy_strerror((CURLcode) curl_code),
-                                  res.detail, sizeof(res.detail));
+                (void) log_escape_text(req->errbuf[0] ? req->errbuf
+                                                      : curl_easy_strerror((CURLcode) curl_code),
+                                       res.detail, sizeof(res.detail));
         else
                 (void) snprintf(res.detail, sizeof(res.detail), "HTTP %ld", req->status);
         req->done(req->userdata, &res);
@@ -522,6 +584,14 @@ static struct http_request *queue_pop(struct http_engine *e)
 int http_get(struct http_engine *e, const char *url, const struct http_sink *sink,
              http_done_fn *done, void *userdata)
 {
+        return http_submit(e, &(struct http_call){.url = url, .sink = sink}, done, userdata);
+}
+
+int http_submit(struct http_engine *e, const struct http_call *call, http_done_fn *done,
+                void *userdata)
+{
+        const char *url = call->url;
+        const struct http_sink *sink = call->sink;
         struct http_request *req;
 
         if (e->cancelling)
@@ -532,6 +602,8 @@ int http_get(struct http_engine *e, const char *url, const struct http_sink *sin
         req->engine = e;
         req->done = done;
         req->userdata = userdata;
+        req->method = call->method;
+        req->stream = call->stream;
         if (sink) {
                 req->sink = *sink;
                 req->has_sink = true;
@@ -630,8 +702,11 @@ static void attempt_done(struct http_engine *e, struct http_request *req, CURLco
                         uint64_t ra = (uint64_t) req->retry_after_usec;
                         wait = ra > RETRY_AFTER_MAX_USEC ? RETRY_AFTER_MAX_USEC : ra;
                 }
-                log_printf(LOG_DEBUG, "GET %s: %s (%s), retry %u in %.1f s", req->url,
-                           req->errbuf[0] ? req->errbuf : "HTTP error",
+                char why[LOG_ESCAPE_MAX];
+                log_printf(LOG_DEBUG, "%s %s: %s (%s), retry %u in %.1f s",
+                           req->method == HTTP_METHOD_DELETE ? "DELETE" : "GET", req->url,
+                           req->errbuf[0] ? log_escape_text(req->errbuf, why, sizeof(why))
+                                          : "HTTP error",
                            http_outcome_to_string(outcome), req->attempts,
                            (double) wait / (double) USEC_PER_SEC);
                 req->due_usec = now_usec(CLOCK_MONOTONIC) + wait;

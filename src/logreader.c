@@ -100,7 +100,7 @@ static int read_whole(int fd, size_t size, struct log_reader_cache *c, size_t *r
 {
         size_t len = 0;
 
-        if (grow(&c->in, &c->in_cap, size ?: 1) < 0)
+        if (grow(&c->in, &c->in_cap, size ? size : 1) < 0)
                 return -ENOMEM;
         while (len < size) {
                 ssize_t n = read(fd, c->in + len, size - len);

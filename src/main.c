@@ -1,15 +1,15 @@
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 
-#include <curl/curl.h>
-
 #include "config.h"
 #include "daemon.h"
+#include "http.h"
 #include "log.h"
 #include "version.h"
 
@@ -35,6 +35,38 @@ static void help(FILE *f)
                    "Exit status: 0 success, 1 runtime failure, 2 usage, 78 invalid config.\n");
 }
 
+/* Prints what --check-config shows: every setting, where the key came from, never the key. */
+static void print_summary(const struct config *c, FILE *f)
+{
+        fprintf(f, "config file:        %s\n", c->path ? c->path : "(none)");
+        fprintf(f, "server url:         %s\n", c->server_url ? c->server_url : "(none)");
+        if (c->api_key_source)
+                fprintf(f, "api key:            from %s (not shown)\n", c->api_key_source);
+        else
+                fprintf(f, "api key:            not resolved\n");
+        if (!c->verify_tls)
+                fprintf(f, "tls:                certificates NOT verified (verify_tls: false)\n");
+        else if (c->ca_file)
+                fprintf(f, "tls:                verified against %s\n", c->ca_file);
+        else
+                fprintf(f, "tls:                verified against the system CA store\n");
+        fprintf(f, "timeout:            %u s\n", c->timeout_seconds);
+        fprintf(f, "max concurrent:     %u requests\n", c->max_concurrent_requests);
+        fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
+        fprintf(f, "compression level:  %d\n", c->compression_level);
+        if (c->retention_days)
+                fprintf(f, "retention:          %u days\n", c->retention_days);
+        else
+                fprintf(f, "retention:          keep forever\n");
+        fprintf(f, "min free space:     %" PRIu64 " MB\n", c->min_free_mb);
+        fprintf(f, "poll interval:      %u s\n", c->poll_interval_seconds);
+        fprintf(f, "metrics file:       %s\n", c->metrics_file ? c->metrics_file : "(none)");
+        fprintf(f, "content:            %zu item%s\n", c->n_content, c->n_content == 1 ? "" : "s");
+        for (size_t i = 0; i < c->n_content; i++)
+                fprintf(f, "  %s  %s\n", c->content[i].guid ? c->content[i].guid : "(none)",
+                        c->content[i].name ? c->content[i].name : "(no name)");
+}
+
 /* Returns 1 to go on, 0 to exit successfully, or an exit status (> 1) for bad usage. */
 static int parse_argv(int argc, char *argv[])
 {
@@ -46,7 +78,7 @@ static int parse_argv(int argc, char *argv[])
                 {"verbose", no_argument, NULL, 'v'},
                 {"version", no_argument, NULL, 'V'},
                 {"help", no_argument, NULL, 'h'},
-                {},
+                {NULL, 0, NULL, 0},
         };
         int c;
 
@@ -111,7 +143,7 @@ int main(int argc, char *argv[])
                 return EXIT_CONFIG;
         }
         if (arg_check_config) {
-                config_print_summary(config, stdout);
+                print_summary(config, stdout);
                 config_free(config);
                 return EXIT_SUCCESS;
         }
@@ -121,7 +153,7 @@ int main(int argc, char *argv[])
         /* Past RLIMIT_FSIZE a write fails with EFBIG, which is reported and retried like a
          * full disk; SIGXFSZ's default would kill the daemon instead. */
         (void) signal(SIGXFSZ, SIG_IGN);
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (http_global_init() < 0) {
                 log_printf(LOG_ERR, "cannot initialize libcurl");
                 config_free(config);
                 return EXIT_FAILURE;
@@ -130,7 +162,7 @@ int main(int argc, char *argv[])
         if (r < 0) {
                 (void) log_errno(LOG_ERR, r, "cannot start: %m");
                 config_free(config);
-                curl_global_cleanup();
+                http_global_cleanup();
                 return EXIT_FAILURE;
         }
         if (arg_once)
@@ -138,7 +170,7 @@ int main(int argc, char *argv[])
         else
                 r = daemon_run_forever(d, arg_config);
         daemon_free(d);
-        curl_global_cleanup();
+        http_global_cleanup();
         if (r < 0)
                 return EXIT_FAILURE;
         return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

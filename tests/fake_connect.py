@@ -34,6 +34,9 @@ API (under /__api__, header "Authorization: Key <api_key>" required, exactly):
     GET /v1/content/{guid}/jobs/{key}/download  the log bytes (text/plain, attachment)
     GET /v1/content/{guid}/jobs/{key}/error     200 LoggedError JSON, or 204 empty body
     GET /v1/content/{guid}/jobs/{key}/log       LogEntries, ?maxLogLines=N (last N, default 5000)
+    GET /v1/content/{guid}/jobs/{key}/tail      a live stream of LogEntry objects (see TAIL)
+    DELETE /v1/content/{guid}/jobs/{key}        KillJobOrder for an active job (it is finalized
+                                                "kill_delay" s later), else 409 code 163
     unknown GUID/key: 404 {"code":4,...}; unknown route: 404 text/plain "404 page not found";
     bad/missing key: 401 {"code":24,...}.
 
@@ -52,6 +55,16 @@ Control API (no auth, JSON bodies, never recorded nor faulted):
                                                "user_agent"}, ...]
     DELETE /__control__/requests
     GET    /__control__/health               {"ok": true, "port": N}
+    POST   /__control__/jobs/{guid}/{key}/lines  body {"lines": ["text" | {"source", "data"}]}:
+                                             appends to the job's log, timestamped now
+    GET    /__control__/kills                [{"guid", "key", "t"}, ...] kill orders registered
+
+TAIL: scenario keys (or JOBSPEC keys, which win) "tail_framing": "ndjson" (default) | "sse" |
+    "concatenated"; "tail_replay": "all" (default: the log from its start) | N (the last N
+    lines) | 0 (only what comes next); JOBSPEC "tail_status": 404 = the route does not exist
+    (plain-text 404, an older server); scenario "tail": false = no /tail for any job;
+    "kill_delay" (default 0.3 s). Every frame is written as two chunks; the stream closes
+    when the job's status becomes 2 or 3 (or the job is deleted).
 
 FAULT = {"path": REGEX (re.search on the request path, query excluded; default "."),
          "method": "GET" (optional), "times": N (default 1; -1 = forever),
@@ -358,6 +371,9 @@ def normalize_jobspec(spec, default_chunked=False):
         "error_status": spec.get("error_status"),
         "job_status": spec.get("job_status"),
         "chunked": bool(spec.get("chunked", default_chunked)),
+        "tail_status": spec.get("tail_status"),
+        "tail_framing": spec.get("tail_framing"),
+        "tail_replay": spec.get("tail_replay"),
         "log": None,
         "log_size": None,
         "log_start": job.get("start_time"),
@@ -409,6 +425,13 @@ class State:
             for spec in c.get("jobs") or []:
                 js = normalize_jobspec(spec, self.default_chunked)
                 entry["jobs"][js["job"]["key"]] = js
+        self.cond = threading.Condition(self.lock)
+        self.tail_enabled = scenario.get("tail", True) is not False
+        self.tail_framing = scenario.get("tail_framing", "ndjson")
+        self.tail_replay = scenario.get("tail_replay", "all")
+        self.kill_delay = float(scenario.get("kill_delay", 0.3))
+        self.kills = []
+        self.last_line_ns = 0
         self.faults = []
         self.fault_seq = itertools.count(1)
         for f in scenario.get("faults") or []:
@@ -446,7 +469,7 @@ class State:
                 merged = {k: v for k, v in js.items() if k not in ("log", "log_size")}
                 merged["job"] = job
                 for k in ("error", "download_status", "error_status", "job_status",
-                          "chunked"):
+                          "chunked", "tail_status", "tail_framing", "tail_replay"):
                     if k in body:
                         merged[k] = body[k]
                 if any(k in body for k in ("log", "log_b64", "log_size")):
@@ -464,6 +487,7 @@ class State:
             if newkey != key:
                 raise BadRequest("a job's key cannot change")
             c["jobs"][key] = new
+            self.cond.notify_all()
             return dict(new["job"])
 
     def delete_job(self, guid, key):
@@ -472,6 +496,7 @@ class State:
             if c is None or key not in c["jobs"]:
                 return False
             del c["jobs"][key]
+            self.cond.notify_all()
             return True
 
     def set_content(self, guid, body):
@@ -554,6 +579,51 @@ class State:
     def clear_requests(self):
         with self.lock:
             self.requests = []
+
+    # -- live logs and kill orders (connect-jobs)
+    def append_lines(self, guid, key, lines):
+        """Appends lines to a job's log in Connect's format, timestamped now (strictly
+        increasing), and wakes the /tail streams. False if there is no such job."""
+        with self.lock:
+            c = self.content.get(guid)
+            js = c["jobs"].get(key) if c is not None else None
+            if js is None:
+                return False
+            if js["log"] is None:
+                js["log"] = generated_log_bytes(key, js["log_size"] or 0, js["log_start"])
+                js["log_size"] = None
+            out = []
+            for line in lines:
+                if isinstance(line, dict):
+                    source, data = line.get("source", "stdout"), line.get("data", "")
+                else:
+                    source, data = "stdout", str(line)
+                ns = max(time.time_ns(), self.last_line_ns + 1)
+                self.last_line_ns = ns
+                sec, frac = divmod(ns, 1_000_000_000)
+                out.append("%s.%09d [%s] %s\n" % (
+                    time.strftime("%Y/%m/%d %H:%M:%S", time.gmtime(sec)), frac, source, data))
+            js["log"] = js["log"] + "".join(out).encode("utf-8")
+            self.cond.notify_all()
+            return True
+
+    def register_kill(self, guid, key):
+        with self.lock:
+            self.kills.append({"guid": guid, "key": key, "t": time.monotonic()})
+
+        def finalize():
+            with self.lock:
+                c = self.content.get(guid)
+                js = c["jobs"].get(key) if c is not None else None
+                if js is None or js["job"].get("status") != 0:
+                    return
+            self.append_lines(guid, key, [{"source": "stderr", "data": "Killed"}])
+            self.update_job(guid, key, {"status": 2, "exit_code": 137,
+                                        "end_time": _fmt_time(time.time())})
+
+        t = threading.Timer(self.kill_delay, finalize)
+        t.daemon = True
+        t.start()
 
 
 # --------------------------------------------------------------------------------------
@@ -891,9 +961,12 @@ class Handler(BaseHTTPRequestHandler):
                 or any(p == "" for p in parts[4:])):
             return not_found_route()
         sub = parts[7] if len(parts) == 8 else None
-        if sub not in (None, "download", "error", "log"):
+        if sub not in (None, "download", "error", "log", "tail"):
             return not_found_route()
-        if self.command not in ("GET", "HEAD"):
+        if sub == "tail" and not self.server.state.tail_enabled:
+            return not_found_route()
+        kill = self.command == "DELETE" and sub is None and len(parts) == 7
+        if self.command not in ("GET", "HEAD") and not kill:
             return Resp(405, [("Content-Type", "text/plain; charset=utf-8"),
                               ("Allow", "GET")], b"405 method not allowed\n")
         if not rec["auth_ok"]:
@@ -912,6 +985,10 @@ class Handler(BaseHTTPRequestHandler):
         if js is None:
             return error_resp(404)
         q = parse_qs(query)
+        if kill:
+            return self.kill(guid, key, js)
+        if sub == "tail":
+            return self.tail(guid, key, js)
         if sub is None:
             if js.get("job_status"):
                 return error_resp(int(js["job_status"]))
@@ -942,6 +1019,71 @@ class Handler(BaseHTTPRequestHandler):
         return Resp(200, [("Content-Type", "text/plain"),
                           ("Content-Disposition", 'attachment; filename="%s"' % fname)],
                     length=length, pieces=pieces, chunked=js["chunked"])
+
+    # ---- connect-jobs: kill orders and the live log
+    def kill(self, guid, key, js):
+        job = js["job"]
+        if job.get("status") != 0:
+            return error_resp(409)
+        self.server.state.register_kill(guid, key)
+
+        def as_int(v):
+            try:
+                return int(v)
+            except (TypeError, ValueError):
+                return None
+        return json_resp(200, {"guid": str(uuid.uuid4()), "app_id": as_int(job.get("app_id")),
+                               "app_guid": guid, "job_id": as_int(job.get("id")),
+                               "job_key": key, "result": "Order to kill job registered"})
+
+    def tail(self, guid, key, js):
+        state = self.server.state
+        if js.get("tail_status"):
+            status = int(js["tail_status"])
+            return not_found_route() if status == 404 else error_resp(status)
+        framing = js.get("tail_framing") or state.tail_framing
+        replay = js.get("tail_replay")
+        replay = state.tail_replay if replay is None else replay
+        ctype = {"ndjson": "application/x-ndjson", "sse": "text/event-stream",
+                 "concatenated": "application/json"}[framing]
+
+        def frame(entry):
+            text = json.dumps(entry, separators=(",", ":"))
+            if framing == "ndjson":
+                text += "\n"
+            elif framing == "sse":
+                text = "event: log\ndata: %s\n\n" % text
+            return text.encode("utf-8")
+
+        def pieces():
+            sent = None
+            idle = 0
+            if framing == "sse":
+                yield b": stream open\n\n"
+            while True:
+                with state.lock:
+                    cur = state.content.get(guid, {}).get("jobs", {}).get(key)
+                    entries = log_entries(cur, 10 ** 9)["entries"] if cur else []
+                    final = cur is None or cur["job"].get("status") in (2, 3)
+                    if sent is None:
+                        sent = 0 if replay == "all" else max(0, len(entries) - int(replay))
+                    new, sent = entries[sent:], max(sent, len(entries))
+                    if not new and not final:
+                        state.cond.wait(0.5)
+                        idle += 1
+                if new:
+                    idle = 0
+                    for e in new:
+                        f = frame(e)
+                        yield f[:len(f) // 2]  # two chunks: the client must reassemble
+                        yield f[len(f) // 2:]
+                elif framing == "sse" and idle >= 4:
+                    idle = 0
+                    yield b": ping\n\n"
+                if final:
+                    return
+        return Resp(200, [("Content-Type", ctype), ("Cache-Control", "no-cache")],
+                    length=None, pieces=pieces, chunked=True)
 
     # ---- control API
     def control(self, method, path, body):
@@ -975,6 +1117,15 @@ class Handler(BaseHTTPRequestHandler):
             if job is None:
                 return json_resp(404, {"ok": False, "error": "no such job"})
             return json_resp(200, {"ok": True, "job": job})
+        if what == "jobs" and len(parts) == 4 and parts[3] == "lines" and method == "POST":
+            if not isinstance(obj, dict) or not isinstance(obj.get("lines"), list):
+                raise BadRequest("body must be {\"lines\": [...]}")
+            if not state.append_lines(parts[1], parts[2], obj["lines"]):
+                return json_resp(404, {"ok": False, "error": "no such job"})
+            return json_resp(200, {"ok": True})
+        if what == "kills" and len(parts) == 1 and method == "GET":
+            with state.lock:
+                return json_resp(200, list(state.kills))
         if what == "jobs" and len(parts) == 3 and method == "DELETE":
             if not state.delete_job(parts[1], parts[2]):
                 return json_resp(404, {"ok": False, "error": "no such job"})

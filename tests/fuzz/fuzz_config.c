@@ -163,25 +163,6 @@ static void check_config(const struct config *c)
         CHECK(!c->api_key && !c->api_key_source);
 }
 
-/* --check-config prints the summary of any accepted config; every line is plain text. */
-static void check_summary(const struct config *c)
-{
-        char *buf = NULL;
-        size_t len = 0;
-        FILE *f = open_memstream(&buf, &len);
-
-        if (!f)
-                return;
-        config_print_summary(c, f);
-        if (fclose(f) != 0) {
-                free(buf);
-                return;
-        }
-        for (size_t i = 0; i < len; i++)
-                CHECK(buf[i] == '\n' || ((unsigned char) buf[i] >= 0x20 && buf[i] != 0x7f));
-        free(buf);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct config *c = UNTOUCHED;
@@ -202,7 +183,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* reterr is filled only on failure. */
         CHECK((unsigned char) e.message[0] == 0x5a);
         check_config(c);
-        check_summary(c);
         config_free(c);
         return 0;
 }

@@ -563,3 +563,52 @@ def assert_no_temporaries(archive_dir, allow=()):
     bad = find_temporaries(archive_dir, allow)
     if bad:
         raise AssertionError("leftover temporaries in %s: %s" % (archive_dir, ", ".join(bad)))
+
+
+# --------------------------------------------------------------------------------------
+# Running connect-jobs, the operator's command
+
+
+def jobs_binary():
+    """CJA_JOBS_BINARY (set by ctest), else connect-jobs beside CJA_BINARY."""
+    b = os.environ.get("CJA_JOBS_BINARY")
+    if b:
+        return b
+    return os.path.join(os.path.dirname(archiver_binary()), "connect-jobs")
+
+
+def run_jobs(args, env=None, timeout=60, cwd=None, input=None, text=True):
+    """Runs connect-jobs with args to completion (environment as archiver_env: no key or
+    server variables unless given); returns subprocess.CompletedProcess."""
+    kw = {"text": True, "errors": "replace"} if text else {}
+    return subprocess.run([jobs_binary()] + list(args), env=archiver_env(env), cwd=cwd,
+                          input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, **kw)
+
+
+def start_jobs(args, env=None, cwd=None, output_dir=None):
+    """Starts connect-jobs in the background (tail); like start_archiver: p.read_stdout(),
+    p.read_stderr()."""
+    out_dir = output_dir or tempfile.mkdtemp(prefix="cja-jobs-")
+    so = open(os.path.join(out_dir, "stdout.txt"), "wb")
+    se = open(os.path.join(out_dir, "stderr.txt"), "wb")
+    p = subprocess.Popen([jobs_binary()] + list(args), env=archiver_env(env), cwd=cwd,
+                         stdin=subprocess.DEVNULL, stdout=so, stderr=se)
+    so.close()
+    se.close()
+    p.stdout_path = so.name
+    p.stderr_path = se.name
+
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    p.read_stdout = lambda: read(p.stdout_path)
+    p.read_stderr = lambda: read(p.stderr_path)
+    return p
+
+
+def binary_has_asan(path):
+    """True when the binary is built with AddressSanitizer (its memory use is not the
+    program's own)."""
+    with open(path, "rb") as f:
+        return b"__asan_init" in f.read()

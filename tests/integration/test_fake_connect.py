@@ -227,7 +227,7 @@ class TestShapes(Base):
     def test_unknown_route_plain_text(self):
         for path in ("/", "/__api__/v1/content", "/__api__/applications/%s/jobs" % self.guid,
                      "/__api__/v1/content/%s/jobs/" % self.guid,
-                     jobs_path(self.guid, self.fixture[0]["key"], "tail"),
+                     jobs_path(self.guid, self.fixture[0]["key"], "metrics"),
                      jobs_path(self.guid, self.fixture[0]["key"], "download") + "/x"):
             st, h, body = self.get(path)
             self.assertEqual(st, 404, path)

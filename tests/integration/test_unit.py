@@ -54,12 +54,16 @@ class UnitTest(unittest.TestCase):
     def test_required_settings(self):
         with open(UNIT) as f:
             text = f.read()
-        for line in ("Type=notify", "ExecStartPre=/usr/bin/connect-job-archiver --check-config",
+        for line in ("Type=notify", "ExecStart=/usr/bin/connect-job-archiver",
                      "ExecReload=/bin/kill -HUP $MAINPID", "Restart=on-failure",
-                     "RestartPreventExitStatus=78", "StateDirectory=connect-job-archiver",
+                     "StateDirectory=connect-job-archiver",
                      "LoadCredential=api-key:/etc/connect-job-archiver/api-key", "UMask=0027"):
             self.assertIn("\n" + line + "\n", text)
         self.assertRegex(text, r"\nWatchdogSec=\d+\n")
+        self.assertRegex(text, r"\nRestartPreventExitStatus=78( \d+)*\n")
+        # A failing ExecStartPre= is restarted despite RestartPreventExitStatus= (it covers
+        # the main process only): the config error must come from the main process.
+        self.assertNotIn("\nExecStartPre=", text)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,6 @@
 #define GUID1 "38400000-8cf0-11bd-b23e-10b96e4ef00d"
 #define GUID2 "0b8f3a5e-2f4d-4c47-9b0e-5c1f6e2a9d11"
 
-/* A key that must never show up in a message or summary. */
-#define SECRET "s3cr3t-KEY-0123456789abcdefABCDEF"
-
 /* A pointer config_parse() must leave alone on failure ("ret_ is set only on success"). */
 #define UNTOUCHED ((struct config *) (uintptr_t) 0x5a5a)
 
@@ -130,31 +127,6 @@ static char *write_text(const char *dir, const char *name, const char *text, mod
         return write_file(dir, name, text, strlen(text), mode);
 }
 
-/* Resolves the key and asserts success with the given key and source. */
-static void assert_key(struct config *c, const char *key, const char *source)
-{
-        struct config_error err = {{0}};
-        int r;
-
-        r = config_resolve_api_key(c, &err);
-        if (r < 0)
-                fail_msg("unexpected key failure (%d): %s", r, err.message);
-        assert_string_equal(c->api_key, key);
-        assert_string_equal(c->api_key_source, source);
-}
-
-/* Resolves the key and asserts failure r with exactly the message want (never the key). */
-static void assert_key_error(struct config *c, int want_r, const char *want)
-{
-        struct config_error err = {{0}};
-        int r;
-
-        r = config_resolve_api_key(c, &err);
-        assert_int_equal(r, want_r);
-        assert_string_equal(err.message, want);
-        assert_null(strstr(err.message, SECRET));
-}
-
 /* Parses MINIMAL plus extra server keys (written after url, so from line 3 on). */
 static struct config *parse_with_server(const char *extra)
 {
@@ -200,32 +172,38 @@ static void test_config_minimal_gets_defaults(void **state)
 
 static void test_config_reads_every_key(void **state)
 {
+        struct fixture *fx = *state;
         struct config *c;
+        char *ca, *yaml = NULL;
 
-        (void) state;
-        c = parse_ok("# every key, none at its default\n"
-                     "server:\n"
-                     "  url: http://connect.internal:3939\n"
-                     "  api_key_file: /etc/cja/api-key\n"
-                     "  api_key_env: MY_CONNECT_KEY\n"
-                     "  ca_file: /etc/ssl/internal-ca.pem\n"
-                     "  verify_tls: false\n"
-                     "  timeout_seconds: 5\n"
-                     "  max_concurrent_requests: 32\n"
-                     "archive:\n"
-                     "  directory: /srv/archive\n"
-                     "  compression_level: 9\n"
-                     "  retention_days: 365\n"
-                     "  min_free_mb: 2048\n"
-                     "poll:\n"
-                     "  interval_seconds: 300\n"
-                     "metrics_file: /var/lib/prometheus/cja.prom\n"
-                     "content:\n"
-                     "  - " GUID1 "\n");
+        /* The CA file must exist (it is checked at load). */
+        ca = write_text(fx->dir, "internal-ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+        assert_true(asprintf(&yaml,
+                             "# every key, none at its default\n"
+                             "server:\n"
+                             "  url: http://connect.internal:3939\n"
+                             "  api_key_file: /etc/cja/api-key\n"
+                             "  api_key_env: MY_CONNECT_KEY\n"
+                             "  ca_file: %s\n"
+                             "  verify_tls: false\n"
+                             "  timeout_seconds: 5\n"
+                             "  max_concurrent_requests: 32\n"
+                             "archive:\n"
+                             "  directory: /srv/archive\n"
+                             "  compression_level: 9\n"
+                             "  retention_days: 365\n"
+                             "  min_free_mb: 2048\n"
+                             "poll:\n"
+                             "  interval_seconds: 300\n"
+                             "metrics_file: /var/lib/prometheus/cja.prom\n"
+                             "content:\n"
+                             "  - " GUID1 "\n",
+                             ca) > 0);
+        c = parse_ok(yaml);
         assert_string_equal(c->server_url, "http://connect.internal:3939");
         assert_string_equal(c->api_key_file, "/etc/cja/api-key");
         assert_string_equal(c->api_key_env, "MY_CONNECT_KEY");
-        assert_string_equal(c->ca_file, "/etc/ssl/internal-ca.pem");
+        assert_string_equal(c->ca_file, ca);
         assert_false(c->verify_tls);
         assert_int_equal(c->timeout_seconds, 5);
         assert_int_equal(c->max_concurrent_requests, 32);
@@ -236,6 +214,8 @@ static void test_config_reads_every_key(void **state)
         assert_int_equal(c->poll_interval_seconds, 300);
         assert_string_equal(c->metrics_file, "/var/lib/prometheus/cja.prom");
         config_free(c);
+        free(yaml);
+        free(ca);
 }
 
 static void test_config_content_both_forms(void **state)
@@ -470,6 +450,190 @@ static void test_config_rejects_bad_connect_server(void **state)
         assert_int_equal(setenv("CONNECT_SERVER", "connect.example.com\n<3>forged", 1), 0);
         assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: \"connect.example.com\\x0a<3>"
                                               "forged\" is not an http:// or https:// URL");
+}
+
+/* Credentials in the URL are refused, and the message shows neither them nor the URL. */
+static void test_config_rejects_url_with_credentials(void **state)
+{
+        static const char *const urls[] = {
+                "https://archiver:hunter2@connect.example.com",
+                "https://archiver@connect.example.com/",
+                "http://archiver:hunter2@10.0.0.1:3939/rsconnect",
+                "https://:hunter2@connect.example.com",
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+                char *yaml = NULL;
+
+                assert_true(asprintf(&yaml, "server:\n  url: %s\n" ARCHIVE CONTENT, urls[i]) > 0);
+                assert_rejected(yaml, NAME ":2:8: server.url: credentials in the URL "
+                                           "(user:password@) are refused and not shown; the API "
+                                           "key goes in server.api_key_file");
+                free(yaml);
+        }
+        /* Even where the URL is otherwise wrong, nothing of it is quoted. */
+        assert_rejected("server:\n  url: ftp://u:hunter2@h\n" ARCHIVE CONTENT,
+                        NAME ":2:8: server.url: credentials in the URL (user:password@) are "
+                             "refused and not shown; the API key goes in server.api_key_file");
+}
+
+static void test_config_url_with_at_in_path_is_fine(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok("server:\n  url: https://connect.example.com/team@x\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "https://connect.example.com/team@x");
+        config_free(c);
+}
+
+static void test_config_rejects_connect_server_with_credentials(void **state)
+{
+        struct config_error err = {{0}};
+        struct config *c = NULL;
+
+        (void) state;
+        assert_int_equal(setenv("CONNECT_SERVER", "https://me:hunter2@connect.example.com", 1), 0);
+        assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: credentials in the URL "
+                                              "(user:password@) are refused and not shown; the "
+                                              "API key goes in server.api_key_file");
+        assert_int_equal(config_parse(NAME, ARCHIVE CONTENT, strlen(ARCHIVE CONTENT), &c, &err),
+                         -EINVAL);
+        assert_null(strstr(err.message, "hunter2"));
+}
+
+static void test_config_rejects_url_with_api_path(void **state)
+{
+        static const struct {
+                const char *url, *message;
+        } cases[] = {
+                {"https://connect.example.com/__api__",
+                 NAME ":2:8: server.url: \"https://connect.example.com/__api__\" contains "
+                      "/__api__: give the server's URL without /__api__"},
+                {"https://connect.example.com/__api__/",
+                 NAME ":2:8: server.url: \"https://connect.example.com/__api__/\" contains "
+                      "/__api__: give the server's URL without /__api__"},
+                {"https://h/rsconnect/__api__",
+                 NAME ":2:8: server.url: \"https://h/rsconnect/__api__\" contains /__api__: give "
+                      "the server's URL without /__api__"},
+                {"https://h/__api__/v1",
+                 NAME ":2:8: server.url: \"https://h/__api__/v1\" contains /__api__: give the "
+                      "server's URL without /__api__"},
+        };
+        struct config *c;
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *yaml = NULL;
+
+                assert_true(asprintf(&yaml, "server:\n  url: %s\n" ARCHIVE CONTENT, cases[i].url) >
+                            0);
+                assert_rejected(yaml, cases[i].message);
+                free(yaml);
+        }
+        /* The same from the environment. */
+        assert_int_equal(setenv("CONNECT_SERVER", "https://h/__api__", 1), 0);
+        assert_rejected(ARCHIVE CONTENT, NAME ": $CONNECT_SERVER: \"https://h/__api__\" contains "
+                                              "/__api__: give the server's URL without /__api__");
+        /* Only a whole segment counts. */
+        c = parse_ok("server:\n  url: https://h/__api__x/y__api__\n" ARCHIVE CONTENT);
+        assert_string_equal(c->server_url, "https://h/__api__x/y__api__");
+        config_free(c);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* server.ca_file is checked at load */
+
+/* Parses MINIMAL with server.ca_file (line 3, column 3) set to path. */
+static int parse_with_ca_file(const char *path, struct config_error *err)
+{
+        struct config *c = UNTOUCHED;
+        char *yaml = NULL;
+        int r;
+
+        assert_true(asprintf(&yaml, SERVER "  ca_file: \"%s\"\n" ARCHIVE CONTENT, path) > 0);
+        r = config_parse(NAME, yaml, strlen(yaml), &c, err);
+        if (r >= 0)
+                config_free(c);
+        else
+                assert_ptr_equal(c, UNTOUCHED);
+        free(yaml);
+        return r;
+}
+
+static void test_config_ca_file_missing_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path = NULL, *want = NULL;
+
+        assert_true(asprintf(&path, "%s/no-such-ca.pem", fx->dir) > 0);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want,
+                             NAME ":3:3: server.ca_file: cannot read %s: No such file or directory",
+                             path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_ca_file_not_a_file_or_empty_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path, *want = NULL;
+
+        assert_int_equal(parse_with_ca_file(fx->dir, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: %s is not a regular file",
+                             fx->dir) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+
+        path = write_text(fx->dir, "empty.pem", "", 0644);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: %s is empty", path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+
+        /* A FIFO is refused without blocking on it. */
+        free(path);
+        assert_true(asprintf(&path, "%s/ca.fifo", fx->dir) > 0);
+        assert_int_equal(mkfifo(path, 0644), 0);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: %s is not a regular file", path) >
+                    0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_ca_file_unreadable_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path, *want = NULL;
+
+        if (geteuid() == 0)
+                skip(); /* root reads a mode-000 file anyway */
+        path = write_text(fx->dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0000);
+        assert_int_equal(parse_with_ca_file(path, &err), -EINVAL);
+        assert_true(asprintf(&want, NAME ":3:3: server.ca_file: cannot read %s: Permission denied",
+                             path) > 0);
+        assert_string_equal(err.message, want);
+        free(want);
+        free(path);
+}
+
+static void test_config_ca_file_readable_is_taken(void **state)
+{
+        struct fixture *fx = *state;
+        struct config_error err = {{0}};
+        char *path;
+
+        path = write_text(fx->dir, "ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+        assert_int_equal(parse_with_ca_file(path, &err), 0);
+        free(path);
 }
 
 static void test_config_rejects_missing_url(void **state)
@@ -1015,7 +1179,7 @@ static void test_config_example_config_parses(void **state)
         if (r < 0)
                 fail_msg("etc/config.yaml: %s", err.message);
         assert_string_equal(c->server_url, "https://connect.example.com");
-        assert_string_equal(c->api_key_file, "/etc/connect-job-archiver/api-key");
+        assert_null(c->api_key_file); /* the key comes as the unit's credential */
         assert_string_equal(c->archive_dir, "/var/lib/connect-job-archiver");
         assert_true(c->verify_tls);
         assert_int_equal(c->timeout_seconds, 30);
@@ -1029,465 +1193,6 @@ static void test_config_example_config_parses(void **state)
         assert_null(c->content[0].name);
         assert_string_equal(c->content[1].guid, GUID2);
         assert_string_equal(c->content[1].name, "sales-dashboard");
-        config_free(c);
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* API key */
-
-static struct config *config_with_key_file(const char *path)
-{
-        struct config *c = parse_ok(MINIMAL);
-
-        if (path) {
-                c->api_key_file = strdup(path);
-                assert_non_null(c->api_key_file);
-        }
-        return c;
-}
-
-/* A key file with this text and mode gives SECRET, from "file <path>". */
-static void assert_key_file_gives_secret(struct fixture *fx, const char *text, mode_t mode)
-{
-        struct config *c;
-        char *path, *source = NULL;
-
-        path = write_text(fx->dir, "api-key", text, mode);
-        c = config_with_key_file(path);
-        assert_true(asprintf(&source, "file %s", path) > 0);
-        assert_key(c, SECRET, source);
-        config_free(c);
-        free(source);
-        free(path);
-}
-
-static void test_config_key_from_file_is_stripped(void **state)
-{
-        assert_key_file_gives_secret(*state, " \t" SECRET " \r\n\n", 0600);
-}
-
-static void test_config_key_file_group_readable_is_fine(void **state)
-{
-        /* Group access is how operators share a key with the service's group. */
-        assert_key_file_gives_secret(*state, SECRET "\n", 0640);
-}
-
-static void test_config_key_file_readable_by_others_is_refused(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path, *want = NULL;
-
-        path = write_text(fx->dir, "api-key", SECRET "\n", 0644);
-        c = config_with_key_file(path);
-        /* Not even a key from the environment papers over it. */
-        assert_int_equal(setenv("CONNECT_API_KEY", "other", 1), 0);
-        assert_true(asprintf(&want,
-                             NAME ": api key file %s is readable by others (mode 0644); chmod "
-                                  "600 it",
-                             path) > 0);
-        assert_key_error(c, -EPERM, want);
-        assert_null(c->api_key);
-        free(want);
-
-        assert_int_equal(chmod(path, 0602), 0);
-        assert_true(asprintf(&want,
-                             NAME ": api key file %s is writable by others (mode 0602); chmod "
-                                  "600 it",
-                             path) > 0);
-        assert_key_error(c, -EPERM, want);
-        free(want);
-
-        assert_int_equal(chmod(path, 0601), 0);
-        assert_true(asprintf(&want,
-                             NAME ": api key file %s is accessible by others (mode 0601); chmod "
-                                  "600 it",
-                             path) > 0);
-        assert_key_error(c, -EPERM, want);
-        free(want);
-
-        assert_int_equal(chmod(path, 0600), 0);
-        assert_int_equal(config_resolve_api_key(c, NULL), 0);
-        assert_string_equal(c->api_key, SECRET);
-        config_free(c);
-        free(path);
-}
-
-static void test_config_key_file_missing_is_an_error(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path = NULL, *want = NULL;
-
-        assert_true(asprintf(&path, "%s/no-such-key", fx->dir) > 0);
-        c = config_with_key_file(path);
-        /* A configured file that is not there must not fall through to another source. */
-        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
-        assert_true(asprintf(&want, NAME ": cannot open api key file %s: No such file or directory",
-                             path) > 0);
-        assert_key_error(c, -ENOENT, want);
-        assert_null(c->api_key);
-        config_free(c);
-        free(want);
-        free(path);
-}
-
-static void test_config_key_file_empty_is_an_error(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path, *want = NULL;
-
-        path = write_text(fx->dir, "api-key", " \n\n", 0600);
-        c = config_with_key_file(path);
-        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
-        assert_true(asprintf(&want, NAME ": api key file %s is empty", path) > 0);
-        assert_key_error(c, -ENOKEY, want);
-        config_free(c);
-        free(want);
-        free(path);
-}
-
-static void test_config_key_file_too_large(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char big[4097], *path, *want = NULL;
-
-        memset(big, 'k', sizeof(big));
-        path = write_file(fx->dir, "api-key", big, sizeof(big), 0600);
-        c = config_with_key_file(path);
-        assert_true(asprintf(&want, NAME ": api key file %s is larger than 4096 bytes", path) > 0);
-        assert_key_error(c, -EFBIG, want);
-        config_free(c);
-        free(want);
-        free(path);
-
-        /* Exactly 4096 bytes is fine. */
-        path = write_file(fx->dir, "api-key", big, sizeof(big) - 1, 0600);
-        c = config_with_key_file(path);
-        assert_int_equal(config_resolve_api_key(c, NULL), 0);
-        assert_int_equal(strlen(c->api_key), 4096);
-        config_free(c);
-        free(path);
-}
-
-static void test_config_key_file_not_regular(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *want = NULL;
-
-        assert_int_equal(chmod(fx->dir, 0700), 0);
-        c = config_with_key_file(fx->dir);
-        assert_true(asprintf(&want, NAME ": api key file %s is not a regular file", fx->dir) > 0);
-        assert_key_error(c, -EINVAL, want);
-        config_free(c);
-        free(want);
-}
-
-static void test_config_key_from_named_variable(void **state)
-{
-        struct config *c;
-
-        (void) state;
-        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
-        assert_int_equal(setenv("CJA_TEST_KEY", "\n" SECRET "\n", 1), 0);
-        assert_int_equal(setenv("CONNECT_API_KEY", "loses", 1), 0);
-        assert_key(c, SECRET, "environment variable $CJA_TEST_KEY");
-        config_free(c);
-}
-
-static void test_config_key_named_variable_unset_falls_through(void **state)
-{
-        struct config *c;
-
-        (void) state;
-        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
-        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
-        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
-        /* Set but empty (or blank) counts as unset. */
-        assert_int_equal(setenv("CJA_TEST_KEY", " \n", 1), 0);
-        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
-        config_free(c);
-}
-
-static void test_config_key_from_systemd_credential(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path;
-
-        path = write_text(fx->dir, "api-key", SECRET "\n", 0400);
-        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
-        assert_int_equal(setenv("CONNECT_API_KEY", "loses", 1), 0);
-        c = parse_ok(MINIMAL);
-        assert_key(c, SECRET, "systemd credential api-key");
-        config_free(c);
-        free(path);
-}
-
-static void test_config_key_credential_readable_by_others_is_refused(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path, *want = NULL;
-
-        path = write_text(fx->dir, "api-key", SECRET "\n", 0604);
-        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
-        c = parse_ok(MINIMAL);
-        assert_true(asprintf(&want,
-                             NAME ": api key file %s is readable by others (mode 0604); chmod "
-                                  "600 it",
-                             path) > 0);
-        assert_key_error(c, -EPERM, want);
-        config_free(c);
-        free(want);
-        free(path);
-}
-
-static void test_config_key_credential_missing_falls_through(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-
-        /* A credentials directory without api-key (another credential only). */
-        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
-        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
-        c = parse_ok(MINIMAL);
-        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
-        config_free(c);
-}
-
-static void test_config_key_from_connect_api_key(void **state)
-{
-        struct config *c;
-
-        (void) state;
-        assert_int_equal(setenv("CONNECT_API_KEY", "  " SECRET "\t\n", 1), 0);
-        c = parse_ok(MINIMAL);
-        assert_key(c, SECRET, "environment variable $CONNECT_API_KEY");
-        config_free(c);
-}
-
-static void test_config_key_not_found(void **state)
-{
-        struct config *c;
-
-        (void) state;
-        c = parse_ok(MINIMAL);
-        assert_key_error(c, -ENOKEY,
-                         NAME ": no API key found: set server.api_key_file or server.api_key_env, "
-                              "add LoadCredential=api-key:... to the unit, or set "
-                              "$CONNECT_API_KEY");
-        assert_null(c->api_key);
-        assert_null(c->api_key_source);
-        /* An empty $CONNECT_API_KEY is no key. */
-        assert_int_equal(setenv("CONNECT_API_KEY", "", 1), 0);
-        assert_key_error(c, -ENOKEY,
-                         NAME ": no API key found: set server.api_key_file or server.api_key_env, "
-                              "add LoadCredential=api-key:... to the unit, or set "
-                              "$CONNECT_API_KEY");
-        config_free(c);
-
-        /* With api_key_env configured, the message says that variable was empty. */
-        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
-        assert_key_error(c, -ENOKEY,
-                         NAME ": no API key found ($CJA_TEST_KEY is unset or empty): set "
-                              "server.api_key_file or server.api_key_env, add "
-                              "LoadCredential=api-key:... to the unit, or set $CONNECT_API_KEY");
-        config_free(c);
-}
-
-static void test_config_key_precedence(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *file, *credential, *source = NULL;
-
-        file = write_text(fx->dir, "key-file", "from-file\n", 0600);
-        credential = write_text(fx->dir, "api-key", "from-credential\n", 0400);
-        assert_int_equal(setenv("CJA_TEST_KEY", "from-named-variable", 1), 0);
-        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
-        assert_int_equal(setenv("CONNECT_API_KEY", "from-connect-api-key", 1), 0);
-
-        c = parse_with_server("  api_key_env: CJA_TEST_KEY\n");
-        c->api_key_file = strdup(file);
-        assert_non_null(c->api_key_file);
-        /* 1: api_key_file. */
-        assert_true(asprintf(&source, "file %s", file) > 0);
-        assert_key(c, "from-file", source);
-        free(source);
-        /* 2: the variable named by api_key_env (and the old key is replaced, not leaked). */
-        free(c->api_key_file);
-        c->api_key_file = NULL;
-        assert_key(c, "from-named-variable", "environment variable $CJA_TEST_KEY");
-        /* 3: $CREDENTIALS_DIRECTORY/api-key. */
-        assert_int_equal(unsetenv("CJA_TEST_KEY"), 0);
-        assert_key(c, "from-credential", "systemd credential api-key");
-        /* 4: $CONNECT_API_KEY. */
-        assert_int_equal(unlink(credential), 0);
-        assert_key(c, "from-connect-api-key", "environment variable $CONNECT_API_KEY");
-        config_free(c);
-        free(credential);
-        free(file);
-}
-
-static void test_config_key_with_inner_whitespace_is_refused(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *path, *want = NULL;
-
-        /* It would break (or inject into) the Authorization header. */
-        path = write_text(fx->dir, "api-key", SECRET " " SECRET "\n", 0600);
-        c = config_with_key_file(path);
-        assert_true(asprintf(&want,
-                             NAME ": the API key from file %s contains whitespace, control or "
-                                  "non-ASCII characters",
-                             path) > 0);
-        assert_key_error(c, -EINVAL, want);
-        assert_null(c->api_key);
-        config_free(c);
-        free(want);
-        free(path);
-}
-
-static void test_config_key_with_control_characters_is_refused(void **state)
-{
-        static const char *const bad[] = {
-                SECRET "\r\nX-Injected: 1",
-                SECRET "\x01",
-                SECRET "\x7f",
-                SECRET "\xc3\xa9",
-        };
-
-        (void) state;
-        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                struct config *c = parse_ok(MINIMAL);
-
-                assert_int_equal(setenv("CONNECT_API_KEY", bad[i], 1), 0);
-                assert_key_error(c, -EINVAL,
-                                 NAME ": the API key from environment variable $CONNECT_API_KEY "
-                                      "contains whitespace, control or non-ASCII characters");
-                config_free(c);
-        }
-}
-
-/* ---------------------------------------------------------------------------------- */
-/* Summary */
-
-static char *summary_of(const struct config *c)
-{
-        char *text = NULL;
-        size_t size = 0;
-        FILE *f = open_memstream(&text, &size);
-
-        assert_non_null(f);
-        config_print_summary(c, f);
-        assert_int_equal(fclose(f), 0);
-        return text;
-}
-
-static void test_config_summary(void **state)
-{
-        struct fixture *fx = *state;
-        struct config *c;
-        char *key, *yaml = NULL, *want = NULL, *text;
-
-        key = write_text(fx->dir, "api-key", SECRET "\n", 0600);
-        assert_true(asprintf(&yaml,
-                             "server:\n"
-                             "  url: https://connect.example.com/\n"
-                             "  api_key_file: %s\n"
-                             "  ca_file: /etc/ssl/ca.pem\n"
-                             "  timeout_seconds: 12\n"
-                             "  max_concurrent_requests: 4\n"
-                             "archive:\n"
-                             "  directory: /srv/archive\n"
-                             "  compression_level: 9\n"
-                             "  retention_days: 90\n"
-                             "  min_free_mb: 500\n"
-                             "poll:\n"
-                             "  interval_seconds: 120\n"
-                             "metrics_file: /m/cja.prom\n"
-                             "content:\n"
-                             "  - " GUID1 "\n"
-                             "  - guid: " GUID2 "\n"
-                             "    name: sales-dashboard\n",
-                             key) > 0);
-        c = parse_ok(yaml);
-        assert_int_equal(config_resolve_api_key(c, NULL), 0);
-        text = summary_of(c);
-        assert_true(asprintf(&want,
-                             "config file:        " NAME "\n"
-                             "server url:         https://connect.example.com\n"
-                             "api key:            from file %s (not shown)\n"
-                             "tls:                verified against /etc/ssl/ca.pem\n"
-                             "timeout:            12 s\n"
-                             "max concurrent:     4 requests\n"
-                             "archive directory:  /srv/archive\n"
-                             "compression level:  9\n"
-                             "retention:          90 days\n"
-                             "min free space:     500 MB\n"
-                             "poll interval:      120 s\n"
-                             "metrics file:       /m/cja.prom\n"
-                             "content:            2 items\n"
-                             "  " GUID1 "  (no name)\n"
-                             "  " GUID2 "  sales-dashboard\n",
-                             key) > 0);
-        assert_string_equal(text, want);
-        assert_null(strstr(text, SECRET));
-        free(text);
-        free(want);
-        config_free(c);
-        free(yaml);
-        free(key);
-}
-
-static void test_config_summary_defaults_and_unresolved_key(void **state)
-{
-        struct config *c;
-        char *text;
-
-        (void) state;
-        c = parse_with_server("  verify_tls: off\n");
-        text = summary_of(c);
-        assert_string_equal(text, "config file:        " NAME "\n"
-                                  "server url:         https://connect.example.com\n"
-                                  "api key:            not resolved\n"
-                                  "tls:                certificates NOT verified (verify_tls: "
-                                  "false)\n"
-                                  "timeout:            30 s\n"
-                                  "max concurrent:     8 requests\n"
-                                  "archive directory:  /var/lib/cja\n"
-                                  "compression level:  6\n"
-                                  "retention:          keep forever\n"
-                                  "min free space:     100 MB\n"
-                                  "poll interval:      60 s\n"
-                                  "metrics file:       (none)\n"
-                                  "content:            1 item\n"
-                                  "  " GUID1 "  (no name)\n");
-        free(text);
-        config_free(c);
-}
-
-static void test_config_summary_never_shows_key(void **state)
-{
-        struct config *c;
-        char *text;
-
-        (void) state;
-        assert_int_equal(setenv("CONNECT_API_KEY", SECRET, 1), 0);
-        c = parse_ok(MINIMAL);
-        assert_int_equal(config_resolve_api_key(c, NULL), 0);
-        text = summary_of(c);
-        assert_null(strstr(text, SECRET));
-        assert_non_null(strstr(text, "api key:            from environment variable "
-                                     "$CONNECT_API_KEY (not shown)\n"));
-        assert_non_null(strstr(text, "tls:                verified against the system CA "
-                                     "store\n"));
-        free(text);
         config_free(c);
 }
 
@@ -1509,6 +1214,14 @@ int main(void)
                 T(test_config_rejects_bad_url),
                 T(test_config_url_from_connect_server),
                 T(test_config_url_in_file_beats_connect_server),
+                T(test_config_rejects_url_with_credentials),
+                T(test_config_url_with_at_in_path_is_fine),
+                T(test_config_rejects_connect_server_with_credentials),
+                T(test_config_rejects_url_with_api_path),
+                T(test_config_ca_file_missing_is_refused),
+                T(test_config_ca_file_not_a_file_or_empty_is_refused),
+                T(test_config_ca_file_unreadable_is_refused),
+                T(test_config_ca_file_readable_is_taken),
                 T(test_config_rejects_bad_connect_server),
                 T(test_config_rejects_missing_url),
                 T(test_config_rejects_missing_archive_directory),
@@ -1549,26 +1262,6 @@ int main(void)
                 T(test_config_load_reads_file_and_names_it),
                 T(test_config_load_refuses_huge_file),
                 T(test_config_example_config_parses),
-                T(test_config_key_from_file_is_stripped),
-                T(test_config_key_file_group_readable_is_fine),
-                T(test_config_key_file_readable_by_others_is_refused),
-                T(test_config_key_file_missing_is_an_error),
-                T(test_config_key_file_empty_is_an_error),
-                T(test_config_key_file_too_large),
-                T(test_config_key_file_not_regular),
-                T(test_config_key_from_named_variable),
-                T(test_config_key_named_variable_unset_falls_through),
-                T(test_config_key_from_systemd_credential),
-                T(test_config_key_credential_readable_by_others_is_refused),
-                T(test_config_key_credential_missing_falls_through),
-                T(test_config_key_from_connect_api_key),
-                T(test_config_key_not_found),
-                T(test_config_key_precedence),
-                T(test_config_key_with_inner_whitespace_is_refused),
-                T(test_config_key_with_control_characters_is_refused),
-                T(test_config_summary),
-                T(test_config_summary_defaults_and_unresolved_key),
-                T(test_config_summary_never_shows_key),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -260,14 +260,53 @@ static void test_error_message(void **state)
                 read_fixture("error-404-object-does-not-exist.connectapi-2024.08.0.json", &len);
 
         (void) state;
-        assert_string_equal(connect_error_message(404, body, len, buf, sizeof(buf)),
+        assert_string_equal(connect_error_message(404, body, len, NULL, buf, sizeof(buf)),
                             "HTTP 404: Cache does not exist (code 4)");
-        assert_string_equal(connect_error_message(404, "404 page not found", 18, buf, sizeof(buf)),
-                            "HTTP 404");
-        assert_string_equal(connect_error_message(500, NULL, 0, buf, sizeof(buf)), "HTTP 500");
+        assert_string_equal(
+                connect_error_message(404, "404 page not found", 18, NULL, buf, sizeof(buf)),
+                "HTTP 404");
+        assert_string_equal(connect_error_message(500, NULL, 0, NULL, buf, sizeof(buf)),
+                            "HTTP 500");
         const char *evil = "{\"error\":\"x\\n<0>forged\"}";
-        assert_string_equal(connect_error_message(400, evil, strlen(evil), buf, sizeof(buf)),
+        assert_string_equal(connect_error_message(400, evil, strlen(evil), NULL, buf, sizeof(buf)),
                             "HTTP 400: x\\x0a<0>forged");
+}
+
+/* A 404 on the job list without Connect's JSON error code: the jobs API is not there. */
+static void test_list_404_hint(void **state)
+{
+        static const char hint[] =
+                "HTTP 404: no jobs API at https://c.example.com/rsconnect/__api__/v1: "
+                "a wrong URL or path prefix, or a Connect older than 2022.10";
+        const char *proxy = "{\"error\":\"not found\"}";
+        char buf[256];
+        size_t len;
+        _cleanup_free_ char *body =
+                read_fixture("error-404-object-does-not-exist.connectapi-2024.08.0.json", &len);
+        const char *server = "https://c.example.com/rsconnect";
+
+        (void) state;
+        /* An old Connect or a wrong prefix: plain text, or nothing at all. */
+        assert_string_equal(
+                connect_error_message(404, "404 page not found", 18, server, buf, sizeof(buf)),
+                hint);
+        assert_string_equal(connect_error_message(404, NULL, 0, server, buf, sizeof(buf)), hint);
+        assert_string_equal(
+                connect_error_message(404, "<html>nginx</html>", 18, server, buf, sizeof(buf)),
+                hint);
+        /* JSON without Connect's code (a proxy's) is not Connect either. */
+        assert_string_equal(
+                connect_error_message(404, proxy, strlen(proxy), server, buf, sizeof(buf)), hint);
+        /* Connect's own 404 (unknown content) keeps its message. */
+        assert_string_equal(connect_error_message(404, body, len, server, buf, sizeof(buf)),
+                            "HTTP 404: Cache does not exist (code 4)");
+        /* Other statuses are unchanged. */
+        assert_string_equal(connect_error_message(500, "oops", 4, server, buf, sizeof(buf)),
+                            "HTTP 500");
+        /* The URL is escaped like any other outside text. */
+        assert_string_equal(connect_error_message(404, NULL, 0, "https://h/a\"b", buf, sizeof(buf)),
+                            "HTTP 404: no jobs API at https://h/a\\x22b/__api__/v1: a wrong URL or "
+                            "path prefix, or a Connect older than 2022.10");
 }
 
 static void test_record(void **state)
@@ -335,6 +374,7 @@ int main(void)
                 cmocka_unit_test(test_long_key),      cmocka_unit_test(test_bad_documents),
                 cmocka_unit_test(test_error_record),  cmocka_unit_test(test_urls),
                 cmocka_unit_test(test_error_message), cmocka_unit_test(test_record),
+                cmocka_unit_test(test_list_404_hint),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
