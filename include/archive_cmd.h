@@ -2,19 +2,15 @@
 
 #include <stddef.h>
 
-#include "config.h"
-
 /*
  * connect-jobs' archive commands: "ls" and "search" over the archive on disk. They need no
- * key and no server, only read access to the archive.
+ * key and no server, only read access to the archive. Each parses its own argv (argv[0] is
+ * the command name; search's -c is grep's count, not the config), then reads the settings
+ * with cli_load_settings(): the archive folder from the config or --archive DIR, content
+ * names through cli_resolve_content().
  */
 
-struct archive_cmd_ctx {
-        const char *archive_dir;              /* the archive root (may be a symlink) */
-        const struct config_content *content; /* for names; NULL when no config was read */
-        size_t n_content;
-        const char *prog; /* for messages, e.g. "connect-jobs" */
-};
+struct cli;
 
 #define ARCHIVE_CMD_FILTERS_HELP                                                                   \
         "FILTERS: --content CONTENT (repeatable) --since T --until T --failed --tag TAG "          \
@@ -25,13 +21,13 @@ struct archive_cmd_ctx {
 /*
  * connect-jobs ls [FILTERS] [-r] [-o json] [--utc]: argv[0] is the command name. Prints
  * the archived jobs that pass the filters, oldest first. Returns the exit status: 0, 1 (a
- * record could not be read; the others were listed), 2 (usage), 4 (unknown content name).
+ * record could not be read; the others were listed), 2 (usage, unknown content name), 78.
  */
-int archive_cmd_ls(const struct archive_cmd_ctx *ctx, int argc, char **argv);
+int archive_cmd_ls(struct cli *c, int argc, char **argv);
 
 /*
  * connect-jobs search [FILTERS] [GREP OPTIONS] PATTERN: returns grep's exit status: 0 a
  * line was selected, 1 none, 2 usage or any error (an unreadable, truncated or corrupt
  * .log.gz is reported with its path and the search goes on).
  */
-int archive_cmd_search(const struct archive_cmd_ctx *ctx, int argc, char **argv);
+int archive_cmd_search(struct cli *c, int argc, char **argv);

@@ -11,8 +11,11 @@
 
 #include "archive_cmd.h"
 #include "archive_scan.h"
+#include "cli.h"
+#include "config.h"
 #include "grep.h"
 #include "logreader.h"
+#include "log.h"
 #include "macro.h"
 #include "util.h"
 
@@ -31,20 +34,45 @@ enum {
         OPT_COLOR,
         OPT_UTC,
         OPT_HELP,
+        OPT_ARCHIVE,
+        OPT_CONFIG,
+};
+
+/* The archive and the config's content names, once the settings are read. */
+struct archive_cmd_ctx {
+        const char *archive_dir;              /* the archive root (may be a symlink) */
+        const struct config_content *content; /* for names */
+        size_t n_content;
+        const char *prog; /* for messages */
 };
 
 /* What ls and search share: the filters, the output form, the archive. */
 struct common {
+        struct cli *cli;
         const struct archive_cmd_ctx *ctx;
+        struct archive_cmd_ctx ctx_store;
         struct scan_filter f;
+        const char **contents; /* --content as given: resolved once the config is read */
+        size_t n_contents;
         const char **guids, **tags, **keys;
         bool json;
         bool utc;
         int64_t now;
 };
 
+static void common_init(struct common *c, struct cli *cli)
+{
+        *c = (struct common){.cli = cli,
+                             .ctx = &c->ctx_store,
+                             .ctx_store.prog = "connect-jobs",
+                             .json = cli->json,
+                             .utc = cli->utc,
+                             .now = (int64_t) time(NULL)};
+}
+
 static void common_done(struct common *c)
 {
+        free(c->contents);
         free(c->guids);
         free(c->tags);
         free(c->keys);
@@ -59,17 +87,6 @@ static int push(const char ***list, size_t *n, const char *s)
         p[(*n)++] = s;
         *list = p;
         return 0;
-}
-
-/* GUID or config name to GUID; NULL when it is neither. */
-static const char *resolve_content(const struct archive_cmd_ctx *ctx, const char *s)
-{
-        if (guid_is_valid(s))
-                return s;
-        for (size_t i = 0; i < ctx->n_content; i++)
-                if (ctx->content[i].name && strcmp(ctx->content[i].name, s) == 0)
-                        return ctx->content[i].guid;
-        return NULL;
 }
 
 static const char *config_name(const struct archive_cmd_ctx *ctx, const char *guid)
@@ -90,7 +107,7 @@ static const char *job_name(const struct archive_cmd_ctx *ctx, const struct scan
 
 /*
  * Handles an option ls and search share. Returns 1 when handled, 0 when opt is not one of
- * them, or -EINVAL (bad value) / -ENOENT (unknown content name) / -ENOMEM, message printed.
+ * them, or -EINVAL (bad value) / -ENOMEM, message printed.
  */
 static int common_option(struct common *c, int opt, const char *arg)
 {
@@ -99,19 +116,14 @@ static int common_option(struct common *c, int opt, const char *arg)
         bool is_day;
 
         switch (opt) {
-        case OPT_CONTENT: {
-                const char *g = resolve_content(c->ctx, arg);
-                if (!g) {
-                        fprintf(stderr, "%s: no content item named \"%s\" in the config\n", prog,
-                                arg);
-                        return -ENOENT;
-                }
-                c->f.guids = NULL;
-                if (push(&c->guids, &c->f.n_guids, g) < 0)
-                        return -ENOMEM;
-                c->f.guids = c->guids;
+        case OPT_CONTENT:
+                return push(&c->contents, &c->n_contents, arg) < 0 ? -ENOMEM : 1;
+        case OPT_ARCHIVE:
+                c->cli->archive = arg;
                 return 1;
-        }
+        case OPT_CONFIG:
+                c->cli->config_path = arg;
+                return 1;
         case OPT_SINCE:
         case OPT_UNTIL:
                 if (scan_parse_time(arg, c->now, &t, &is_day) < 0) {
@@ -167,6 +179,8 @@ static int common_option(struct common *c, int opt, const char *arg)
                 {"tag", required_argument, NULL, OPT_TAG},                                         \
                 {"key", required_argument, NULL, OPT_KEY}, {"utc", no_argument, NULL, OPT_UTC},    \
                 {"output", required_argument, NULL, 'o'},                                          \
+                {"archive", required_argument, NULL, OPT_ARCHIVE},                                 \
+                {"config", required_argument, NULL, OPT_CONFIG},                                   \
         {                                                                                          \
                 "help", no_argument, NULL, OPT_HELP                                                \
         }
@@ -179,13 +193,49 @@ static void scan_warn_print(void *userdata, const char *path, int error, const c
                 error == -EBADMSG ? "not valid JSON" : strerror(-error));
 }
 
+/*
+ * After the options: reads the settings (the config, or the environment) as every
+ * connect-jobs command does, and turns the --content values into GUIDs. Returns 0 or an
+ * exit status (message printed).
+ */
+static int common_settle(struct common *c)
+{
+        const struct config *cfg;
+        int r;
+
+        r = cli_load_settings(c->cli);
+        if (r != 0)
+                return r;
+        cfg = c->cli->config;
+        if (!cfg->archive_dir) {
+                cli_say("no archive folder: give -c CONFIG or --archive DIR");
+                return CLI_EXIT_CONFIG;
+        }
+        c->ctx_store.archive_dir = cfg->archive_dir;
+        c->ctx_store.content = cfg->content;
+        c->ctx_store.n_content = cfg->n_content;
+        for (size_t i = 0; i < c->n_contents; i++) {
+                struct cli_content ct;
+
+                r = cli_resolve_content(c->cli, c->contents[i], &ct);
+                if (r != 0)
+                        return r;
+                c->f.guids = NULL;
+                if (push(&c->guids, &c->f.n_guids, ct.guid) < 0) {
+                        cli_say("out of memory");
+                        return CLI_EXIT_FAILURE;
+                }
+                c->f.guids = c->guids;
+        }
+        return 0;
+}
+
 static int open_root(const struct common *c)
 {
         int fd = open(c->ctx->archive_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
         if (fd < 0)
-                fprintf(stderr, "%s: cannot open the archive %s: %s\n", c->ctx->prog,
-                        c->ctx->archive_dir, strerror(errno));
+                cli_say("cannot open the archive %s: %m", c->ctx->archive_dir);
         return fd;
 }
 
@@ -306,11 +356,12 @@ static int ls_json(const struct common *c, const struct scan_job *j)
         return b.error;
 }
 
-int archive_cmd_ls(const struct archive_cmd_ctx *ctx, int argc, char **argv)
+int archive_cmd_ls(struct cli *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
                 COMMON_LONG_OPTIONS, {"reverse", no_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
-        struct common c = {.ctx = ctx, .now = (int64_t) time(NULL)};
+        const struct archive_cmd_ctx *ctx;
+        struct common c;
         _cleanup_close_ int rootfd = -1;
         struct scan_job *jobs = NULL;
         size_t n = 0;
@@ -319,6 +370,8 @@ int archive_cmd_ls(const struct archive_cmd_ctx *ctx, int argc, char **argv)
         int opt, r, status = 0;
         size_t wname = 7, wkey = 3, wtag = 3;
 
+        common_init(&c, cli);
+        ctx = c.ctx;
         optind = 0;
         while ((opt = getopt_long(argc, argv, "+ro:", longopts, NULL)) != -1) {
                 if (opt == 'r') {
@@ -333,22 +386,23 @@ int archive_cmd_ls(const struct archive_cmd_ctx *ctx, int argc, char **argv)
                         return 0;
                 }
                 r = common_option(&c, opt, optarg);
-                if (r == 0 || r == -EINVAL || r == -ENOMEM) {
+                if (r <= 0) {
                         if (r == 0)
                                 fprintf(stderr, "Usage: %s ls [FILTERS] [-r] [-o json]\n",
                                         ctx->prog);
                         common_done(&c);
                         return 2;
                 }
-                if (r == -ENOENT) {
-                        common_done(&c);
-                        return 4;
-                }
         }
         if (optind < argc) {
                 fprintf(stderr, "%s: ls takes no arguments (\"%s\")\n", ctx->prog, argv[optind]);
                 common_done(&c);
                 return 2;
+        }
+        r = common_settle(&c);
+        if (r != 0) {
+                common_done(&c);
+                return r;
         }
         rootfd = open_root(&c);
         if (rootfd < 0) {
@@ -635,7 +689,7 @@ static void search_usage(const char *prog, FILE *f)
                 prog);
 }
 
-int archive_cmd_search(const struct archive_cmd_ctx *ctx, int argc, char **argv)
+int archive_cmd_search(struct cli *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {COMMON_LONG_OPTIONS,
                                                  {"fixed-strings", no_argument, NULL, 'F'},
@@ -653,7 +707,8 @@ int archive_cmd_search(const struct archive_cmd_ctx *ctx, int argc, char **argv)
                                                  {"colour", optional_argument, NULL, OPT_COLOR},
                                                  {"threads", required_argument, NULL, 'j'},
                                                  {NULL, 0, NULL, 0}};
-        struct common c = {.ctx = ctx, .now = (int64_t) time(NULL)};
+        const struct archive_cmd_ctx *ctx;
+        struct common c;
         struct grep_opts o = {0};
         struct engine e = {.c = &c, .o = &o};
         struct matcher *m = NULL;
@@ -667,6 +722,8 @@ int archive_cmd_search(const struct archive_cmd_ctx *ctx, int argc, char **argv)
         bool max_zero = false;
         uint64_t v;
 
+        common_init(&c, cli);
+        ctx = c.ctx;
         optind = 0;
         while ((opt = getopt_long(argc, argv, "FiwvclhHm:A:B:C:e:o:j:", longopts, NULL)) != -1) {
                 switch (opt) {
@@ -739,6 +796,12 @@ int archive_cmd_search(const struct archive_cmd_ctx *ctx, int argc, char **argv)
                 pattern = argv[optind++];
         if (!pattern || optind < argc) {
                 search_usage(ctx->prog, stderr);
+                goto out;
+        }
+        r = common_settle(&c);
+        if (r != 0) {
+                /* grep's convention: any error is 2, whatever its kind. */
+                status = r == CLI_EXIT_CONFIG ? r : 2;
                 goto out;
         }
         o.json = c.json;

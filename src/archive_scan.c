@@ -189,23 +189,6 @@ static bool in_list(const char *const *list, size_t n, const char *s)
         return false;
 }
 
-static int open_dir(int dfd, const char *name, DIR **ret)
-{
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        DIR *d;
-
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                (void) safe_close(fd);
-                return r;
-        }
-        *ret = d;
-        return 0;
-}
-
 static void closedirp(DIR **d)
 {
         if (*d)
@@ -254,7 +237,7 @@ static int walk_numbered(struct scan *s, int dfd, const char *name, size_t digit
         _cleanup_(closedirp) DIR *dir = NULL;
         int r;
 
-        r = open_dir(dfd, name, &dir);
+        r = dir_open_at(dfd, name, &dir);
         if (r < 0) {
                 scan_warn(s, where, r, "cannot open folder");
                 return 0;
@@ -338,17 +321,12 @@ static bool get_int(struct json_object *o, const char *field, int64_t *ret)
 
 static int read_small(int dfd, const char *name, char **ret, size_t *ret_len)
 {
-        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int fd = file_open_at(dfd, name, NULL);
         char buf[8192], *data = NULL;
         size_t len = 0, cap = 0;
-        struct stat st;
 
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EISDIR;
+                return fd;
         for (;;) {
                 ssize_t n = read(fd, buf, sizeof(buf));
                 if (n < 0) {
@@ -642,7 +620,7 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
         int r = 0;
 
         pthread_mutex_init(&s.warn_lock, NULL);
-        r = open_dir(rootfd, ".", &root);
+        r = dir_open_at(rootfd, ".", &root);
         if (r < 0)
                 goto out;
         for (;;) {

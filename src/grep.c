@@ -346,13 +346,22 @@ static size_t line_end(const char *buf, size_t pos, size_t end)
         return q ? (size_t) (q - buf) : end;
 }
 
+/* Whether buf[ls, le), one line, holds a match: 1, 0 or -E2BIG. */
+static int line_matches(const struct matcher *m, struct matcher_scratch *s, const char *buf,
+                        size_t ls, size_t le)
+{
+        size_t ms, me;
+
+        return pcre_at(m, s, buf + ls, le - ls, 0, &ms, &me);
+}
+
 int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const char *buf,
                       size_t from, size_t end, size_t *ret_ls, size_t *ret_le)
 {
-        while (from < end) {
-                size_t ms, me, ls, le;
-                int r;
+        size_t ms, me, ls = 0, le = 0;
+        int r = 0;
 
+        while (from < end) {
                 if (m->literal) {
                         const char *p = memmem(buf + from, end - from, m->literal, m->literal_len);
                         if (!p)
@@ -361,19 +370,9 @@ int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const 
                         if (ls < from)
                                 ls = from;
                         le = line_end(buf, (size_t) (p - buf), end);
-                        if (m->literal_only) {
-                                *ret_ls = ls;
-                                *ret_le = le;
-                                return 1;
-                        }
-                        r = pcre_at(m, s, buf + ls, le - ls, 0, &ms, &me);
-                        if (r < 0)
-                                return r;
-                        if (r > 0) {
-                                *ret_ls = ls;
-                                *ret_le = le;
-                                return 1;
-                        }
+                        r = m->literal_only ? 1 : line_matches(m, s, buf, ls, le);
+                        if (r != 0)
+                                goto found;
                         from = le + 1;
                         continue;
                 }
@@ -386,23 +385,19 @@ int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const 
                 if (ls < from)
                         ls = from;
                 le = line_end(buf, ms, end);
-                if (me <= le) {
-                        *ret_ls = ls;
-                        *ret_le = le;
-                        return 1;
-                }
-                /* The match ran past the line's end: does the line alone match? */
-                r = pcre_at(m, s, buf + ls, le - ls, 0, &ms, &me);
-                if (r < 0)
-                        return r;
-                if (r > 0) {
-                        *ret_ls = ls;
-                        *ret_le = le;
-                        return 1;
-                }
+                /* A match that ran past the line's end: does the line alone match? */
+                r = me <= le ? 1 : line_matches(m, s, buf, ls, le);
+                if (r != 0)
+                        goto found;
                 from = le + 1;
         }
         return 0;
+found:
+        if (r > 0) {
+                *ret_ls = ls;
+                *ret_le = le;
+        }
+        return r;
 }
 
 /* ---- output --------------------------------------------------------------------------- */

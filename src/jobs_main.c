@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "archive_cmd.h"
 #include "cli.h"
 #include "config.h"
 #include "http.h"
@@ -22,6 +23,7 @@ enum {
         CMD_LINES = 1 << 3,         /* takes -n N */
         CMD_OUTPUT_FILE = 1 << 4,   /* takes -O FILE */
         CMD_ARCHIVE_FIRST = 1 << 5, /* takes --live; answered from the archive (issue 11) */
+        CMD_OWN_ARGS = 1 << 6,      /* parses its own options (search's -c is grep's count) */
 };
 
 /* The parsed command line of one command. */
@@ -29,6 +31,9 @@ struct invocation {
         unsigned lines;
         const char *output_file;
         bool live;
+        /* CMD_OWN_ARGS: the command's words, its name first; it reads the settings itself. */
+        int argc;
+        char **argv;
 };
 
 struct command {
@@ -82,9 +87,21 @@ static int run_kill(struct cli *c, const struct cli_content *ct, const char *key
         return cli_kill(c, ct, key);
 }
 
+static int run_ls(struct cli *c, const struct cli_content *ct, const char *key,
+                  const struct invocation *inv)
+{
+        return archive_cmd_ls(c, inv->argc, inv->argv);
+}
+
+static int run_search(struct cli *c, const struct cli_content *ct, const char *key,
+                      const struct invocation *inv)
+{
+        return archive_cmd_search(c, inv->argc, inv->argv);
+}
+
 #define JOB (CMD_CONTENT | CMD_KEY | CMD_CONNECT)
 
-/* Issue 11 adds "ls" and "search" here (no CMD_CONNECT: the archive alone). */
+/* ls and search read the archive alone: no CMD_CONNECT, no key, no server. */
 static const struct command commands[] = {
         {"list", "CONTENT", "the jobs Connect has for CONTENT, newest first",
          CMD_CONTENT | CMD_CONNECT, run_list},
@@ -97,6 +114,9 @@ static const struct command commands[] = {
          JOB | CMD_OUTPUT_FILE | CMD_ARCHIVE_FIRST, run_download},
         {"error", "CONTENT KEY", "its error record", JOB | CMD_ARCHIVE_FIRST, run_error},
         {"kill", "CONTENT KEY", "register a kill order", JOB, run_kill},
+        {"ls", "[FILTERS] [-r]", "archived jobs, oldest first", CMD_OWN_ARGS, run_ls},
+        {"search", "[FILTERS] [GREP OPTIONS] PATTERN",
+         "search archived logs (extended regex; -F fixed)", CMD_OWN_ARGS, run_search},
 };
 
 static void help(FILE *f)
@@ -108,7 +128,10 @@ static void help(FILE *f)
                 fprintf(f, "  %-8s %-22s %s\n", commands[i].name, commands[i].synopsis,
                         commands[i].summary);
         fprintf(f,
-                "\nCONTENT is a GUID or a name from the config's content list; KEY is a job key.\n"
+                "\nCONTENT is a GUID or a name from the config's content list; KEY is a job "
+                "key.\n" ARCHIVE_CMD_FILTERS_HELP
+                "GREP OPTIONS: -F -i -w -v -l -c -m N -A N -B N -C N --color=auto|always|never\n"
+                "              -j THREADS (see connect-jobs search --help)\n\n"
                 "  -c, --config PATH     the daemon's config (default " CONFIG_DEFAULT_PATH ");\n"
                 "                        without it and without -c: $CONNECT_SERVER, "
                 "$CONNECT_API_KEY\n"
@@ -256,6 +279,13 @@ int main(int argc, char *argv[])
         if (!cmd) {
                 cli_say("unknown command '%s' (see connect-jobs --help)", argv[first]);
                 return CLI_EXIT_USAGE;
+        }
+        if (cmd->flags & CMD_OWN_ARGS) {
+                inv.argc = argc - first;
+                inv.argv = argv + first;
+                r = cmd->run(&c, NULL, NULL, &inv);
+                cli_done(&c);
+                return r;
         }
         r = parse_options(argc - first, argv + first, cmd, &c, &inv);
         if (r != 1)

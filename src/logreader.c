@@ -10,6 +10,7 @@
 
 #include "logreader.h"
 #include "macro.h"
+#include "util.h"
 
 /* Whole-buffer decoding is used up to these sizes; beyond, memory would grow with the log. */
 #define WHOLE_MAX_IN  (1024 * 1024)
@@ -164,13 +165,9 @@ int log_reader_open(int dfd, const char *name, int64_t size_hint, struct log_rea
         struct stat st;
         int k;
 
-        fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        fd = file_open_at(dfd, name, &st);
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EISDIR;
+                return fd;
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;

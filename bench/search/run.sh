@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# The search benchmark: the same queries over the same archive with cja-search (connect-jobs
-# ls/search), ugrep -z -r, rg -z and zgrep; wall time, peak RSS and matched lines of each.
+# The search benchmark: the same queries over the same archive with connect-jobs
+# ls/search, ugrep -z -r, rg -z and zgrep; wall time, peak RSS and matched lines of each.
 # See bench/search/README.md.
 #
 #   bench/search/run.sh            # builds the archive first (make_archive.sh) when missing
 #
 # Environment: BENCH_WORK (default bench/work-search), RUNS (5; zgrep runs once), SEARCH
-# (the cja-search binary; default build-rel/cja-search, built Release when missing).
+# (the connect-jobs binary; default build-rel/connect-jobs, built Release when missing).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 work=${BENCH_WORK:-$repo/bench/work-search}
 runs=${RUNS:-5}
-search=${SEARCH:-$repo/build-rel/cja-search}
+search=${SEARCH:-$repo/build-rel/connect-jobs}
 
 "$here/make_archive.sh" "$work"
 if [ ! -x "$search" ]; then
         cmake -S "$repo" -B "$repo/build-rel" -DCMAKE_BUILD_TYPE=Release -DCJA_TESTS=OFF >/dev/null
-        cmake --build "$repo/build-rel" -j2 --target cja-search >/dev/null
+        cmake --build "$repo/build-rel" -j2 --target connect-jobs >/dev/null
 fi
 cfg=$work/config.yaml
 arch=$work/archive
