@@ -68,9 +68,23 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
                  struct scan_job **ret, size_t *ret_n, unsigned *ret_warnings);
 
 void scan_jobs_free(struct scan_job *jobs, size_t n);
+void scan_job_done(struct scan_job *j);
+
+/*
+ * Finds the job key of content guid in any of the item's day folders (a job may be filed
+ * under a date other than its start time's: see the record's "date_source"). Each day folder
+ * costs one openat of <key>.json, no listing. Returns 1 with *ret filled (free with
+ * scan_job_done()), 0 when it is not there, or -errno.
+ */
+int scan_find_job(int rootfd, const char *guid, const char *key, scan_warn_fn *warn, void *userdata,
+                  struct scan_job *ret);
 
 /* Opens the job's day folder below rootfd without following symlinks. Returns an fd or -errno. */
 int scan_job_open_dir(int rootfd, const struct scan_job *j);
+
+/* A small regular file (a record; at most 1 MiB) under dfd, not following a symlink, NUL
+ * terminated. Returns 0, -EFBIG, -ENODATA (empty) or -errno. */
+int scan_read_small(int dfd, const char *name, char **ret, size_t *ret_len);
 
 /* "<guid>/YYYY/MM/DD/<key><suffix>" into buf; returns buf, or NULL when it does not fit. */
 char *scan_job_path(const struct scan_job *j, const char *suffix, char *buf, size_t size);

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -20,8 +21,6 @@
 #include "util.h"
 
 #define RECORD_MAX (1024 * 1024) /* a record is a few KB; anything larger is not ours */
-
-static void scan_job_done(struct scan_job *j);
 
 static bool all_digits(const char *s, size_t n)
 {
@@ -319,7 +318,7 @@ static bool get_int(struct json_object *o, const char *field, int64_t *ret)
         return true;
 }
 
-static int read_small(int dfd, const char *name, char **ret, size_t *ret_len)
+int scan_read_small(int dfd, const char *name, char **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = file_open_at(dfd, name, NULL);
         char buf[8192], *data = NULL;
@@ -379,9 +378,12 @@ static int found_push(struct found *fd, struct scan_job **ret)
         return 0;
 }
 
-/* Reads and filters the record <key>.json in day folder dayfd; appends it when it passes. */
+/*
+ * Reads and filters the record <key>.json in day folder dayfd; appends it when it passes.
+ * A missing record is silently skipped when missing_ok (a key looked up by name).
+ */
 static int read_record(struct scan *s, const struct day *day, int dayfd, const char *name,
-                       size_t key_len, struct json_tokener *tok, struct found *out)
+                       size_t key_len, bool missing_ok, struct json_tokener *tok, struct found *out)
 {
         const struct scan_filter *f = s->f;
         _cleanup_free_ char *data = NULL;
@@ -394,9 +396,11 @@ static int read_record(struct scan *s, const struct day *day, int dayfd, const c
 
         (void) snprintf(path, sizeof(path), "%s/%s/%s/%s/%s", day->guid, day->ynm[0], day->ynm[1],
                         day->ynm[2], name);
-        r = read_small(dayfd, name, &data, &len);
+        r = scan_read_small(dayfd, name, &data, &len);
         if (r == -ENOMEM)
                 return r;
+        if (r == -ENOENT && missing_ok)
+                return 0;
         if (r < 0) {
                 scan_warn(s, path, r, "cannot read record");
                 return 0;
@@ -493,6 +497,23 @@ static int read_day(struct scan *s, const struct day *day, struct json_tokener *
                 scan_warn(s, path, r, "cannot open folder");
                 return 0;
         }
+        if (s->f->keys) {
+                /* Named keys: look each up, no listing (finding one job by key is cheap). */
+                for (size_t i = 0; i < s->f->n_keys; i++) {
+                        const char *key = s->f->keys[i];
+                        size_t len = strlen(key);
+                        char name[NAME_MAX + 1];
+
+                        if (!path_component_is_safe(key, len) || key[0] == '.' ||
+                            len + 5 >= sizeof(name))
+                                continue;
+                        (void) snprintf(name, sizeof(name), "%s.json", key);
+                        r = read_record(s, day, dirfd(dir), name, len, true, tok, out);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
         for (;;) {
                 struct dirent *de;
                 size_t len;
@@ -510,15 +531,7 @@ static int read_day(struct scan *s, const struct day *day, struct json_tokener *
                         continue;
                 if (len > 11 && strcmp(de->d_name + len - 11, ".error.json") == 0)
                         continue;
-                if (s->f->keys) {
-                        bool hit = false;
-                        for (size_t i = 0; i < s->f->n_keys && !hit; i++)
-                                hit = strlen(s->f->keys[i]) == len - 5 &&
-                                      memcmp(s->f->keys[i], de->d_name, len - 5) == 0;
-                        if (!hit)
-                                continue;
-                }
-                r = read_record(s, day, dirfd(dir), de->d_name, len - 5, tok, out);
+                r = read_record(s, day, dirfd(dir), de->d_name, len - 5, false, tok, out);
                 if (r < 0)
                         return r;
         }
@@ -574,7 +587,7 @@ static int compare_jobs(const void *x, const void *y)
         return r ? r : strcmp(a->guid, b->guid);
 }
 
-static void scan_job_done(struct scan_job *j)
+void scan_job_done(struct scan_job *j)
 {
         free(j->guid);
         free(j->record_name);
@@ -699,4 +712,26 @@ out:
         free(s.days);
         pthread_mutex_destroy(&s.warn_lock);
         return r;
+}
+
+int scan_find_job(int rootfd, const char *guid, const char *key, scan_warn_fn *warn, void *userdata,
+                  struct scan_job *ret)
+{
+        const char *guids[1] = {guid}, *keys[1] = {key};
+        struct scan_filter f = {.guids = guids, .n_guids = 1, .keys = keys, .n_keys = 1};
+        struct scan_job *jobs = NULL;
+        size_t n = 0;
+        int r;
+
+        r = archive_scan(rootfd, &f, warn, userdata, &jobs, &n, NULL);
+        if (r < 0)
+                return r;
+        if (n == 0) {
+                free(jobs);
+                return 0;
+        }
+        *ret = jobs[0]; /* the oldest, should a key be there twice */
+        jobs[0] = (struct scan_job){0};
+        scan_jobs_free(jobs, n);
+        return 1;
 }

@@ -10,6 +10,7 @@
 
 #include "archive_cmd.h"
 #include "cli.h"
+#include "cli_archive.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -31,6 +32,7 @@ struct invocation {
         unsigned lines;
         const char *output_file;
         bool live;
+        struct cli_archived *archived; /* CMD_ARCHIVE_FIRST: the job is in the archive */
         /* CMD_OWN_ARGS: the command's words, its name first; it reads the settings itself. */
         int argc;
         char **argv;
@@ -54,13 +56,14 @@ static int run_list(struct cli *c, const struct cli_content *ct, const char *key
 static int run_show(struct cli *c, const struct cli_content *ct, const char *key,
                     const struct invocation *inv)
 {
-        return cli_show(c, ct, key);
+        return inv->archived ? cli_archive_show(c, ct, inv->archived) : cli_show(c, ct, key);
 }
 
 static int run_log(struct cli *c, const struct cli_content *ct, const char *key,
                    const struct invocation *inv)
 {
-        return cli_log(c, ct, key, inv->lines);
+        return inv->archived ? cli_archive_log(c, inv->archived, inv->lines)
+                             : cli_log(c, ct, key, inv->lines);
 }
 
 static int run_tail(struct cli *c, const struct cli_content *ct, const char *key,
@@ -72,13 +75,14 @@ static int run_tail(struct cli *c, const struct cli_content *ct, const char *key
 static int run_download(struct cli *c, const struct cli_content *ct, const char *key,
                         const struct invocation *inv)
 {
-        return cli_download(c, ct, key, inv->output_file);
+        return inv->archived ? cli_archive_download(c, inv->archived, inv->output_file)
+                             : cli_download(c, ct, key, inv->output_file);
 }
 
 static int run_error(struct cli *c, const struct cli_content *ct, const char *key,
                      const struct invocation *inv)
 {
-        return cli_error(c, ct, key);
+        return inv->archived ? cli_archive_error(c, inv->archived) : cli_error(c, ct, key);
 }
 
 static int run_kill(struct cli *c, const struct cli_content *ct, const char *key,
@@ -141,7 +145,7 @@ static void help(FILE *f)
                 "      --utc             times in UTC instead of the local zone\n"
                 "  -n, --lines N         log, tail: how many lines (default 5000)\n"
                 "  -O, --output-file F   download: write F atomically instead of stdout\n"
-                "      --live            show, log, error, download: ask Connect (the default)\n"
+                "      --live            show, log, error, download: ask Connect, not the archive\n"
                 "  -v, --verbose         debug output (the API key is never shown)\n"
                 "  -V, --version, -h, --help\n\n"
                 "Exit status: 0 success, 1 failure (kill: the job is not active), 2 usage,\n"
@@ -317,10 +321,13 @@ int main(int argc, char *argv[])
         r = cli_load_settings(&c);
         if (r == 0 && (cmd->flags & CMD_CONTENT))
                 r = cli_resolve_content(&c, args[0], &ct);
-        if (r == 0 && (cmd->flags & CMD_CONNECT))
+        if (r == 0 && (cmd->flags & CMD_ARCHIVE_FIRST) && !inv.live)
+                r = cli_archive_find(&c, &ct, key, &inv.archived);
+        if (r == 0 && (cmd->flags & CMD_CONNECT) && !inv.archived)
                 r = cli_connect(&c);
         if (r == 0)
                 r = cmd->run(&c, &ct, key, &inv);
+        cli_archived_free(inv.archived);
         cli_done(&c);
         http_global_cleanup();
         return r;
