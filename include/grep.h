@@ -13,6 +13,7 @@
  * before a letter that PCRE2 does not know is an error, GNU's \< and \> are translated to
  * word boundaries. Matching is byte-wise (no UTF-8 mode): -i and -w know ASCII letters,
  * digits and '_' only. -F takes PATTERN literally (memmem when it can).
+ * A newline in PATTERN separates patterns, any of which may match (several -e).
  *
  * Whole decompressed buffers are searched at once; line boundaries are found only around
  * matches, and a match that would span lines is checked again on its first line alone.

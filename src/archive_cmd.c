@@ -713,6 +713,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         struct engine e = {.c = &c, .o = &o};
         struct matcher *m = NULL;
         const char *pattern = NULL, *color = "auto";
+        _cleanup_free_ char *patterns = NULL;
         _cleanup_close_ int rootfd = -1;
         unsigned warnings = 0, threads = scan_cpu_count();
         pthread_t th[MAX_THREADS];
@@ -746,7 +747,20 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                         o.list = true;
                         continue;
                 case 'e':
-                        pattern = optarg;
+                        /* Several -e: any of them (newline-separated, as grep). */
+                        if (patterns) {
+                                char *p = NULL;
+                                if (asprintf(&p, "%s\n%s", patterns, optarg) < 0) {
+                                        fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+                                        goto out;
+                                }
+                                free(patterns);
+                                patterns = p;
+                        } else if (!(patterns = strdup(optarg))) {
+                                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+                                goto out;
+                        }
+                        pattern = patterns;
                         continue;
                 case OPT_COLOR:
                         color = optarg ? optarg : "auto";

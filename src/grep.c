@@ -58,7 +58,10 @@ static int append(char **p, size_t *len, size_t *cap, const char *s, size_t n)
         return 0;
 }
 
-/* The PCRE2 source for the user's pattern: quoted for -F, \< \> translated, -w wrapped. */
+/*
+ * The PCRE2 source for the user's pattern: quoted for -F, \< \> translated, -w wrapped.
+ * Newlines separate patterns (grep's rule; several -e are joined so): any of them matches.
+ */
 static int translate(const char *pat, const struct grep_opts *o, char **ret)
 {
         char *out = NULL;
@@ -67,7 +70,13 @@ static int translate(const char *pat, const struct grep_opts *o, char **ret)
 
         if (o->word)
                 r = append(&out, &len, &cap, "(?<![A-Za-z0-9_])(?:", 20);
+        if (r >= 0)
+                r = append(&out, &len, &cap, "(?:", 3);
         for (const char *p = pat; *p && r >= 0; p++) {
+                if (*p == '\n') {
+                        r = append(&out, &len, &cap, ")|(?:", 5);
+                        continue;
+                }
                 if (o->fixed) {
                         if (is_meta(*p))
                                 r = append(&out, &len, &cap, "\\", 1);
@@ -105,10 +114,10 @@ static int translate(const char *pat, const struct grep_opts *o, char **ret)
                 } else
                         r = append(&out, &len, &cap, p, 1);
         }
+        if (r >= 0)
+                r = append(&out, &len, &cap, ")", 1);
         if (r >= 0 && o->word)
                 r = append(&out, &len, &cap, ")(?![A-Za-z0-9_])", 17);
-        if (r >= 0 && !out)
-                r = append(&out, &len, &cap, "", 0);
         if (r < 0) {
                 free(out);
                 return r;
@@ -214,16 +223,13 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
         struct matcher *m;
         int errcode, r;
         PCRE2_SIZE erroff;
+        bool several = strchr(pattern, '\n') != NULL;
 
-        if (strchr(pattern, '\n')) {
-                (void) snprintf(err, errsz, "a pattern cannot contain a newline");
-                return -EINVAL;
-        }
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
         m->color = o->color;
-        if (o->fixed && !o->ignore_case && pattern[0]) {
+        if (o->fixed && !o->ignore_case && pattern[0] && !several) {
                 m->literal = strdup(pattern);
                 if (!m->literal) {
                         free(m);
@@ -252,7 +258,7 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
                 return -EINVAL;
         }
         m->jit = pcre2_jit_compile(m->code, PCRE2_JIT_COMPLETE) == 0;
-        if (!m->literal && !o->ignore_case && !o->fixed)
+        if (!m->literal && !o->ignore_case && !o->fixed && !several)
                 m->literal = required_literal(pattern, &m->literal_len);
         *ret = m;
         return 0;

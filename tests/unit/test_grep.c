@@ -74,6 +74,9 @@ static void test_basic_and_line_numbers(void **state)
               "T sales k1:2:err one\nT sales k1:4:err two\n");
         check("^fine$", &o, "ok\nerr one\nfine\nerr two\n", "T sales k1:3:fine\n");
         check("nothing", &o, "a\nb\n", "");
+        /* Several patterns (several -e), literal and not: any of them. */
+        check("fine\ntw[o]", &o, "ok\nfine\nerr two\n",
+              "T sales k1:2:fine\nT sales k1:3:err two\n");
         /* A match may not span lines: \s would match the newline. */
         check("one\\s+fine", &o, "err one\nfine\n", "");
         check("o[^x]*f", &o, "err one\nfine\nof\n", "T sales k1:3:of\n");
@@ -191,7 +194,8 @@ static void test_bad_pattern(void **state)
         (void) state;
         assert_int_equal(matcher_new("a(b", &o, &m, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "invalid pattern"));
-        assert_int_equal(matcher_new("a\nb", &o, &m, err, sizeof(err)), -EINVAL);
+        /* A newline separates patterns: each must compile. */
+        assert_int_equal(matcher_new("a\nb(", &o, &m, err, sizeof(err)), -EINVAL);
 }
 
 /* Megabytes of lines fed in odd pieces give what one whole buffer gives, context included,
