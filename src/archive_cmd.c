@@ -428,9 +428,9 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
                 wtag = l > wtag ? l : wtag;
         }
         if (!c.json && n > 0)
-                printf("%-19s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  %s\n", "START", (int) wname,
-                       "CONTENT", (int) wkey, "KEY", (int) wtag, "TAG", "STATUS", "EXIT", "LOG",
-                       "ERROR");
+                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  %s\n", c.utc ? 20 : 19, "START",
+                       (int) wname, "CONTENT", (int) wkey, "KEY", (int) wtag, "TAG", "STATUS",
+                       "EXIT", "LOG", "ERROR");
         for (size_t k = 0; k < n; k++) {
                 const struct scan_job *j = &jobs[reverse ? n - 1 - k : k];
                 char when[32], size[16], ec[16];
@@ -448,9 +448,9 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
                         (void) snprintf(ec, sizeof(ec), "%d", j->exit_code);
                 else
                         (void) snprintf(ec, sizeof(ec), "-");
-                printf("%-19s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  ", when, (int) wname,
-                       name ? name : j->guid, (int) wkey, j->key, (int) wtag, j->tag ? j->tag : "-",
-                       status_word(j->status), ec, size);
+                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  ", c.utc ? 20 : 19, when,
+                       (int) wname, name ? name : j->guid, (int) wkey, j->key, (int) wtag,
+                       j->tag ? j->tag : "-", status_word(j->status), ec, size);
                 if (j->has_error)
                         put_sanitized(stdout, j->error_summary ? j->error_summary : "(error)", 120);
                 putchar('\n');
