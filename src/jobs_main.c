@@ -23,7 +23,7 @@ enum {
         CMD_CONNECT = 1 << 2,       /* asks Connect: needs the server and the key */
         CMD_LINES = 1 << 3,         /* takes -n N */
         CMD_OUTPUT_FILE = 1 << 4,   /* takes -O FILE */
-        CMD_ARCHIVE_FIRST = 1 << 5, /* takes --live; answered from the archive (issue 11) */
+        CMD_ARCHIVE_FIRST = 1 << 5, /* answered from the archive when the job is there; --live */
         CMD_OWN_ARGS = 1 << 6,      /* parses its own options (search's -c is grep's count) */
 };
 
@@ -119,8 +119,8 @@ static const struct command commands[] = {
         {"error", "CONTENT KEY", "its error record", JOB | CMD_ARCHIVE_FIRST, run_error},
         {"kill", "CONTENT KEY", "register a kill order", JOB, run_kill},
         {"ls", "[FILTERS] [-r]", "archived jobs, oldest first", CMD_OWN_ARGS, run_ls},
-        {"search", "[FILTERS] [GREP OPTIONS] PATTERN",
-         "search archived logs (extended regex; -F fixed)", CMD_OWN_ARGS, run_search},
+        {"search", "[FILTERS] PATTERN", "search archived logs (regex; GREP OPTIONS below)",
+         CMD_OWN_ARGS, run_search},
 };
 
 static void help(FILE *f)
