@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * The archive on disk:
@@ -14,7 +15,15 @@
  * Temporaries are ".<final name>.tmp" in the final folder (so renames never cross
  * filesystems) and are swept at start. Files are 0640 and folders 0750 (before umask).
  * This module never logs above debug: it returns -errno and lets the caller report.
+ *
+ *   <root>/.lock                                     the writer lock (archive_lock)
+ *
+ * Only the root may be a symlink: every folder below it is opened one component at a time
+ * without following symlinks, on every path that writes, removes or answers "archived".
  */
+
+/* The lock file in the root. Anything that walks the archive skips it. */
+#define ARCHIVE_LOCK_NAME ".lock"
 
 #define ARCHIVE_SHA256_HEX_LEN 64
 
@@ -37,7 +46,18 @@ struct archive_loc {
  */
 #define ARCHIVE_THREADS_AUTO (-1)
 int archive_open(const char *dir, int compression_level, int threads, struct archive **ret);
+/* Releases the lock too (if taken). */
 void archive_free(struct archive *a);
+
+/*
+ * One writer per archive: takes an exclusive flock() on <root>/.lock (created 0640 when
+ * missing, never through a symlink) and writes our PID into it. Held until archive_free();
+ * the kernel drops it when the process dies, however it dies. Returns 0 (also when already
+ * held by a), -EBUSY when another open of the archive holds it (*reterr_pid is then the
+ * holder's PID as it wrote it, or 0 when unknown), or -errno (ELOOP: the lock file is a
+ * symlink; EACCES, EROFS, ...). Readers take no lock. Meaningful on local filesystems only.
+ */
+int archive_lock(struct archive *a, pid_t *reterr_pid);
 int archive_root_fd(const struct archive *a);
 unsigned archive_threads(const struct archive *a);
 
@@ -52,7 +72,11 @@ size_t archive_dispatch(struct archive *a);
 size_t archive_wait(struct archive *a);
 size_t archive_pending(const struct archive *a);
 
-/* Removes every ".*.tmp" regular file under the root. *ret_removed counts them. */
+/*
+ * Removes every ".*.tmp" regular file under the root, without following symlinks.
+ * *ret_removed counts them. Only under the lock (-ENOLCK otherwise): the temporaries of a
+ * live writer must never be taken from under it.
+ */
 int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed);
 
 /*
@@ -61,8 +85,30 @@ int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed);
  */
 int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret_removed);
 
-/* True when <key>.json exists: the job is archived and must never be fetched again. */
+/*
+ * True when <key>.json exists as a regular file, reached from the root through real folders
+ * (no symlink on the way): the job is archived and must never be fetched again.
+ */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
+
+/*
+ * Opens the folder `path` ("a/b/c": relative, components separated by single '/', none of
+ * them empty, "." or "..") beneath dir_fd, one component at a time with O_NOFOLLOW, so no
+ * symlink is ever followed and the result is always inside dir_fd's tree. With create,
+ * missing components are made (0750). For readers as well as writers: e.g. a day folder
+ * "<guid>/YYYY/MM/DD" beneath the archive root. Returns an O_RDONLY|O_DIRECTORY|O_CLOEXEC
+ * fd, or -ELOOP when a component is a symlink, -ENOTDIR when it is another non-folder,
+ * -ENOENT when missing (and not create), -EINVAL for a malformed path, or another -errno.
+ */
+int archive_dir_open_beneath(int dir_fd, const char *path, bool create);
+
+/*
+ * After -ELOOP for loc: the first symlink on the way to loc's day folder, as a path
+ * relative to the root ("<guid>/2024"), for the message. Returns 0, or -ENOENT when there
+ * is none (any more).
+ */
+int archive_loc_symlink(const struct archive *a, const struct archive_loc *loc, char *buf,
+                        size_t size);
 
 /*
  * A log being streamed: bytes go through SHA-256 and zlib (gzip, deterministic header) into
@@ -104,7 +150,8 @@ struct archive_batch *archive_batch_new(struct archive *a);
  * Queues one job. Takes ownership of log (finished; NULL when the job has no log file).
  * error_json (NULL for none) and record_json are copied. done is called from
  * archive_batch_commit() with 0 once the record is in place, or -errno when this job could
- * not be archived (its temporaries are then gone and nothing is under a final name).
+ * not be archived (its temporaries are then gone and nothing of it is under a final name;
+ * files it did not create itself are never replaced or removed: -EEXIST).
  */
 int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
                       struct archive_file *log, const char *error_json, const char *record_json,

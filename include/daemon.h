@@ -16,7 +16,8 @@ void daemon_free(struct daemon *d);
 /*
  * --once: one poll of every watched item; archives everything due. Returns 0 when all of it
  * was archived, 1 when something failed (the rest still archived), or -errno when the
- * archive could not even be opened.
+ * archive could not even be opened (-EBUSY: another process holds its lock; so for
+ * daemon_run_forever too).
  */
 int daemon_run_once(struct daemon *d);
 

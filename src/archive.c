@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "archive.h"
@@ -25,6 +27,13 @@
 struct archive {
         int root_fd;
         dev_t root_dev;
+        int lock_fd; /* <root>/.lock while we hold the writer lock, else -1 */
+        /* The day folder of the last "archived" answer, opened beneath the root: consecutive
+         * jobs of a list mostly share one (archive_job_is_archived). */
+        int day_fd;
+        dev_t day_dev;
+        ino_t day_ino;
+        char day_path[REL_PATH_MAX];
         struct gzpool *gz;
 };
 
@@ -39,8 +48,14 @@ struct archive_file {
         int error;               /* the first failure, returned again by every later call */
         archive_finish_fn *done;
         void *userdata;
-        char tmp_path[REL_PATH_MAX];
+        char tmp_path[REL_PATH_MAX]; /* relative to the root */
 };
+
+/* The temporary's name in its day folder. */
+static const char *tmp_name(const struct archive_file *f)
+{
+        return strrchr(f->tmp_path, '/') + 1;
+}
 
 enum archive_kind {
         ARCHIVE_KIND_LOG,
@@ -64,17 +79,28 @@ struct batch_entry {
         char *record_json;
         archive_commit_fn *done;
         void *userdata;
-        dev_t dev; /* the filesystem of the day folder, for syncfs */
-        int r;     /* 0 while the entry is on track, -errno once it failed */
-        /* What exists on disk for this entry, so that a failure can undo exactly that. */
+        int r;      /* 0 while the entry is on track, -errno once it failed */
+        size_t dir; /* its day folder: an index into the batch's dirs */
+        /* What exists on disk for this entry, so that a failure can undo exactly that: only
+         * names this entry created itself (see archive_batch_commit). */
         bool error_tmp, record_tmp;
         bool log_final, error_final, record_final;
+};
+
+/* A day folder of a batch, opened once beneath the root without symlinks; every file of
+ * its entries is written, renamed and removed relative to this fd, never by path. */
+struct batch_dir {
+        char *path; /* "guid/YYYY/MM/DD" */
+        int fd;
+        dev_t dev; /* its filesystem, for syncfs */
 };
 
 struct archive_batch {
         struct archive *archive;
         struct batch_entry *entries;
         size_t n_entries, n_allocated;
+        struct batch_dir *dirs;
+        size_t n_dirs, n_dirs_allocated;
 };
 
 static bool loc_is_valid(const struct archive_loc *loc)
@@ -113,11 +139,81 @@ static int format_path(char *buf, size_t size, const struct archive_loc *loc,
         return 0;
 }
 
+/* "<key><suffix>" or ".<key><suffix>.tmp": a name in the job's day folder. */
+static int format_name(char *buf, size_t size, const struct archive_loc *loc,
+                       enum archive_kind kind, bool tmp)
+{
+        int n = snprintf(buf, size, "%s%s%s%s", tmp ? "." : "", loc->key, kind_suffix[kind],
+                         tmp ? ".tmp" : "");
+        if (n < 0 || (size_t) n >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+/* After ELOOP or ENOTDIR from an O_NOFOLLOW|O_DIRECTORY open of name: which was it? */
+static int not_a_folder(int dfd, const char *name, int e)
+{
+        struct stat st;
+
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISLNK(st.st_mode))
+                return -ELOOP;
+        return e == ELOOP ? -ENOTDIR : -e;
+}
+
 /*
- * Creates "guid/YYYY/MM/DD" under the root. The common case (the folder exists) costs one
- * mkdirat; otherwise the levels are created one at a time.
+ * One component at a time: openat(O_NOFOLLOW|O_DIRECTORY) refuses a symlink in the last
+ * component, and every earlier component is already an fd, so nothing on the way can be
+ * one. (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS would do the walk in one call, but
+ * needs Linux 5.6 and a fallback, and cannot create; a day folder is only four levels.)
+ * mkdirat never follows a symlink in its last component either: a symlink there gives
+ * EEXIST, and the open after it then refuses the symlink.
  */
-static int mkdir_day(int root_fd, const struct archive_loc *loc)
+int archive_dir_open_beneath(int dir_fd, const char *path, bool create)
+{
+        char name[NAME_MAX + 1];
+        int fd = -1;
+
+        if (dir_fd < 0 || !path || !*path)
+                return -EINVAL;
+        for (const char *p = path;;) {
+                size_t len = strcspn(p, "/");
+                int parent = fd >= 0 ? fd : dir_fd, next;
+
+                if (len == 0 || len > NAME_MAX || (len == 1 && p[0] == '.') ||
+                    (len == 2 && p[0] == '.' && p[1] == '.')) {
+                        (void) safe_close(fd);
+                        return -EINVAL;
+                }
+                memcpy(name, p, len);
+                name[len] = '\0';
+                next = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0 && errno == ENOENT && create) {
+                        if (mkdirat(parent, name, 0750) < 0 && errno != EEXIST) {
+                                int r = -errno;
+                                (void) safe_close(fd);
+                                return r;
+                        }
+                        next = openat(parent, name,
+                                      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                }
+                if (next < 0) {
+                        int r = errno == ELOOP || errno == ENOTDIR
+                                        ? not_a_folder(parent, name, errno)
+                                        : -errno;
+                        (void) safe_close(fd);
+                        return r;
+                }
+                (void) safe_close(fd);
+                fd = next;
+                p += len;
+                if (*p == '\0')
+                        return fd;
+                p++;
+        }
+}
+
+/* The day folder "guid/YYYY/MM/DD" of loc beneath the root, created when asked. */
+static int day_open(const struct archive *a, const struct archive_loc *loc, bool create)
 {
         char path[REL_PATH_MAX];
         int r;
@@ -125,22 +221,7 @@ static int mkdir_day(int root_fd, const struct archive_loc *loc)
         r = format_dir(path, sizeof(path), loc);
         if (r < 0)
                 return r;
-        if (mkdirat(root_fd, path, 0750) >= 0 || errno == EEXIST)
-                return 0;
-        if (errno != ENOENT)
-                return -errno;
-        for (char *p = path;; p++) {
-                char c = *p;
-
-                if (c != '/' && c != '\0')
-                        continue;
-                *p = '\0';
-                if (mkdirat(root_fd, path, 0750) < 0 && errno != EEXIST)
-                        return -errno;
-                if (c == '\0')
-                        return 0;
-                *p = c;
-        }
+        return archive_dir_open_beneath(a->root_fd, path, create);
 }
 
 /* mkdir -p for the root itself, which may be absolute or relative to the working folder. */
@@ -206,6 +287,8 @@ int archive_open(const char *dir, int compression_level, int threads, struct arc
         a->root_fd = fd;
         fd = -1;
         a->root_dev = st.st_dev;
+        a->lock_fd = -1;
+        a->day_fd = -1;
         *ret = a;
         return 0;
 }
@@ -215,8 +298,109 @@ void archive_free(struct archive *a)
         if (!a)
                 return;
         gzpool_free(a->gz);
+        (void) safe_close(a->lock_fd);
+        (void) safe_close(a->day_fd);
         (void) safe_close(a->root_fd);
         free(a);
+}
+
+/* The PID a lock holder wrote, or 0. The holder writes it just after taking the lock, so
+ * an empty file gets a few more looks (100 ms at most, only on this failure path). */
+static pid_t lock_holder(int fd)
+{
+        for (int i = 0; i < 20; i++) {
+                char buf[32], *end;
+                ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+                long pid;
+
+                if (n < 0)
+                        return 0;
+                if (n > 0) {
+                        buf[n] = '\0';
+                        errno = 0;
+                        pid = strtol(buf, &end, 10);
+                        if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') ||
+                            pid <= 0 || pid > INT_MAX)
+                                return 0;
+                        return (pid_t) pid;
+                }
+                (void) nanosleep(&(struct timespec){.tv_nsec = 5 * 1000 * 1000}, NULL);
+        }
+        return 0;
+}
+
+/* Writes our PID into the lock file we hold (fd), through a second, short-lived open: the
+ * lock's own fd is read-only. Returns 0 or -errno. */
+static int lock_write_pid(const struct archive *a, int fd)
+{
+        _cleanup_close_ int wfd = -1;
+        struct stat st, wst;
+        char buf[32];
+        int n;
+
+        wfd = openat(a->root_fd, ARCHIVE_LOCK_NAME, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (wfd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0 || fstat(wfd, &wst) < 0)
+                return -errno;
+        /* Renamed or replaced since we locked it: that file is not ours to write. */
+        if (st.st_dev != wst.st_dev || st.st_ino != wst.st_ino)
+                return -ESTALE;
+        n = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
+        if (n < 0 || (size_t) n >= sizeof(buf))
+                return -EINVAL;
+        if (ftruncate(wfd, 0) < 0)
+                return -errno;
+        return write_all(wfd, buf, (size_t) n);
+}
+
+/*
+ * flock() and not fcntl() locks: a flock belongs to the open file description, so it is not
+ * lost when some other code of this process opens and closes the same file, and it is never
+ * inherited past exec (O_CLOEXEC). The file is never removed: unlinking a lock file races
+ * with a process that opened it just before (both would then "hold" a lock, on different
+ * inodes). A stale PID left in it by a dead holder is overwritten by the next one.
+ *
+ * The lock is held on a read-only fd (flock needs no write access): a file kept open for
+ * writing would make "mount -o remount,ro" of the archive's filesystem fail with EBUSY.
+ */
+int archive_lock(struct archive *a, pid_t *reterr_pid)
+{
+        _cleanup_close_ int fd = -1;
+        struct stat st, root;
+        int r;
+
+        if (!a)
+                return -EINVAL;
+        if (a->lock_fd >= 0)
+                return 0;
+        /* O_NONBLOCK: a FIFO planted under the name must not hang the open. */
+        fd = openat(a->root_fd, ARCHIVE_LOCK_NAME,
+                    O_RDONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADF;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK)
+                        return -errno;
+                if (reterr_pid)
+                        *reterr_pid = lock_holder(fd);
+                return -EBUSY;
+        }
+        /* root running --once by hand must not leave a lock file the service user cannot
+         * open: it belongs to whoever owns the archive. */
+        if (geteuid() == 0 && fstat(a->root_fd, &root) >= 0 &&
+            (st.st_uid != root.st_uid || st.st_gid != root.st_gid))
+                (void) fchown(fd, root.st_uid, root.st_gid);
+        r = lock_write_pid(a, fd);
+        if (r < 0)
+                return r;
+        a->lock_fd = fd;
+        fd = -1;
+        return 0;
 }
 
 unsigned archive_threads(const struct archive *a)
@@ -325,8 +509,10 @@ static int sweep_dir(int dfd, unsigned depth, unsigned *removed)
 }
 
 /*
- * Only for start-up: it would also remove the temporaries of files being written. Goes on
- * after an error (a folder it cannot read) and returns the first one.
+ * Only for start-up, and only under the lock: it would also remove the temporaries of files
+ * being written, by this process or by any other writer. The lock makes sure there is no
+ * other; what it finds are leftovers of writers that died. Goes on after an error (a folder
+ * it cannot read) and returns the first one.
  */
 int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed)
 {
@@ -335,6 +521,8 @@ int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed)
 
         if (!a)
                 return -EINVAL;
+        if (a->lock_fd < 0)
+                return -ENOLCK;
         /* A new open file description, so that readdir does not share the root fd's offset. */
         fd = openat(a->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
@@ -347,29 +535,85 @@ int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed)
         return 0;
 }
 
-/* One fstatat and no allocation: this runs for every listed job on every poll. */
+/*
+ * This runs for every listed job on every poll, so it is cheap: one fstatat answers "no" for a
+ * job of a new day; a "yes" is confirmed in the day folder opened beneath the root without
+ * symlinks (archive_dir_open_beneath), and that folder is kept for the next question. For a
+ * job of the same day, two fstatat answer: the path still names that very folder (same
+ * device and inode, not a symlink), and the record is a regular file in it.
+ */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
+{
+        char dir[REL_PATH_MAX], name[REL_PATH_MAX], path[2 * REL_PATH_MAX];
+        struct stat st;
+        int fd;
+
+        /* Any failure to look (EIO, EACCES) answers "no": the job is fetched again and its
+         * commit then fails loudly, rather than being skipped in silence. */
+        if (!a || !loc_is_valid(loc) || format_dir(dir, sizeof(dir), loc) < 0 ||
+            format_name(name, sizeof(name), loc, ARCHIVE_KIND_RECORD, false) < 0)
+                return false;
+        if (a->day_fd >= 0 && strcmp(a->day_path, dir) == 0 &&
+            fstatat(a->root_fd, dir, &st, AT_SYMLINK_NOFOLLOW) >= 0 && st.st_dev == a->day_dev &&
+            st.st_ino == a->day_ino)
+                return fstatat(a->day_fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
+                       S_ISREG(st.st_mode);
+
+        (void) snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        fd = archive_dir_open_beneath(a->root_fd, dir, false);
+        if (fd < 0)
+                return false;
+        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            fstat(fd, &st) < 0) {
+                (void) safe_close(fd);
+                return false;
+        }
+        (void) safe_close(a->day_fd);
+        a->day_fd = fd;
+        a->day_dev = st.st_dev;
+        a->day_ino = st.st_ino;
+        memcpy(a->day_path, dir, sizeof(dir));
+        return true;
+}
+
+int archive_loc_symlink(const struct archive *a, const struct archive_loc *loc, char *buf,
+                        size_t size)
 {
         char path[REL_PATH_MAX];
         struct stat st;
 
-        /* Any failure to look (EIO, EACCES) answers "no": the job is fetched again and its
-         * commit then fails loudly, rather than being skipped in silence. */
-        if (!a || !loc_is_valid(loc) ||
-            format_path(path, sizeof(path), loc, ARCHIVE_KIND_RECORD, false) < 0)
-                return false;
-        return fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) >= 0 && S_ISREG(st.st_mode);
+        if (!a || !buf || !loc_is_valid(loc) || format_dir(path, sizeof(path), loc) < 0)
+                return -EINVAL;
+        for (char *p = path;; p++) {
+                char c = *p;
+                int r;
+
+                if (c != '/' && c != '\0')
+                        continue;
+                *p = '\0';
+                r = fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW);
+                if (r >= 0 && S_ISLNK(st.st_mode)) {
+                        int n = snprintf(buf, size, "%s", path);
+                        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+                }
+                if (r < 0 || c == '\0')
+                        return -ENOENT;
+                *p = c;
+        }
 }
 
 /*
  * Creates the day folder and the temporary. Returns -EINVAL for an unsafe location, -EEXIST
- * when the job's temporary already exists (a second writer, or a leftover not yet swept).
- * The archive must outlive the file.
+ * when the job's temporary already exists (a second writer, or a leftover not yet swept),
+ * -ELOOP when a folder on the way is a symlink, -ENOTDIR when it is something else that is
+ * not a folder. The archive must outlive the file.
  */
 int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret)
 {
         struct archive_file *f;
-        int fd, r;
+        int dfd, fd, r;
 
         if (!a || !ret || !loc_is_valid(loc))
                 return -EINVAL;
@@ -381,9 +625,11 @@ int archive_file_open(struct archive *a, const struct archive_loc *loc, struct a
         r = format_path(f->tmp_path, sizeof(f->tmp_path), loc, ARCHIVE_KIND_LOG, true);
         if (r < 0)
                 goto fail;
-        r = mkdir_day(a->root_fd, loc);
-        if (r < 0)
+        dfd = day_open(a, loc, true);
+        if (dfd < 0) {
+                r = dfd;
                 goto fail;
+        }
 
         /*
          * O_EXCL: two writers on one temporary would interleave their bytes into a file that
@@ -391,8 +637,8 @@ int archive_file_open(struct archive *a, const struct archive_loc *loc, struct a
          * instead. Leftovers of an earlier run are swept at start; an aborted file removes its
          * own temporary.
          */
-        fd = openat(a->root_fd, f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                    0640);
+        fd = openat(dfd, tmp_name(f), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+        dfd = safe_close(dfd);
         if (fd < 0) {
                 r = -errno;
                 goto fail;
@@ -472,8 +718,20 @@ void archive_file_abort(struct archive_file *f)
         /* Closes the fd first (waiting for a thread busy with it), so that unlinking the
          * temporary gives its space back at once: on a full disk, other jobs wait for it. */
         gzjob_abort(f->job);
-        if (f->created)
-                (void) unlinkat(f->archive->root_fd, f->tmp_path, 0);
+        if (f->created) {
+                /* The folder is looked up again (rare: a failure path), never through a
+                 * symlink; the name in it is ours, created with O_EXCL. */
+                char dir[REL_PATH_MAX];
+                int dfd;
+
+                memcpy(dir, f->tmp_path, sizeof(dir));
+                *strrchr(dir, '/') = '\0';
+                dfd = archive_dir_open_beneath(f->archive->root_fd, dir, false);
+                if (dfd >= 0) {
+                        (void) unlinkat(dfd, tmp_name(f), 0);
+                        (void) safe_close(dfd);
+                }
+        }
         free(f);
 }
 
@@ -500,11 +758,64 @@ static void entry_free(struct batch_entry *e)
         free(e->record_json);
 }
 
+static void dirs_free(struct batch_dir *dirs, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                (void) safe_close(dirs[i].fd);
+                free(dirs[i].path);
+        }
+        free(dirs);
+}
+
+/* The batch's index of loc's day folder: opened (and created) beneath the root without
+ * following symlinks the first time a job of the batch lives there. */
+static int batch_dir_get(struct archive_batch *b, const struct archive_loc *loc, size_t *ret)
+{
+        char path[REL_PATH_MAX];
+        struct batch_dir d;
+        struct stat st;
+        int r;
+
+        r = format_dir(path, sizeof(path), loc);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->n_dirs; i++)
+                if (strcmp(b->dirs[i].path, path) == 0) {
+                        *ret = i;
+                        return 0;
+                }
+        if (b->n_dirs == b->n_dirs_allocated) {
+                size_t n = b->n_dirs_allocated ? 2 * b->n_dirs_allocated : 8;
+                struct batch_dir *dirs = reallocarray(b->dirs, n, sizeof(*dirs));
+                if (!dirs)
+                        return -ENOMEM;
+                b->dirs = dirs;
+                b->n_dirs_allocated = n;
+        }
+        d.fd = archive_dir_open_beneath(b->archive->root_fd, path, true);
+        if (d.fd < 0)
+                return d.fd;
+        if (fstat(d.fd, &st) < 0) {
+                r = -errno;
+                (void) safe_close(d.fd);
+                return r;
+        }
+        d.dev = st.st_dev;
+        d.path = strdup(path);
+        if (!d.path) {
+                (void) safe_close(d.fd);
+                return -ENOMEM;
+        }
+        b->dirs[b->n_dirs] = d;
+        *ret = b->n_dirs++;
+        return 0;
+}
+
 /*
  * Takes ownership of log even when it fails (the log is then aborted), and done is called only
  * when it succeeds. Returns -EINVAL for an unsafe location, a missing record or a log that is
- * unfinished or another job's, -EEXIST when the job is already archived or already queued, or
- * the errno of creating its folder.
+ * unfinished or another job's, -EEXIST when the job is already archived or already queued,
+ * -ELOOP when a folder on the way is a symlink, or the errno of creating its folder.
  */
 int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
                       struct archive_file *log, const char *error_json, const char *record_json,
@@ -512,7 +823,6 @@ int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
 {
         struct batch_entry e = {0};
         char path[REL_PATH_MAX];
-        struct stat st;
         int r;
 
         /* The log is ours from here on, whatever happens: on failure it is aborted. */
@@ -545,16 +855,9 @@ int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
                 goto fail;
         }
         /* A job without a log has not created its folder yet. */
-        r = mkdir_day(b->archive->root_fd, loc);
+        r = batch_dir_get(b, loc, &e.dir);
         if (r < 0)
                 goto fail;
-        r = format_dir(path, sizeof(path), loc);
-        if (r < 0)
-                goto fail;
-        if (fstatat(b->archive->root_fd, path, &st, 0) < 0) {
-                r = -errno;
-                goto fail;
-        }
 
         if (b->n_entries == b->n_allocated) {
                 size_t n = b->n_allocated ? 2 * b->n_allocated : 16;
@@ -579,7 +882,6 @@ int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
         e.loc.key = e.key;
         e.done = done;
         e.userdata = userdata;
-        e.dev = st.st_dev;
         b->entries[b->n_entries++] = e;
         return 0;
 fail:
@@ -592,56 +894,83 @@ size_t archive_batch_size(const struct archive_batch *b)
         return b ? b->n_entries : 0;
 }
 
-/* Writes a whole small file; on failure nothing of it is left behind. */
-static int write_file_at(int root_fd, const char *path, const char *data)
+/*
+ * Writes a whole small file as a new name (O_EXCL: a temporary of the same name, which only
+ * another writer could have made, is refused with EEXIST and left alone); on failure nothing
+ * of it is left behind.
+ */
+static int write_file_at(int dfd, const char *name, const char *data)
 {
         int fd, r;
 
-        fd = openat(root_fd, path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0640);
+        fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
         if (fd < 0)
                 return -errno;
         r = write_all(fd, data, strlen(data));
         if (close(fd) < 0 && r == 0)
                 r = -errno;
         if (r < 0)
-                (void) unlinkat(root_fd, path, 0);
+                (void) unlinkat(dfd, name, 0);
         return r;
 }
 
-static int entry_write(struct archive *a, struct batch_entry *e, enum archive_kind kind,
+static int entry_write(struct archive_batch *b, struct batch_entry *e, enum archive_kind kind,
                        const char *data)
 {
-        char path[REL_PATH_MAX];
+        char name[REL_PATH_MAX];
         int r;
 
-        r = format_path(path, sizeof(path), &e->loc, kind, true);
+        r = format_name(name, sizeof(name), &e->loc, kind, true);
         if (r < 0)
                 return r;
-        return write_file_at(a->root_fd, path, data);
+        return write_file_at(b->dirs[e->dir].fd, name, data);
 }
 
-static int entry_rename(struct archive *a, struct batch_entry *e, enum archive_kind kind)
+/*
+ * rename() that never replaces: EEXIST when `to` exists. renameat2(RENAME_NOREPLACE) on the
+ * local filesystems (ext4, XFS, btrfs, tmpfs, ...); where the filesystem does not take the
+ * flag (NFS, some FUSE: EINVAL), link() then unlink() gives the same guarantee.
+ */
+static int rename_noreplace(int dfd, const char *from, const char *to)
 {
-        char from[REL_PATH_MAX], to[REL_PATH_MAX];
-        int r;
-
-        r = format_path(from, sizeof(from), &e->loc, kind, true);
-        if (r < 0)
-                return r;
-        r = format_path(to, sizeof(to), &e->loc, kind, false);
-        if (r < 0)
-                return r;
-        if (renameat(a->root_fd, from, a->root_fd, to) < 0)
+        if (renameat2(dfd, from, dfd, to, RENAME_NOREPLACE) >= 0)
+                return 0;
+        if (errno != EINVAL && errno != ENOSYS)
                 return -errno;
+        if (linkat(dfd, from, dfd, to, 0) < 0)
+                return -errno;
+        (void) unlinkat(dfd, from, 0);
         return 0;
 }
 
-static void entry_unlink(struct archive *a, struct batch_entry *e, enum archive_kind kind, bool tmp)
+static int entry_rename(struct archive_batch *b, struct batch_entry *e, enum archive_kind kind)
 {
-        char path[REL_PATH_MAX];
+        char from[REL_PATH_MAX], to[REL_PATH_MAX];
+        int dfd = b->dirs[e->dir].fd, r;
 
-        if (format_path(path, sizeof(path), &e->loc, kind, tmp) >= 0)
-                (void) unlinkat(a->root_fd, path, 0);
+        r = format_name(from, sizeof(from), &e->loc, kind, true);
+        if (r < 0)
+                return r;
+        r = format_name(to, sizeof(to), &e->loc, kind, false);
+        if (r < 0)
+                return r;
+        r = rename_noreplace(dfd, from, to);
+        /* A log or error file without its record (checked at archive_batch_add) is what a
+         * writer killed between steps c and f left. Under the lock that writer is dead, so
+         * the file is nobody's: replace it, atomically, and it is ours from then on. Without
+         * the lock it may be a live writer's, about to get its record: leave it (EEXIST). */
+        if (r == -EEXIST && kind != ARCHIVE_KIND_RECORD && b->archive->lock_fd >= 0)
+                r = renameat(dfd, from, dfd, to) < 0 ? -errno : 0;
+        return r;
+}
+
+static void entry_unlink(struct archive_batch *b, struct batch_entry *e, enum archive_kind kind,
+                         bool tmp)
+{
+        char name[REL_PATH_MAX];
+
+        if (format_name(name, sizeof(name), &e->loc, kind, tmp) >= 0)
+                (void) unlinkat(b->dirs[e->dir].fd, name, 0);
 }
 
 /*
@@ -650,80 +979,70 @@ static void entry_unlink(struct archive *a, struct batch_entry *e, enum archive_
  * These unlinks are not synced: if one is lost in a crash, what remains is a complete file
  * without a record (harmless, replaced by the retry's rename) or a complete record that was
  * durable anyway.
+ *
+ * Only names this entry created are removed, never one by name alone: each flag is set only
+ * after our own O_EXCL create or our own no-replace rename made that name, and no writer ever
+ * replaces a name another made (rename_noreplace; the one exception, a dead writer's orphan
+ * under the lock, makes the name ours). So the name still holds our file when we unlink it,
+ * and a second writer's final files, which made the failing rename fail with EEXIST, stay.
  */
-static void entry_rollback(struct archive *a, struct batch_entry *e)
+static void entry_rollback(struct archive_batch *b, struct batch_entry *e)
 {
         if (e->record_final)
-                entry_unlink(a, e, ARCHIVE_KIND_RECORD, false);
+                entry_unlink(b, e, ARCHIVE_KIND_RECORD, false);
         if (e->record_tmp)
-                entry_unlink(a, e, ARCHIVE_KIND_RECORD, true);
+                entry_unlink(b, e, ARCHIVE_KIND_RECORD, true);
         if (e->error_final)
-                entry_unlink(a, e, ARCHIVE_KIND_ERROR, false);
+                entry_unlink(b, e, ARCHIVE_KIND_ERROR, false);
         if (e->error_tmp)
-                entry_unlink(a, e, ARCHIVE_KIND_ERROR, true);
+                entry_unlink(b, e, ARCHIVE_KIND_ERROR, true);
         if (e->log_final)
-                entry_unlink(a, e, ARCHIVE_KIND_LOG, false);
+                entry_unlink(b, e, ARCHIVE_KIND_LOG, false);
         e->record_final = e->record_tmp = e->error_final = e->error_tmp = e->log_final = false;
         /* Removes the log's temporary if it was never renamed. */
         archive_file_abort(e->log);
         e->log = NULL;
 }
 
-static void fail_dev(struct batch_entry *entries, size_t from, size_t n, dev_t dev, int r)
+static void fail_dev(struct archive_batch *b, struct batch_entry *entries, size_t from, size_t n,
+                     dev_t dev, int r)
 {
         for (size_t i = from; i < n; i++)
-                if (entries[i].r == 0 && entries[i].dev == dev)
+                if (entries[i].r == 0 && b->dirs[entries[i].dir].dev == dev)
                         entries[i].r = r;
-}
-
-static int syncfs_dir(struct archive *a, const struct archive_loc *loc)
-{
-        char path[REL_PATH_MAX];
-        int fd, r = 0;
-
-        r = format_dir(path, sizeof(path), loc);
-        if (r < 0)
-                return r;
-        fd = openat(a->root_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (syncfs(fd) < 0)
-                r = -errno;
-        (void) safe_close(fd);
-        return r;
 }
 
 /*
  * Makes everything written so far durable for each entry still on track: one syncfs of the
- * root's filesystem, plus one per other filesystem a day folder lives on (a mount or symlink
- * inside the archive). A failure fails every entry on that filesystem.
+ * root's filesystem, plus one per other filesystem a day folder lives on (a mount inside the
+ * archive). A failure fails every entry on that filesystem.
  */
-static void batch_sync(struct archive *a, struct batch_entry *entries, size_t n)
+static void batch_sync(struct archive_batch *b, struct batch_entry *entries, size_t n)
 {
+        struct archive *a = b->archive;
         bool on_root = false;
 
         for (size_t i = 0; i < n; i++)
-                if (entries[i].r == 0 && entries[i].dev == a->root_dev)
+                if (entries[i].r == 0 && b->dirs[entries[i].dir].dev == a->root_dev)
                         on_root = true;
         if (on_root && syncfs(a->root_fd) < 0)
-                fail_dev(entries, 0, n, a->root_dev, -errno);
+                fail_dev(b, entries, 0, n, a->root_dev, -errno);
 
         for (size_t i = 0; i < n; i++) {
                 struct batch_entry *e = &entries[i];
+                dev_t dev = b->dirs[e->dir].dev;
                 bool synced = false;
-                int r;
 
-                if (e->r < 0 || e->dev == a->root_dev)
+                if (e->r < 0 || dev == a->root_dev)
                         continue;
                 /* An earlier entry on track with the same device means it was synced (all
                  * entries of a device share the outcome). */
                 for (size_t j = 0; j < i && !synced; j++)
-                        synced = entries[j].r == 0 && entries[j].dev == e->dev;
+                        synced = entries[j].r == 0 && b->dirs[entries[j].dir].dev == dev;
                 if (synced)
                         continue;
-                r = syncfs_dir(a, &e->loc);
-                if (r < 0)
-                        fail_dev(entries, i, n, e->dev, r);
+                if (syncfs(b->dirs[e->dir].fd) < 0)
+                        fail_dev(b, entries, i, n, dev, -errno);
         }
 }
 
@@ -747,7 +1066,8 @@ static void batch_sync(struct archive *a, struct batch_entry *entries, size_t n)
  * kill -9 at any syscall: every completed call stays in effect (the page cache survives), so
  * the folder holds only whole files plus temporaries; the sweep at start removes the latter.
  * A job killed between c and f has its log and error under final names but no record, so it
- * is not archived: it is fetched again and the retry's renames replace those files atomically.
+ * is not archived: it is fetched again and the retry's renames replace those files atomically
+ * (only under the writer lock; see entry_rename).
  *
  * Power loss: before b completes, only temporaries can be damaged. Between b and e, each rename
  * of c is either lost or names durable data. Between e and g, each record rename is either lost
@@ -769,22 +1089,39 @@ static void batch_sync(struct archive *a, struct batch_entry *entries, size_t n)
  * a record the job is not archived and a retry replaces the file), but it would leave orphans
  * for operators' find/zgrep. A failed syncfs at g fails its entries too: their records are
  * complete, but we cannot promise they survive a crash, and removing them only costs a fetch.
+ *
+ * Other writers: the lock (archive_lock) keeps a second daemon or --once out, and the sweep
+ * runs only under it. Should two writers meet anyway (the lock is advisory, and means little
+ * on a filesystem shared by two hosts), no file of one is ever lost to the other: temporaries
+ * are created with O_EXCL, final names only appear through no-replace renames (EEXIST fails
+ * the later job, which finds the job archived at its next poll), and a rollback removes only
+ * names its own entry made (entry_rollback). Without that, a rollback unlinking a final name
+ * could delete the other writer's .log.gz just before that writer's record made the job
+ * count as archived: a record without its log, never fetched again.
+ *
+ * Folders: every file is opened, renamed and removed relative to an fd of its day folder
+ * (struct batch_dir), which was opened beneath the root one component at a time without
+ * following symlinks, so nothing is ever written outside the archive through a planted
+ * symlink, and a folder swapped after the open only makes the job fail (ENOENT) and retry.
  */
 int archive_batch_commit(struct archive_batch *b)
 {
+        struct archive_batch this;
         struct batch_entry *entries;
-        struct archive *a;
         size_t n;
         int committed = 0, first_error = 0, r;
 
         if (!b)
                 return -EINVAL;
-        a = b->archive;
-        /* Take the entries out first, so a done callback may queue jobs for the next commit. */
-        entries = b->entries;
-        n = b->n_entries;
+        /* Take the entries and their folders out first, so a done callback may queue jobs for
+         * the next commit. */
+        this = *b;
+        entries = this.entries;
+        n = this.n_entries;
         b->entries = NULL;
         b->n_entries = b->n_allocated = 0;
+        b->dirs = NULL;
+        b->n_dirs = b->n_dirs_allocated = 0;
 
         /* a. Error records to temporaries. */
         for (size_t i = 0; i < n; i++) {
@@ -792,7 +1129,7 @@ int archive_batch_commit(struct archive_batch *b)
 
                 if (!e->error_json)
                         continue;
-                r = entry_write(a, e, ARCHIVE_KIND_ERROR, e->error_json);
+                r = entry_write(&this, e, ARCHIVE_KIND_ERROR, e->error_json);
                 if (r < 0)
                         e->r = r;
                 else
@@ -800,7 +1137,7 @@ int archive_batch_commit(struct archive_batch *b)
         }
 
         /* b. */
-        batch_sync(a, entries, n);
+        batch_sync(&this, entries, n);
 
         /* c. Logs and error records into place. */
         for (size_t i = 0; i < n; i++) {
@@ -809,7 +1146,7 @@ int archive_batch_commit(struct archive_batch *b)
                 if (e->r < 0)
                         continue;
                 if (e->log) {
-                        r = entry_rename(a, e, ARCHIVE_KIND_LOG);
+                        r = entry_rename(&this, e, ARCHIVE_KIND_LOG);
                         if (r < 0) {
                                 e->r = r;
                                 continue;
@@ -818,7 +1155,7 @@ int archive_batch_commit(struct archive_batch *b)
                         e->log_final = true;
                 }
                 if (e->error_tmp) {
-                        r = entry_rename(a, e, ARCHIVE_KIND_ERROR);
+                        r = entry_rename(&this, e, ARCHIVE_KIND_ERROR);
                         if (r < 0) {
                                 e->r = r;
                                 continue;
@@ -834,7 +1171,7 @@ int archive_batch_commit(struct archive_batch *b)
 
                 if (e->r < 0)
                         continue;
-                r = entry_write(a, e, ARCHIVE_KIND_RECORD, e->record_json);
+                r = entry_write(&this, e, ARCHIVE_KIND_RECORD, e->record_json);
                 if (r < 0)
                         e->r = r;
                 else
@@ -842,7 +1179,7 @@ int archive_batch_commit(struct archive_batch *b)
         }
 
         /* e. */
-        batch_sync(a, entries, n);
+        batch_sync(&this, entries, n);
 
         /* f. Job records into place. */
         for (size_t i = 0; i < n; i++) {
@@ -850,7 +1187,7 @@ int archive_batch_commit(struct archive_batch *b)
 
                 if (e->r < 0)
                         continue;
-                r = entry_rename(a, e, ARCHIVE_KIND_RECORD);
+                r = entry_rename(&this, e, ARCHIVE_KIND_RECORD);
                 if (r < 0) {
                         e->r = r;
                         continue;
@@ -860,14 +1197,14 @@ int archive_batch_commit(struct archive_batch *b)
         }
 
         /* g. */
-        batch_sync(a, entries, n);
+        batch_sync(&this, entries, n);
 
         /* The disk is in its final state before any caller hears about it. */
         for (size_t i = 0; i < n; i++) {
                 struct batch_entry *e = &entries[i];
 
                 if (e->r < 0) {
-                        entry_rollback(a, e);
+                        entry_rollback(&this, e);
                         keep_first_error(&first_error, e->r);
                 } else {
                         committed++;
@@ -879,6 +1216,7 @@ int archive_batch_commit(struct archive_batch *b)
         for (size_t i = 0; i < n; i++)
                 entry_free(&entries[i]);
         free(entries);
+        dirs_free(this.dirs, this.n_dirs);
 
         return committed > 0 || n == 0 ? committed : first_error;
 }
@@ -906,6 +1244,7 @@ void archive_batch_free(struct archive_batch *b)
         for (size_t i = 0; i < n; i++)
                 entry_free(&entries[i]);
         free(entries);
+        dirs_free(b->dirs, b->n_dirs);
         free(b);
 }
 

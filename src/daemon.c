@@ -301,6 +301,19 @@ _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
 }
 #define task_fail(...) (__extension__ task_fail(__VA_ARGS__)) /* "%m": see log.h */
 
+/* -ELOOP from the archive: a folder on the job's way is a symlink. Names it and fails the
+ * job (counted, retried, reported as stuck like any failing job); false for other errors. */
+static bool task_fail_symlink(struct task *t, int r)
+{
+        char rel[256];
+
+        if (r != -ELOOP || archive_loc_symlink(t->d->archive, &t->loc, rel, sizeof(rel)) < 0)
+                return false;
+        task_fail(t, "%s/%s is a symlink; refusing to write through it", t->d->config->archive_dir,
+                  rel);
+        return true;
+}
+
 static void on_committed(void *userdata, int r)
 {
         struct task *t = userdata;
@@ -364,7 +377,7 @@ static void task_queue(struct task *t, const struct archive_log_info *log)
         struct archive_file *file = t->file;
         t->file = NULL;
         r = archive_batch_add(d->batch, &t->loc, file, error, record, on_committed, t);
-        if (r < 0) {
+        if (r < 0 && !task_fail_symlink(t, r)) {
                 errno = -r;
                 task_fail(t, "cannot queue the job for writing: %m");
         }
@@ -442,6 +455,8 @@ static void on_download_done(void *userdata, const struct http_result *res)
                 task_queue(t, NULL);
                 return;
         default:
+                if (task_fail_symlink(t, res->sink_error))
+                        return;
                 if (res->sink_error < 0) {
                         task_fail(t, "cannot write the log to %s/%s: %s", t->d->config->archive_dir,
                                   task_folder(t, folder, sizeof(folder)), res->detail);
@@ -919,6 +934,22 @@ static int archive_setup(struct daemon *d)
         if (r < 0)
                 return log_errno(LOG_ERR, r, "cannot open the archive directory %s: %m",
                                  d->config->archive_dir);
+        /* One writer per archive, before the sweep: another writer's temporaries are live. */
+        pid_t holder = 0;
+        r = archive_lock(d->archive, &holder);
+        if (r == -EBUSY) {
+                char pid[32] = "unknown";
+                if (holder > 0)
+                        (void) snprintf(pid, sizeof(pid), "%ld", (long) holder);
+                log_printf(LOG_ERR,
+                           "archive %s is in use by another connect-job-archiver (PID %s); "
+                           "only one may write to an archive at a time, so this one exits",
+                           d->config->archive_dir, pid);
+                return r;
+        }
+        if (r < 0)
+                return log_errno(LOG_ERR, r, "cannot lock the archive %s/%s: %m",
+                                 d->config->archive_dir, ARCHIVE_LOCK_NAME);
         unsigned threads = archive_threads(d->archive);
         if (threads > 0)
                 log_printf(LOG_INFO, "compressing on %u threads", threads);

@@ -15,6 +15,9 @@
 
 #define EXIT_USAGE  2
 #define EXIT_CONFIG 78 /* EX_CONFIG */
+/* The service found its archive locked by another writer: the unit must not restart it
+ * (RestartPreventExitStatus=), since the other one is still there. --once exits 1. */
+#define EXIT_ARCHIVE_IN_USE 75 /* EX_TEMPFAIL */
 
 static const char *arg_config = CONFIG_DEFAULT_PATH;
 static bool arg_once;
@@ -32,7 +35,8 @@ static void help(FILE *f)
                    "  -V, --version       print the version\n"
                    "  -h, --help          print this help\n\n"
                    "Without --once or --check-config it runs as a service (systemd Type=notify).\n"
-                   "Exit status: 0 success, 1 runtime failure, 2 usage, 78 invalid config.\n");
+                   "Exit status: 0 success, 1 runtime failure, 2 usage, 78 invalid config,\n"
+                   "75 the service's archive is in use by another process.\n");
 }
 
 /* Prints what --check-config shows: every setting, where the key came from, never the key. */
@@ -171,6 +175,8 @@ int main(int argc, char *argv[])
                 r = daemon_run_forever(d, arg_config);
         daemon_free(d);
         http_global_cleanup();
+        if (r == -EBUSY && !arg_once)
+                return EXIT_ARCHIVE_IN_USE;
         if (r < 0)
                 return EXIT_FAILURE;
         return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

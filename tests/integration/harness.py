@@ -43,6 +43,10 @@ from fake_connect import (generated_log_bytes, iter_generated_log,  # noqa: E402
 
 DEFAULT_API_KEY = "secret"
 
+# The writer lock in the archive root (archive.h: ARCHIVE_LOCK_NAME); it holds the PID of
+# the archiver that last took it. Not part of the archive's contents.
+LOCK_FILE = ".lock"
+
 # Variables that would change what the archiver does behind a test's back.
 _SCRUBBED_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
                  "ALL_PROXY", "CONNECT_API_KEY", "CONNECT_SERVER", "CREDENTIALS_DIRECTORY",
@@ -489,6 +493,8 @@ def read_archive(archive_dir):
             if not os.path.isfile(full) or os.path.islink(full):
                 continue
             rel = os.path.relpath(full, archive_dir).replace(os.sep, "/")
+            if rel == LOCK_FILE:
+                continue
             with open(full, "rb") as f:
                 data = f.read()
             arch[rel] = data
@@ -542,12 +548,13 @@ def find_temporaries(archive_dir, allow=()):
     """Relative paths of files that look like leftover temporaries: a hidden or
     temp-looking name anywhere, or a file in a <guid>/<YYYY>/<MM>/<DD>/ folder that is
     not <key>.log.gz / <key>.error.json / <key>.json. `allow`: regexes (re.search on the
-    relative path) of files to ignore, e.g. the archiver's own state or lock file."""
+    relative path) of files to ignore, e.g. the archiver's own state. The lock file is never
+    reported."""
     bad = []
     for root, dirs, files in os.walk(archive_dir):
         for name in files + [d for d in dirs if _TEMP_HINT.search(d)]:
             rel = os.path.relpath(os.path.join(root, name), archive_dir).replace(os.sep, "/")
-            if any(re.search(a, rel) for a in allow):
+            if rel == LOCK_FILE or any(re.search(a, rel) for a in allow):
                 continue
             if _TEMP_HINT.search(name):
                 bad.append(rel)
@@ -556,6 +563,16 @@ def find_temporaries(archive_dir, allow=()):
             elif rel.count("/") > 4:
                 bad.append(rel)
     return sorted(bad)
+
+
+def lock_holder(archive_dir):
+    """The PID written in the archive's lock file, or None (no file, empty, not a number).
+    Note that a PID stays there after its process is gone: this is "who took it last"."""
+    try:
+        with open(os.path.join(archive_dir, LOCK_FILE), encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def assert_no_temporaries(archive_dir, allow=()):

@@ -37,7 +37,7 @@ import unittest
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, assert_no_temporaries,  # noqa: E402
+from harness import (LOCK_FILE, FakeConnect, assert_no_temporaries,  # noqa: E402
                      make_jobspec, new_guid, run_archiver, start_archiver, stop_process,
                      wait_for, write_config, served_log)
 
@@ -177,6 +177,8 @@ class CrashTest(unittest.TestCase):
             for name in names:
                 full = os.path.join(root, name)
                 rel = os.path.relpath(full, self.archive).replace(os.sep, "/")
+                if rel == LOCK_FILE:
+                    continue  # the writer lock
                 if _TEMP.match(name):
                     continue  # a temporary: allowed after a kill, swept at the next start
                 m = _FINAL.match(name)

@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, assert_no_temporaries,  # noqa: E402
+from harness import (LOCK_FILE, FakeConnect, assert_no_temporaries,  # noqa: E402
                      make_job, make_jobspec, new_guid, read_archive, run_archiver,
                      write_config, served_log)
 
@@ -652,7 +652,7 @@ class FaultTest(unittest.TestCase):
             # Not retried: a second try with the same key cannot succeed.
             self.assertEqual(len(fc.requests()), 2)
             self.assertEqual(read_archive(self.archive).jobs, {})
-            self.assertEqual([f for _, _, fs in os.walk(self.archive) for f in fs], [])
+            self.assertEqual([f for _, _, fs in os.walk(self.archive) for f in fs], [LOCK_FILE])
 
     def test_403_on_the_download_lacks_rights(self):
         g = new_guid()

@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,7 +27,8 @@
 #include "macro.h"
 #include "util.h"
 
-#define GUID "38400000-8cf0-11bd-b23e-10b96e4ef00d"
+#define GUID  "38400000-8cf0-11bd-b23e-10b96e4ef00d"
+#define GUID2 "0b8f3a5e-2f4d-4c47-9b0e-5c1f6e2a9d11"
 
 struct fixture {
         char dir[256];  /* the mkdtemp folder */
@@ -1171,7 +1175,15 @@ static void test_sweep_removes_only_temporaries(void **state)
         touch(target);
         assert_int_equal(symlink(target, root_path(fx, path, "%s/2024/.link.tmp", GUID)), 0);
         assert_int_equal(symlink(outside, root_path(fx, path, "%s/2024/linkdir", GUID)), 0);
+        (void) snprintf(target, sizeof(target), "%s/.victim2.tmp", outside);
+        touch(target);
+        assert_int_equal(symlink(outside, root_path(fx, path, "%s", GUID2)), 0);
 
+        /* Only under the lock: a live writer's temporaries are not to be taken. */
+        assert_int_equal(archive_sweep_temporaries(fx->a, &n), -ENOLCK);
+        assert_int_equal(n, 99);
+        assert_true(exists(root_path(fx, path, "%s", removed[0])));
+        assert_int_equal(archive_lock(fx->a, NULL), 0);
         assert_int_equal(archive_sweep_temporaries(fx->a, &n), 0);
         assert_int_equal(n, ELEMENTSOF(removed));
         for (size_t i = 0; i < ELEMENTSOF(removed); i++)
@@ -1180,7 +1192,10 @@ static void test_sweep_removes_only_temporaries(void **state)
                 assert_true(exists(root_path(fx, path, "%s", kept[i])));
         assert_true(exists(root_path(fx, path, "%s/2024/05/06/.d.tmp", GUID)));
         assert_true(exists(root_path(fx, path, "%s/2024/.link.tmp", GUID)));
+        assert_true(exists(target)); /* .victim2.tmp, beyond the symlink at GUID2 */
+        (void) snprintf(target, sizeof(target), "%s/.victim.tmp", outside);
         assert_true(exists(target));
+        assert_true(exists(root_path(fx, path, "%s", ARCHIVE_LOCK_NAME)));
 
         assert_int_equal(archive_sweep_temporaries(fx->a, &n), 0);
         assert_int_equal(n, 0);
@@ -1203,6 +1218,7 @@ static void test_sweep_after_interrupted_stream(void **state)
         touch(root_path(fx, path, "%s/2024/06/30/.crashed.log.gz.tmp", GUID));
         touch(root_path(fx, path, "%s/2024/06/30/.crashed.json.tmp", GUID));
         assert_int_equal(archive_file_open(fx->a, &loc, &f), -EEXIST);
+        assert_int_equal(archive_lock(fx->a, NULL), 0);
         assert_int_equal(archive_sweep_temporaries(fx->a, &n), 0);
         assert_int_equal(n, 2);
         f = stream(fx->a, &loc, (const unsigned char *) "again", 5, NULL, 0, NULL, NULL, sha);
@@ -1232,6 +1248,476 @@ static void test_job_is_archived_needs_a_regular_record(void **state)
         assert_int_equal(unlink(path), 0);
         touch(path);
         assert_true(archive_job_is_archived(fx->a, &loc));
+}
+
+/* The answer follows the folder at its path, not the folder it looked in last time. */
+static void test_job_is_archived_follows_swapped_folders(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("swapped", 2024, 7, 8);
+        struct archive_loc other = make_loc("other", 2024, 7, 8);
+        struct archive_batch *b = archive_batch_new(fx->a);
+        char day[PATH_MAX], old[PATH_MAX + 8];
+
+        assert_int_equal(archive_batch_add(b, &loc, NULL, NULL, "{}", NULL, NULL), 0);
+        assert_int_equal(archive_batch_commit(b), 1);
+        archive_batch_free(b);
+        assert_true(archive_job_is_archived(fx->a, &loc));
+        assert_false(archive_job_is_archived(fx->a, &other));
+
+        root_path(fx, day, "%s/2024/07/08", GUID);
+        (void) snprintf(old, sizeof(old), "%s.old", day);
+        assert_int_equal(rename(day, old), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc)); /* moved away */
+        assert_int_equal(mkdir(day, 0750), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc)); /* an empty folder in its place */
+        assert_int_equal(rmdir(day), 0);
+        assert_int_equal(symlink(old, day), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc)); /* reached through a symlink */
+        assert_int_equal(unlink(day), 0);
+        assert_int_equal(rename(old, day), 0);
+        assert_true(archive_job_is_archived(fx->a, &loc)); /* back */
+        assert_int_equal(unlink(root_path(fx, old, "%s/2024/07/08/swapped.json", GUID)), 0);
+        assert_false(archive_job_is_archived(fx->a, &loc));
+}
+
+/* --- One writer per archive --- */
+
+static pid_t read_pid_file(const char *path)
+{
+        size_t len;
+        unsigned char *buf = read_all(path, &len);
+        long pid = strtol((char *) buf, NULL, 10);
+
+        free(buf);
+        return (pid_t) pid;
+}
+
+/* A second open of the archive (in this process, as the flock is per open file) is refused
+ * and names the holder; it gets the lock once the first one is freed. */
+static void test_lock_second_writer_is_refused(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive *b = NULL;
+        char path[PATH_MAX];
+        pid_t pid = 12345;
+        unsigned n = 99;
+
+        assert_int_equal(archive_lock(fx->a, &pid), 0);
+        assert_int_equal(pid, 12345);                   /* untouched on success */
+        assert_int_equal(archive_lock(fx->a, NULL), 0); /* already ours */
+        root_path(fx, path, "%s", ARCHIVE_LOCK_NAME);
+        assert_int_equal(mode_of(path), 0640);
+        assert_int_equal(read_pid_file(path), getpid());
+
+        assert_int_equal(archive_open(fx->root, 6, 0, &b), 0);
+        assert_int_equal(archive_lock(b, &pid), -EBUSY);
+        assert_int_equal(pid, getpid());
+        assert_int_equal(archive_lock(b, NULL), -EBUSY);
+        assert_int_equal(archive_sweep_temporaries(b, &n), -ENOLCK);
+
+        archive_free(fx->a);
+        fx->a = NULL;
+        pid = 0;
+        assert_int_equal(archive_lock(b, &pid), 0);
+        assert_int_equal(pid, 0);
+        assert_int_equal(archive_sweep_temporaries(b, &n), 0);
+        fx->a = b;
+}
+
+/* The holder is another process (flock on its own open of the file, as another
+ * connect-job-archiver does): refused with its PID; free again once it is gone, even though
+ * it never unlocked (the kernel drops a dead process's locks). */
+static void test_lock_names_another_process(void **state)
+{
+        struct fixture *fx = *state;
+        int ready[2], quit[2], status;
+        char path[PATH_MAX], c = 0;
+        pid_t child, pid = 0;
+
+        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(quit, O_CLOEXEC), 0);
+        root_path(fx, path, "%s", ARCHIVE_LOCK_NAME);
+        child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                /* Only system calls here: the parent has threads. */
+                char buf[16];
+
+                (void) close(ready[0]);
+                (void) close(quit[1]); /* or its own copy would keep the pipe open */
+                int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640), len;
+
+                if (fd < 0 || flock(fd, LOCK_EX) < 0)
+                        _exit(1);
+                len = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+                if (write(fd, buf, (size_t) len) != len || write(ready[1], "x", 1) != 1)
+                        _exit(1);
+                (void) read(quit[0], &c, 1);
+                _exit(0);
+        }
+        (void) close(ready[1]);
+        (void) close(quit[0]);
+        assert_int_equal(read(ready[0], &c, 1), 1);
+
+        assert_int_equal(archive_lock(fx->a, &pid), -EBUSY);
+        assert_int_equal(pid, child);
+
+        /* The child dies without unlocking; its PID stays in the file until we take over. */
+        (void) close(quit[1]);
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(archive_lock(fx->a, &pid), 0);
+        assert_int_equal(read_pid_file(path), getpid());
+        (void) close(ready[0]);
+}
+
+/* The lock file is never opened through a symlink (nor is anything but a regular file
+ * locked), and retention and the sweep leave it alone. */
+static void test_lock_file_is_no_symlink_and_stays(void **state)
+{
+        struct fixture *fx = *state;
+        char path[PATH_MAX], target[PATH_MAX];
+        unsigned n = 0;
+
+        (void) snprintf(target, sizeof(target), "%s/elsewhere", fx->dir);
+        root_path(fx, path, "%s", ARCHIVE_LOCK_NAME);
+        assert_int_equal(symlink(target, path), 0);
+        assert_int_equal(archive_lock(fx->a, NULL), -ELOOP);
+        assert_false(exists(target));
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkfifo(path, 0640), 0);
+        assert_int_equal(archive_lock(fx->a, NULL), -EBADF);
+        assert_int_equal(unlink(path), 0);
+
+        assert_int_equal(archive_lock(fx->a, NULL), 0);
+        assert_int_equal(archive_sweep_temporaries(fx->a, &n), 0);
+        assert_int_equal(archive_prune(fx->a, 9999, 12, 31, &n), 0);
+        assert_true(exists(path));
+        assert_int_equal(read_pid_file(path), getpid());
+}
+
+/* --- Rollback removes only what it created --- */
+
+/* Stands in for another writer: a complete final file put in place behind our back. */
+static void put_file(const char *path, const char *data)
+{
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, data, strlen(data)), (ssize_t) strlen(data));
+        (void) close(fd);
+}
+
+static void assert_file_is(const char *path, const char *data)
+{
+        size_t len;
+        unsigned char *buf = read_all(path, &len);
+
+        assert_int_equal(len, strlen(data));
+        assert_memory_equal(buf, data, len);
+        free(buf);
+}
+
+/*
+ * Another writer (no lock between us) archives the same job while ours waits in the batch:
+ * its .log.gz is in place when we commit. Ours fails with EEXIST without replacing or
+ * removing any of its files; ours leave no trace.
+ */
+static void test_commit_never_replaces_another_writers_log(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("twice", 2024, 9, 1);
+        char sha[ARCHIVE_SHA256_HEX_LEN + 1], log[PATH_MAX], err[PATH_MAX], rec[PATH_MAX];
+        struct archive_batch *b = archive_batch_new(fx->a);
+        struct done_state done = {0};
+        struct archive_file *f;
+
+        f = stream(fx->a, &loc, (const unsigned char *) "ours", 4, NULL, 0, NULL, NULL, sha);
+        assert_int_equal(
+                archive_batch_add(b, &loc, f, "{\"ours\":1}", "{\"ours\":1}", on_done, &done), 0);
+        put_file(root_path(fx, log, "%s/2024/09/01/twice.log.gz", GUID), "theirs");
+        put_file(root_path(fx, err, "%s/2024/09/01/twice.error.json", GUID), "{\"theirs\":1}");
+        put_file(root_path(fx, rec, "%s/2024/09/01/twice.json", GUID), "{\"theirs\":1}");
+        assert_int_equal(archive_batch_commit(b), -EEXIST);
+        assert_int_equal(done.calls, 1);
+        assert_int_equal(done.r, -EEXIST);
+        assert_file_is(log, "theirs");
+        assert_file_is(err, "{\"theirs\":1}");
+        assert_file_is(rec, "{\"theirs\":1}");
+        assert_int_equal(count_temporaries(fx->root), 0);
+        archive_batch_free(b);
+}
+
+/*
+ * The other writer's record lands between our log's rename and our record's: our record
+ * rename fails, and the rollback takes back our own log and error file (their names were
+ * free, so they hold our files) but never the other writer's record.
+ */
+static void test_rollback_keeps_another_writers_record(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("raced", 2024, 9, 2);
+        char sha[ARCHIVE_SHA256_HEX_LEN + 1], path[PATH_MAX], rec[PATH_MAX];
+        struct archive_batch *b = archive_batch_new(fx->a);
+        struct done_state done = {0};
+        struct archive_file *f;
+
+        /* Their record arrives once ours is queued: our log and error renames (names still
+         * free) succeed, our record's does not. */
+        f = stream(fx->a, &loc, (const unsigned char *) "ours", 4, NULL, 0, NULL, NULL, sha);
+        assert_int_equal(archive_batch_add(b, &loc, f, "{}", "{\"ours\":1}", on_done, &done), 0);
+        put_file(root_path(fx, rec, "%s/2024/09/02/raced.json", GUID), "{\"theirs\":1}");
+        assert_int_equal(archive_batch_commit(b), -EEXIST);
+        assert_int_equal(done.r, -EEXIST);
+        assert_file_is(rec, "{\"theirs\":1}");
+        assert_false(exists(root_path(fx, path, "%s/2024/09/02/raced.log.gz", GUID)));
+        assert_false(exists(root_path(fx, path, "%s/2024/09/02/raced.error.json", GUID)));
+        assert_int_equal(count_temporaries(fx->root), 0);
+        archive_batch_free(b);
+}
+
+/*
+ * Under the lock, a log and error file without a record are what a writer killed between
+ * its renames left: nobody's. The retry replaces them and the job is archived.
+ */
+static void test_commit_under_lock_replaces_a_dead_writers_orphans(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("orphan", 2024, 9, 3);
+        char sha[ARCHIVE_SHA256_HEX_LEN + 1], log[PATH_MAX], err[PATH_MAX];
+        struct archive_batch *b = archive_batch_new(fx->a);
+        struct done_state done = {0};
+        struct archive_file *f;
+        unsigned char *back;
+        size_t len;
+
+        assert_int_equal(archive_lock(fx->a, NULL), 0);
+        f = stream(fx->a, &loc, (const unsigned char *) "fresh", 5, NULL, 0, NULL, NULL, sha);
+        put_file(root_path(fx, log, "%s/2024/09/03/orphan.log.gz", GUID), "stale");
+        put_file(root_path(fx, err, "%s/2024/09/03/orphan.error.json", GUID), "stale");
+        assert_int_equal(archive_batch_add(b, &loc, f, "{\"e\":1}", "{}", on_done, &done), 0);
+        assert_int_equal(archive_batch_commit(b), 1);
+        assert_int_equal(done.r, 0);
+        back = gunzip(log, &len);
+        assert_int_equal(len, 5);
+        assert_memory_equal(back, "fresh", 5);
+        free(back);
+        assert_file_is(err, "{\"e\":1}");
+        assert_true(archive_job_is_archived(fx->a, &loc));
+        archive_batch_free(b);
+}
+
+/* --- No symlink escapes --- */
+
+/*
+ * A symlink planted at one folder of a job's way (level 1: <guid>, 2: YYYY, 3: MM, 4: DD)
+ * pointing at a folder outside the archive that holds the rest of the layout, so that
+ * following it would "work". Returns the link's path relative to the root.
+ */
+static const char *plant_symlink(struct fixture *fx, int level, char *outside, char *rel,
+                                 size_t size)
+{
+        static const char *const parts[] = {GUID, "2024", "05", "06"};
+        char path[PATH_MAX], sub[PATH_MAX];
+        size_t n = 0;
+
+        (void) snprintf(outside, PATH_MAX, "%s/outside", fx->dir);
+        assert_int_equal(mkdir(outside, 0750), 0);
+        /* The real folders above the link, inside the archive. */
+        rel[0] = '\0';
+        for (int i = 0; i < level - 1; i++) {
+                n += (size_t) snprintf(rel + n, size - n, "%s%s", i ? "/" : "", parts[i]);
+                (void) mkdir(root_path(fx, path, "%s", rel), 0750);
+        }
+        /* The rest of the layout, beyond the link, outside. */
+        (void) snprintf(sub, sizeof(sub), "%s", outside);
+        for (int i = level; i < 4; i++) {
+                size_t m = strlen(sub);
+                (void) snprintf(sub + m, sizeof(sub) - m, "/%s", parts[i]);
+                assert_int_equal(mkdir(sub, 0750), 0);
+        }
+        (void) snprintf(rel + n, size - n, "%s%s", level > 1 ? "/" : "", parts[level - 1]);
+        assert_int_equal(symlink(outside, root_path(fx, path, "%s", rel)), 0);
+        return rel;
+}
+
+/* Entries in dir, of any kind. */
+static unsigned count_files(const char *dir)
+{
+        unsigned n = 0;
+        DIR *d;
+        struct dirent *de;
+
+        d = opendir(dir);
+        assert_non_null(d);
+        while ((de = readdir(d)))
+                n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+        (void) closedir(d);
+        return n;
+}
+
+static void check_symlink_refused(struct fixture *fx, int level)
+{
+        struct archive_loc loc = make_loc("victim", 2024, 5, 6);
+        char outside[PATH_MAX], rel[PATH_MAX], where[PATH_MAX], path[PATH_MAX + 16], day[PATH_MAX];
+        struct archive_batch *b = archive_batch_new(fx->a);
+        struct done_state done = {0};
+        struct archive_file *f = NULL;
+
+        plant_symlink(fx, level, outside, rel, sizeof(rel));
+        /* Where the job's files would land through the link. */
+        (void) snprintf(day, sizeof(day), "%s", outside);
+        for (int i = level; i < 4; i++) {
+                static const char *const parts[] = {GUID, "2024", "05", "06"};
+                size_t m = strlen(day);
+                (void) snprintf(day + m, sizeof(day) - m, "/%s", parts[i]);
+        }
+
+        /* The log, a record-only job, and the "archived" question all refuse the link. */
+        assert_int_equal(archive_file_open(fx->a, &loc, &f), -ELOOP);
+        assert_null(f);
+        assert_int_equal(archive_batch_add(b, &loc, NULL, NULL, "{}", on_done, &done), -ELOOP);
+        assert_int_equal(done.calls, 0);
+        assert_int_equal(archive_batch_size(b), 0);
+        (void) snprintf(path, sizeof(path), "%s/victim.json", day);
+        put_file(path, "{}"); /* a record beyond the link does not count */
+        assert_false(archive_job_is_archived(fx->a, &loc));
+        assert_int_equal(unlink(path), 0);
+
+        /* The message can name the link. */
+        assert_int_equal(archive_loc_symlink(fx->a, &loc, where, sizeof(where)), 0);
+        assert_string_equal(where, rel);
+
+        /* The target is untouched: nothing written or created beyond the link. */
+        assert_int_equal(count_files(day), 0);
+        archive_batch_free(b);
+
+        /* Once the link is gone, the same job goes through. */
+        assert_int_equal(unlink(root_path(fx, path, "%s", rel)), 0);
+        assert_int_equal(archive_loc_symlink(fx->a, &loc, where, sizeof(where)), -ENOENT);
+        b = archive_batch_new(fx->a);
+        assert_int_equal(archive_batch_add(b, &loc, NULL, NULL, "{}", on_done, &done), 0);
+        assert_int_equal(archive_batch_commit(b), 1);
+        assert_true(archive_job_is_archived(fx->a, &loc));
+        assert_int_equal(count_files(day), 0);
+        archive_batch_free(b);
+}
+
+static void test_symlink_at_guid_is_refused(void **state)
+{
+        check_symlink_refused(*state, 1);
+}
+
+static void test_symlink_at_year_is_refused(void **state)
+{
+        check_symlink_refused(*state, 2);
+}
+
+static void test_symlink_at_month_is_refused(void **state)
+{
+        check_symlink_refused(*state, 3);
+}
+
+static void test_symlink_at_day_is_refused(void **state)
+{
+        check_symlink_refused(*state, 4);
+}
+
+/* A file where a folder belongs is ENOTDIR, not a symlink; a dangling symlink is ELOOP. */
+static void test_non_folders_on_the_way(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("k", 2024, 5, 6);
+        char path[PATH_MAX], where[PATH_MAX];
+        struct archive_file *f = NULL;
+
+        touch(root_path(fx, path, "%s", GUID));
+        assert_int_equal(archive_file_open(fx->a, &loc, &f), -ENOTDIR);
+        assert_int_equal(archive_loc_symlink(fx->a, &loc, where, sizeof(where)), -ENOENT);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(symlink("/nonexistent/cja", path), 0);
+        assert_int_equal(archive_file_open(fx->a, &loc, &f), -ELOOP);
+        assert_false(exists("/nonexistent/cja"));
+        assert_null(f);
+}
+
+static void test_dir_open_beneath(void **state)
+{
+        struct fixture *fx = *state;
+        int root = open(fx->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd;
+        char path[PATH_MAX];
+
+        assert_true(root >= 0);
+        assert_int_equal(archive_dir_open_beneath(root, "a/b/c", false), -ENOENT);
+        fd = archive_dir_open_beneath(root, "a/b/c", true);
+        assert_true(fd >= 0);
+        (void) close(fd);
+        assert_int_equal(mode_of(root_path(fx, path, "a/b/c")), 0750 & ~022);
+        fd = archive_dir_open_beneath(root, "a/b", false);
+        assert_true(fd >= 0);
+        (void) close(fd);
+        static const char *const bad[] = {"", "/a", "a//b", "a/", "a/./b", "a/../a", "..", "."};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(archive_dir_open_beneath(root, bad[i], true), -EINVAL);
+        assert_int_equal(archive_dir_open_beneath(-1, "a", false), -EINVAL);
+        assert_int_equal(symlink(".", root_path(fx, path, "a/self")), 0);
+        assert_int_equal(archive_dir_open_beneath(root, "a/self/b", false), -ELOOP);
+        assert_int_equal(archive_dir_open_beneath(root, "a/self", true), -ELOOP);
+        (void) close(root);
+}
+
+/* The root itself may be a symlink (operators do that): jobs land in its target. */
+static void test_root_may_be_a_symlink(void **state)
+{
+        struct fixture *fx = *state;
+        struct archive_loc loc = make_loc("viaroot", 2024, 5, 6);
+        char link[PATH_MAX], path[PATH_MAX];
+        struct archive *a = NULL;
+        struct archive_batch *b;
+
+        (void) snprintf(link, sizeof(link), "%s/rootlink", fx->dir);
+        assert_int_equal(symlink(fx->root, link), 0);
+        archive_free(fx->a);
+        fx->a = NULL;
+        assert_int_equal(archive_open(link, 6, 0, &a), 0);
+        assert_int_equal(archive_lock(a, NULL), 0);
+        b = archive_batch_new(a);
+        assert_int_equal(archive_batch_add(b, &loc, NULL, NULL, "{}", NULL, NULL), 0);
+        assert_int_equal(archive_batch_commit(b), 1);
+        archive_batch_free(b);
+        assert_true(archive_job_is_archived(a, &loc));
+        assert_true(exists(root_path(fx, path, "%s/2024/05/06/viaroot.json", GUID)));
+        assert_true(exists(root_path(fx, path, "%s", ARCHIVE_LOCK_NAME)));
+        fx->a = a;
+}
+
+/* Retention never removes anything through a symlink, at any level. */
+static void test_prune_refuses_symlinks(void **state)
+{
+        struct fixture *fx = *state;
+
+        for (int level = 1; level <= 4; level++) {
+                char outside[PATH_MAX], rel[PATH_MAX], day[PATH_MAX], path[PATH_MAX + 16],
+                        cmd[3 * PATH_MAX];
+                static const char *const parts[] = {GUID, "2024", "05", "06"};
+                unsigned removed = 99;
+
+                plant_symlink(fx, level, outside, rel, sizeof(rel));
+                (void) snprintf(day, sizeof(day), "%s", outside);
+                for (int i = level; i < 4; i++) {
+                        size_t m = strlen(day);
+                        (void) snprintf(day + m, sizeof(day) - m, "/%s", parts[i]);
+                }
+                (void) snprintf(path, sizeof(path), "%s/old.json", day);
+                put_file(path, "{}");
+                assert_int_equal(archive_prune(fx->a, 2030, 1, 1, &removed), 0);
+                assert_int_equal(removed, 0);
+                assert_true(exists(path));
+                assert_true(exists(root_path(fx, cmd, "%s", rel)));
+                (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s/%s'", outside, fx->root, GUID);
+                assert_int_equal(system(cmd), 0);
+        }
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1268,6 +1754,21 @@ int main(void)
                 T(test_sweep_removes_only_temporaries),
                 T(test_sweep_after_interrupted_stream),
                 T(test_job_is_archived_needs_a_regular_record),
+                T(test_job_is_archived_follows_swapped_folders),
+                T(test_lock_second_writer_is_refused),
+                T(test_lock_names_another_process),
+                T(test_lock_file_is_no_symlink_and_stays),
+                T(test_commit_never_replaces_another_writers_log),
+                T(test_rollback_keeps_another_writers_record),
+                T(test_commit_under_lock_replaces_a_dead_writers_orphans),
+                T(test_symlink_at_guid_is_refused),
+                T(test_symlink_at_year_is_refused),
+                T(test_symlink_at_month_is_refused),
+                T(test_symlink_at_day_is_refused),
+                T(test_non_folders_on_the_way),
+                T(test_dir_open_beneath),
+                T(test_root_may_be_a_symlink),
+                T(test_prune_refuses_symlinks),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
