@@ -395,6 +395,8 @@ static void line_done(struct lines *l, const char *s, size_t n)
 
 static int lines_feed(struct lines *l, const char *p, size_t n)
 {
+        if (l->print && ferror(stdout))
+                return -EPIPE; /* | head went away, or the disk is full: stop reading */
         while (n > 0) {
                 const char *nl = memchr(p, '\n', n);
                 size_t k = nl ? (size_t) (nl - p) : n;
@@ -456,6 +458,8 @@ static int lines_pass(const struct cli_archived *a, struct lines *l, char *buf)
                                 break;
                 }
         log_reader_free(rd);
+        if (r == -EPIPE)
+                return cli_finish_stdout();
         if (r < 0) {
                 cli_say("out of memory");
                 return CLI_EXIT_FAILURE;
