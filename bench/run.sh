@@ -7,9 +7,11 @@
 #   SMOKE=1 bench/run.sh     # tiny and fast, to check the harness itself
 #
 # Environment: BENCH_ITEMS, BENCH_JOBS (per item), BENCH_RUNS, BENCH_CURL_RUNS,
-# BENCH_IDLE_ITEMS, BENCH_BIG_GB (0 skips the big-log run), BENCH_SEED, BENCH_WORK (work
-# folder, default bench/work), BENCH_CONTENDERS (space-separated subset of:
-# cja-l6 cja-l1 cja-l6-1cpu requests curl floor), BENCH_OUT (results file).
+# BENCH_IDLE_ITEMS, BENCH_BIG_GB (0 skips the big-log run), BENCH_BIG_RUNS (default
+# BENCH_RUNS), BENCH_SEED, BENCH_WORK (work folder, default bench/work), BENCH_CONTENDERS
+# (space-separated subset of: cja-l6 cja-l1 cja-l6-1cpu requests curl floor, plus base-l6
+# with BENCH_BASELINE), BENCH_BASELINE (a git revision: also build the archiver as of that
+# revision and run it beside this one, "before/after" in one run), BENCH_OUT (results file).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +30,9 @@ idle_items=${BENCH_IDLE_ITEMS:-1000}
 big_gb=${BENCH_BIG_GB:-1}
 seed=${BENCH_SEED:-1}
 work=${BENCH_WORK:-$here/work}
-contenders=${BENCH_CONTENDERS:-"cja-l6 cja-l1 cja-l6-1cpu requests curl floor"}
+baseline=${BENCH_BASELINE:-}
+big_runs=${BENCH_BIG_RUNS:-$runs}
+contenders=${BENCH_CONTENDERS:-"cja-l6 ${baseline:+base-l6 }cja-l1 cja-l6-1cpu requests curl floor"}
 out=${BENCH_OUT:-$here/results-$(date -u +%Y-%m-%d)$([ "${SMOKE:-0}" != 1 ] || echo -smoke).md}
 api_key=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 
@@ -45,6 +49,26 @@ archiver=$repo/build-bench/connect-job-archiver
 say "building connect-job-archiver (Release)"
 cmake -S "$repo" -B "$repo/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$repo/build-bench" -j"$(nproc)" --target connect-job-archiver >/dev/null
+built_rev="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo '+local changes')"
+base_archiver=
+if [ -n "$baseline" ]; then
+        # The same build of the tree as it was at $baseline, from git (no checkout needed).
+        base_rev=$(git -C "$repo" rev-parse --short "$baseline")
+        say "building connect-job-archiver at $base_rev (Release), the baseline"
+        # One source and build folder per revision: git archive gives the files the commit's
+        # time, older than objects built from another revision, which make would then keep.
+        base_src=$work/baseline-$base_rev/src
+        if [ ! -x "$work/baseline-$base_rev/build/connect-job-archiver" ]; then
+                rm -rf "$work/baseline-$base_rev"
+                mkdir -p "$base_src"
+                git -C "$repo" archive "$baseline" | tar -x -C "$base_src"
+                cmake -S "$base_src" -B "$work/baseline-$base_rev/build" \
+                        -DCMAKE_BUILD_TYPE=Release -DCJA_TESTS=OFF >/dev/null
+                cmake --build "$work/baseline-$base_rev/build" -j"$(nproc)" \
+                        --target connect-job-archiver >/dev/null
+        fi
+        base_archiver=$work/baseline-$base_rev/build/connect-job-archiver
+fi
 
 # --- 3. The tree (reused when made with the same options). ---------------------------------
 mkdir -p "$work"
@@ -69,14 +93,16 @@ say "nginx at $url"
 keyfile=$work/api-key
 (umask 077; printf '%s\n' "$api_key" >"$keyfile")
 chmod 600 "$keyfile"
-nginx_workers=$(pgrep -P "$(cat "$srv/nginx.pid")" | tr '\n' ' ')
 clk_tck=$(getconf CLK_TCK)
 
-# Seconds of CPU the nginx workers have used so far.
+# Seconds of CPU the nginx workers have used so far. The workers are looked up each time: a
+# worker that died or was replaced (a stray reload signal) must not stop the benchmark; the
+# run it happened in then shows too little nginx CPU.
 nginx_cpu() {
-        local t=0 p
-        for p in $nginx_workers; do
-                t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+        local t=0 p c
+        for p in $(pgrep -P "$(cat "$srv/nginx.pid")"); do
+                c=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+                t=$((t + ${c:-0}))
         done
         awk -v t="$t" -v h="$clk_tck" 'BEGIN { printf "%.3f", t / h }'
 }
@@ -183,6 +209,11 @@ run_contender() { # NAME RUN
                 write_config main main 6 "$archive"
                 measure main "$name" "$r" "$main_jobs" "$main_bytes" main -- \
                         "$archiver" -c "$work/main.yaml" --once ;;
+        base-l6) [ -n "$base_archiver" ] || { echo "base-l6 needs BENCH_BASELINE" >&2; exit 2; }
+                fresh_archive "$name-$r"
+                write_config main main 6 "$archive"
+                measure main "$name" "$r" "$main_jobs" "$main_bytes" main -- \
+                        "$base_archiver" -c "$work/main.yaml" --once ;;
         cja-l1) fresh_archive "$name-$r"
                 write_config main main 1 "$archive"
                 measure main "$name" "$r" "$main_jobs" "$main_bytes" main -- \
@@ -208,6 +239,7 @@ run_contender() { # NAME RUN
         esac
 }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- 5. The contenders, alternating: run 1 of each, then run 2 of each, ... -----------------
 say "main set: $main_jobs jobs, $main_bytes bytes of logs; $runs runs each"
 for r in $(seq "$runs"); do
@@ -232,14 +264,29 @@ if [ -f "$tree/sets/idle.guids" ]; then
         done
 fi
 
-# --- 7. One 1 GB log: the archiver's peak RSS. ----------------------------------------------
-if [ -f "$tree/sets/big.guids" ]; then
+# --- 7. One 1 GB log: wall on every core, and the archiver's peak RSS. ----------------------
+# Alternating as above: the archiver, the baseline (with BENCH_BASELINE), and gzip -6 over the
+# same file (the single-core floor for this log).
+if [ -f "$tree/sets/big.guids" ] && [ "$big_runs" -gt 0 ]; then
         read -r big_jobs big_bytes < <(set_stats big)
-        cat "$tree/logs/$(cat "$tree/sets/big.guids")"/*.log >/dev/null
-        fresh_archive big
-        write_config big big 6 "$archive"
-        say "big set: one log of $big_bytes bytes"
-        measure big cja-l6 1 "$big_jobs" "$big_bytes" big -- "$archiver" -c "$work/big.yaml" --once
+        big_log=$(ls "$tree/logs/$(cat "$tree/sets/big.guids")"/*.log)
+        cat "$big_log" >/dev/null
+        say "big set: one log of $big_bytes bytes; $big_runs runs each"
+        for r in $(seq "$big_runs"); do
+                fresh_archive "big-$r"
+                write_config big big 6 "$archive"
+                measure big cja-l6 "$r" "$big_jobs" "$big_bytes" big -- \
+                        "$archiver" -c "$work/big.yaml" --once
+                if [ -n "$base_archiver" ]; then
+                        fresh_archive "big-base-$r"
+                        write_config big big 6 "$archive"
+                        measure big base-l6 "$r" "$big_jobs" "$big_bytes" big -- \
+                                "$base_archiver" -c "$work/big.yaml" --once
+                fi
+                archive=$archives/none
+                measure big floor "$r" "$big_jobs" "$big_bytes" - -- \
+                        sh -c 'exec gzip -6 -c "$1" >/dev/null' sh "$big_log"
+        done
 fi
 
 # --- 8. The report. -------------------------------------------------------------------------
@@ -254,11 +301,13 @@ machine=$work/machine.txt
         echo "kernel=$(uname -r)"
         echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
         echo "disk=$dev ($(findmnt -no FSTYPE -T "$work" 2>/dev/null || stat -f -c %T "$work"), rotational=$rota, journal: $(cat "/sys/fs/ext4/$blk/journal_task" 2>/dev/null || echo '?'), $(df -h --output=size "$work" | tail -1 | tr -d ' '))"
-        echo "archiver=$("$archiver" -V 2>&1 | head -1) (git $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$repo" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || echo '+local changes'))"
+        echo "archiver=$("$archiver" -V 2>&1 | head -1) (git $built_rev)"
+        [ -z "$base_archiver" ] || echo "baseline=git $base_rev"
+        echo "load=$load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine distorts wall times)"
         echo "nginx=$(nginx -v 2>&1 | sed 's/.*\///')"
         echo "python=$("$pybin" -c 'import sys, requests, zlib; print(sys.version.split()[0], "requests", requests.__version__, "zlib", zlib.ZLIB_RUNTIME_VERSION)')"
         echo "tools=curl $(curl --version | head -1 | cut -d' ' -f2), $(jq --version), gzip $(gzip --version | head -1 | awk '{print $2}'), $(taskset -V 2>/dev/null | head -1 || true)"
-        echo "params=runs=$runs curl_runs=$curl_runs items=$items jobs_per_item=$jobs_per idle_items=$idle_items big_gb=$big_gb seed=$seed"
+        echo "params=runs=$runs curl_runs=$curl_runs big_runs=$big_runs items=$items jobs_per_item=$jobs_per idle_items=$idle_items big_gb=$big_gb seed=$seed"
 } >"$machine"
 "$pybin" "$here/report.py" "$results" "$machine" >"$out"
 cat "$out"

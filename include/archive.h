@@ -111,13 +111,13 @@ int archive_loc_symlink(const struct archive *a, const struct archive_loc *loc, 
                         size_t size);
 
 /*
- * A log being streamed: bytes go through SHA-256 and zlib (gzip, deterministic header) into
- * ".<key>.log.gz.tmp", on the compression threads, with bounded buffers, so memory does not
- * grow with the log.
+ * A log being streamed: bytes go through SHA-256 and into 256 KiB blocked gzip members
+ * (gzblock.h, deterministic headers) in ".<key>.log.gz.tmp", compressed on the compression
+ * threads, with bounded buffers, so memory does not grow with the log.
  */
 int archive_file_open(struct archive *a, const struct archive_loc *loc, struct archive_file **ret);
 /* Returns 0, or the first error: -errno of a write (ENOSPC, EFBIG, EIO, ...) or -EIO from
- * zlib or OpenSSL, possibly some bytes after the write that met it. */
+ * libdeflate or OpenSSL, possibly some bytes after the write that met it. */
 int archive_file_write(struct archive_file *f, const void *buf, size_t len);
 
 struct archive_log_info {
@@ -128,7 +128,7 @@ struct archive_log_info {
 /* r is 0 (info filled) or the file's first error as -errno (info NULL). */
 typedef void archive_finish_fn(void *userdata, int r, const struct archive_log_info *info);
 /*
- * No more bytes: the gzip stream is ended and the fd closed on a compression thread (the
+ * No more bytes: the last member is written and the fd closed on a compression thread (the
  * data is made durable later, by the batch); done is then called from archive_dispatch().
  * On failure the file is left for archive_file_abort(). Returns -EINVAL when called twice, or
  * the file's error when it already has one; done is then never called.

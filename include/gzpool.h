@@ -4,15 +4,17 @@
 #include <stdint.h>
 
 /*
- * gzip + SHA-256 compression on worker threads, so that the event loop only moves bytes.
+ * Blocked gzip (gzblock.h) + SHA-256 on worker threads, so that the event loop only moves
+ * bytes, and one large log uses every core.
  *
  * The owner (one thread, the event loop) opens a job per file, writes the bytes as they
- * arrive and finishes it; the bytes go in fixed-size chunks to a pool of worker threads that
- * hash them, deflate them and write the result to the job's fd. One job is worked on by one
- * thread at a time, in order; different jobs run in parallel. Chunks come from a bounded
- * set: when all are in use, a write waits for a thread to hand one back, which throttles the
- * downloads instead of growing memory. With no threads, the same work is done by the owner
- * inside gzjob_write() and gzjob_finish().
+ * arrive and finishes it. The owner hashes the bytes as it copies them into blocks of
+ * GZBLOCK_SIZE; each full block goes to a pool of worker threads, any of which compresses it
+ * with libdeflate into one gzip member. The members of one job are written to its fd in
+ * order, by one thread at a time; blocks compressed ahead of their turn wait, parked. Blocks
+ * come from a bounded set (a few per thread): when all are in use, a write waits for a thread
+ * to hand one back, which throttles the downloads instead of growing memory. With no
+ * threads, the same work is done by the owner inside gzjob_write() and gzjob_finish().
  *
  * A finished job's result is delivered on the owner's thread by gzpool_dispatch(), which the
  * owner calls when gzpool_fd() is readable. Every gzjob_* and gzpool_* function is for the
@@ -32,8 +34,8 @@ struct gzjob_result {
         char sha256[GZPOOL_SHA256_HEX_LEN + 1];
 };
 
-/* r is 0, or the job's first error as -errno (a failed write(2), or -EIO from zlib or
- * OpenSSL). res is only valid during the call. */
+/* r is 0, or the job's first error as -errno (a failed write(2) or close(2), or -EIO from
+ * libdeflate or OpenSSL). res is only valid during the call. */
 typedef void gzjob_done_fn(void *userdata, int r, const struct gzjob_result *res);
 
 /*
@@ -56,25 +58,25 @@ size_t gzpool_wait(struct gzpool *p);
 /* Jobs finished by the owner whose done has not been called yet. */
 size_t gzpool_pending(const struct gzpool *p);
 
-/* A job writing a gzip stream (no name, mtime 0) to fd, which it takes over and closes. On
- * failure fd is closed too. */
+/* A job writing a blocked gzip file (gzblock.h; an empty log is one empty member) to fd,
+ * which it takes over and closes. On failure fd is closed too. */
 int gzjob_new(struct gzpool *p, int fd, struct gzjob **ret);
 /*
- * Queues bytes. Returns 0, -EINVAL after gzjob_finish(), -ENOMEM, or the job's first error
- * once a worker has met it (it is reported again by done).
+ * Queues bytes (hashing them). Returns 0, -EINVAL after gzjob_finish(), -ENOMEM, or the
+ * job's first error once a worker has met it (it is reported again by done).
  */
 int gzjob_write(struct gzjob *j, const void *buf, size_t len);
 /*
- * No more bytes: ends the stream, closes the fd and, from gzpool_dispatch(), calls done once
- * with the outcome. The job then belongs to the pool and is freed when done returns: no
- * gzjob_* call may use it after that. Returns -EINVAL when already finished (before done
- * ran), and then done is never called.
+ * No more bytes: queues the last block, closes the fd once every block is written and, from
+ * gzpool_dispatch(), calls done once with the outcome. The job then belongs to the pool and
+ * is freed when done returns: no gzjob_* call may use it after that. Returns -EINVAL when
+ * already finished (before done ran), and then done is never called.
  */
 int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata);
 /*
- * Drops the job at any point before its done has run: queued bytes are discarded, and done
- * is never called. A worker busy with it stops after the chunk at hand, and this waits for
- * that, so the fd is closed when it returns. From inside the job's own done it does nothing.
- * NULL is a no-op.
+ * Drops the job at any point before its done has run: queued blocks are discarded, and done
+ * is never called. Workers busy with its blocks stop after the block at hand, and this waits
+ * for them, so the fd is closed when it returns. From inside the job's own done it does
+ * nothing. NULL is a no-op.
  */
 void gzjob_abort(struct gzjob *j);

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev
-      libsystemd-dev zlib1g-dev libssl-dev libcmocka-dev libpcre2-dev libdeflate-dev python3
+      libsystemd-dev zlib1g-dev libdeflate-dev libssl-dev libcmocka-dev libpcre2-dev python3
       curl "$@")
 missing=()
 for p in "${pkgs[@]}"; do

@@ -35,7 +35,7 @@ fi
 echo "== build (clang, libFuzzer + ASan + UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCJA_FUZZ=ON -DCJA_TESTS=OFF \
         -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_config fuzz_connect
+cmake --build build-fuzz -j"$jobs" --target fuzz_config fuzz_connect fuzz_gzblock
 
 work=${CJA_FUZZ_WORKDIR:-}
 tmp=$(mktemp -d /tmp/cja-fuzz.XXXXXX)
@@ -51,6 +51,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 targets=(
         "fuzz_config config config.dict"
         "fuzz_connect connect json.dict"
+        "fuzz_gzblock gzblock gzblock.dict"
 )
 failed=()
 for t in "${targets[@]}"; do

@@ -37,7 +37,7 @@ cmake --build build-tsan -j"$jobs"
 echo "== ctest (ThreadSanitizer): the archive writer and the daemon end to end"
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 (cd build-tsan && ctest --output-on-failure -j"$jobs" --timeout 600 \
-        -R 'unit.test_(archive|gzpool)|integration.test_(once|daemon|faults)')
+        -R 'unit.test_(archive|gzpool|gzblock)|integration.test_(once|daemon|faults)')
 unset TSAN_OPTIONS
 
 # -O3 finds -Wmaybe-uninitialized cases that -O2 does not; -g keeps valgrind's traces useful.

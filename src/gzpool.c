@@ -1,5 +1,5 @@
-#include <errno.h>
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -10,218 +10,100 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <libdeflate.h>
 #include <openssl/evp.h>
-#define ZLIB_CONST
-#include <zlib.h>
 
+#include "gzblock.h"
 #include "gzpool.h"
 #include "macro.h"
 #include "util.h"
 
 /*
- * Sizes. A chunk is what a worker takes in one go (curl hands us at most 16 KiB at a time,
- * so a chunk gathers several); CHUNKS_MAX bounds the chunks to 2 MiB, except that each job
- * being filled may hold one more (see chunk_get).
+ * How it works. The owner copies a log's bytes into blocks of GZBLOCK_SIZE, hashing them
+ * on the way (SHA-256 has to see the bytes in order, and with SHA-NI it costs under 1 ms a
+ * MB), and hands each full block to the pool's queue with its number in the log. Any worker
+ * takes any block, of any log, and compresses it whole with libdeflate into one gzip member
+ * (gzblock.h). The members of one log must reach its file in order, so after compressing a
+ * worker looks at the log: if its block is the next to write and no one is writing, it
+ * writes it, then every block parked behind it that is now next; otherwise it copies its
+ * member into the block and parks it, sorted by number, for the thread that writes the one
+ * before. One thread at most writes a log at a time, so writes never interleave.
+ *
+ * Memory is bounded by the blocks: BLOCKS_PER_THREAD per thread, each about 256 KiB. When
+ * they are all out of the owner's hands, the owner waits in gzjob_write() for one to come
+ * back, which throttles the downloads to the speed of compression. Each open log may hold
+ * one block more that it is filling (see block_get), as each used to hold one chunk.
  */
-#define CHUNK_SIZE      (64 * 1024)
-#define CHUNKS_MAX      32
-#define OUT_BUFFER_SIZE (64 * 1024)
-#define SHA256_LEN      32
+#define BLOCKS_PER_THREAD 4
+#define SHA256_LEN        32
 
-/*
- * The state of one gzip+SHA-256 stream: about 330 KiB at level 6 with the output buffer.
- * A job holds one only from its first chunk to its end. Finished streams are reset and kept
- * for the next job instead of freed: allocating and freeing that much per job made glibc
- * grow and trim the heap each time, and the page faults that followed cost more system time
- * than the compression's I/O.
- */
-struct stream {
-        struct stream *next; /* in the pool's free list */
-        z_stream zs;         /* zlib keeps a pointer to it: a stream never moves */
-        EVP_MD_CTX *md;
-        unsigned char out[OUT_BUFFER_SIZE];
+struct block {
+        struct block *next; /* in the queue, a job's parked list, or the free list */
+        struct gzjob *job;
+        uint64_t seq;
+        size_t len; /* bytes of log; once parked, bytes of its member */
+        unsigned char data[];
 };
 
-/* Streams kept for reuse; more than this many at once are freed when done. */
-#define STREAMS_KEPT_MAX 16
-
-struct chunk {
-        struct chunk *next;
-        size_t len;
-        unsigned char data[CHUNK_SIZE];
-};
-
-/*
- * Where a job is. IDLE: only the owner knows it (it may be filling a chunk). QUEUED: in the
- * ready queue with work to do. BUSY: a worker has it. DONE: in the done list, waiting for
- * gzpool_dispatch(). DISPATCHED: its done is running, and it is freed when done returns.
- * The owner may abort in any state before DISPATCHED and always frees the job itself; for a
- * BUSY job it first waits for the worker to let go, which it does after the chunk at hand.
- */
+/* Where a job is. OPEN: from gzjob_new to the end of its last write (and the close of its
+ * fd). DONE: in the done list. DISPATCHED: its done is running, and it is freed after. */
 enum job_state {
-        JOB_IDLE,
-        JOB_QUEUED,
-        JOB_BUSY,
+        JOB_OPEN,
         JOB_DONE,
         JOB_DISPATCHED,
 };
 
 struct gzjob {
         struct gzpool *pool;
-        struct gzjob *next; /* in the ready queue or the done list */
+        struct gzjob *next; /* in the done list */
         enum job_state state;
-        int fd;
-        /* Set by the owner, under the lock; a busy worker also peeks at aborted between
-         * chunks, without the lock, to cut its turn short. */
-        bool finish_requested;
-        atomic_bool aborted;
+        /* The owner's alone: */
+        struct block *fill;
+        EVP_MD_CTX *md;
         gzjob_done_fn *done;
         void *userdata;
-        /* The chunk the owner is filling: the owner's alone. */
-        struct chunk *fill;
-        /* Chunks handed over and not yet taken by a worker (under the lock). */
-        struct chunk *head, **tail;
-        /* Written by the worker holding the job; read by others only under the lock after
-         * it let go. */
-        struct stream *s;
+        uint64_t next_seq; /* the number of the next block handed over */
+        /* Under the lock: */
+        bool finish_requested;
+        atomic_bool aborted; /* also peeked at by a writer between two blocks */
+        bool held;           /* a thread is writing its blocks or closing its fd */
+        unsigned n_out;      /* blocks handed over, not yet written or dropped */
+        uint64_t next_write; /* the number of the next block to write */
+        struct block *parked;
         int error;
+        /* fd and result.bytes_out belong to the thread that holds the job; the rest of
+         * result is the owner's, set before finish_requested. */
+        int fd;
         struct gzjob_result result;
+};
+
+struct worker {
+        struct gzpool *pool;
+        pthread_t thread;
+        struct libdeflate_compressor *c;
+        unsigned char *out; /* gzblock_bound(GZBLOCK_SIZE) */
 };
 
 struct gzpool {
         pthread_mutex_t lock;
-        pthread_cond_t work;  /* a job became ready, or stop */
-        pthread_cond_t space; /* a chunk came back */
-        pthread_cond_t idle;  /* a job stopped being QUEUED or BUSY */
-        int level;
+        pthread_cond_t work;  /* a block was queued, or stop */
+        pthread_cond_t space; /* a block came back */
+        pthread_cond_t idle;  /* a job let go of its last block, or was let go by a thread */
         unsigned n_threads;
-        pthread_t *threads;
+        struct worker *workers;
+        struct worker inline_worker; /* the owner's, with no threads */
         bool stop;
         int event_fd;
-        struct gzjob *ready, **ready_tail;
+        struct block *queue, **queue_tail;
         struct gzjob *done, **done_tail;
-        size_t n_active;    /* jobs QUEUED or BUSY */
+        size_t n_busy;      /* blocks handed over and not back, plus jobs held */
         size_t n_finishing; /* finished by the owner, done not yet called */
-        struct chunk *free_chunks;
-        unsigned n_chunks;  /* allocated, free or not */
-        unsigned n_working; /* handed over and not yet back */
-        struct stream *free_streams;
-        unsigned n_free_streams;
+        struct block *free_blocks;
+        unsigned n_blocks;   /* allocated, free or not */
+        unsigned blocks_max; /* kept allocated */
+        unsigned n_working;  /* out of the owner's hands */
+        size_t out_len;      /* gzblock_bound(GZBLOCK_SIZE): what a block or worker holds */
 };
-
-static void stream_free(struct stream *s)
-{
-        if (!s)
-                return;
-        (void) deflateEnd(&s->zs);
-        EVP_MD_CTX_free(s->md);
-        free(s);
-}
-
-static int stream_new(int level, struct stream **ret)
-{
-        struct stream *s = calloc(1, sizeof(*s));
-
-        if (!s)
-                return -ENOMEM;
-        /* windowBits 15 + 16: a gzip wrapper whose header has no name and mtime 0. */
-        int z = deflateInit2(&s->zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
-        if (z != Z_OK) {
-                free(s);
-                return z == Z_MEM_ERROR ? -ENOMEM : -EIO;
-        }
-        s->md = EVP_MD_CTX_new();
-        if (!s->md) {
-                stream_free(s);
-                return -ENOMEM;
-        }
-        *ret = s;
-        return 0;
-}
-
-/* Called with the lock held. */
-static void stream_put_locked(struct gzpool *p, struct stream *s)
-{
-        if (!s)
-                return;
-        if (p->n_free_streams >= STREAMS_KEPT_MAX || deflateReset(&s->zs) != Z_OK) {
-                stream_free(s);
-                return;
-        }
-        s->next = p->free_streams;
-        p->free_streams = s;
-        p->n_free_streams++;
-}
-
-/* A stream ready for a new job, from the free list or new. Takes the lock itself. */
-static int stream_get(struct gzpool *p, struct stream **ret)
-{
-        struct stream *s;
-        int r;
-
-        pthread_mutex_lock(&p->lock);
-        s = p->free_streams;
-        if (s) {
-                p->free_streams = s->next;
-                p->n_free_streams--;
-        }
-        pthread_mutex_unlock(&p->lock);
-        if (!s) {
-                r = stream_new(p->level, &s);
-                if (r < 0)
-                        return r;
-        }
-        if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
-                stream_free(s);
-                return -EIO;
-        }
-        s->next = NULL;
-        s->zs.next_out = s->out;
-        s->zs.avail_out = OUT_BUFFER_SIZE;
-        *ret = s;
-        return 0;
-}
-
-/* Returns a list of chunks to the free list. Called with the lock held. */
-static void chunks_put_locked(struct gzpool *p, struct chunk *c, bool working)
-{
-        bool any = false;
-
-        while (c) {
-                struct chunk *next = c->next;
-                if (p->n_chunks > CHUNKS_MAX) {
-                        /* One allocated past the bound (see chunk_get): not kept. */
-                        free(c);
-                        p->n_chunks--;
-                } else {
-                        c->next = p->free_chunks;
-                        p->free_chunks = c;
-                }
-                if (working)
-                        p->n_working--;
-                any = true;
-                c = next;
-        }
-        if (any)
-                pthread_cond_broadcast(&p->space);
-}
-
-/*
- * Frees a job that no worker holds and no list links to. Called with the lock held. Returns
- * its fd, if still open, for the caller to close once the lock is let go: on NFS a close
- * flushes and may take long, and no one else should wait for that.
- */
-static int job_free_locked(struct gzjob *j)
-{
-        struct gzpool *p = j->pool;
-        int fd = j->fd;
-
-        chunks_put_locked(p, j->fill, false);
-        chunks_put_locked(p, j->head, true);
-        stream_put_locked(p, j->s);
-        free(j);
-        return fd;
-}
 
 static void wake_owner(struct gzpool *p)
 {
@@ -231,192 +113,197 @@ static void wake_owner(struct gzpool *p)
         (void) !write(p->event_fd, &one, sizeof(one));
 }
 
-/* Writes out what deflate has put into the output buffer and empties it. */
-static int drain_output(struct gzjob *j)
+/* Gives a block back. Called with the lock held. */
+static void block_put_locked(struct gzpool *p, struct block *b, bool working)
 {
-        size_t n = OUT_BUFFER_SIZE - j->s->zs.avail_out;
-        int r;
-
-        if (n > 0) {
-                r = write_all(j->fd, j->s->out, n);
-                if (r < 0)
-                        return r;
-                j->result.bytes_out += n;
-        }
-        j->s->zs.next_out = j->s->out;
-        j->s->zs.avail_out = OUT_BUFFER_SIZE;
-        return 0;
-}
-
-static int compress_chunk(struct gzjob *j, const struct chunk *c)
-{
-        int r;
-
-        if (EVP_DigestUpdate(j->s->md, c->data, c->len) != 1)
-                return -EIO;
-        j->result.bytes_in += c->len;
-        j->s->zs.next_in = c->data;
-        j->s->zs.avail_in = (uInt) c->len;
-        while (j->s->zs.avail_in > 0) {
-                int z = deflate(&j->s->zs, Z_NO_FLUSH);
-                if (z != Z_OK && z != Z_BUF_ERROR)
-                        return -EIO;
-                /* deflate stops when the input is used up or the output is full. */
-                if (j->s->zs.avail_out == 0) {
-                        r = drain_output(j);
-                        if (r < 0)
-                                return r;
-                } else if (j->s->zs.avail_in > 0) {
-                        return -EIO;
-                }
-        }
-        return 0;
-}
-
-static int compress_end(struct gzjob *j)
-{
-        unsigned char digest[EVP_MAX_MD_SIZE];
-        unsigned digest_len = 0;
-        int r;
-
-        j->s->zs.next_in = NULL;
-        j->s->zs.avail_in = 0;
-        for (;;) {
-                int z = deflate(&j->s->zs, Z_FINISH);
-                if (z != Z_OK && z != Z_STREAM_END)
-                        return -EIO;
-                /* With Z_FINISH, Z_OK means "more output pending", so the buffer is full. */
-                if (z == Z_OK && j->s->zs.avail_out != 0)
-                        return -EIO;
-                r = drain_output(j);
-                if (r < 0)
-                        return r;
-                if (z == Z_STREAM_END)
-                        break;
-        }
-        if (EVP_DigestFinal_ex(j->s->md, digest, &digest_len) != 1 || digest_len != SHA256_LEN)
-                return -EIO;
-        hex_encode(digest, SHA256_LEN, j->result.sha256);
-        return 0;
-}
-
-/* Compresses the chunks a worker took and, at the end, ends the stream. Returns the job's
- * error. */
-static int job_compress(struct gzjob *j, const struct chunk *chunks, bool end, int error)
-{
-        int error_before = error;
-
-        for (const struct chunk *c = chunks; c && error == 0; c = c->next) {
-                /* The owner gave up on it and waits for this turn to end. */
-                if (atomic_load_explicit(&j->aborted, memory_order_relaxed))
-                        return -ECANCELED;
-                if (!j->s)
-                        error = stream_get(j->pool, &j->s);
-                if (error == 0)
-                        error = compress_chunk(j, c);
-        }
-        if (end && error == 0 && !j->s)
-                error = stream_get(j->pool, &j->s); /* an empty file */
-        if (end && error == 0)
-                error = compress_end(j);
-        /* The output is worthless from the first error on. On a full disk, give its space
-         * back now rather than when the owner gets round to aborting the job: other jobs'
-         * files are waiting for it. */
-        if (error < 0 && error_before == 0)
-                (void) !ftruncate(j->fd, 0);
-        return error;
-}
-
-/*
- * One turn of a worker on a job: compresses the chunks it took and, when the owner has
- * finished the job, ends the stream and closes the fd. Runs without the lock. Returns the
- * job's error.
- */
-static int job_work(struct gzjob *j, const struct chunk *chunks, bool end, int error)
-{
-        error = job_compress(j, chunks, end, error);
-        if (end) {
-                /* On NFS and some FUSE filesystems close() is where a failed write shows up. */
-                if (close(j->fd) < 0 && error == 0)
-                        error = -errno;
-                j->fd = -1;
-        }
-        return error;
-}
-
-/* A job stopped being QUEUED or BUSY. */
-static void job_inactive_locked(struct gzpool *p)
-{
-        p->n_active--;
-        pthread_cond_broadcast(&p->idle);
-}
-
-/*
- * One turn on a job taken off the ready queue (QUEUED, counted in n_active): compresses the
- * chunks it has and, when the owner has finished it, ends it. Called with the lock held; it
- * is let go during the work. Returns true when more work came in meanwhile: the job is then
- * still QUEUED and active, and the caller puts it back in the queue.
- */
-static bool job_turn_locked(struct gzpool *p, struct gzjob *j)
-{
-        /* Take what is there. finish_requested is only set after the last chunk was handed
-         * over, so when it is set, these are all the chunks there will be. */
-        struct chunk *chunks = j->head;
-        bool end = j->finish_requested;
-        j->head = NULL;
-        j->tail = &j->head;
-        j->state = JOB_BUSY;
-        int error = j->error;
-        pthread_mutex_unlock(&p->lock);
-
-        error = job_work(j, chunks, end, error);
-
-        pthread_mutex_lock(&p->lock);
-        chunks_put_locked(p, chunks, true);
-        j->error = error;
-        if (j->aborted) {
-                j->state = JOB_IDLE; /* the owner, waiting in gzjob_abort(), frees it */
-        } else if (end) {
-                stream_put_locked(p, j->s);
-                j->s = NULL;
-                j->state = JOB_DONE;
-                *p->done_tail = j;
-                p->done_tail = &j->next;
-                wake_owner(p);
-        } else if (j->head || j->finish_requested) {
-                j->state = JOB_QUEUED;
-                return true;
+        if (!b)
+                return;
+        if (working)
+                p->n_working--;
+        if (p->n_blocks > p->blocks_max) {
+                /* One allocated past the bound (see block_get): not kept. */
+                free(b);
+                p->n_blocks--;
         } else {
-                j->state = JOB_IDLE;
+                b->next = p->free_blocks;
+                p->free_blocks = b;
         }
-        job_inactive_locked(p);
-        return false;
+        pthread_cond_broadcast(&p->space);
+}
+
+/* A block of j's that will not be written is dropped. Lock held. */
+static void block_drop_locked(struct gzjob *j, struct block *b)
+{
+        struct gzpool *p = j->pool;
+
+        block_put_locked(p, b, true);
+        j->n_out--;
+        p->n_busy--;
+}
+
+static void job_drop_parked_locked(struct gzjob *j)
+{
+        while (j->parked) {
+                struct block *b = j->parked;
+                j->parked = b->next;
+                block_drop_locked(j, b);
+        }
+}
+
+/*
+ * Ends j when the owner has finished it and its last block is written: closes the fd (on NFS
+ * and some FUSE filesystems close() is where a failed write shows up) without the lock, and
+ * puts j in the done list. Called with the lock held, by whoever let go of j last.
+ */
+static void job_maybe_end_locked(struct gzjob *j)
+{
+        struct gzpool *p = j->pool;
+        int fd;
+
+        if (j->n_out > 0 || j->held) {
+                return;
+        }
+        pthread_cond_broadcast(&p->idle);
+        if (!j->finish_requested || j->aborted || j->state != JOB_OPEN)
+                return;
+        j->held = true;
+        p->n_busy++;
+        fd = j->fd;
+        j->fd = -1;
+        pthread_mutex_unlock(&p->lock);
+        int r = close(fd) < 0 ? -errno : 0;
+        pthread_mutex_lock(&p->lock);
+        j->held = false;
+        p->n_busy--;
+        pthread_cond_broadcast(&p->idle);
+        if (j->aborted)
+                return; /* the owner, waiting in gzjob_abort(), frees it */
+        if (j->error == 0)
+                j->error = r;
+        j->state = JOB_DONE;
+        *p->done_tail = j;
+        p->done_tail = &j->next;
+        wake_owner(p);
+}
+
+/* Parks a compressed block of j, keeping the list sorted by number. Lock held. */
+static void job_park_locked(struct gzjob *j, struct block *b)
+{
+        struct block **pp = &j->parked;
+
+        while (*pp && (*pp)->seq < b->seq)
+                pp = &(*pp)->next;
+        b->next = *pp;
+        *pp = b;
+}
+
+/*
+ * Writes j's member in out (block b's) and then every parked block that is next, as the
+ * job's one writer. Called with the lock held and j->held set; lets the lock go while it
+ * writes.
+ */
+static void job_write_locked(struct gzjob *j, struct block *b, const unsigned char *out, size_t len)
+{
+        struct gzpool *p = j->pool;
+
+        for (;;) {
+                pthread_mutex_unlock(&p->lock);
+                int r = write_all(j->fd, out, len);
+                /* The output is worthless from the first error on. On a full disk, give its
+                 * space back now rather than when the owner gets round to aborting the job:
+                 * other jobs' files are waiting for it. */
+                if (r < 0)
+                        (void) !ftruncate(j->fd, 0);
+                pthread_mutex_lock(&p->lock);
+                if (r < 0 && j->error == 0)
+                        j->error = r;
+                if (r == 0)
+                        j->result.bytes_out += len;
+                j->next_write++;
+                block_drop_locked(j, b);
+                if (j->error < 0 || j->aborted) {
+                        job_drop_parked_locked(j);
+                        return;
+                }
+                b = j->parked;
+                if (!b || b->seq != j->next_write)
+                        return;
+                j->parked = b->next;
+                out = b->data;
+                len = b->len;
+        }
+}
+
+/*
+ * Compresses block b with w's compressor and writes it or parks it. Called with the lock
+ * held (let go meanwhile) and b counted in its job's n_out.
+ */
+static void block_work_locked(struct worker *w, struct block *b)
+{
+        struct gzpool *p = w->pool;
+        struct gzjob *j = b->job;
+        ssize_t n = -ECANCELED;
+
+        if (j->error == 0 && !j->aborted) {
+                pthread_mutex_unlock(&p->lock);
+                n = gzblock_compress(w->c, b->data, b->len, w->out, p->out_len);
+                pthread_mutex_lock(&p->lock);
+                if (n < 0 && j->error == 0)
+                        j->error = -EIO;
+        }
+        if (n < 0 || j->error < 0 || j->aborted) {
+                block_drop_locked(j, b);
+        } else if (j->held || b->seq != j->next_write) {
+                memcpy(b->data, w->out, (size_t) n);
+                b->len = (size_t) n;
+                job_park_locked(j, b);
+                return; /* the writer of the block before takes it */
+        } else {
+                j->held = true;
+                job_write_locked(j, b, w->out, (size_t) n);
+                j->held = false;
+        }
+        job_maybe_end_locked(j);
 }
 
 static void *worker_main(void *userdata)
 {
-        struct gzpool *p = userdata;
+        struct worker *w = userdata;
+        struct gzpool *p = w->pool;
 
         pthread_mutex_lock(&p->lock);
         for (;;) {
-                while (!p->ready && !p->stop)
+                while (!p->queue && !p->stop)
                         pthread_cond_wait(&p->work, &p->lock);
-                struct gzjob *j = p->ready;
-                if (!j)
+                struct block *b = p->queue;
+                if (!b)
                         break; /* stopping, and nothing left to do */
-                p->ready = j->next;
-                if (!p->ready)
-                        p->ready_tail = &p->ready;
-                j->next = NULL;
-                /* More came in meanwhile: back to the end of the queue, so that one long log
-                 * cannot keep a worker from the others. */
-                if (job_turn_locked(p, j)) {
-                        *p->ready_tail = j;
-                        p->ready_tail = &j->next;
-                }
+                p->queue = b->next;
+                if (!p->queue)
+                        p->queue_tail = &p->queue;
+                b->next = NULL;
+                block_work_locked(w, b);
         }
         pthread_mutex_unlock(&p->lock);
         return NULL;
+}
+
+static void worker_done(struct worker *w)
+{
+        libdeflate_free_compressor(w->c);
+        free(w->out);
+}
+
+static int worker_init(struct gzpool *p, struct worker *w, int level)
+{
+        w->pool = p;
+        w->c = libdeflate_alloc_compressor(gzblock_level(level));
+        w->out = malloc(p->out_len);
+        if (!w->c || !w->out) {
+                worker_done(w);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 /* The CPUs this process may run on (taskset, cpusets), at least 1. */
@@ -430,23 +317,29 @@ static unsigned usable_cpus(void)
         return n > 0 ? (unsigned) n : 1;
 }
 
-static int start_threads(struct gzpool *p, unsigned n)
+static int start_threads(struct gzpool *p, unsigned n, int level)
 {
         sigset_t all, old;
         int r = 0;
 
         if (n == 0)
-                return 0;
-        p->threads = calloc(n, sizeof(*p->threads));
-        if (!p->threads)
+                return worker_init(p, &p->inline_worker, level);
+        p->workers = calloc(n, sizeof(*p->workers));
+        if (!p->workers)
                 return -ENOMEM;
         /* Signals belong to the owner's signalfd: a worker must never take one. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         for (; p->n_threads < n; p->n_threads++) {
-                r = -pthread_create(&p->threads[p->n_threads], NULL, worker_main, p);
+                struct worker *w = &p->workers[p->n_threads];
+                r = worker_init(p, w, level);
                 if (r < 0)
                         break;
+                r = -pthread_create(&w->thread, NULL, worker_main, w);
+                if (r < 0) {
+                        worker_done(w);
+                        break;
+                }
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         return r;
@@ -475,22 +368,29 @@ int gzpool_new(int level, int threads, struct gzpool **ret)
         pthread_cond_init(&p->work, NULL);
         pthread_cond_init(&p->space, NULL);
         pthread_cond_init(&p->idle, NULL);
-        p->level = level;
-        p->ready_tail = &p->ready;
+        p->queue_tail = &p->queue;
         p->done_tail = &p->done;
+        p->out_len = gzblock_bound(GZBLOCK_SIZE);
+        p->blocks_max = BLOCKS_PER_THREAD * (threads > 0 ? (unsigned) threads : 1);
         p->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (p->event_fd < 0) {
                 r = -errno;
                 gzpool_free(p);
                 return r;
         }
-        r = start_threads(p, (unsigned) threads);
+        r = start_threads(p, (unsigned) threads, level);
         if (r < 0) {
                 gzpool_free(p);
                 return r;
         }
         *ret = p;
         return 0;
+}
+
+static void job_free(struct gzjob *j)
+{
+        EVP_MD_CTX_free(j->md);
+        free(j);
 }
 
 void gzpool_free(struct gzpool *p)
@@ -501,24 +401,22 @@ void gzpool_free(struct gzpool *p)
         p->stop = true;
         pthread_cond_broadcast(&p->work);
         pthread_mutex_unlock(&p->lock);
-        for (unsigned i = 0; i < p->n_threads; i++)
-                pthread_join(p->threads[i], NULL);
-        free(p->threads);
+        for (unsigned i = 0; i < p->n_threads; i++) {
+                pthread_join(p->workers[i].thread, NULL);
+                worker_done(&p->workers[i]);
+        }
+        free(p->workers);
+        worker_done(&p->inline_worker);
 
         while (p->done) {
                 struct gzjob *j = p->done;
                 p->done = j->next;
-                (void) safe_close(job_free_locked(j));
+                job_free(j); /* its fd was closed and its blocks came back before */
         }
-        while (p->free_chunks) {
-                struct chunk *c = p->free_chunks;
-                p->free_chunks = c->next;
-                free(c);
-        }
-        while (p->free_streams) {
-                struct stream *s = p->free_streams;
-                p->free_streams = s->next;
-                stream_free(s);
+        while (p->free_blocks) {
+                struct block *b = p->free_blocks;
+                p->free_blocks = b->next;
+                free(b);
         }
         (void) safe_close(p->event_fd);
         pthread_cond_destroy(&p->idle);
@@ -565,7 +463,7 @@ size_t gzpool_dispatch(struct gzpool *p)
                 if (!j)
                         return n;
                 j->done(j->userdata, j->error, j->error == 0 ? &j->result : NULL);
-                free(j); /* its fd, stream and chunks went back when the worker ended it */
+                job_free(j);
                 n++;
         }
 }
@@ -573,7 +471,7 @@ size_t gzpool_dispatch(struct gzpool *p)
 size_t gzpool_wait(struct gzpool *p)
 {
         pthread_mutex_lock(&p->lock);
-        while (p->n_active > 0)
+        while (p->n_busy > 0)
                 pthread_cond_wait(&p->idle, &p->lock);
         pthread_mutex_unlock(&p->lock);
         return gzpool_dispatch(p);
@@ -594,82 +492,77 @@ int gzjob_new(struct gzpool *p, int fd, struct gzjob **ret)
         }
         j->pool = p;
         j->fd = fd;
-        j->tail = &j->head;
+        j->md = EVP_MD_CTX_new();
+        if (!j->md || EVP_DigestInit_ex(j->md, EVP_sha256(), NULL) != 1) {
+                (void) safe_close(fd);
+                job_free(j);
+                return -ENOMEM;
+        }
         *ret = j;
         return 0;
 }
 
-/* Puts j in the ready queue unless it is there or a worker has it. Lock held. */
-static void job_schedule_locked(struct gzjob *j)
+/*
+ * Hands j's fill block to the workers (or, with no threads, compresses and writes it right
+ * here). Lock held. Returns the job's error.
+ */
+static int job_submit_locked(struct gzjob *j)
 {
         struct gzpool *p = j->pool;
+        struct block *b = j->fill;
 
-        if (j->state != JOB_IDLE)
-                return; /* the worker that has it looks again before letting go */
-        j->state = JOB_QUEUED;
-        p->n_active++;
+        j->fill = NULL;
+        if (j->error < 0) {
+                block_put_locked(p, b, false);
+                return j->error;
+        }
+        b->job = j;
+        b->seq = j->next_seq++;
+        b->next = NULL;
+        j->n_out++;
+        p->n_busy++;
+        p->n_working++;
         if (p->n_threads == 0) {
-                /* No threads: the work is done right here, and nothing else can come in
-                 * meanwhile, so one turn is all there is. */
-                bool more = job_turn_locked(p, j);
-                assert(!more);
-                (void) more;
-                return;
+                /* In order by construction: each block is written before the next comes. */
+                block_work_locked(&p->inline_worker, b);
+                return j->error;
         }
-        *p->ready_tail = j;
-        p->ready_tail = &j->next;
+        *p->queue_tail = b;
+        p->queue_tail = &b->next;
         pthread_cond_signal(&p->work);
-}
-
-/* Hands the chunk being filled to the workers. Returns the job's error, if it has one. */
-static int job_submit(struct gzjob *j)
-{
-        struct gzpool *p = j->pool;
-        int r;
-
-        pthread_mutex_lock(&p->lock);
-        if (j->error == 0 && j->fill) {
-                *j->tail = j->fill;
-                j->tail = &j->fill->next;
-                p->n_working++;
-                j->fill = NULL;
-                job_schedule_locked(j);
-        }
-        r = j->error; /* without threads, the work just done may have failed */
-        pthread_mutex_unlock(&p->lock);
-        return r;
+        return j->error;
 }
 
 /*
- * A free chunk for the owner. When all CHUNKS_MAX are taken, waits for a worker to hand one
- * back, which throttles the downloads to the speed of compression. If none is on its way
- * back (all are being filled, with more jobs open than chunks), it allocates one more
- * rather than wait forever.
+ * A free block for the owner. When all blocks_max are out of its hands, waits for a worker
+ * to hand one back, which throttles the downloads to the speed of compression. If none is on
+ * its way back (all are being filled, with more jobs open than blocks), it allocates one
+ * more rather than wait forever.
  */
-static int chunk_get(struct gzpool *p, struct chunk **ret)
+static int block_get(struct gzpool *p, struct block **ret)
 {
-        struct chunk *c;
+        struct block *b;
 
         pthread_mutex_lock(&p->lock);
-        while (!p->free_chunks && p->n_chunks >= CHUNKS_MAX && p->n_working > 0)
+        while (!p->free_blocks && p->n_blocks >= p->blocks_max && p->n_working > 0)
                 pthread_cond_wait(&p->space, &p->lock);
-        c = p->free_chunks;
-        if (c) {
-                p->free_chunks = c->next;
+        b = p->free_blocks;
+        if (b) {
+                p->free_blocks = b->next;
         } else {
-                p->n_chunks++;
+                p->n_blocks++;
                 pthread_mutex_unlock(&p->lock);
-                c = malloc(sizeof(*c));
+                b = malloc(sizeof(*b) + p->out_len);
                 pthread_mutex_lock(&p->lock);
-                if (!c)
-                        p->n_chunks--;
+                if (!b)
+                        p->n_blocks--;
         }
         pthread_mutex_unlock(&p->lock);
-        if (!c)
+        if (!b)
                 return -ENOMEM;
-        c->next = NULL;
-        c->len = 0;
-        *ret = c;
+        b->next = NULL;
+        b->len = 0;
+        *ret = b;
         return 0;
 }
 
@@ -682,19 +575,24 @@ int gzjob_write(struct gzjob *j, const void *buf, size_t len)
                 return -EINVAL;
         while (len > 0) {
                 if (!j->fill) {
-                        r = chunk_get(j->pool, &j->fill);
+                        r = block_get(j->pool, &j->fill);
                         if (r < 0)
                                 return r;
                 }
-                size_t n = CHUNK_SIZE - j->fill->len;
+                size_t n = GZBLOCK_SIZE - j->fill->len;
                 if (n > len)
                         n = len;
+                if (EVP_DigestUpdate(j->md, src, n) != 1)
+                        return -EIO;
                 memcpy(j->fill->data + j->fill->len, src, n);
                 j->fill->len += n;
+                j->result.bytes_in += n;
                 src += n;
                 len -= n;
-                if (j->fill->len == CHUNK_SIZE) {
-                        r = job_submit(j);
+                if (j->fill->len == GZBLOCK_SIZE) {
+                        pthread_mutex_lock(&j->pool->lock);
+                        r = job_submit_locked(j);
+                        pthread_mutex_unlock(&j->pool->lock);
                         if (r < 0)
                                 return r;
                 }
@@ -704,38 +602,65 @@ int gzjob_write(struct gzjob *j, const void *buf, size_t len)
 
 int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata)
 {
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned digest_len = 0;
         struct gzpool *p;
+        int r = 0;
 
         if (!j || !done || j->finish_requested)
                 return -EINVAL;
         p = j->pool;
+        if (EVP_DigestFinal_ex(j->md, digest, &digest_len) != 1 || digest_len != SHA256_LEN)
+                r = -EIO;
+        else
+                hex_encode(digest, SHA256_LEN, j->result.sha256);
+        /* An empty log is one empty member: a file of no bytes is not gzip. */
+        if (r == 0 && !j->fill && j->next_seq == 0)
+                r = block_get(p, &j->fill);
+
         pthread_mutex_lock(&p->lock);
-        if (j->fill && j->fill->len > 0 && j->error == 0) {
-                *j->tail = j->fill;
-                j->tail = &j->fill->next;
-                p->n_working++;
-        } else {
-                chunks_put_locked(p, j->fill, false);
-        }
+        if (r < 0 && j->error == 0)
+                j->error = r;
+        if (j->fill && (j->fill->len > 0 || j->next_seq == 0))
+                (void) job_submit_locked(j);
+        block_put_locked(p, j->fill, false);
         j->fill = NULL;
         j->done = done;
         j->userdata = userdata;
         j->finish_requested = true;
         p->n_finishing++;
-        job_schedule_locked(j);
+        job_maybe_end_locked(j);
         pthread_mutex_unlock(&p->lock);
         return 0;
 }
 
-/* Removes j from a list of jobs (the ready queue or the done list). Lock held. */
-static void list_unlink_locked(struct gzjob **head, struct gzjob ***tail, struct gzjob *j)
+/* Removes j's blocks from the queue. Lock held. */
+static void queue_remove_job_locked(struct gzpool *p, struct gzjob *j)
 {
-        for (struct gzjob **pp = head; *pp; pp = &(*pp)->next) {
+        struct block **pp = &p->queue;
+
+        p->queue_tail = &p->queue;
+        while (*pp) {
+                struct block *b = *pp;
+                if (b->job == j) {
+                        *pp = b->next;
+                        block_drop_locked(j, b);
+                } else {
+                        pp = &b->next;
+                        p->queue_tail = pp;
+                }
+        }
+}
+
+/* Removes j from the done list. Lock held. */
+static void done_unlink_locked(struct gzpool *p, struct gzjob *j)
+{
+        for (struct gzjob **pp = &p->done; *pp; pp = &(*pp)->next) {
                 if (*pp != j)
                         continue;
                 *pp = j->next;
                 if (!*pp)
-                        *tail = pp;
+                        p->done_tail = pp;
                 return;
         }
 }
@@ -756,28 +681,24 @@ void gzjob_abort(struct gzjob *j)
         }
         if (j->finish_requested)
                 p->n_finishing--;
-        switch (j->state) {
-        case JOB_QUEUED:
-                list_unlink_locked(&p->ready, &p->ready_tail, j);
-                job_inactive_locked(p);
-                break;
-        case JOB_BUSY:
-                /*
-                 * Wait for the worker, which stops after the chunk at hand: the caller is
-                 * about to unlink the file, and its space must come back with that. On a full
-                 * disk, other jobs' files wait for exactly that space.
-                 */
-                atomic_store(&j->aborted, true);
-                while (j->state == JOB_BUSY)
-                        pthread_cond_wait(&p->idle, &p->lock);
-                break;
-        case JOB_DONE:
-                list_unlink_locked(&p->done, &p->done_tail, j);
-                break;
-        default:
-                break;
-        }
-        fd = job_free_locked(j);
+        atomic_store(&j->aborted, true);
+        if (j->state == JOB_DONE)
+                done_unlink_locked(p, j);
+        queue_remove_job_locked(p, j);
+        job_drop_parked_locked(j);
+        /*
+         * Wait for the workers compressing its blocks and the one writing them, which stop
+         * after the block at hand: the caller is about to unlink the file, and its space must
+         * come back with that. On a full disk, other jobs' files wait for exactly that space.
+         */
+        while (j->n_out > 0 || j->held)
+                pthread_cond_wait(&p->idle, &p->lock);
+        pthread_cond_broadcast(&p->idle); /* for gzpool_wait(), if n_busy got to 0 here */
+        block_put_locked(p, j->fill, false);
+        j->fill = NULL;
+        fd = j->fd;
+        j->fd = -1;
         pthread_mutex_unlock(&p->lock);
         (void) safe_close(fd);
+        job_free(j);
 }

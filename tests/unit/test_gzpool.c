@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <zlib.h>
 
+#include "gzblock.h"
 #include "gzpool.h"
 #include "macro.h"
 
@@ -194,6 +195,148 @@ static void test_bad_arguments(void **state)
         gzpool_free(NULL);
 }
 
+/* The bytes of a log, different for each seed. */
+static void fill_log(unsigned char *d, size_t len, unsigned seed)
+{
+        uint32_t x = seed * 2654435761u + 1;
+
+        for (size_t i = 0; i < len; i++) {
+                x = x * 1103515245u + 12345u;
+                d[i] = (unsigned char) ("abcdefgh 0123456789\n"[(x >> 16) % 20]);
+        }
+}
+
+/* path decompresses, with our reader, to exactly data. */
+static void assert_file_is(const char *path, const unsigned char *data, size_t len)
+{
+        struct gzblock_reader *r;
+        size_t off = 0;
+        ssize_t n;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(gzblock_reader_new(fd, &r), 0);
+        for (;;) {
+                const void *buf;
+                n = gzblock_read(r, &buf);
+                if (n <= 0)
+                        break;
+                assert_true(off + (size_t) n <= len);
+                assert_memory_equal(buf, data + off, (size_t) n);
+                off += (size_t) n;
+        }
+        assert_int_equal(n, 0);
+        assert_int_equal(off, len);
+        gzblock_reader_free(r);
+        close(fd);
+}
+
+/*
+ * Several logs of several blocks each, written in small interleaved pieces, on more threads
+ * than CPUs: blocks of one log finish out of order and wait parked, and each file still comes
+ * out whole and in order.
+ */
+static void test_logs_interleaved_come_out_in_order(void **state)
+{
+        enum { N = 6 };
+        const size_t len = 12 * GZBLOCK_SIZE + 4321;
+        struct gzpool *p;
+        struct gzjob *j[N];
+        struct result s[N] = {{0}};
+        char path[N][4096];
+        unsigned char *data[N];
+
+        (void) state;
+        assert_int_equal(gzpool_new(1, 4, &p), 0);
+        for (size_t i = 0; i < N; i++) {
+                data[i] = malloc(len);
+                assert_non_null(data[i]);
+                fill_log(data[i], len, (unsigned) i);
+                assert_int_equal(gzjob_new(p, temp_file(path[i]), &j[i]), 0);
+        }
+        for (size_t off = 0; off < len; off += 16384)
+                for (size_t i = 0; i < N; i++)
+                        assert_int_equal(gzjob_write(j[i], data[i] + off,
+                                                     len - off < 16384 ? len - off : 16384),
+                                         0);
+        for (size_t i = 0; i < N; i++)
+                assert_int_equal(gzjob_finish(j[i], on_done, &s[i]), 0);
+        while (gzpool_pending(p) > 0)
+                (void) gzpool_wait(p);
+        gzpool_free(p);
+        for (size_t i = 0; i < N; i++) {
+                assert_int_equal(s[i].calls, 1);
+                assert_int_equal(s[i].r, 0);
+                assert_int_equal(s[i].res.bytes_in, len);
+                assert_file_is(path[i], data[i], len);
+                (void) unlink(path[i]);
+                free(data[i]);
+        }
+}
+
+/*
+ * Aborts one log at each point of its life (nothing written, mid-block, after 1 and after 9
+ * blocks, finished and maybe already written) while two others go on beside it: the aborted
+ * one's fd is closed when abort returns, its done never runs, and the others come out whole.
+ */
+static void check_abort_mid_log(int threads, int when)
+{
+        const size_t len = 10 * GZBLOCK_SIZE + 17;
+        const size_t cut[] = {0, 1000, GZBLOCK_SIZE, 9 * GZBLOCK_SIZE + 5, len};
+        struct gzpool *p;
+        struct gzjob *j[3];
+        struct result s[3] = {{0}};
+        char path[3][4096];
+        int fd[3];
+        unsigned char *data = malloc(len);
+
+        assert_non_null(data);
+        fill_log(data, len, 99);
+        assert_int_equal(gzpool_new(6, threads, &p), 0);
+        for (size_t i = 0; i < 3; i++) {
+                fd[i] = temp_file(path[i]);
+                assert_int_equal(gzjob_new(p, fd[i], &j[i]), 0);
+        }
+        for (size_t off = 0; off < len; off += 8192) {
+                size_t n = len - off < 8192 ? len - off : 8192;
+                assert_int_equal(gzjob_write(j[0], data + off, n), 0);
+                assert_int_equal(gzjob_write(j[2], data + off, n), 0);
+                if (off + n <= cut[when])
+                        assert_int_equal(gzjob_write(j[1], data + off, n), 0);
+        }
+        if (cut[when] == len)
+                assert_int_equal(gzjob_finish(j[1], on_done, &s[1]), 0);
+        assert_int_equal(gzjob_finish(j[0], on_done, &s[0]), 0);
+        gzjob_abort(j[1]);
+        /* Nothing opened a file since, so its number is free only if abort closed it. */
+        errno = 0;
+        assert_int_equal(fcntl(fd[1], F_GETFD), -1);
+        assert_int_equal(errno, EBADF);
+        assert_int_equal(gzjob_finish(j[2], on_done, &s[2]), 0);
+        while (gzpool_pending(p) > 0)
+                (void) gzpool_wait(p);
+        gzpool_free(p);
+        assert_int_equal(s[1].calls, 0);
+        for (size_t i = 0; i < 3; i += 2) {
+                assert_int_equal(s[i].calls, 1);
+                assert_int_equal(s[i].r, 0);
+                assert_file_is(path[i], data, len);
+        }
+        for (size_t i = 0; i < 3; i++)
+                (void) unlink(path[i]);
+        free(data);
+}
+
+static void test_abort_mid_log(void **state)
+{
+        (void) state;
+        for (int when = 0; when < 5; when++) {
+                check_abort_mid_log(0, when);
+                check_abort_mid_log(2, when);
+                check_abort_mid_log(4, when);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -202,6 +345,8 @@ int main(void)
                 cmocka_unit_test(test_write_error_reaches_done_inline),
                 cmocka_unit_test(test_write_error_reaches_done_threads),
                 cmocka_unit_test(test_bad_arguments),
+                cmocka_unit_test(test_logs_interleaved_come_out_in_order),
+                cmocka_unit_test(test_abort_mid_log),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
