@@ -6,41 +6,35 @@
 #include <sys/types.h>
 
 /*
- * Reads an archived .log.gz back as the log's bytes, for connect-jobs search. Any valid gzip
- * file is accepted: one member (what the daemon writes) or several (concatenated, BGZF-like,
- * or from other tools). Small files are decoded whole with libdeflate; larger ones are
- * streamed through zlib's inflate in bounded memory.
+ * Reads an archived .log.gz back as the log's bytes, for connect-jobs search, log and
+ * download, on top of gzblock.h's reader (one format, one reader): the archiver's blocked
+ * members are decoded whole with libdeflate; files without them (archives written before
+ * blocks, gzip files of other tools, one member or several) go through gzblock's zlib path.
  *
- * Errors: -EBADMSG corrupt data (bad header, bad deflate data, CRC or length mismatch,
- * trailing garbage), -EPIPE truncated (the file ends inside a member, or is empty),
- * -ENOMEM, or -errno of open/read. log_reader_strerror() turns them into words.
+ * A blocked file of several members can be decoded on several threads: its members are
+ * listed from their headers and decoded ahead of the reader, at most a few per thread, and
+ * handed out in order. Memory stays bounded (about 2 x threads members).
+ *
+ * Errors: -EBADMSG anything that is not complete valid gzip (corrupt data, a bad CRC or
+ * size, a file cut short, trailing garbage, an empty file), -ENOMEM, or -errno of
+ * open/read. log_reader_strerror() turns them into words.
  */
 
 struct log_reader;
-struct log_reader_cache;
-
-/* Buffers and decoder state one thread reuses from file to file (one reader at a time). */
-int log_reader_cache_new(struct log_reader_cache **ret);
-void log_reader_cache_free(struct log_reader_cache *c);
 
 /*
- * Opens name in folder dfd (not following a symlink). size_hint is the log's size from
- * the record (-1 when unknown); it only picks the strategy. cache may be NULL; otherwise
- * the reader borrows it until log_reader_free(). Returns 0 or -errno.
+ * Opens name in folder dfd (not following a symlink). threads > 1 lets a blocked file of
+ * several members be decoded on that many threads. Returns 0 or -errno.
  */
-int log_reader_open(int dfd, const char *name, int64_t size_hint, struct log_reader_cache *cache,
-                    struct log_reader **ret);
+int log_reader_open(int dfd, const char *name, unsigned threads, struct log_reader **ret);
 
 /*
- * When the whole log was decoded into one buffer, points ret_data and ret_len at it (owned by
- * the reader, valid until log_reader_free) and returns true; log_reader_read() then returns 0.
+ * The next bytes of the log: *ret_buf points into the reader, valid until the next call.
+ * Returns their length (> 0), 0 at the end, or a negative error (the same one again after).
  */
-bool log_reader_whole(struct log_reader *r, const char **ret_data, size_t *ret_len);
-
-/* Up to size bytes of the log into buf: > 0 bytes, 0 at the end, or a negative error. */
-ssize_t log_reader_read(struct log_reader *r, void *buf, size_t size);
+ssize_t log_reader_next(struct log_reader *r, const char **ret_buf);
 
 void log_reader_free(struct log_reader *r);
 
-/* "corrupt gzip data", "truncated gzip file", or strerror's text. */
+/* "corrupt or truncated gzip data", or strerror's text. */
 const char *log_reader_strerror(int error);

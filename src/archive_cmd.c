@@ -19,7 +19,6 @@
 #include "macro.h"
 #include "util.h"
 
-#define READ_CHUNK  (256 * 1024) /* decompressed bytes handed to the matcher at a time */
 #define OUT_LIMIT   (256 * 1024) /* a job's output beyond this is written as soon as it may */
 #define WINDOW_JOBS 4            /* finished-but-unprinted jobs per worker */
 #define MAX_THREADS 256
@@ -478,6 +477,7 @@ struct engine {
         int rootfd;
         struct scan_job *jobs;
         size_t n;
+        unsigned decode_threads; /* per job: more than 1 when there are fewer jobs than CPUs */
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -530,8 +530,7 @@ static int flush_when_turn(struct obuf *b, void *userdata)
 }
 
 /* Searches job i into its slot. Returns 1 when it selected a line, 0, or -ENOMEM. */
-static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms,
-                      struct log_reader_cache *cache, char *chunk)
+static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms)
 {
         const struct scan_job *j = &e->jobs[i];
         struct slot *s = &e->slots[i % e->window];
@@ -542,8 +541,6 @@ static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms,
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int dfd = -1;
         struct grep_job_info info;
-        const char *data;
-        size_t len;
         int r, selected = 0;
 
         s->out.flush = flush_when_turn;
@@ -567,25 +564,23 @@ static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms,
                 goto fail;
         }
         (void) snprintf(name_buf, sizeof(name_buf), "%s.log.gz", j->key);
-        r = log_reader_open(dfd, name_buf, j->log_bytes, cache, &rd);
+        r = log_reader_open(dfd, name_buf, e->decode_threads, &rd);
         if (r < 0)
                 goto fail;
         r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
         if (r < 0)
                 goto fail;
-        if (log_reader_whole(rd, &data, &len))
-                r = grep_job_whole(g, data, len);
-        else
-                for (;;) {
-                        ssize_t k = log_reader_read(rd, chunk, READ_CHUNK);
-                        if (k <= 0) {
-                                r = (int) k;
-                                break;
-                        }
-                        r = grep_job_feed(g, chunk, (size_t) k);
-                        if (r < 0 || grep_job_satisfied(g))
-                                break;
+        for (;;) {
+                const char *data;
+                ssize_t k = log_reader_next(rd, &data);
+                if (k <= 0) {
+                        r = (int) k;
+                        break;
                 }
+                r = grep_job_feed(g, data, (size_t) k);
+                if (r < 0 || grep_job_satisfied(g))
+                        break;
+        }
         /* What was found before an error still counts and is printed, as grep does. */
         {
                 int k = grep_job_finish(g);
@@ -609,15 +604,12 @@ static void *worker(void *arg)
 {
         struct engine *e = arg;
         struct matcher_scratch *ms = NULL;
-        struct log_reader_cache *cache = NULL;
-        char *chunk = malloc(READ_CHUNK);
 
-        if (!chunk || matcher_scratch_new(e->m, &ms) < 0 || log_reader_cache_new(&cache) < 0) {
+        if (matcher_scratch_new(e->m, &ms) < 0) {
                 pthread_mutex_lock(&e->lock);
                 e->fatal = -ENOMEM;
                 pthread_mutex_unlock(&e->lock);
                 matcher_scratch_free(ms);
-                free(chunk);
                 return NULL;
         }
         for (;;) {
@@ -635,7 +627,7 @@ static void *worker(void *arg)
                 i = e->next++;
                 pthread_mutex_unlock(&e->lock);
 
-                k = search_one(e, i, ms, cache, chunk);
+                k = search_one(e, i, ms);
 
                 pthread_mutex_lock(&e->lock);
                 if (k > 0)
@@ -658,8 +650,6 @@ static void *worker(void *arg)
                 pthread_mutex_unlock(&e->lock);
         }
         matcher_scratch_free(ms);
-        log_reader_cache_free(cache);
-        free(chunk);
         return NULL;
 }
 
@@ -841,6 +831,9 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
 
         e.m = m;
         e.rootfd = rootfd;
+        /* A job per thread; with fewer jobs than threads, each job's members are decoded on
+         * the threads left over (a blocked log of several members). */
+        e.decode_threads = e.n > 0 && e.n < threads ? threads / (unsigned) e.n : 1;
         if (threads > e.n)
                 threads = e.n ? (unsigned) e.n : 1;
         e.window = (size_t) threads * WINDOW_JOBS;

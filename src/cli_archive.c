@@ -20,8 +20,6 @@
 #include "output.h"
 #include "util.h"
 
-#define CHUNK (256 * 1024)
-
 struct cli_archived {
         int dayfd;
         char *dir; /* "<archive>/<guid>/YYYY/MM/DD", for messages */
@@ -212,7 +210,7 @@ static int open_log(const struct cli_archived *a, struct log_reader **ret)
         int r;
 
         (void) snprintf(name, sizeof(name), "%s.log.gz", a->job.key);
-        r = log_reader_open(a->dayfd, name, a->job.log_bytes, NULL, ret);
+        r = log_reader_open(a->dayfd, name, scan_cpu_count(), ret);
         if (r < 0) {
                 cli_say("%s/%s: %s", a->dir, name, log_reader_strerror(r));
                 return CLI_EXIT_FAILURE;
@@ -228,11 +226,9 @@ static int read_failed(const struct cli_archived *a, ssize_t r)
 
 int cli_archive_download(struct cli *c, const struct cli_archived *a, const char *out_file)
 {
-        _cleanup_free_ char *tmp = NULL, *buf = NULL;
+        _cleanup_free_ char *tmp = NULL;
         struct log_reader *rd = NULL;
         char esc[LOG_ESCAPE_MAX];
-        const char *data;
-        size_t len;
         int fd = STDOUT_FILENO, r;
 
         if (no_log(a))
@@ -240,12 +236,6 @@ int cli_archive_download(struct cli *c, const struct cli_archived *a, const char
         r = open_log(a, &rd);
         if (r != 0)
                 return r;
-        buf = malloc(CHUNK);
-        if (!buf) {
-                log_reader_free(rd);
-                cli_say("out of memory");
-                return CLI_EXIT_FAILURE;
-        }
         if (out_file) {
                 fd = cli_file_open_temporary(out_file, &tmp);
                 if (fd < 0) {
@@ -257,21 +247,19 @@ int cli_archive_download(struct cli *c, const struct cli_archived *a, const char
                 }
         }
         say_from(a, ".log.gz");
-        if (log_reader_whole(rd, &data, &len))
-                r = write_all(fd, data, len);
-        else
-                for (;;) {
-                        ssize_t n = log_reader_read(rd, buf, CHUNK);
-                        if (n < 0) {
-                                r = read_failed(a, n);
-                                break;
-                        }
-                        if (n == 0)
-                                break;
-                        r = write_all(fd, buf, (size_t) n);
-                        if (r < 0)
-                                break;
+        for (;;) {
+                const char *data;
+                ssize_t n = log_reader_next(rd, &data);
+                if (n < 0) {
+                        r = read_failed(a, n);
+                        break;
                 }
+                if (n == 0)
+                        break;
+                r = write_all(fd, data, (size_t) n);
+                if (r < 0)
+                        break;
+        }
         if (r < 0 && r == -EPIPE && !out_file) {
                 r = CLI_EXIT_PIPE;
         } else if (r < 0) {
@@ -432,11 +420,9 @@ static int lines_feed(struct lines *l, const char *p, size_t n)
         return 0;
 }
 
-static int lines_pass(const struct cli_archived *a, struct lines *l, char *buf)
+static int lines_pass(const struct cli_archived *a, struct lines *l)
 {
         struct log_reader *rd = NULL;
-        const char *data;
-        size_t len;
         int r;
 
         l->n = 0;
@@ -444,19 +430,17 @@ static int lines_pass(const struct cli_archived *a, struct lines *l, char *buf)
         r = open_log(a, &rd);
         if (r != 0)
                 return r;
-        if (log_reader_whole(rd, &data, &len))
-                r = lines_feed(l, data, len);
-        else
-                for (;;) {
-                        ssize_t n = log_reader_read(rd, buf, CHUNK);
-                        if (n <= 0) {
-                                r = n < 0 ? read_failed(a, n) : 0;
-                                break;
-                        }
-                        r = lines_feed(l, buf, (size_t) n);
-                        if (r < 0)
-                                break;
+        for (;;) {
+                const char *data;
+                ssize_t n = log_reader_next(rd, &data);
+                if (n <= 0) {
+                        r = n < 0 ? read_failed(a, n) : 0;
+                        break;
                 }
+                r = lines_feed(l, data, (size_t) n);
+                if (r < 0)
+                        break;
+        }
         log_reader_free(rd);
         if (r == -EPIPE)
                 return cli_finish_stdout();
@@ -472,23 +456,17 @@ static int lines_pass(const struct cli_archived *a, struct lines *l, char *buf)
 int cli_archive_log(struct cli *c, const struct cli_archived *a, unsigned lines)
 {
         struct lines l = {.c = c};
-        _cleanup_free_ char *buf = NULL;
         int r;
 
         if (no_log(a))
                 return CLI_EXIT_OK;
-        buf = malloc(CHUNK);
-        if (!buf) {
-                cli_say("out of memory");
-                return CLI_EXIT_FAILURE;
-        }
         /* Two passes in bounded memory: count the lines, then print the last `lines`. */
-        r = lines_pass(a, &l, buf);
+        r = lines_pass(a, &l);
         if (r == 0) {
                 say_from(a, ".log.gz");
                 l.from = l.n > lines ? l.n - lines : 0;
                 l.print = true;
-                r = lines_pass(a, &l, buf);
+                r = lines_pass(a, &l);
         }
         free(l.line);
         obuf_done(&l.json);

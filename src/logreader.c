@@ -1,315 +1,240 @@
 #include <errno.h>
-#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <libdeflate.h>
-#include <zlib.h>
-
+#include "gzblock.h"
 #include "logreader.h"
 #include "macro.h"
 #include "util.h"
 
-/* Whole-buffer decoding is used up to these sizes; beyond, memory would grow with the log. */
-#define WHOLE_MAX_IN  (1024 * 1024)
-#define WHOLE_MAX_OUT (4 * 1024 * 1024)
-#define STREAM_IN     (64 * 1024)
+/* Several threads only for a file of at least this many members (1 MiB of log). */
+#define PARALLEL_MIN_MEMBERS 4
+#define SLOTS_PER_THREAD     2
+#define MAX_THREADS          64
 
-struct log_reader_cache {
-        struct libdeflate_decompressor *d;
-        unsigned char *in;
-        size_t in_cap;
-        char *out;
-        size_t out_cap;
-        bool in_use;
+enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_READY };
+
+/* One member decoded ahead, with the decoder whose buffer holds it. */
+struct slot {
+        enum slot_state state;
+        size_t index; /* the member it holds or is decoding */
+        ssize_t result;
+        const void *buf;
+        struct gzblock_decoder *d;
+};
+
+struct parallel {
+        struct gzblock_member *members;
+        size_t n;
+        struct slot *slots;
+        size_t n_slots;
+        pthread_t *threads;
+        unsigned n_threads;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        size_t claim; /* the next member a thread takes */
+        size_t pos;   /* the next member handed out */
+        bool held;    /* the slot of member pos - 1 is still the caller's */
+        bool stop;
 };
 
 struct log_reader {
-        struct log_reader_cache *cache; /* borrowed, or owned when own_cache */
-        bool own_cache;
         int fd;
-        /* The compressed file when it was read whole (small files), else NULL. */
-        unsigned char *in;
-        size_t in_len;
-        /* The whole decoded log, when libdeflate managed. */
-        char *out;
-        size_t out_len;
-        bool whole;
-
-        /* Streaming. */
-        z_stream zs;
-        bool zs_init;
-        bool in_member; /* inside a member: the file must not end here */
-        bool eof;       /* no more input from the file */
-        bool done;
-        bool any_member;
-        unsigned char *buf; /* STREAM_IN bytes, when reading from fd */
         int error;
+        struct gzblock_reader *seq; /* one member after the other, or */
+        struct parallel *par;       /* members decoded ahead on threads */
 };
 
 const char *log_reader_strerror(int error)
 {
         if (error == -EBADMSG)
-                return "corrupt gzip data";
-        if (error == -EPIPE)
-                return "truncated gzip file";
+                return "corrupt or truncated gzip data";
         return strerror(-error);
 }
 
-int log_reader_cache_new(struct log_reader_cache **ret)
+static void *decode_thread(void *arg)
 {
-        struct log_reader_cache *c = calloc(1, sizeof(*c));
+        struct log_reader *r = arg;
+        struct parallel *p = r->par;
 
-        if (!c)
-                return -ENOMEM;
-        c->d = libdeflate_alloc_decompressor();
-        if (!c->d) {
-                free(c);
-                return -ENOMEM;
-        }
-        *ret = c;
-        return 0;
-}
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                struct slot *s;
+                size_t i;
 
-void log_reader_cache_free(struct log_reader_cache *c)
-{
-        if (!c)
-                return;
-        libdeflate_free_decompressor(c->d);
-        free(c->in);
-        free(c->out);
-        free(c);
-}
-
-static int grow(void *pp, size_t *cap, size_t need)
-{
-        void *p;
-
-        if (*cap >= need)
-                return 0;
-        p = realloc(*(void **) pp, need);
-        if (!p)
-                return -ENOMEM;
-        *(void **) pp = p;
-        *cap = need;
-        return 0;
-}
-
-static int read_whole(int fd, size_t size, struct log_reader_cache *c, size_t *ret_len)
-{
-        size_t len = 0;
-
-        if (grow(&c->in, &c->in_cap, size ? size : 1) < 0)
-                return -ENOMEM;
-        while (len < size) {
-                ssize_t n = read(fd, c->in + len, size - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
+                while (!p->stop && p->claim < p->n &&
+                       p->slots[p->claim % p->n_slots].state != SLOT_FREE)
+                        pthread_cond_wait(&p->cond, &p->lock);
+                if (p->stop || p->claim >= p->n)
                         break;
-                len += (size_t) n;
+                i = p->claim++;
+                s = &p->slots[i % p->n_slots];
+                s->state = SLOT_BUSY;
+                s->index = i;
+                pthread_mutex_unlock(&p->lock);
+
+                s->result = gzblock_decode(s->d, r->fd, &p->members[i], &s->buf);
+
+                pthread_mutex_lock(&p->lock);
+                s->state = SLOT_READY;
+                pthread_cond_broadcast(&p->cond);
         }
-        *ret_len = len;
-        return 0;
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
 }
 
-/* libdeflate over every member of r->in into one buffer; false when it does not fit or fails
- * (the streaming path then decides, and reports errors precisely). */
-static bool try_whole(struct log_reader *r, int64_t size_hint)
+static void parallel_free(struct parallel *p)
 {
-        struct log_reader_cache *c = r->cache;
-        size_t cap, in_off = 0, out_len = 0;
-
-        if (r->in_len < 18)
-                return false;
-        if (size_hint >= 0)
-                cap = (size_t) size_hint;
-        else {
-                /* ISIZE of the last member: exact for one member. */
-                const unsigned char *t = r->in + r->in_len - 4;
-                cap = (size_t) t[0] | (size_t) t[1] << 8 | (size_t) t[2] << 16 |
-                      (size_t) t[3] << 24;
+        if (!p)
+                return;
+        if (p->threads) {
+                pthread_mutex_lock(&p->lock);
+                p->stop = true;
+                pthread_cond_broadcast(&p->cond);
+                pthread_mutex_unlock(&p->lock);
+                for (unsigned t = 0; t < p->n_threads; t++)
+                        pthread_join(p->threads[t], NULL);
         }
-        if (cap > WHOLE_MAX_OUT)
-                return false;
-        if (grow(&c->out, &c->out_cap, cap + 1) < 0)
-                return false;
-        r->out = c->out;
-        while (in_off < r->in_len) {
-                size_t used_in = 0, got = 0;
-                enum libdeflate_result res = libdeflate_gzip_decompress_ex(
-                        c->d, r->in + in_off, r->in_len - in_off, r->out + out_len, cap - out_len,
-                        &used_in, &got);
-                if (res != LIBDEFLATE_SUCCESS) {
-                        r->out = NULL;
-                        return false;
-                }
-                in_off += used_in;
-                out_len += got;
-        }
-        r->out_len = out_len;
-        r->whole = true;
-        return true;
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->lock);
+        for (size_t i = 0; p->slots && i < p->n_slots; i++)
+                gzblock_decoder_free(p->slots[i].d);
+        free(p->slots);
+        free(p->threads);
+        free(p->members);
+        free(p);
 }
 
-int log_reader_open(int dfd, const char *name, int64_t size_hint, struct log_reader_cache *cache,
-                    struct log_reader **ret)
+/*
+ * Lists a blocked file's members and starts the threads that decode them. Returns 1 when
+ * the file is read in parallel, 0 when it is not worth it or not blocked (read it in
+ * order), or -ENOMEM.
+ */
+static int parallel_start(struct log_reader *r, unsigned threads)
 {
-        _cleanup_close_ int fd = -1;
+        struct gzblock_member *members = NULL;
+        struct parallel *p;
+        size_t n = 0;
+
+        if (gzblock_list(r->fd, &members, &n) < 0 || n < PARALLEL_MIN_MEMBERS) {
+                /* Not ours, or damaged: the reader in order finds and names the error. */
+                free(members);
+                return 0;
+        }
+        if (threads > MAX_THREADS)
+                threads = MAX_THREADS;
+        if (threads > n)
+                threads = (unsigned) n;
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+                free(members);
+                return -ENOMEM;
+        }
+        p->members = members;
+        p->n = n;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->cond, NULL);
+        r->par = p;
+        p->n_slots = (size_t) threads * SLOTS_PER_THREAD;
+        p->slots = calloc(p->n_slots, sizeof(*p->slots));
+        p->threads = calloc(threads, sizeof(*p->threads));
+        if (!p->slots || !p->threads)
+                return -ENOMEM;
+        for (size_t i = 0; i < p->n_slots; i++)
+                if (gzblock_decoder_new(&p->slots[i].d) < 0)
+                        return -ENOMEM;
+        for (unsigned t = 0; t < threads; t++) {
+                if (pthread_create(&p->threads[t], NULL, decode_thread, r) != 0)
+                        break;
+                p->n_threads++;
+        }
+        return p->n_threads > 0 ? 1 : -ENOMEM;
+}
+
+static ssize_t parallel_next(struct parallel *p, const void **ret_buf)
+{
+        struct slot *s;
+        ssize_t n;
+
+        pthread_mutex_lock(&p->lock);
+        if (p->held) {
+                p->slots[(p->pos - 1) % p->n_slots].state = SLOT_FREE;
+                p->held = false;
+                pthread_cond_broadcast(&p->cond);
+        }
+        if (p->pos >= p->n) {
+                pthread_mutex_unlock(&p->lock);
+                return 0;
+        }
+        s = &p->slots[p->pos % p->n_slots];
+        while (!(s->state == SLOT_READY && s->index == p->pos))
+                pthread_cond_wait(&p->cond, &p->lock);
+        n = s->result;
+        *ret_buf = s->buf;
+        p->pos++;
+        p->held = true;
+        pthread_mutex_unlock(&p->lock);
+        return n;
+}
+
+int log_reader_open(int dfd, const char *name, unsigned threads, struct log_reader **ret)
+{
         struct log_reader *r;
         struct stat st;
         int k;
 
-        fd = file_open_at(dfd, name, &st);
-        if (fd < 0)
-                return fd;
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        r->fd = -1;
-        if (!cache || cache->in_use) {
-                k = log_reader_cache_new(&cache);
-                if (k < 0) {
-                        free(r);
-                        return k;
-                }
-                r->own_cache = true;
+        r->fd = file_open_at(dfd, name, &st);
+        if (r->fd < 0) {
+                k = r->fd;
+                free(r);
+                return k;
         }
-        r->cache = cache;
-        cache->in_use = true;
-        if (st.st_size <= WHOLE_MAX_IN) {
-                k = read_whole(fd, (size_t) st.st_size, cache, &r->in_len);
-                if (k < 0) {
-                        log_reader_free(r);
-                        return k;
-                }
-                r->in = cache->in;
-                if (try_whole(r, size_hint)) {
-                        *ret = r;
-                        return 0;
-                }
-        } else {
-                posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-                if (grow(&cache->in, &cache->in_cap, STREAM_IN) < 0) {
-                        log_reader_free(r);
-                        return -ENOMEM;
-                }
-                r->buf = cache->in;
-                r->fd = fd;
-                fd = -1;
+        /* Only a file that can hold several members is listed (one pread per member). */
+        k = 0;
+        if (threads > 1 && st.st_size > (off_t) (PARALLEL_MIN_MEMBERS * GZBLOCK_SIZE / 8))
+                k = parallel_start(r, threads);
+        if (k == 0) {
+                parallel_free(r->par);
+                r->par = NULL;
+                k = gzblock_reader_new(r->fd, &r->seq);
         }
-        if (inflateInit2(&r->zs, 16 + MAX_WBITS) != Z_OK) {
+        if (k < 0) {
                 log_reader_free(r);
-                return -ENOMEM;
-        }
-        r->zs_init = true;
-        if (r->in) {
-                r->zs.next_in = r->in;
-                r->zs.avail_in = (uInt) r->in_len;
-                r->eof = true;
+                return k;
         }
         *ret = r;
         return 0;
 }
 
-bool log_reader_whole(struct log_reader *r, const char **ret_data, size_t *ret_len)
+ssize_t log_reader_next(struct log_reader *r, const char **ret_buf)
 {
-        if (!r->whole)
-                return false;
-        *ret_data = r->out;
-        *ret_len = r->out_len;
-        return true;
-}
+        const void *buf = NULL;
+        ssize_t n;
 
-static int fill(struct log_reader *r)
-{
-        for (;;) {
-                ssize_t n = read(r->fd, r->buf, STREAM_IN);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        r->eof = true;
-                r->zs.next_in = r->buf;
-                r->zs.avail_in = (uInt) n;
-                return 0;
-        }
-}
-
-ssize_t log_reader_read(struct log_reader *r, void *buf, size_t size)
-{
-        int k;
-
-        if (r->whole || r->done)
-                return 0;
-        if (r->error)
+        if (r->error < 0)
                 return r->error;
-        r->zs.next_out = buf;
-        r->zs.avail_out = (uInt) (size > UINT32_MAX ? UINT32_MAX : size);
-        while (r->zs.avail_out > 0) {
-                if (r->zs.avail_in == 0 && !r->eof) {
-                        k = fill(r);
-                        if (k < 0)
-                                return r->error = k;
-                }
-                if (r->zs.avail_in == 0 && r->eof) {
-                        /* The end of the file: fine between members, not inside one. */
-                        if (r->in_member || !r->any_member)
-                                r->error = -EPIPE;
-                        else
-                                r->done = true;
-                        break;
-                }
-                if (!r->in_member) {
-                        /* A new member starts here: it must look like gzip. */
-                        if (r->zs.avail_in >= 1 && r->zs.next_in[0] != 0x1f) {
-                                r->error = -EBADMSG;
-                                break;
-                        }
-                        r->in_member = true;
-                        r->any_member = true;
-                }
-                k = inflate(&r->zs, Z_NO_FLUSH);
-                if (k == Z_STREAM_END) {
-                        r->in_member = false;
-                        if (inflateReset(&r->zs) != Z_OK) {
-                                r->error = -EBADMSG;
-                                break;
-                        }
-                        continue;
-                }
-                if (k == Z_BUF_ERROR && r->zs.avail_in == 0)
-                        continue; /* needs input */
-                if (k != Z_OK) {
-                        r->error = k == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
-                        break;
-                }
-        }
-        {
-                size_t got = (size - r->zs.avail_out);
-                if (got > 0)
-                        return (ssize_t) got;
-        }
-        return r->error ? r->error : 0;
+        if (r->par)
+                n = parallel_next(r->par, &buf);
+        else
+                n = gzblock_read(r->seq, &buf);
+        if (n < 0)
+                r->error = (int) n;
+        *ret_buf = buf;
+        return n;
 }
 
 void log_reader_free(struct log_reader *r)
 {
         if (!r)
                 return;
-        if (r->zs_init)
-                (void) inflateEnd(&r->zs);
+        parallel_free(r->par);
+        gzblock_reader_free(r->seq);
         (void) safe_close(r->fd);
-        if (r->own_cache)
-                log_reader_cache_free(r->cache);
-        else if (r->cache)
-                r->cache->in_use = false;
         free(r);
 }

@@ -12,6 +12,9 @@
 #include <cmocka.h>
 #include <zlib.h>
 
+#include <libdeflate.h>
+
+#include "gzblock.h"
 #include "logreader.h"
 
 struct fixture {
@@ -70,44 +73,38 @@ static void put_file(struct fixture *f, const char *name, const void *data, size
         close(fd);
 }
 
-/* Reads name back whole; returns the error (0) and the bytes in *ret. */
-static int read_back(struct fixture *f, const char *name, int64_t hint, char **ret, size_t *ret_len)
+/* Reads name back whole with threads; returns the error (0) and the bytes in *ret. */
+static int read_back(struct fixture *f, const char *name, unsigned threads, char **ret,
+                     size_t *ret_len)
 {
-        struct log_reader_cache *c = NULL;
         struct log_reader *r = NULL;
         size_t cap = 1 << 20, len = 0;
         char *out = malloc(cap);
-        const char *whole;
-        size_t wlen;
         int k;
 
-        assert_int_equal(log_reader_cache_new(&c), 0);
-        k = log_reader_open(f->dfd, name, hint, c, &r);
+        k = log_reader_open(f->dfd, name, threads, &r);
         if (k < 0) {
-                log_reader_cache_free(c);
                 free(out);
+                *ret = NULL;
+                *ret_len = 0;
                 return k;
         }
-        if (log_reader_whole(r, &whole, &wlen)) {
-                out = realloc(out, wlen + 1);
-                memcpy(out, whole, wlen);
-                len = wlen;
-        } else
-                for (;;) {
-                        ssize_t n;
-                        if (cap - len < 65536)
-                                out = realloc(out, cap *= 2);
-                        n = log_reader_read(r, out + len, cap - len);
-                        if (n < 0) {
-                                k = (int) n;
-                                break;
-                        }
-                        if (n == 0)
-                                break;
-                        len += (size_t) n;
+        for (;;) {
+                const char *data;
+                ssize_t n = log_reader_next(r, &data);
+                if (n < 0) {
+                        k = (int) n;
+                        assert_int_equal(log_reader_next(r, &data), n); /* it stays */
+                        break;
                 }
+                if (n == 0)
+                        break;
+                while (cap - len < (size_t) n)
+                        out = realloc(out, cap *= 2);
+                memcpy(out + len, data, (size_t) n);
+                len += (size_t) n;
+        }
         log_reader_free(r);
-        log_reader_cache_free(c);
         *ret = out;
         *ret_len = len;
         return k;
@@ -132,14 +129,14 @@ static void test_one_and_many_members(void **state)
         unsigned char *gz = NULL;
         size_t gzlen = 0, len;
 
-        /* One member, read whole (small) with and without the size hint. */
+        /* One member (an archive from before blocks), with one thread or several. */
         gzip_member(text, 300000, &gz, &gzlen);
         put_file(f, "one.log.gz", gz, gzlen);
-        assert_int_equal(read_back(f, "one.log.gz", 300000, &out, &len), 0);
+        assert_int_equal(read_back(f, "one.log.gz", 1, &out, &len), 0);
         assert_int_equal(len, 300000);
         assert_memory_equal(out, text, len);
         free(out);
-        assert_int_equal(read_back(f, "one.log.gz", -1, &out, &len), 0);
+        assert_int_equal(read_back(f, "one.log.gz", 4, &out, &len), 0);
         assert_int_equal(len, 300000);
         free(out);
         /* Three members, as `cat a.gz b.gz c.gz` or a BGZF-like writer makes. */
@@ -148,7 +145,7 @@ static void test_one_and_many_members(void **state)
         gzip_member(text + 100000, 100000, &gz, &gzlen);
         gzip_member(text + 200000, 100000, &gz, &gzlen);
         put_file(f, "three.log.gz", gz, gzlen);
-        assert_int_equal(read_back(f, "three.log.gz", -1, &out, &len), 0);
+        assert_int_equal(read_back(f, "three.log.gz", 2, &out, &len), 0);
         assert_int_equal(len, 300000);
         assert_memory_equal(out, text, len);
         free(out);
@@ -156,7 +153,7 @@ static void test_one_and_many_members(void **state)
         free(text);
 }
 
-/* Past the whole-buffer limits the file is streamed; several members too. */
+/* Large members of another tool: streamed through zlib, threads or not. */
 static void test_large_streamed(void **state)
 {
         struct fixture *f = *state;
@@ -169,13 +166,13 @@ static void test_large_streamed(void **state)
         gzip_member(text + n / 2, n - n / 2, &gz, &gzlen);
         assert_true(gzlen > 1024 * 1024);
         put_file(f, "big.log.gz", gz, gzlen);
-        assert_int_equal(read_back(f, "big.log.gz", (int64_t) n, &out, &len), 0);
+        assert_int_equal(read_back(f, "big.log.gz", 4, &out, &len), 0);
         assert_int_equal(len, n);
         assert_memory_equal(out, text, n);
         free(out);
         /* Truncated in the second member: what came before is still delivered. */
         put_file(f, "bigcut.log.gz", gz, gzlen - 1000);
-        assert_int_equal(read_back(f, "bigcut.log.gz", (int64_t) n, &out, &len), -EPIPE);
+        assert_int_equal(read_back(f, "bigcut.log.gz", 1, &out, &len), -EBADMSG);
         assert_true(len >= n / 2);
         assert_memory_equal(out, text, n / 2);
         free(out);
@@ -193,28 +190,73 @@ static void test_damaged(void **state)
 
         gzip_member(text, strlen(text), &gz, &gzlen);
         put_file(f, "cut.log.gz", gz, gzlen - 5);
-        assert_int_equal(read_back(f, "cut.log.gz", -1, &out, &len), -EPIPE);
+        assert_int_equal(read_back(f, "cut.log.gz", 1, &out, &len), -EBADMSG);
         free(out);
         put_file(f, "empty.log.gz", "", 0);
-        assert_int_equal(read_back(f, "empty.log.gz", -1, &out, &len), -EPIPE);
+        assert_int_equal(read_back(f, "empty.log.gz", 1, &out, &len), -EBADMSG);
         free(out);
         put_file(f, "plain.log.gz", text, strlen(text));
-        assert_int_equal(read_back(f, "plain.log.gz", -1, &out, &len), -EBADMSG);
+        assert_int_equal(read_back(f, "plain.log.gz", 1, &out, &len), -EBADMSG);
         free(out);
         gz[gzlen - 6] ^= 0x55; /* the CRC */
         put_file(f, "crc.log.gz", gz, gzlen);
-        assert_int_equal(read_back(f, "crc.log.gz", -1, &out, &len), -EBADMSG);
+        assert_int_equal(read_back(f, "crc.log.gz", 1, &out, &len), -EBADMSG);
         free(out);
         gz[gzlen - 6] ^= 0x55;
         gz = realloc(gz, gzlen + 4);
         memcpy(gz + gzlen, "junk", 4);
         put_file(f, "trail.log.gz", gz, gzlen + 4);
-        assert_int_equal(read_back(f, "trail.log.gz", -1, &out, &len), -EBADMSG);
+        assert_int_equal(read_back(f, "trail.log.gz", 1, &out, &len), -EBADMSG);
         free(out);
-        assert_int_equal(read_back(f, "missing.log.gz", -1, &out, &len), -ENOENT);
-        assert_string_equal(log_reader_strerror(-EPIPE), "truncated gzip file");
-        assert_string_equal(log_reader_strerror(-EBADMSG), "corrupt gzip data");
+        assert_int_equal(read_back(f, "missing.log.gz", 1, &out, &len), -ENOENT);
+        assert_string_equal(log_reader_strerror(-EBADMSG), "corrupt or truncated gzip data");
         free(gz);
+}
+
+/* The archiver's blocked file: whole members with libdeflate, in order on 1 thread or 4. */
+static void test_blocked_parallel(void **state)
+{
+        struct fixture *f = *state;
+        size_t n = 12 * 1024 * 1024 + 12345, gzlen = 0, len;
+        char *text = make_text(n), *out;
+        struct libdeflate_compressor *c = libdeflate_alloc_compressor(1);
+        unsigned char *gz = malloc(gzblock_bound(GZBLOCK_SIZE) * (n / GZBLOCK_SIZE + 1));
+        size_t off_middle = 0;
+
+        for (size_t o = 0; o < n; o += GZBLOCK_SIZE) {
+                size_t k = n - o < GZBLOCK_SIZE ? n - o : GZBLOCK_SIZE;
+                ssize_t m = gzblock_compress(c, text + o, k, gz + gzlen, gzblock_bound(k));
+                assert_true(m > 0);
+                if (o == 20 * GZBLOCK_SIZE)
+                        off_middle = gzlen;
+                gzlen += (size_t) m;
+        }
+        put_file(f, "blocked.log.gz", gz, gzlen);
+        for (unsigned t = 1; t <= 16; t *= 4) {
+                assert_int_equal(read_back(f, "blocked.log.gz", t, &out, &len), 0);
+                assert_int_equal(len, n);
+                assert_memory_equal(out, text, n);
+                free(out);
+        }
+        /* A member damaged in the middle: the 20 before it come, then the error, on any
+         * number of threads; the reader stops its threads early when freed. */
+        gz[off_middle + 100] ^= 0xff;
+        put_file(f, "blocked-bad.log.gz", gz, gzlen);
+        for (unsigned t = 1; t <= 16; t *= 4) {
+                assert_int_equal(read_back(f, "blocked-bad.log.gz", t, &out, &len), -EBADMSG);
+                assert_int_equal(len, 20 * GZBLOCK_SIZE);
+                free(out);
+        }
+        {
+                struct log_reader *r = NULL;
+                const char *data;
+                assert_int_equal(log_reader_open(f->dfd, "blocked.log.gz", 4, &r), 0);
+                assert_true(log_reader_next(r, &data) > 0);
+                log_reader_free(r);
+        }
+        libdeflate_free_compressor(c);
+        free(gz);
+        free(text);
 }
 
 static void test_symlink_refused(void **state)
@@ -224,7 +266,7 @@ static void test_symlink_refused(void **state)
         size_t len;
 
         assert_int_equal(symlinkat("/etc/passwd", f->dfd, "link.log.gz"), 0);
-        assert_int_equal(read_back(f, "link.log.gz", -1, &out, &len), -ELOOP);
+        assert_int_equal(read_back(f, "link.log.gz", 1, &out, &len), -ELOOP);
 }
 
 int main(void)
@@ -233,6 +275,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_one_and_many_members, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_large_streamed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_blocked_parallel, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
