@@ -12,6 +12,7 @@
 #include "macro.h"
 
 #define GZIP_TRAILER_LEN 8
+#define GZIP_FHCRC       0x02
 #define GZIP_FEXTRA      0x04
 #define GZIP_FLG_ALL     0x1f /* FTEXT FHCRC FEXTRA FNAME FCOMMENT; the others are reserved */
 #define OS_UNIX          3
@@ -375,7 +376,9 @@ static int read_foreign_whole(struct gzblock_reader *r, ssize_t *ret_n)
 
         if (avail < 0)
                 return (int) avail;
-        if (!r->eof || avail < 18 || (size_t) avail > FOREIGN_WHOLE_IN)
+        /* FHCRC: libdeflate skips the header's CRC-16 where zlib checks it; zlib decides. */
+        if (!r->eof || avail < 18 || (size_t) avail > FOREIGN_WHOLE_IN ||
+            (r->in[r->in_start + 3] & GZIP_FHCRC))
                 return 0;
         /* ISIZE of the file's last member: exact when the file is one member. */
         cap = get_le32(r->in + r->in_end - 4);
