@@ -14,6 +14,8 @@
  * word boundaries. Matching is byte-wise (no UTF-8 mode): -i and -w know ASCII letters,
  * digits and '_' only. -F takes PATTERN literally (memmem when it can).
  * A newline in PATTERN separates patterns, any of which may match (several -e).
+ * CJA_GREP_NO_JIT=1 in the environment turns the JIT off (for valgrind, which cannot follow
+ * JIT code).
  *
  * Whole decompressed buffers are searched at once; line boundaries are found only around
  * matches, and a match that would span lines is checked again on its first line alone.

@@ -5,7 +5,6 @@ combined, time-zone edges at midnight UTC, every grep option, context at a job's
 end, the same output whatever the parallelism, damaged files, crash temporaries, gzip files
 of other tools, a line longer than any buffer, and the exit statuses."""
 import gzip
-import hashlib
 import json
 import os
 import shutil
