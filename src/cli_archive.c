@@ -287,6 +287,16 @@ int cli_archive_download(struct cli *c, const struct cli_archived *a, const char
         return r;
 }
 
+/* The value of n decimal digits (already checked to be digits; s is not NUL-terminated). */
+static int digits_value(const char *s, size_t n)
+{
+        int v = 0;
+
+        for (size_t k = 0; k < n; k++)
+                v = v * 10 + (s[k] - '0');
+        return v;
+}
+
 /* "YYYY/MM/DD HH:MM:SS[.fraction] [[stdout]|[stderr]] text": Connect's line format. */
 static void parse_line(const char *s, size_t n, struct log_entry *e)
 {
@@ -313,12 +323,12 @@ static void parse_line(const char *s, size_t n, struct log_entry *e)
         if (i >= n || s[i] != ' ')
                 return;
         i++;
-        tm.tm_year = atoi(s) - 1900;
-        tm.tm_mon = atoi(s + 5) - 1;
-        tm.tm_mday = atoi(s + 8);
-        tm.tm_hour = atoi(s + 11);
-        tm.tm_min = atoi(s + 14);
-        tm.tm_sec = atoi(s + 17);
+        tm.tm_year = digits_value(s, 4) - 1900;
+        tm.tm_mon = digits_value(s + 5, 2) - 1;
+        tm.tm_mday = digits_value(s + 8, 2);
+        tm.tm_hour = digits_value(s + 11, 2);
+        tm.tm_min = digits_value(s + 14, 2);
+        tm.tm_sec = digits_value(s + 17, 2);
         e->has_timestamp = true;
         e->ts_sec = (int64_t) timegm(&tm);
         e->ts_nsec = nsec;
