@@ -1,4 +1,5 @@
-# bash completion for connect-jobs(1): commands, options, and content names from the config.
+# bash completion for connect-jobs(1): commands, options, and content names from the config
+# (also for ls/search --content).
 
 _connect_jobs_names()
 {
@@ -14,17 +15,22 @@ _connect_jobs()
         local cur prev words cword
         _init_completion || return
 
-        local commands="list show log tail download error kill"
+        local commands="list show log tail download error kill ls search"
+        local filters="--content --since --until --failed --tag --key"
+        local grepopts="-F -i -w -v -l -c -m -A -B -C -e --color= -j"
         local global="-c --config --server --archive -o --output --utc -v --verbose -h --help -V --version"
         local config=/etc/connect-job-archiver/config.yaml
         local cmd="" i nargs=0
 
         for ((i = 1; i < cword; i++)); do
-                case ${words[i]} in
-                -c | --config) config=${words[i + 1]}; ((i++)) ;;
-                --config=*) config=${words[i]#--config=} ;;
-                --server | --archive | -o | --output | -n | --lines | -O | --output-file) ((i++)) ;;
-                -*) ;;
+                case $cmd:${words[i]} in
+                ls:-c | search:-c) ;; # grep's count after the command name
+                ls:-[mABCej] | search:-[mABCej]) ((i++)) ;;
+                *:--content | *:--since | *:--until | *:--tag | *:--key) ((i++)) ;;
+                *:-c | *:--config) config=${words[i + 1]}; ((i++)) ;;
+                *:--config=*) config=${words[i]#--config=} ;;
+                *:--server | *:--archive | *:-o | *:--output | *:-n | *:--lines | *:-O | *:--output-file) ((i++)) ;;
+                *:-*) ;;
                 *)
                         if [[ -z $cmd ]]; then
                                 cmd=${words[i]}
@@ -34,6 +40,26 @@ _connect_jobs()
                         ;;
                 esac
         done
+
+        if [[ $cmd == ls || $cmd == search ]]; then
+                case $prev in
+                --content)
+                        local IFS=$'\n'
+                        COMPREPLY=($(compgen -W "$(_connect_jobs_names "$config")" -- "$cur"))
+                        return
+                        ;;
+                --since | --until)
+                        COMPREPLY=($(compgen -W "today yesterday -1d -7d -30d -12h -30m" -- "$cur"))
+                        return
+                        ;;
+                -c) [[ $cmd == search ]] && prev="" ;; # grep's count: takes no value
+                --tag | --key | -[mABCej]) return ;;
+                esac
+                if [[ $cur == --color=* ]]; then
+                        COMPREPLY=($(compgen -P --color= -W "auto always never" -- "${cur#--color=}"))
+                        return
+                fi
+        fi
 
         case $prev in
         -c | --config | -O | --output-file)
@@ -63,7 +89,12 @@ _connect_jobs()
         fi
 
         if [[ $cur == -* ]]; then
-                local opts="-o --output --utc -v --verbose -h --help"
+                local opts="-o --output --utc -h --help"
+                case $cmd in
+                ls) opts+=" $filters -r --reverse --archive --config" ;;
+                search) opts+=" $filters $grepopts --archive --config" ;;
+                *) opts+=" -v --verbose" ;;
+                esac
                 case $cmd in
                 log | tail) opts+=" -n --lines" ;;
                 download) opts+=" -O --output-file" ;;
@@ -74,7 +105,7 @@ _connect_jobs()
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return
         fi
-        if ((nargs == 0)); then
+        if ((nargs == 0)) && [[ $cmd != ls && $cmd != search ]]; then
                 local IFS=$'\n'
                 COMPREPLY=($(compgen -W "$(_connect_jobs_names "$config")" -- "$cur"))
         fi

@@ -18,3 +18,10 @@ struct job;
  * Returns 1, 0, or -ENOMEM.
  */
 int archived_job_record(const char *dir, const char *guid, const struct job *job, char **ret_path);
+
+/*
+ * The same by key alone, across every day folder of the item: finds a job filed under a
+ * date other than its start time's (the record's "date_source"). One openat per day folder.
+ * Returns 1 (with *ret_path when not NULL), 0, or -errno.
+ */
+int archived_find_key(const char *dir, const char *guid, const char *key, char **ret_path);

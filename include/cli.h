@@ -80,6 +80,12 @@ int cli_download(struct cli *c, const struct cli_content *ct, const char *key,
 int cli_error(struct cli *c, const struct cli_content *ct, const char *key);
 int cli_kill(struct cli *c, const struct cli_content *ct, const char *key);
 
+/* stdout is done: 0, 141 when its reader went away (| head), or 1 with a message. */
+int cli_finish_stdout(void);
+/* download -O FILE: a temporary beside path (fd, or -errno), then fsync and rename. */
+int cli_file_open_temporary(const char *path, char **ret_tmp);
+int cli_file_commit(int fd, const char *tmp, const char *path);
+
 /* "connect-jobs: " + message + newline, on stderr. */
 void cli_say(const char *fmt, ...) _printf_(1, 2);
 #define cli_say(...) (__extension__ cli_say(__VA_ARGS__)) /* "%m": see log.h */

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* Writes all of buf, retrying short writes and EINTR. Returns 0 or -errno. */
@@ -28,6 +30,15 @@ bool path_component_is_safe(const char *s, size_t len);
 
 /* True for the 36-character UUID text form (8-4-4-4-12 hex digits, either case). */
 bool guid_is_valid(const char *s);
+
+/* Opens folder name under dfd for readdir, without following a symlink. Returns 0 or -errno. */
+int dir_open_at(int dfd, const char *name, DIR **ret);
+
+/*
+ * Opens name under dfd for reading, without following a symlink; anything but a regular file
+ * is -EISDIR. ret_st (may be NULL) gets its fstat. Returns the fd or -errno.
+ */
+int file_open_at(int dfd, const char *name, struct stat *ret_st);
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
 void hex_encode(const unsigned char *in, size_t len, char *out);

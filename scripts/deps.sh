@@ -3,7 +3,8 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev
-      libsystemd-dev zlib1g-dev libdeflate-dev libssl-dev libcmocka-dev python3 curl "$@")
+      libsystemd-dev zlib1g-dev libdeflate-dev libssl-dev libcmocka-dev libpcre2-dev python3
+      curl "$@")
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -37,7 +37,7 @@ cmake --build build-tsan -j"$jobs"
 echo "== ctest (ThreadSanitizer): the archive writer and the daemon end to end"
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 (cd build-tsan && ctest --output-on-failure -j"$jobs" --timeout 600 \
-        -R 'unit.test_(archive|gzpool|gzblock)|integration.test_(once|daemon|faults)')
+        -R 'unit.test_(archive|gzpool|gzblock|logreader)|integration.test_(once|daemon|faults|search)')
 unset TSAN_OPTIONS
 
 # -O3 finds -Wmaybe-uninitialized cases that -O2 does not; -g keeps valgrind's traces useful.
@@ -48,7 +48,8 @@ cmake --build build -j"$jobs"
 echo "== unit tests under valgrind"
 for t in build/tests/test_*; do
         [ -x "$t" ] || continue
-        valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+        # PCRE2's JIT code reads past its subject on purpose (SIMD), which valgrind flags.
+        CJA_GREP_NO_JIT=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
                 --error-exitcode=1 "$t" >/dev/null
 done
 echo "valgrind: clean"

@@ -1259,24 +1259,6 @@ void archive_batch_free(struct archive_batch *b)
         free(b);
 }
 
-/* Opens folder `name` under dfd for readdir, without following a symlink. */
-static int dir_stream_open(int dfd, const char *name, DIR **ret)
-{
-        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        DIR *d;
-
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                (void) safe_close(fd);
-                return r;
-        }
-        *ret = d;
-        return 0;
-}
-
 static int compare_names(const void *x, const void *y)
 {
         return strcmp(*(char *const *) x, *(char *const *) y);
@@ -1291,7 +1273,7 @@ static int list_dirs_sorted(int dfd, bool (*pred)(const char *name), char ***ret
         int r;
 
         /* "." gives a new open file description, so readdir does not move dfd's offset. */
-        r = dir_stream_open(dfd, ".", &d);
+        r = dir_open_at(dfd, ".", &d);
         if (r < 0)
                 return r;
         for (;;) {
@@ -1374,7 +1356,7 @@ static int remove_day_folder(int dfd, const char *name)
         DIR *d = NULL;
         int r;
 
-        r = dir_stream_open(dfd, name, &d);
+        r = dir_open_at(dfd, name, &d);
         if (r < 0)
                 return r;
         for (;;) {

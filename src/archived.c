@@ -1,11 +1,14 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "archive_scan.h"
 #include "archived.h"
 #include "connect.h"
+#include "macro.h"
 #include "util.h"
 
 int archived_job_record(const char *dir, const char *guid, const struct job *job, char **ret_path)
@@ -29,4 +32,26 @@ int archived_job_record(const char *dir, const char *guid, const struct job *job
         else
                 free(path);
         return 1;
+}
+
+int archived_find_key(const char *dir, const char *guid, const char *key, char **ret_path)
+{
+        _cleanup_close_ int rootfd = -1;
+        struct scan_job j;
+        char rel[512];
+        int r;
+
+        if (!dir || !connect_job_key_is_safe(key, strlen(key)))
+                return 0;
+        rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return 0;
+        r = scan_find_job(rootfd, guid, key, NULL, NULL, &j);
+        if (r <= 0)
+                return r;
+        if (ret_path && (!scan_job_path(&j, ".json", rel, sizeof(rel)) ||
+                         asprintf(ret_path, "%s/%s", dir, rel) < 0))
+                r = -ENOMEM;
+        scan_job_done(&j);
+        return r;
 }

@@ -361,7 +361,9 @@ int cli_show(struct cli *c, const struct cli_content *ct, const char *key)
                 if (c->json) {
                         print_body(&reply);
                 } else {
-                        (void) archived_job_record(c->config->archive_dir, ct->guid, &job, &path);
+                        if (archived_job_record(c->config->archive_dir, ct->guid, &job, &path) == 0)
+                                (void) archived_find_key(c->config->archive_dir, ct->guid, key,
+                                                         &path);
                         output_job_detail(stdout, &job, ct->guid, ct->name,
                                           c->config->archive_dir != NULL, path, c->utc,
                                           now_epoch());
@@ -924,4 +926,21 @@ int cli_tail(struct cli *c, const struct cli_content *ct, const char *key, unsig
         tail_pending_clear(&t);
         free(t.pending);
         return r;
+}
+
+/* ---- For the archive's answers (cli_archive.c) ---- */
+
+int cli_finish_stdout(void)
+{
+        return finish_stdout();
+}
+
+int cli_file_open_temporary(const char *path, char **ret_tmp)
+{
+        return open_temporary(path, ret_tmp);
+}
+
+int cli_file_commit(int fd, const char *tmp, const char *path)
+{
+        return commit_temporary(fd, tmp, path);
 }

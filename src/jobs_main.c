@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "archive_cmd.h"
 #include "cli.h"
+#include "cli_archive.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -21,7 +23,8 @@ enum {
         CMD_CONNECT = 1 << 2,       /* asks Connect: needs the server and the key */
         CMD_LINES = 1 << 3,         /* takes -n N */
         CMD_OUTPUT_FILE = 1 << 4,   /* takes -O FILE */
-        CMD_ARCHIVE_FIRST = 1 << 5, /* takes --live; answered from the archive (issue 11) */
+        CMD_ARCHIVE_FIRST = 1 << 5, /* answered from the archive when the job is there; --live */
+        CMD_OWN_ARGS = 1 << 6,      /* parses its own options (search's -c is grep's count) */
 };
 
 /* The parsed command line of one command. */
@@ -29,6 +32,10 @@ struct invocation {
         unsigned lines;
         const char *output_file;
         bool live;
+        struct cli_archived *archived; /* CMD_ARCHIVE_FIRST: the job is in the archive */
+        /* CMD_OWN_ARGS: the command's words, its name first; it reads the settings itself. */
+        int argc;
+        char **argv;
 };
 
 struct command {
@@ -49,13 +56,14 @@ static int run_list(struct cli *c, const struct cli_content *ct, const char *key
 static int run_show(struct cli *c, const struct cli_content *ct, const char *key,
                     const struct invocation *inv)
 {
-        return cli_show(c, ct, key);
+        return inv->archived ? cli_archive_show(c, ct, inv->archived) : cli_show(c, ct, key);
 }
 
 static int run_log(struct cli *c, const struct cli_content *ct, const char *key,
                    const struct invocation *inv)
 {
-        return cli_log(c, ct, key, inv->lines);
+        return inv->archived ? cli_archive_log(c, inv->archived, inv->lines)
+                             : cli_log(c, ct, key, inv->lines);
 }
 
 static int run_tail(struct cli *c, const struct cli_content *ct, const char *key,
@@ -67,13 +75,14 @@ static int run_tail(struct cli *c, const struct cli_content *ct, const char *key
 static int run_download(struct cli *c, const struct cli_content *ct, const char *key,
                         const struct invocation *inv)
 {
-        return cli_download(c, ct, key, inv->output_file);
+        return inv->archived ? cli_archive_download(c, inv->archived, inv->output_file)
+                             : cli_download(c, ct, key, inv->output_file);
 }
 
 static int run_error(struct cli *c, const struct cli_content *ct, const char *key,
                      const struct invocation *inv)
 {
-        return cli_error(c, ct, key);
+        return inv->archived ? cli_archive_error(c, inv->archived) : cli_error(c, ct, key);
 }
 
 static int run_kill(struct cli *c, const struct cli_content *ct, const char *key,
@@ -82,9 +91,21 @@ static int run_kill(struct cli *c, const struct cli_content *ct, const char *key
         return cli_kill(c, ct, key);
 }
 
+static int run_ls(struct cli *c, const struct cli_content *ct, const char *key,
+                  const struct invocation *inv)
+{
+        return archive_cmd_ls(c, inv->argc, inv->argv);
+}
+
+static int run_search(struct cli *c, const struct cli_content *ct, const char *key,
+                      const struct invocation *inv)
+{
+        return archive_cmd_search(c, inv->argc, inv->argv);
+}
+
 #define JOB (CMD_CONTENT | CMD_KEY | CMD_CONNECT)
 
-/* Issue 11 adds "ls" and "search" here (no CMD_CONNECT: the archive alone). */
+/* ls and search read the archive alone: no CMD_CONNECT, no key, no server. */
 static const struct command commands[] = {
         {"list", "CONTENT", "the jobs Connect has for CONTENT, newest first",
          CMD_CONTENT | CMD_CONNECT, run_list},
@@ -97,6 +118,9 @@ static const struct command commands[] = {
          JOB | CMD_OUTPUT_FILE | CMD_ARCHIVE_FIRST, run_download},
         {"error", "CONTENT KEY", "its error record", JOB | CMD_ARCHIVE_FIRST, run_error},
         {"kill", "CONTENT KEY", "register a kill order", JOB, run_kill},
+        {"ls", "[FILTERS] [-r]", "archived jobs, oldest first", CMD_OWN_ARGS, run_ls},
+        {"search", "[FILTERS] PATTERN", "search archived logs (regex; GREP OPTIONS below)",
+         CMD_OWN_ARGS, run_search},
 };
 
 static void help(FILE *f)
@@ -108,7 +132,10 @@ static void help(FILE *f)
                 fprintf(f, "  %-8s %-22s %s\n", commands[i].name, commands[i].synopsis,
                         commands[i].summary);
         fprintf(f,
-                "\nCONTENT is a GUID or a name from the config's content list; KEY is a job key.\n"
+                "\nCONTENT is a GUID or a name from the config's content list; KEY is a job "
+                "key.\n" ARCHIVE_CMD_FILTERS_HELP
+                "GREP OPTIONS: -F -i -w -v -l -c -m N -A N -B N -C N --color=auto|always|never\n"
+                "              -j THREADS (see connect-jobs search --help)\n\n"
                 "  -c, --config PATH     the daemon's config (default " CONFIG_DEFAULT_PATH ");\n"
                 "                        without it and without -c: $CONNECT_SERVER, "
                 "$CONNECT_API_KEY\n"
@@ -118,7 +145,7 @@ static void help(FILE *f)
                 "      --utc             times in UTC instead of the local zone\n"
                 "  -n, --lines N         log, tail: how many lines (default 5000)\n"
                 "  -O, --output-file F   download: write F atomically instead of stdout\n"
-                "      --live            show, log, error, download: ask Connect (the default)\n"
+                "      --live            show, log, error, download: ask Connect, not the archive\n"
                 "  -v, --verbose         debug output (the API key is never shown)\n"
                 "  -V, --version, -h, --help\n\n"
                 "Exit status: 0 success, 1 failure (kill: the job is not active), 2 usage,\n"
@@ -257,6 +284,13 @@ int main(int argc, char *argv[])
                 cli_say("unknown command '%s' (see connect-jobs --help)", argv[first]);
                 return CLI_EXIT_USAGE;
         }
+        if (cmd->flags & CMD_OWN_ARGS) {
+                inv.argc = argc - first;
+                inv.argv = argv + first;
+                r = cmd->run(&c, NULL, NULL, &inv);
+                cli_done(&c);
+                return r;
+        }
         r = parse_options(argc - first, argv + first, cmd, &c, &inv);
         if (r != 1)
                 return r;
@@ -287,10 +321,13 @@ int main(int argc, char *argv[])
         r = cli_load_settings(&c);
         if (r == 0 && (cmd->flags & CMD_CONTENT))
                 r = cli_resolve_content(&c, args[0], &ct);
-        if (r == 0 && (cmd->flags & CMD_CONNECT))
+        if (r == 0 && (cmd->flags & CMD_ARCHIVE_FIRST) && !inv.live)
+                r = cli_archive_find(&c, &ct, key, &inv.archived);
+        if (r == 0 && (cmd->flags & CMD_CONNECT) && !inv.archived)
                 r = cli_connect(&c);
         if (r == 0)
                 r = cmd->run(&c, &ct, key, &inv);
+        cli_archived_free(inv.archived);
         cli_done(&c);
         http_global_cleanup();
         return r;

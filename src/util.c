@@ -1,9 +1,11 @@
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "macro.h"
 #include "util.h"
 
 int write_all(int fd, const void *buf, size_t len)
@@ -203,4 +205,42 @@ void hex_encode(const unsigned char *in, size_t len, char *out)
                 out[2 * i + 1] = hex[in[i] & 15];
         }
         out[2 * len] = '\0';
+}
+
+int dir_open_at(int dfd, const char *name, DIR **ret)
+{
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d;
+
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                (void) safe_close(fd);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
+int file_open_at(int dfd, const char *name, struct stat *ret_st)
+{
+        struct stat st;
+        int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+                (void) safe_close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                (void) safe_close(fd);
+                return -EISDIR;
+        }
+        if (ret_st)
+                *ret_st = st;
+        return fd;
 }

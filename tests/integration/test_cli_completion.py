@@ -39,7 +39,8 @@ class CompletionTest(unittest.TestCase):
                            content=[(new_guid(), "sales-dashboard"), new_guid(),
                                     {"guid": new_guid(), "name": "etl nightly"}])
         self.assertEqual(self.complete("connect-jobs", ""),
-                         ["list", "show", "log", "tail", "download", "error", "kill"])
+                         ["list", "show", "log", "tail", "download", "error", "kill", "ls",
+                          "search"])
         self.assertEqual(self.complete("connect-jobs", "t"), ["tail"])
         self.assertEqual(self.complete("connect-jobs", "-c", cfg, "tail", ""),
                          ["sales-dashboard", "etl nightly"])
@@ -48,6 +49,18 @@ class CompletionTest(unittest.TestCase):
         self.assertIn("-n", self.complete("connect-jobs", "log", "x", "k", "-"))
         self.assertNotIn("-n", self.complete("connect-jobs", "list", "x", "-"))
         self.assertIn("-O", self.complete("connect-jobs", "download", "x", "k", "-"))
+        # ls and search: filters, grep options, names after --content, no names as PATTERN.
+        self.assertEqual(self.complete("connect-jobs", "-c", cfg, "search", "--content", "sa"),
+                         ["sales-dashboard"])
+        self.assertEqual(self.complete("connect-jobs", "-c", cfg, "search", "-c", "--content",
+                                       "et"), ["etl nightly"])
+        self.assertEqual(self.complete("connect-jobs", "-c", cfg, "search", ""), [])
+        self.assertIn("--failed", self.complete("connect-jobs", "ls", "-"))
+        self.assertIn("-C", self.complete("connect-jobs", "search", "-i", "-"))
+        self.assertNotIn("-C", self.complete("connect-jobs", "ls", "-"))
+        self.assertEqual(self.complete("connect-jobs", "search", "--color=a"),
+                         ["--color=auto", "--color=always"])
+        self.assertIn("yesterday", self.complete("connect-jobs", "ls", "--since", ""))
         self.assertNotIn("--live", self.complete("connect-jobs", "kill", "x", "k", "-"))
         self.assertEqual(self.complete("connect-jobs", "list", "-o", ""), ["json", "text"])
         self.assertIn("--server", self.complete("connect-jobs", "--s"))

@@ -1,0 +1,874 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "archive_cmd.h"
+#include "archive_scan.h"
+#include "cli.h"
+#include "config.h"
+#include "grep.h"
+#include "logreader.h"
+#include "log.h"
+#include "macro.h"
+#include "util.h"
+
+#define OUT_LIMIT   (256 * 1024) /* a job's output beyond this is written as soon as it may */
+#define WINDOW_JOBS 4            /* finished-but-unprinted jobs per worker */
+#define MAX_THREADS 256
+
+enum {
+        OPT_CONTENT = 0x100,
+        OPT_SINCE,
+        OPT_UNTIL,
+        OPT_FAILED,
+        OPT_TAG,
+        OPT_KEY,
+        OPT_COLOR,
+        OPT_UTC,
+        OPT_HELP,
+        OPT_ARCHIVE,
+        OPT_CONFIG,
+};
+
+/* The archive and the config's content names, once the settings are read. */
+struct archive_cmd_ctx {
+        const char *archive_dir;              /* the archive root (may be a symlink) */
+        const struct config_content *content; /* for names */
+        size_t n_content;
+        const char *prog; /* for messages */
+};
+
+/* What ls and search share: the filters, the output form, the archive. */
+struct common {
+        struct cli *cli;
+        const struct archive_cmd_ctx *ctx;
+        struct archive_cmd_ctx ctx_store;
+        struct scan_filter f;
+        const char **contents; /* --content as given: resolved once the config is read */
+        size_t n_contents;
+        const char **guids, **tags, **keys;
+        bool json;
+        bool utc;
+        int64_t now;
+};
+
+static void common_init(struct common *c, struct cli *cli)
+{
+        *c = (struct common){.cli = cli,
+                             .ctx = &c->ctx_store,
+                             .ctx_store.prog = "connect-jobs",
+                             .json = cli->json,
+                             .utc = cli->utc,
+                             .now = (int64_t) time(NULL)};
+}
+
+static void common_done(struct common *c)
+{
+        free(c->contents);
+        free(c->guids);
+        free(c->tags);
+        free(c->keys);
+}
+
+static int push(const char ***list, size_t *n, const char *s)
+{
+        const char **p = reallocarray(*list, *n + 1, sizeof(*p));
+
+        if (!p)
+                return -ENOMEM;
+        p[(*n)++] = s;
+        *list = p;
+        return 0;
+}
+
+static const char *config_name(const struct archive_cmd_ctx *ctx, const char *guid)
+{
+        for (size_t i = 0; i < ctx->n_content; i++)
+                if (strcasecmp(ctx->content[i].guid, guid) == 0)
+                        return ctx->content[i].name;
+        return NULL;
+}
+
+/* The name shown for a job: the config's, else the one in its record, else NULL. */
+static const char *job_name(const struct archive_cmd_ctx *ctx, const struct scan_job *j)
+{
+        const char *n = config_name(ctx, j->guid);
+
+        return n ? n : j->record_name;
+}
+
+/*
+ * Handles an option ls and search share. Returns 1 when handled, 0 when opt is not one of
+ * them, or -EINVAL (bad value) / -ENOMEM, message printed.
+ */
+static int common_option(struct common *c, int opt, const char *arg)
+{
+        const char *prog = c->ctx->prog;
+        int64_t t;
+        bool is_day;
+
+        switch (opt) {
+        case OPT_CONTENT:
+                return push(&c->contents, &c->n_contents, arg) < 0 ? -ENOMEM : 1;
+        case OPT_ARCHIVE:
+                c->cli->archive = arg;
+                return 1;
+        case OPT_CONFIG:
+                c->cli->config_path = arg;
+                return 1;
+        case OPT_SINCE:
+        case OPT_UNTIL:
+                if (scan_parse_time(arg, c->now, &t, &is_day) < 0) {
+                        fprintf(stderr,
+                                "%s: --%s: \"%s\" is not YYYY-MM-DD, RFC 3339, today, yesterday "
+                                "or -Nd/-Nh/-Nm\n",
+                                prog, opt == OPT_SINCE ? "since" : "until", arg);
+                        return -EINVAL;
+                }
+                if (opt == OPT_SINCE) {
+                        c->f.has_since = true;
+                        c->f.since = t;
+                } else {
+                        c->f.has_until = true;
+                        c->f.until = is_day ? scan_next_local_midnight(t) : t + 1;
+                }
+                return 1;
+        case OPT_FAILED:
+                c->f.failed = true;
+                return 1;
+        case OPT_TAG:
+                if (push(&c->tags, &c->f.n_tags, arg) < 0)
+                        return -ENOMEM;
+                c->f.tags = c->tags;
+                return 1;
+        case OPT_KEY:
+                if (push(&c->keys, &c->f.n_keys, arg) < 0)
+                        return -ENOMEM;
+                c->f.keys = c->keys;
+                return 1;
+        case OPT_UTC:
+                c->utc = true;
+                return 1;
+        case 'o':
+                if (strcmp(arg, "json") == 0)
+                        c->json = true;
+                else if (strcmp(arg, "text") == 0)
+                        c->json = false;
+                else {
+                        fprintf(stderr, "%s: -o: \"%s\" is not json or text\n", prog, arg);
+                        return -EINVAL;
+                }
+                return 1;
+        }
+        return 0;
+}
+
+#define COMMON_LONG_OPTIONS                                                                        \
+        {"content", required_argument, NULL, OPT_CONTENT},                                         \
+                {"since", required_argument, NULL, OPT_SINCE},                                     \
+                {"until", required_argument, NULL, OPT_UNTIL},                                     \
+                {"failed", no_argument, NULL, OPT_FAILED},                                         \
+                {"tag", required_argument, NULL, OPT_TAG},                                         \
+                {"key", required_argument, NULL, OPT_KEY}, {"utc", no_argument, NULL, OPT_UTC},    \
+                {"output", required_argument, NULL, 'o'},                                          \
+                {"archive", required_argument, NULL, OPT_ARCHIVE},                                 \
+                {"config", required_argument, NULL, OPT_CONFIG},                                   \
+        {                                                                                          \
+                "help", no_argument, NULL, OPT_HELP                                                \
+        }
+
+static void scan_warn_print(void *userdata, const char *path, int error, const char *what)
+{
+        const struct common *c = userdata;
+
+        fprintf(stderr, "%s: %s/%s: %s: %s\n", c->ctx->prog, c->ctx->archive_dir, path, what,
+                error == -EBADMSG ? "not valid JSON" : strerror(-error));
+}
+
+/*
+ * After the options: reads the settings (the config, or the environment) as every
+ * connect-jobs command does, and turns the --content values into GUIDs. Returns 0 or an
+ * exit status (message printed).
+ */
+static int common_settle(struct common *c)
+{
+        const struct config *cfg;
+        int r;
+
+        r = cli_load_settings(c->cli);
+        if (r != 0)
+                return r;
+        cfg = c->cli->config;
+        if (!cfg->archive_dir) {
+                cli_say("no archive folder: give -c CONFIG or --archive DIR");
+                return CLI_EXIT_CONFIG;
+        }
+        c->ctx_store.archive_dir = cfg->archive_dir;
+        c->ctx_store.content = cfg->content;
+        c->ctx_store.n_content = cfg->n_content;
+        for (size_t i = 0; i < c->n_contents; i++) {
+                struct cli_content ct;
+
+                r = cli_resolve_content(c->cli, c->contents[i], &ct);
+                if (r != 0)
+                        return r;
+                c->f.guids = NULL;
+                if (push(&c->guids, &c->f.n_guids, ct.guid) < 0) {
+                        cli_say("out of memory");
+                        return CLI_EXIT_FAILURE;
+                }
+                c->f.guids = c->guids;
+        }
+        return 0;
+}
+
+static int open_root(const struct common *c)
+{
+        int fd = open(c->ctx->archive_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0)
+                cli_say("cannot open the archive %s: %m", c->ctx->archive_dir);
+        return fd;
+}
+
+static void format_time(const struct common *c, int64_t t, char *buf, size_t size)
+{
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        if (c->utc ? !gmtime_r(&tt, &tm) : !localtime_r(&tt, &tm))
+                (void) snprintf(buf, size, "?");
+        else
+                (void) strftime(buf, size, c->utc ? "%Y-%m-%d %H:%M:%SZ" : "%Y-%m-%d %H:%M:%S",
+                                &tm);
+}
+
+/* ---- ls --------------------------------------------------------------------------------- */
+
+static const char *status_word(int status)
+{
+        switch (status) {
+        case 0:
+                return "active";
+        case 1:
+                return "finished";
+        case 2:
+                return "finalized";
+        case 3:
+                return "skipped";
+        default:
+                return "-";
+        }
+}
+
+static void human_size(int64_t n, char *buf, size_t size)
+{
+        static const char units[] = "KMGT";
+
+        if (n < 0)
+                (void) snprintf(buf, size, "-");
+        else if (n < 1024)
+                (void) snprintf(buf, size, "%lld", (long long) n);
+        else {
+                double v = (double) n;
+                int u = -1;
+                while (v >= 1024 && u < 3) {
+                        v /= 1024;
+                        u++;
+                }
+                (void) snprintf(buf, size, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
+        }
+}
+
+/* Text safe for one terminal line: control characters become '?', at most max bytes. */
+static void put_sanitized(FILE *f, const char *s, size_t max)
+{
+        size_t n = 0;
+
+        for (; *s && n < max; s++, n++)
+                fputc((unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s, f);
+        if (*s)
+                fputs("...", f);
+}
+
+static int ls_json(const struct common *c, const struct scan_job *j)
+{
+        struct obuf b = {0};
+        const char *name = job_name(c->ctx, j);
+        char path[512];
+
+        obuf_puts(&b, "{\"content_guid\":");
+        obuf_json_string(&b, j->guid, strlen(j->guid));
+        obuf_puts(&b, ",\"content_name\":");
+        if (name)
+                obuf_json_string(&b, name, strlen(name));
+        else
+                obuf_puts(&b, "null");
+        obuf_puts(&b, ",\"key\":");
+        obuf_json_string(&b, j->key, strlen(j->key));
+        obuf_puts(&b, ",\"start_time\":");
+        if (j->start_text)
+                obuf_json_string(&b, j->start_text, strlen(j->start_text));
+        else
+                obuf_puts(&b, "null");
+        obuf_puts(&b, ",\"tag\":");
+        if (j->tag)
+                obuf_json_string(&b, j->tag, strlen(j->tag));
+        else
+                obuf_puts(&b, "null");
+        if (j->status >= 0)
+                obuf_printf(&b, ",\"status\":%d", j->status);
+        else
+                obuf_puts(&b, ",\"status\":null");
+        if (j->has_exit_code)
+                obuf_printf(&b, ",\"exit_code\":%d", j->exit_code);
+        else
+                obuf_puts(&b, ",\"exit_code\":null");
+        if (j->log_bytes >= 0)
+                obuf_printf(&b, ",\"log_bytes\":%lld", (long long) j->log_bytes);
+        else
+                obuf_puts(&b, ",\"log_bytes\":null");
+        obuf_printf(&b, ",\"has_error\":%s,\"error_summary\":", j->has_error ? "true" : "false");
+        if (j->error_summary)
+                obuf_json_string(&b, j->error_summary, strlen(j->error_summary));
+        else
+                obuf_puts(&b, "null");
+        obuf_puts(&b, ",\"path\":");
+        if (scan_job_path(j, ".json", path, sizeof(path))) {
+                _cleanup_free_ char *full = NULL;
+                if (asprintf(&full, "%s/%s", c->ctx->archive_dir, path) < 0)
+                        b.error = -ENOMEM;
+                else
+                        obuf_json_string(&b, full, strlen(full));
+        }
+        obuf_puts(&b, "}\n");
+        if (!b.error)
+                fwrite(b.data, 1, b.len, stdout);
+        obuf_done(&b);
+        return b.error;
+}
+
+int archive_cmd_ls(struct cli *cli, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                COMMON_LONG_OPTIONS, {"reverse", no_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+        const struct archive_cmd_ctx *ctx;
+        struct common c;
+        _cleanup_close_ int rootfd = -1;
+        struct scan_job *jobs = NULL;
+        size_t n = 0;
+        unsigned warnings = 0;
+        bool reverse = false;
+        int opt, r, status = 0;
+        size_t wname = 7, wkey = 3, wtag = 3;
+
+        common_init(&c, cli);
+        ctx = c.ctx;
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "+ro:", longopts, NULL)) != -1) {
+                if (opt == 'r') {
+                        reverse = true;
+                        continue;
+                }
+                if (opt == OPT_HELP) {
+                        printf("Usage: %s ls [FILTERS] [-r] [-o json] "
+                               "[--utc]\n" ARCHIVE_CMD_FILTERS_HELP,
+                               ctx->prog);
+                        common_done(&c);
+                        return 0;
+                }
+                r = common_option(&c, opt, optarg);
+                if (r <= 0) {
+                        if (r == 0)
+                                fprintf(stderr, "Usage: %s ls [FILTERS] [-r] [-o json]\n",
+                                        ctx->prog);
+                        common_done(&c);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "%s: ls takes no arguments (\"%s\")\n", ctx->prog, argv[optind]);
+                common_done(&c);
+                return 2;
+        }
+        r = common_settle(&c);
+        if (r != 0) {
+                common_done(&c);
+                return r;
+        }
+        rootfd = open_root(&c);
+        if (rootfd < 0) {
+                common_done(&c);
+                return 1;
+        }
+        r = archive_scan(rootfd, &c.f, scan_warn_print, &c, &jobs, &n, &warnings);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
+                common_done(&c);
+                return 1;
+        }
+        if (warnings > 0)
+                status = 1;
+
+        for (size_t i = 0; i < n && !c.json; i++) {
+                const char *name = job_name(ctx, &jobs[i]);
+                size_t l = strlen(name ? name : jobs[i].guid);
+                wname = l > wname ? l : wname;
+                l = strlen(jobs[i].key);
+                wkey = l > wkey ? l : wkey;
+                l = jobs[i].tag ? strlen(jobs[i].tag) : 1;
+                wtag = l > wtag ? l : wtag;
+        }
+        if (!c.json && n > 0)
+                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  %s\n", c.utc ? 20 : 19, "START",
+                       (int) wname, "CONTENT", (int) wkey, "KEY", (int) wtag, "TAG", "STATUS",
+                       "EXIT", "LOG", "ERROR");
+        for (size_t k = 0; k < n; k++) {
+                const struct scan_job *j = &jobs[reverse ? n - 1 - k : k];
+                char when[32], size[16], ec[16];
+                const char *name;
+
+                if (c.json) {
+                        if (ls_json(&c, j) < 0)
+                                status = 1;
+                        continue;
+                }
+                name = job_name(ctx, j);
+                format_time(&c, j->start, when, sizeof(when));
+                human_size(j->log_bytes, size, sizeof(size));
+                if (j->has_exit_code)
+                        (void) snprintf(ec, sizeof(ec), "%d", j->exit_code);
+                else
+                        (void) snprintf(ec, sizeof(ec), "-");
+                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  ", c.utc ? 20 : 19, when,
+                       (int) wname, name ? name : j->guid, (int) wkey, j->key, (int) wtag,
+                       j->tag ? j->tag : "-", status_word(j->status), ec, size);
+                if (j->has_error)
+                        put_sanitized(stdout, j->error_summary ? j->error_summary : "(error)", 120);
+                putchar('\n');
+        }
+        if (fflush(stdout) != 0)
+                status = 1;
+        scan_jobs_free(jobs, n);
+        common_done(&c);
+        return status;
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+struct slot {
+        struct obuf out, err;
+        bool done;
+        bool started; /* some of its output was written already */
+        bool printed; /* the job wrote a line (context separators) */
+};
+
+struct engine {
+        const struct common *c;
+        const struct grep_opts *o;
+        const struct matcher *m;
+        int rootfd;
+        struct scan_job *jobs;
+        size_t n;
+        unsigned decode_threads; /* per job: more than 1 when there are fewer jobs than CPUs */
+
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        size_t next; /* the next job to take */
+        size_t turn; /* the next job to print */
+        size_t window;
+        struct slot *slots;
+        bool any_printed;
+        bool any_selected;
+        bool any_error;
+        int fatal;
+};
+
+struct flush_ctx {
+        struct engine *e;
+        size_t index;
+};
+
+/* Writes what slot i holds; called with the lock held, when i is the turn. */
+static void write_slot(struct engine *e, struct slot *s)
+{
+        if (s->err.len) {
+                fwrite(s->err.data, 1, s->err.len, stderr);
+                s->err.len = 0;
+        }
+        if (s->out.len) {
+                if (!s->started && e->any_printed && (e->o->before || e->o->after) && !e->o->json &&
+                    !e->o->count && !e->o->list)
+                        fputs(e->o->color ? "\033[36m--\033[m\n" : "--\n", stdout);
+                fwrite(s->out.data, 1, s->out.len, stdout);
+                s->out.len = 0;
+                s->started = true;
+                e->any_printed = true;
+        }
+}
+
+/* obuf's flush hook: a job whose output outgrows OUT_LIMIT waits for its turn, then writes. */
+static int flush_when_turn(struct obuf *b, void *userdata)
+{
+        struct flush_ctx *fc = userdata;
+        struct engine *e = fc->e;
+
+        pthread_mutex_lock(&e->lock);
+        while (e->turn != fc->index)
+                pthread_cond_wait(&e->cond, &e->lock);
+        write_slot(e, &e->slots[fc->index % e->window]);
+        pthread_mutex_unlock(&e->lock);
+        (void) b;
+        return 0;
+}
+
+/* Searches job i into its slot. Returns 1 when it selected a line, 0, or -ENOMEM. */
+static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms)
+{
+        const struct scan_job *j = &e->jobs[i];
+        struct slot *s = &e->slots[i % e->window];
+        struct flush_ctx fc = {.e = e, .index = i};
+        struct log_reader *rd = NULL;
+        struct grep_job *g = NULL;
+        char rel[512], when[32], name_buf[300];
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int dfd = -1;
+        struct grep_job_info info;
+        int r, selected = 0;
+
+        s->out.flush = flush_when_turn;
+        s->out.userdata = &fc;
+        s->out.limit = OUT_LIMIT;
+        if (j->log_bytes < 0)
+                return 0; /* archived as its record alone: no log to search */
+        if (!scan_job_path(j, ".log.gz", rel, sizeof(rel)) ||
+            asprintf(&path, "%s/%s", e->c->ctx->archive_dir, rel) < 0)
+                return -ENOMEM;
+        format_time(e->c, j->start, when, sizeof(when));
+        info = (struct grep_job_info){.content_guid = j->guid,
+                                      .content_name = job_name(e->c->ctx, j),
+                                      .key = j->key,
+                                      .start_time = j->start_text,
+                                      .start_display = when,
+                                      .path = path};
+        dfd = scan_job_open_dir(e->rootfd, j);
+        if (dfd < 0) {
+                r = dfd;
+                goto fail;
+        }
+        (void) snprintf(name_buf, sizeof(name_buf), "%s.log.gz", j->key);
+        r = log_reader_open(dfd, name_buf, e->decode_threads, &rd);
+        if (r < 0)
+                goto fail;
+        r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
+        if (r < 0)
+                goto fail;
+        for (;;) {
+                const char *data;
+                ssize_t k = log_reader_next(rd, &data);
+                if (k <= 0) {
+                        r = (int) k;
+                        break;
+                }
+                r = grep_job_feed(g, data, (size_t) k);
+                if (r < 0 || grep_job_satisfied(g))
+                        break;
+        }
+        /* What was found before an error still counts and is printed, as grep does. */
+        {
+                int k = grep_job_finish(g);
+                if (r >= 0)
+                        r = k;
+        }
+        selected = grep_job_count(g) > 0;
+fail:
+        if (r < 0) {
+                const char *why = r == -E2BIG ? "a line is too long, or the pattern too costly"
+                                              : log_reader_strerror(r);
+                obuf_printf(&s->err, "%s: %s: %s\n", e->c->ctx->prog, path ? path : rel, why);
+                s->err.error = 0;
+        }
+        grep_job_free(g);
+        log_reader_free(rd);
+        return r == -ENOMEM ? r : selected;
+}
+
+static void *worker(void *arg)
+{
+        struct engine *e = arg;
+        struct matcher_scratch *ms = NULL;
+
+        if (matcher_scratch_new(e->m, &ms) < 0) {
+                pthread_mutex_lock(&e->lock);
+                e->fatal = -ENOMEM;
+                pthread_mutex_unlock(&e->lock);
+                matcher_scratch_free(ms);
+                return NULL;
+        }
+        for (;;) {
+                size_t i;
+                struct slot *s;
+                int k;
+
+                pthread_mutex_lock(&e->lock);
+                while (e->next < e->n && e->next >= e->turn + e->window)
+                        pthread_cond_wait(&e->cond, &e->lock);
+                if (e->next >= e->n || e->fatal) {
+                        pthread_mutex_unlock(&e->lock);
+                        break;
+                }
+                i = e->next++;
+                pthread_mutex_unlock(&e->lock);
+
+                k = search_one(e, i, ms);
+
+                pthread_mutex_lock(&e->lock);
+                if (k > 0)
+                        e->any_selected = true;
+                else if (k < 0)
+                        e->fatal = k;
+                s = &e->slots[i % e->window];
+                s->done = true;
+                if (s->err.len)
+                        e->any_error = true;
+                while (e->turn < e->n && e->slots[e->turn % e->window].done) {
+                        struct slot *t = &e->slots[e->turn % e->window];
+                        write_slot(e, t);
+                        if (t->out.error || t->err.error)
+                                e->fatal = -ENOMEM;
+                        t->done = t->started = false;
+                        e->turn++;
+                }
+                pthread_cond_broadcast(&e->cond);
+                pthread_mutex_unlock(&e->lock);
+        }
+        matcher_scratch_free(ms);
+        return NULL;
+}
+
+static int parse_count(const char *prog, const char *opt, const char *s, uint64_t max,
+                       uint64_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v > max) {
+                fprintf(stderr, "%s: %s: \"%s\" is not a number (0..%llu)\n", prog, opt, s,
+                        (unsigned long long) max);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
+}
+
+static void search_usage(const char *prog, FILE *f)
+{
+        fprintf(f,
+                "Usage: %s search [FILTERS] [GREP OPTIONS] PATTERN\n" ARCHIVE_CMD_FILTERS_HELP
+                "GREP OPTIONS: -F -i -w -v -l -c -m N -A N -B N -C N -e PATTERN\n"
+                "              --color=auto|always|never -o json --utc -j THREADS\n",
+                prog);
+}
+
+int archive_cmd_search(struct cli *cli, int argc, char **argv)
+{
+        static const struct option longopts[] = {COMMON_LONG_OPTIONS,
+                                                 {"fixed-strings", no_argument, NULL, 'F'},
+                                                 {"ignore-case", no_argument, NULL, 'i'},
+                                                 {"word-regexp", no_argument, NULL, 'w'},
+                                                 {"invert-match", no_argument, NULL, 'v'},
+                                                 {"count", no_argument, NULL, 'c'},
+                                                 {"files-with-matches", no_argument, NULL, 'l'},
+                                                 {"max-count", required_argument, NULL, 'm'},
+                                                 {"after-context", required_argument, NULL, 'A'},
+                                                 {"before-context", required_argument, NULL, 'B'},
+                                                 {"context", required_argument, NULL, 'C'},
+                                                 {"regexp", required_argument, NULL, 'e'},
+                                                 {"color", optional_argument, NULL, OPT_COLOR},
+                                                 {"colour", optional_argument, NULL, OPT_COLOR},
+                                                 {"threads", required_argument, NULL, 'j'},
+                                                 {NULL, 0, NULL, 0}};
+        const struct archive_cmd_ctx *ctx;
+        struct common c;
+        struct grep_opts o = {0};
+        struct engine e = {.c = &c, .o = &o};
+        struct matcher *m = NULL;
+        const char *pattern = NULL, *color = "auto";
+        _cleanup_free_ char *patterns = NULL;
+        _cleanup_close_ int rootfd = -1;
+        unsigned warnings = 0, threads = scan_cpu_count();
+        pthread_t th[MAX_THREADS];
+        unsigned started = 0;
+        char err[300];
+        int opt, r, status = 2;
+        bool max_zero = false;
+        uint64_t v;
+
+        common_init(&c, cli);
+        ctx = c.ctx;
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "FiwvclhHm:A:B:C:e:o:j:", longopts, NULL)) != -1) {
+                switch (opt) {
+                case 'F':
+                        o.fixed = true;
+                        continue;
+                case 'i':
+                        o.ignore_case = true;
+                        continue;
+                case 'w':
+                        o.word = true;
+                        continue;
+                case 'v':
+                        o.invert = true;
+                        continue;
+                case 'c':
+                        o.count = true;
+                        continue;
+                case 'l':
+                        o.list = true;
+                        continue;
+                case 'e':
+                        /* Several -e: any of them (newline-separated, as grep). */
+                        if (patterns) {
+                                char *p = NULL;
+                                if (asprintf(&p, "%s\n%s", patterns, optarg) < 0) {
+                                        fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+                                        goto out;
+                                }
+                                free(patterns);
+                                patterns = p;
+                        } else if (!(patterns = strdup(optarg))) {
+                                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+                                goto out;
+                        }
+                        pattern = patterns;
+                        continue;
+                case OPT_COLOR:
+                        color = optarg ? optarg : "auto";
+                        if (strcmp(color, "auto") && strcmp(color, "always") &&
+                            strcmp(color, "never")) {
+                                fprintf(stderr,
+                                        "%s: --color: \"%s\" is not auto, always or never\n",
+                                        ctx->prog, color);
+                                goto out;
+                        }
+                        continue;
+                case 'm':
+                        if (parse_count(ctx->prog, "-m", optarg, UINT64_MAX / 2, &o.max_count) < 0)
+                                goto out;
+                        max_zero = o.max_count == 0; /* grep -m 0 reads nothing */
+                        continue;
+                case 'A':
+                case 'B':
+                case 'C':
+                        if (parse_count(ctx->prog, (char[]){'-', (char) opt, 0}, optarg, 1000000,
+                                        &v) < 0)
+                                goto out;
+                        if (opt != 'B')
+                                o.after = (unsigned) v;
+                        if (opt != 'A')
+                                o.before = (unsigned) v;
+                        continue;
+                case 'j':
+                        if (parse_count(ctx->prog, "-j", optarg, MAX_THREADS, &v) < 0 || v == 0)
+                                goto out;
+                        threads = (unsigned) v;
+                        continue;
+                case OPT_HELP:
+                        search_usage(ctx->prog, stdout);
+                        status = 0;
+                        goto out;
+                }
+                r = common_option(&c, opt, optarg);
+                if (r == 0) {
+                        search_usage(ctx->prog, stderr);
+                        goto out;
+                }
+                if (r < 0)
+                        goto out;
+        }
+        if (!pattern && optind < argc)
+                pattern = argv[optind++];
+        if (!pattern || optind < argc) {
+                search_usage(ctx->prog, stderr);
+                goto out;
+        }
+        r = common_settle(&c);
+        if (r != 0) {
+                /* grep's convention: any error is 2, whatever its kind. */
+                status = r == CLI_EXIT_CONFIG ? r : 2;
+                goto out;
+        }
+        o.json = c.json;
+        o.color = !o.json && (strcmp(color, "always") == 0 ||
+                              (strcmp(color, "auto") == 0 && isatty(STDOUT_FILENO)));
+        if (max_zero) {
+                status = 1;
+                goto out;
+        }
+        r = matcher_new(pattern, &o, &m, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", ctx->prog, r == -ENOMEM ? strerror(ENOMEM) : err);
+                goto out;
+        }
+        rootfd = open_root(&c);
+        if (rootfd < 0)
+                goto out;
+        r = archive_scan(rootfd, &c.f, scan_warn_print, &c, &e.jobs, &e.n, &warnings);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
+                goto out;
+        }
+
+        e.m = m;
+        e.rootfd = rootfd;
+        /* A job per thread; with fewer jobs than threads, each job's members are decoded on
+         * the threads left over (a blocked log of several members). */
+        e.decode_threads = e.n > 0 && e.n < threads ? threads / (unsigned) e.n : 1;
+        if (threads > e.n)
+                threads = e.n ? (unsigned) e.n : 1;
+        e.window = (size_t) threads * WINDOW_JOBS;
+        e.slots = calloc(e.window, sizeof(*e.slots));
+        if (!e.slots) {
+                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+                goto out;
+        }
+        pthread_mutex_init(&e.lock, NULL);
+        pthread_cond_init(&e.cond, NULL);
+        for (unsigned t = 1; t < threads; t++) {
+                if (pthread_create(&th[started], NULL, worker, &e) != 0)
+                        break;
+                started++;
+        }
+        worker(&e);
+        for (unsigned t = 0; t < started; t++)
+                pthread_join(th[t], NULL);
+        pthread_cond_destroy(&e.cond);
+        pthread_mutex_destroy(&e.lock);
+        for (size_t i = 0; i < e.window; i++) {
+                obuf_done(&e.slots[i].out);
+                obuf_done(&e.slots[i].err);
+        }
+        free(e.slots);
+        if (fflush(stdout) != 0)
+                e.any_error = true;
+        if (e.fatal < 0) {
+                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(-e.fatal));
+                e.any_error = true;
+        }
+        status = e.any_error || warnings > 0 ? 2 : e.any_selected ? 0 : 1;
+out:
+        scan_jobs_free(e.jobs, e.n);
+        matcher_free(m);
+        common_done(&c);
+        return status;
+}

@@ -1,0 +1,737 @@
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "archive_scan.h"
+#include "macro.h"
+#include "util.h"
+
+#define RECORD_MAX (1024 * 1024) /* a record is a few KB; anything larger is not ours */
+
+static bool all_digits(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!isdigit((unsigned char) s[i]))
+                        return false;
+        return s[n] == '\0';
+}
+
+static int parse_uint(const char *s, size_t n, int *ret)
+{
+        int v = 0;
+
+        if (!all_digits(s, n))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                v = v * 10 + (s[i] - '0');
+        *ret = v;
+        return 0;
+}
+
+static int64_t utc_midnight(int y, int m, int d)
+{
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d};
+
+        return (int64_t) timegm(&tm);
+}
+
+static int64_t local_midnight(int y, int m, int d)
+{
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_isdst = -1};
+
+        return (int64_t) mktime(&tm);
+}
+
+int64_t scan_next_local_midnight(int64_t t)
+{
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        if (!localtime_r(&tt, &tm))
+                return t + 86400;
+        return local_midnight(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday + 1);
+}
+
+int scan_parse_time(const char *s, int64_t now, int64_t *ret, bool *ret_is_day)
+{
+        size_t n = strlen(s);
+        int y, m, d;
+
+        *ret_is_day = false;
+        if (strcmp(s, "today") == 0 || strcmp(s, "yesterday") == 0) {
+                time_t tt = (time_t) now;
+                struct tm tm;
+
+                if (!localtime_r(&tt, &tm))
+                        return -EINVAL;
+                *ret = local_midnight(tm.tm_year + 1900, tm.tm_mon + 1,
+                                      tm.tm_mday - (s[0] == 'y' ? 1 : 0));
+                *ret_is_day = true;
+                return 0;
+        }
+        if (n >= 3 && s[0] == '-') {
+                static const struct {
+                        char unit;
+                        int64_t seconds;
+                } units[] = {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+                char *end;
+                long long v;
+
+                if (!isdigit((unsigned char) s[1]))
+                        return -EINVAL;
+                errno = 0;
+                v = strtoll(s + 1, &end, 10);
+                if (errno != 0 || v < 0 || v > 100LL * 366 * 86400 || end != s + n - 1)
+                        return -EINVAL;
+                for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                        if (*end == units[i].unit) {
+                                *ret = now - (int64_t) v * units[i].seconds;
+                                return 0;
+                        }
+                return -EINVAL;
+        }
+        if (n == 10 && s[4] == '-' && s[7] == '-') {
+                char buf[11];
+
+                memcpy(buf, s, 11);
+                buf[4] = buf[7] = '\0';
+                if (parse_uint(buf, 4, &y) < 0 || parse_uint(buf + 5, 2, &m) < 0 ||
+                    parse_uint(buf + 8, 2, &d) < 0 || m < 1 || m > 12 || d < 1 || d > 31)
+                        return -EINVAL;
+                *ret = local_midnight(y, m, d);
+                *ret_is_day = true;
+                return 0;
+        }
+        return rfc3339_parse(s, ret);
+}
+
+/* One day folder to read: "<guid>/YYYY/MM/DD" with the names as found on disk. */
+struct day {
+        char *guid;
+        char ynm[3][8];
+        int year, month, day;
+};
+
+/* What one reader thread found. */
+struct found {
+        struct scan_job *jobs;
+        size_t n, cap;
+};
+
+struct scan {
+        const struct scan_filter *f;
+        int rootfd;
+        scan_warn_fn *warn;
+        void *userdata;
+        pthread_mutex_t warn_lock;
+        unsigned warnings;
+
+        struct day *days;
+        size_t n_days, cap_days;
+        atomic_size_t next;
+        atomic_int error; /* first -ENOMEM from a reader thread */
+};
+
+static void scan_warn(struct scan *s, const char *path, int error, const char *what)
+{
+        pthread_mutex_lock(&s->warn_lock);
+        s->warnings++;
+        if (s->warn)
+                s->warn(s->userdata, path, error, what);
+        pthread_mutex_unlock(&s->warn_lock);
+}
+
+static bool day_in_range(const struct scan_filter *f, int y, int m, int d)
+{
+        int64_t start = utc_midnight(y, m, d);
+
+        if (f->has_since && start + 86400 <= f->since)
+                return false;
+        if (f->has_until && start >= f->until)
+                return false;
+        return true;
+}
+
+static bool guid_wanted(const struct scan_filter *f, const char *name)
+{
+        if (!f->guids)
+                return true;
+        for (size_t i = 0; i < f->n_guids; i++)
+                if (strcasecmp(f->guids[i], name) == 0)
+                        return true;
+        return false;
+}
+
+static bool in_list(const char *const *list, size_t n, const char *s)
+{
+        if (!list)
+                return true;
+        if (!s)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(list[i], s) == 0)
+                        return true;
+        return false;
+}
+
+static void closedirp(DIR **d)
+{
+        if (*d)
+                (void) closedir(*d);
+}
+
+/* True when the entry may be a folder (symlinks are not followed, so they are not). */
+static bool maybe_dir(const struct dirent *de)
+{
+        return de->d_type == DT_DIR || de->d_type == DT_UNKNOWN;
+}
+
+static int add_day(struct scan *s, const char *guid, const char *yname, const char *mname,
+                   const char *dname, int y, int m, int d)
+{
+        struct day *day;
+
+        if (s->n_days == s->cap_days) {
+                size_t cap = s->cap_days ? s->cap_days * 2 : 256;
+                struct day *n = reallocarray(s->days, cap, sizeof(*n));
+
+                if (!n)
+                        return -ENOMEM;
+                s->days = n;
+                s->cap_days = cap;
+        }
+        day = &s->days[s->n_days];
+        *day = (struct day){.year = y, .month = m, .day = d};
+        (void) snprintf(day->ynm[0], sizeof(day->ynm[0]), "%.4s", yname);
+        (void) snprintf(day->ynm[1], sizeof(day->ynm[1]), "%.2s", mname);
+        (void) snprintf(day->ynm[2], sizeof(day->ynm[2]), "%.2s", dname);
+        day->guid = strdup(guid);
+        if (!day->guid)
+                return -ENOMEM;
+        s->n_days++;
+        return 0;
+}
+
+/* Lists the sub-folders of dfd/name whose names are n digits, as numbers, unsorted. */
+typedef int walk_fn(struct scan *s, int fd, const char *guid, int y, int m, const char *name,
+                    int value, const char *const *parents);
+
+static int walk_numbered(struct scan *s, int dfd, const char *name, size_t digits, const char *guid,
+                         int y, int m, walk_fn *fn, const char *where, const char *const *parents)
+{
+        _cleanup_(closedirp) DIR *dir = NULL;
+        int r;
+
+        r = dir_open_at(dfd, name, &dir);
+        if (r < 0) {
+                scan_warn(s, where, r, "cannot open folder");
+                return 0;
+        }
+        for (;;) {
+                struct dirent *de;
+                int v;
+
+                errno = 0;
+                de = readdir(dir);
+                if (!de)
+                        break;
+                if (!maybe_dir(de) || parse_uint(de->d_name, digits, &v) < 0)
+                        continue;
+                r = fn(s, dirfd(dir), guid, y, m, de->d_name, v, parents);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int on_day(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
+                  const char *const *parents)
+{
+        if (v < 1 || v > 31 || !day_in_range(s->f, y, m, v))
+                return 0;
+        return add_day(s, guid, parents[0], parents[1], name, y, m, v);
+}
+
+static int on_month(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
+                    const char *const *parents)
+{
+        const char *p[2] = {parents[0], name};
+        char where[128];
+
+        if (v < 1 || v > 12)
+                return 0;
+        /* Whole month out of range: skip without opening it. */
+        if (s->f->has_since && utc_midnight(y, v + 1, 1) <= s->f->since)
+                return 0;
+        if (s->f->has_until && utc_midnight(y, v, 1) >= s->f->until)
+                return 0;
+        (void) snprintf(where, sizeof(where), "%.40s/%04d/%.2s", guid, y, name);
+        return walk_numbered(s, fd, name, 2, guid, y, v, on_day, where, p);
+}
+
+static int on_year(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
+                   const char *const *parents)
+{
+        const char *p[1] = {name};
+        char where[128];
+
+        if (s->f->has_since && utc_midnight(v + 1, 1, 1) <= s->f->since)
+                return 0;
+        if (s->f->has_until && utc_midnight(v, 1, 1) >= s->f->until)
+                return 0;
+        (void) snprintf(where, sizeof(where), "%.40s/%.4s", guid, name);
+        return walk_numbered(s, fd, name, 2, guid, v, 0, on_month, where, p);
+}
+
+static char *dup_string(struct json_object *o, const char *field)
+{
+        struct json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, field, &v) ||
+            !json_object_is_type(v, json_type_string))
+                return NULL;
+        return strdup(json_object_get_string(v));
+}
+
+static bool get_int(struct json_object *o, const char *field, int64_t *ret)
+{
+        struct json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, field, &v) ||
+            !json_object_is_type(v, json_type_int))
+                return false;
+        *ret = json_object_get_int64(v);
+        return true;
+}
+
+int scan_read_small(int dfd, const char *name, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = file_open_at(dfd, name, NULL);
+        char buf[8192], *data = NULL;
+        size_t len = 0, cap = 0;
+
+        if (fd < 0)
+                return fd;
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        free(data);
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                if (len + (size_t) n + 1 > cap) {
+                        size_t ncap = (len + (size_t) n + 1) * 2;
+                        char *p;
+
+                        if (ncap > RECORD_MAX) {
+                                free(data);
+                                return -EFBIG;
+                        }
+                        p = realloc(data, ncap);
+                        if (!p) {
+                                free(data);
+                                return -ENOMEM;
+                        }
+                        data = p;
+                        cap = ncap;
+                }
+                memcpy(data + len, buf, (size_t) n);
+                len += (size_t) n;
+        }
+        if (!data)
+                return -ENODATA;
+        data[len] = '\0';
+        *ret = data;
+        *ret_len = len;
+        return 0;
+}
+
+static int found_push(struct found *fd, struct scan_job **ret)
+{
+        if (fd->n == fd->cap) {
+                size_t cap = fd->cap ? fd->cap * 2 : 64;
+                struct scan_job *n = reallocarray(fd->jobs, cap, sizeof(*n));
+
+                if (!n)
+                        return -ENOMEM;
+                fd->jobs = n;
+                fd->cap = cap;
+        }
+        *ret = &fd->jobs[fd->n];
+        return 0;
+}
+
+/*
+ * Reads and filters the record <key>.json in day folder dayfd; appends it when it passes.
+ * A missing record is silently skipped when missing_ok (a key looked up by name).
+ */
+static int read_record(struct scan *s, const struct day *day, int dayfd, const char *name,
+                       size_t key_len, bool missing_ok, struct json_tokener *tok, struct found *out)
+{
+        const struct scan_filter *f = s->f;
+        _cleanup_free_ char *data = NULL;
+        char path[512];
+        struct json_object *rec, *job = NULL, *err = NULL;
+        struct scan_job *j;
+        int64_t v;
+        size_t len;
+        int r;
+
+        (void) snprintf(path, sizeof(path), "%s/%s/%s/%s/%s", day->guid, day->ynm[0], day->ynm[1],
+                        day->ynm[2], name);
+        r = scan_read_small(dayfd, name, &data, &len);
+        if (r == -ENOMEM)
+                return r;
+        if (r == -ENOENT && missing_ok)
+                return 0;
+        if (r < 0) {
+                scan_warn(s, path, r, "cannot read record");
+                return 0;
+        }
+        json_tokener_reset(tok);
+        rec = json_tokener_parse_ex(tok, data, (int) len);
+        if (!rec || !json_object_is_type(rec, json_type_object)) {
+                json_object_put(rec);
+                scan_warn(s, path, -EBADMSG, "not a JSON object");
+                return 0;
+        }
+        if (found_push(out, &j) < 0) {
+                json_object_put(rec);
+                return -ENOMEM;
+        }
+        (void) json_object_object_get_ex(rec, "job", &job);
+        if (job && !json_object_is_type(job, json_type_object))
+                job = NULL;
+        (void) json_object_object_get_ex(rec, "error", &err);
+        if (err && !json_object_is_type(err, json_type_object))
+                err = NULL;
+
+        *j = (struct scan_job){.year = day->year,
+                               .month = day->month,
+                               .day = day->day,
+                               .status = -1,
+                               .log_bytes = -1,
+                               .has_error = err != NULL};
+        j->guid = strdup(day->guid);
+        j->key = strndup(name, key_len);
+        j->start_text = dup_string(job, "start_time");
+        if (!j->start_text || rfc3339_parse(j->start_text, &j->start) < 0)
+                j->start = utc_midnight(day->year, day->month, day->day);
+        j->tag = dup_string(job, "tag");
+        j->record_name = dup_string(rec, "content_name");
+        j->error_summary = dup_string(err, "summary");
+        if (get_int(job, "status", &v))
+                j->status = (int) v;
+        if (get_int(job, "exit_code", &v)) {
+                j->has_exit_code = true;
+                j->exit_code = (int) v;
+        }
+        if (get_int(rec, "log_bytes", &v) && v >= 0)
+                j->log_bytes = v;
+        json_object_put(rec);
+        if (!j->guid || !j->key) {
+                scan_job_done(j);
+                return -ENOMEM;
+        }
+        if ((!f->has_since || j->start >= f->since) && (!f->has_until || j->start < f->until) &&
+            (!f->failed || j->has_error || (j->has_exit_code && j->exit_code != 0)) &&
+            in_list(f->tags, f->n_tags, j->tag))
+                out->n++;
+        else
+                scan_job_done(j);
+        return 0;
+}
+
+static int open_day(int rootfd, const struct day *day)
+{
+        _cleanup_close_ int g = -1, y = -1, m = -1;
+        int fd;
+
+        g = openat(rootfd, day->guid, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (g < 0)
+                return -errno;
+        y = openat(g, day->ynm[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (y < 0)
+                return -errno;
+        m = openat(y, day->ynm[1], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (m < 0)
+                return -errno;
+        fd = openat(m, day->ynm[2], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+static int read_day(struct scan *s, const struct day *day, struct json_tokener *tok,
+                    struct found *out)
+{
+        _cleanup_(closedirp) DIR *dir = NULL;
+        int fd, r;
+
+        fd = open_day(s->rootfd, day);
+        if (fd >= 0) {
+                dir = fdopendir(fd);
+                if (!dir)
+                        (void) safe_close(fd);
+        }
+        if (!dir) {
+                char path[256];
+                r = fd < 0 ? fd : -errno;
+                (void) snprintf(path, sizeof(path), "%s/%s/%s/%s", day->guid, day->ynm[0],
+                                day->ynm[1], day->ynm[2]);
+                scan_warn(s, path, r, "cannot open folder");
+                return 0;
+        }
+        if (s->f->keys) {
+                /* Named keys: look each up, no listing (finding one job by key is cheap). */
+                for (size_t i = 0; i < s->f->n_keys; i++) {
+                        const char *key = s->f->keys[i];
+                        size_t len = strlen(key);
+                        char name[NAME_MAX + 1];
+
+                        if (!path_component_is_safe(key, len) || key[0] == '.' ||
+                            len + 5 >= sizeof(name))
+                                continue;
+                        (void) snprintf(name, sizeof(name), "%s.json", key);
+                        r = read_record(s, day, dirfd(dir), name, len, true, tok, out);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        for (;;) {
+                struct dirent *de;
+                size_t len;
+
+                errno = 0;
+                de = readdir(dir);
+                if (!de)
+                        break;
+                if (de->d_name[0] == '.')
+                        continue; /* temporaries, the lock file, "." and ".." */
+                if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+                        continue;
+                len = strlen(de->d_name);
+                if (len <= 5 || strcmp(de->d_name + len - 5, ".json") != 0)
+                        continue;
+                if (len > 11 && strcmp(de->d_name + len - 11, ".error.json") == 0)
+                        continue;
+                r = read_record(s, day, dirfd(dir), de->d_name, len - 5, false, tok, out);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+struct reader {
+        struct scan *s;
+        struct found out;
+        pthread_t thread;
+};
+
+static void *reader_thread(void *arg)
+{
+        struct reader *rd = arg;
+        struct scan *s = rd->s;
+        struct json_tokener *tok = json_tokener_new();
+
+        if (!tok) {
+                atomic_store(&s->error, -ENOMEM);
+                return NULL;
+        }
+        for (;;) {
+                size_t i = atomic_fetch_add(&s->next, 1);
+                if (i >= s->n_days || atomic_load(&s->error) < 0)
+                        break;
+                if (read_day(s, &s->days[i], tok, &rd->out) < 0)
+                        atomic_store(&s->error, -ENOMEM);
+        }
+        json_tokener_free(tok);
+        return NULL;
+}
+
+unsigned scan_cpu_count(void)
+{
+        cpu_set_t set;
+        int n;
+
+        if (sched_getaffinity(0, sizeof(set), &set) < 0)
+                return 1;
+        n = CPU_COUNT(&set);
+        return n > 0 ? (unsigned) n : 1;
+}
+
+static int compare_jobs(const void *x, const void *y)
+{
+        const struct scan_job *a = x, *b = y;
+        int r;
+
+        if (a->start != b->start)
+                return a->start < b->start ? -1 : 1;
+        r = strcmp(a->key, b->key);
+        return r ? r : strcmp(a->guid, b->guid);
+}
+
+void scan_job_done(struct scan_job *j)
+{
+        free(j->guid);
+        free(j->record_name);
+        free(j->key);
+        free(j->tag);
+        free(j->start_text);
+        free(j->error_summary);
+}
+
+void scan_jobs_free(struct scan_job *jobs, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                scan_job_done(&jobs[i]);
+        free(jobs);
+}
+
+int scan_job_open_dir(int rootfd, const struct scan_job *j)
+{
+        struct day day = {.guid = j->guid};
+
+        (void) snprintf(day.ynm[0], sizeof(day.ynm[0]), "%04d", j->year);
+        (void) snprintf(day.ynm[1], sizeof(day.ynm[1]), "%02d", j->month);
+        (void) snprintf(day.ynm[2], sizeof(day.ynm[2]), "%02d", j->day);
+        return open_day(rootfd, &day);
+}
+
+char *scan_job_path(const struct scan_job *j, const char *suffix, char *buf, size_t size)
+{
+        int n = snprintf(buf, size, "%s/%04d/%02d/%02d/%s%s", j->guid, j->year, j->month, j->day,
+                         j->key, suffix);
+        return n < 0 || (size_t) n >= size ? NULL : buf;
+}
+
+int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
+                 struct scan_job **ret, size_t *ret_n, unsigned *ret_warnings)
+{
+        struct scan s = {.f = f, .rootfd = rootfd, .warn = warn, .userdata = userdata};
+        _cleanup_(closedirp) DIR *root = NULL;
+        struct reader *readers = NULL;
+        struct scan_job *all = NULL;
+        unsigned n_readers = 0;
+        size_t total = 0;
+        int r = 0;
+
+        pthread_mutex_init(&s.warn_lock, NULL);
+        r = dir_open_at(rootfd, ".", &root);
+        if (r < 0)
+                goto out;
+        for (;;) {
+                struct dirent *de;
+
+                errno = 0;
+                de = readdir(root);
+                if (!de) {
+                        r = -errno;
+                        break;
+                }
+                if (!maybe_dir(de) || !guid_is_valid(de->d_name) || !guid_wanted(f, de->d_name))
+                        continue;
+                r = walk_numbered(&s, dirfd(root), de->d_name, 4, de->d_name, 0, 0, on_year,
+                                  de->d_name, NULL);
+                if (r < 0)
+                        break;
+        }
+        if (r < 0)
+                goto out;
+
+        /* Records are read on every CPU: 8,000 of them are mostly system calls and parsing. */
+        n_readers = scan_cpu_count();
+        if (n_readers > 64)
+                n_readers = 64;
+        if (s.n_days < 16)
+                n_readers = 1;
+        readers = calloc(n_readers, sizeof(*readers));
+        if (!readers) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (unsigned t = 0; t < n_readers; t++)
+                readers[t].s = &s;
+        {
+                unsigned started = 1;
+                for (unsigned t = 1; t < n_readers; t++) {
+                        if (pthread_create(&readers[t].thread, NULL, reader_thread, &readers[t]) !=
+                            0)
+                                break;
+                        started++;
+                }
+                reader_thread(&readers[0]);
+                for (unsigned t = 1; t < started; t++)
+                        pthread_join(readers[t].thread, NULL);
+        }
+        r = atomic_load(&s.error);
+        if (r < 0)
+                goto out;
+        for (unsigned t = 0; t < n_readers; t++)
+                total += readers[t].out.n;
+        all = calloc(total ? total : 1, sizeof(*all));
+        if (!all) {
+                r = -ENOMEM;
+                goto out;
+        }
+        total = 0;
+        for (unsigned t = 0; t < n_readers; t++) {
+                if (readers[t].out.n)
+                        memcpy(all + total, readers[t].out.jobs, readers[t].out.n * sizeof(*all));
+                total += readers[t].out.n;
+                readers[t].out.n = 0;
+        }
+        qsort(all, total, sizeof(*all), compare_jobs);
+        *ret = all;
+        *ret_n = total;
+        if (ret_warnings)
+                *ret_warnings = s.warnings;
+        r = 0;
+out:
+        for (unsigned t = 0; readers && t < n_readers; t++)
+                scan_jobs_free(readers[t].out.jobs, readers[t].out.n);
+        free(readers);
+        for (size_t i = 0; i < s.n_days; i++)
+                free(s.days[i].guid);
+        free(s.days);
+        pthread_mutex_destroy(&s.warn_lock);
+        return r;
+}
+
+int scan_find_job(int rootfd, const char *guid, const char *key, scan_warn_fn *warn, void *userdata,
+                  struct scan_job *ret)
+{
+        const char *guids[1] = {guid}, *keys[1] = {key};
+        struct scan_filter f = {.guids = guids, .n_guids = 1, .keys = keys, .n_keys = 1};
+        struct scan_job *jobs = NULL;
+        size_t n = 0;
+        int r;
+
+        r = archive_scan(rootfd, &f, warn, userdata, &jobs, &n, NULL);
+        if (r < 0)
+                return r;
+        if (n == 0) {
+                free(jobs);
+                return 0;
+        }
+        *ret = jobs[0]; /* the oldest, should a key be there twice */
+        jobs[0] = (struct scan_job){0};
+        scan_jobs_free(jobs, n);
+        return 1;
+}

@@ -1,0 +1,949 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pcre2.h>
+
+#include "grep.h"
+#include "macro.h"
+
+#define WINDOW    (256 * 1024) /* streaming: bytes searched at a time */
+#define LIT_MIN   3            /* a shorter required literal does not pay for a prefilter */
+#define COLOR_MT  "\033[01;31m"
+#define COLOR_FN  "\033[35m"
+#define COLOR_LN  "\033[32m"
+#define COLOR_SE  "\033[36m"
+#define COLOR_END "\033[m"
+
+struct matcher {
+        pcre2_code *code; /* NULL for the memmem path */
+        bool jit;
+        char *literal; /* -F without -i/-w: the whole pattern; else a required literal or NULL */
+        size_t literal_len;
+        bool literal_only; /* the literal is the whole pattern: memmem decides */
+        bool color;
+};
+
+struct matcher_scratch {
+        pcre2_match_data *md;
+        pcre2_match_context *mc;
+        pcre2_jit_stack *stack;
+};
+
+/* ---- the pattern -------------------------------------------------------------------- */
+
+static bool is_meta(char c)
+{
+        return strchr("\\^$.[]|()?*+{}", c) != NULL;
+}
+
+/* Appends s to *p (grown as needed). */
+static int append(char **p, size_t *len, size_t *cap, const char *s, size_t n)
+{
+        if (*len + n + 1 > *cap) {
+                size_t c = (*len + n + 1) * 2;
+                char *q = realloc(*p, c);
+                if (!q)
+                        return -ENOMEM;
+                *p = q;
+                *cap = c;
+        }
+        memcpy(*p + *len, s, n);
+        *len += n;
+        (*p)[*len] = '\0';
+        return 0;
+}
+
+/*
+ * The PCRE2 source for the user's pattern: quoted for -F, \< \> translated, -w wrapped.
+ * Newlines separate patterns (grep's rule; several -e are joined so): any of them matches.
+ */
+static int translate(const char *pat, const struct grep_opts *o, char **ret)
+{
+        char *out = NULL;
+        size_t len = 0, cap = 0;
+        int r = 0;
+
+        if (o->word)
+                r = append(&out, &len, &cap, "(?<![A-Za-z0-9_])(?:", 20);
+        if (r >= 0)
+                r = append(&out, &len, &cap, "(?:", 3);
+        for (const char *p = pat; *p && r >= 0; p++) {
+                if (*p == '\n') {
+                        r = append(&out, &len, &cap, ")|(?:", 5);
+                        continue;
+                }
+                if (o->fixed) {
+                        if (is_meta(*p))
+                                r = append(&out, &len, &cap, "\\", 1);
+                        if (r >= 0)
+                                r = append(&out, &len, &cap, p, 1);
+                        continue;
+                }
+                if (p[0] == '\\' && p[1] == '<') {
+                        r = append(&out, &len, &cap, "\\b(?=\\w)", 8);
+                        p++;
+                } else if (p[0] == '\\' && p[1] == '>') {
+                        r = append(&out, &len, &cap, "\\b(?<=\\w)", 9);
+                        p++;
+                } else if (p[0] == '\\' && p[1]) {
+                        r = append(&out, &len, &cap, p, 2);
+                        p++;
+                } else if (p[0] == '[') {
+                        /* Copy a bracket expression verbatim: ']' first is a member. */
+                        const char *q = p + 1;
+                        if (*q == '^')
+                                q++;
+                        if (*q == ']')
+                                q++;
+                        while (*q && *q != ']') {
+                                if (q[0] == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+                                        const char *e = strstr(q + 2, (char[]){q[1], ']', 0});
+                                        q = e ? e + 2 : q + 1;
+                                } else
+                                        q++;
+                        }
+                        if (*q == ']')
+                                q++;
+                        r = append(&out, &len, &cap, p, (size_t) (q - p));
+                        p = q - 1;
+                } else
+                        r = append(&out, &len, &cap, p, 1);
+        }
+        if (r >= 0)
+                r = append(&out, &len, &cap, ")", 1);
+        if (r >= 0 && o->word)
+                r = append(&out, &len, &cap, ")(?![A-Za-z0-9_])", 17);
+        if (r < 0) {
+                free(out);
+                return r;
+        }
+        *ret = out;
+        return 0;
+}
+
+/*
+ * The longest run of plain characters at the top level of an ERE that every match must
+ * contain, or NULL. Conservative: any top-level '|', "(?" or \Q gives none; a character
+ * under ?, * or {} is not required; groups and classes end a run.
+ */
+static char *required_literal(const char *pat, size_t *ret_len)
+{
+        char best[256], run[256];
+        size_t best_len = 0, run_len = 0;
+        int depth = 0;
+
+        if (strstr(pat, "(?") || strstr(pat, "\\Q"))
+                return NULL;
+        for (const char *p = pat; *p; p++) {
+                char c = *p;
+                bool literal = false;
+
+                if (c == '\\') {
+                        if (!p[1])
+                                return NULL;
+                        if ((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') ||
+                            (p[1] >= '0' && p[1] <= '9') || p[1] == '<' || p[1] == '>') {
+                                p++;
+                                goto end_run;
+                        }
+                        c = *++p;
+                        literal = true;
+                } else if (c == '|') {
+                        if (depth == 0)
+                                return NULL;
+                        goto end_run;
+                } else if (c == '(') {
+                        depth++;
+                        goto end_run;
+                } else if (c == ')') {
+                        if (depth > 0)
+                                depth--;
+                        goto end_run;
+                } else if (c == '[') {
+                        const char *q = p + 1;
+                        if (*q == '^')
+                                q++;
+                        if (*q == ']')
+                                q++;
+                        while (*q && *q != ']')
+                                q++;
+                        if (!*q)
+                                return NULL;
+                        p = q;
+                        goto end_run;
+                } else if (strchr("^$.", c)) {
+                        goto end_run;
+                } else if (strchr("?*{", c)) {
+                        /* The character before is optional: take it back. */
+                        if (run_len > 0)
+                                run_len--;
+                        if (c == '{') {
+                                const char *q = strchr(p, '}');
+                                if (!q)
+                                        return NULL;
+                                p = q;
+                        }
+                        goto end_run;
+                } else if (c == '+') {
+                        goto end_run;
+                } else
+                        literal = true;
+
+                if (literal && depth == 0) {
+                        if (run_len < sizeof(run))
+                                run[run_len++] = c;
+                        continue;
+                }
+        end_run:
+                if (run_len > best_len) {
+                        memcpy(best, run, run_len);
+                        best_len = run_len;
+                }
+                run_len = 0;
+        }
+        if (run_len > best_len) {
+                memcpy(best, run, run_len);
+                best_len = run_len;
+        }
+        if (best_len < LIT_MIN)
+                return NULL;
+        *ret_len = best_len;
+        return strndup(best, best_len);
+}
+
+int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher **ret, char *err,
+                size_t errsz)
+{
+        _cleanup_free_ char *src = NULL;
+        struct matcher *m;
+        int errcode, r;
+        PCRE2_SIZE erroff;
+        bool several = strchr(pattern, '\n') != NULL;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->color = o->color;
+        if (o->fixed && !o->ignore_case && pattern[0] && !several) {
+                m->literal = strdup(pattern);
+                if (!m->literal) {
+                        free(m);
+                        return -ENOMEM;
+                }
+                m->literal_len = strlen(pattern);
+                m->literal_only = !o->word;
+                if (m->literal_only && !o->color) {
+                        *ret = m;
+                        return 0;
+                }
+        }
+        r = translate(pattern, o, &src);
+        if (r < 0) {
+                matcher_free(m);
+                return r;
+        }
+        m->code = pcre2_compile((PCRE2_SPTR) src, PCRE2_ZERO_TERMINATED,
+                                PCRE2_MULTILINE | (o->ignore_case ? PCRE2_CASELESS : 0), &errcode,
+                                &erroff, NULL);
+        if (!m->code) {
+                PCRE2_UCHAR msg[256];
+                (void) pcre2_get_error_message(errcode, msg, sizeof(msg));
+                (void) snprintf(err, errsz, "invalid pattern: %s", (const char *) msg);
+                matcher_free(m);
+                return -EINVAL;
+        }
+        /* valgrind cannot follow JIT code (it reads past the subject with SIMD loads, on
+         * purpose): CJA_GREP_NO_JIT=1 makes the interpreter match instead. */
+        m->jit = !getenv("CJA_GREP_NO_JIT") && pcre2_jit_compile(m->code, PCRE2_JIT_COMPLETE) == 0;
+        if (!m->literal && !o->ignore_case && !o->fixed && !several)
+                m->literal = required_literal(pattern, &m->literal_len);
+        *ret = m;
+        return 0;
+}
+
+void matcher_free(struct matcher *m)
+{
+        if (!m)
+                return;
+        pcre2_code_free(m->code);
+        free(m->literal);
+        free(m);
+}
+
+const char *matcher_required_literal(const struct matcher *m)
+{
+        return m->literal;
+}
+
+int matcher_scratch_new(const struct matcher *m, struct matcher_scratch **ret)
+{
+        struct matcher_scratch *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        if (m->code) {
+                s->md = pcre2_match_data_create_from_pattern(m->code, NULL);
+                s->mc = pcre2_match_context_create(NULL);
+                if (!s->md || !s->mc) {
+                        matcher_scratch_free(s);
+                        return -ENOMEM;
+                }
+                if (m->jit) {
+                        s->stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+                        if (!s->stack) {
+                                matcher_scratch_free(s);
+                                return -ENOMEM;
+                        }
+                        pcre2_jit_stack_assign(s->mc, NULL, s->stack);
+                }
+        }
+        *ret = s;
+        return 0;
+}
+
+void matcher_scratch_free(struct matcher_scratch *s)
+{
+        if (!s)
+                return;
+        pcre2_match_data_free(s->md);
+        pcre2_match_context_free(s->mc);
+        pcre2_jit_stack_free(s->stack);
+        free(s);
+}
+
+/* One PCRE2 match in subject[0, len) from off: 1 with [*ms, *me), 0, or -E2BIG. */
+static int pcre_at(const struct matcher *m, struct matcher_scratch *s, const char *subject,
+                   size_t len, size_t off, size_t *ms, size_t *me)
+{
+        PCRE2_SIZE *ov;
+        int rc;
+
+        if (m->jit)
+                rc = pcre2_jit_match(m->code, (PCRE2_SPTR) subject, len, off, 0, s->md, s->mc);
+        else
+                rc = pcre2_match(m->code, (PCRE2_SPTR) subject, len, off, 0, s->md, s->mc);
+        if (rc == PCRE2_ERROR_NOMATCH)
+                return 0;
+        if (rc < 0)
+                return -E2BIG;
+        ov = pcre2_get_ovector_pointer(s->md);
+        *ms = ov[0];
+        *me = ov[1];
+        return 1;
+}
+
+static size_t line_start(const char *buf, size_t pos)
+{
+        const char *q;
+
+        if (pos == 0)
+                return 0;
+        q = memrchr(buf, '\n', pos);
+        return q ? (size_t) (q - buf) + 1 : 0;
+}
+
+static size_t line_end(const char *buf, size_t pos, size_t end)
+{
+        const char *q = memchr(buf + pos, '\n', end - pos);
+
+        return q ? (size_t) (q - buf) : end;
+}
+
+/* Whether buf[ls, le), one line, holds a match: 1, 0 or -E2BIG. */
+static int line_matches(const struct matcher *m, struct matcher_scratch *s, const char *buf,
+                        size_t ls, size_t le)
+{
+        size_t ms, me;
+
+        return pcre_at(m, s, buf + ls, le - ls, 0, &ms, &me);
+}
+
+int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const char *buf,
+                      size_t from, size_t end, size_t *ret_ls, size_t *ret_le)
+{
+        size_t ms, me, ls = 0, le = 0;
+        int r = 0;
+
+        while (from < end) {
+                if (m->literal) {
+                        const char *p = memmem(buf + from, end - from, m->literal, m->literal_len);
+                        if (!p)
+                                return 0;
+                        ls = line_start(buf, (size_t) (p - buf));
+                        if (ls < from)
+                                ls = from;
+                        le = line_end(buf, (size_t) (p - buf), end);
+                        r = m->literal_only ? 1 : line_matches(m, s, buf, ls, le);
+                        if (r != 0)
+                                goto found;
+                        from = le + 1;
+                        continue;
+                }
+                r = pcre_at(m, s, buf + from, end - from, 0, &ms, &me);
+                if (r <= 0)
+                        return r;
+                ms += from;
+                me += from;
+                ls = line_start(buf, ms);
+                if (ls < from)
+                        ls = from;
+                le = line_end(buf, ms, end);
+                /* A match that ran past the line's end: does the line alone match? */
+                r = me <= le ? 1 : line_matches(m, s, buf, ls, le);
+                if (r != 0)
+                        goto found;
+                from = le + 1;
+        }
+        return 0;
+found:
+        if (r > 0) {
+                *ret_ls = ls;
+                *ret_le = le;
+        }
+        return r;
+}
+
+/* ---- output --------------------------------------------------------------------------- */
+
+static void obuf_reserve(struct obuf *b, size_t n)
+{
+        if (b->error)
+                return;
+        if (b->len + n > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                char *p;
+
+                while (cap < b->len + n)
+                        cap *= 2;
+                p = realloc(b->data, cap);
+                if (!p) {
+                        b->error = -ENOMEM;
+                        return;
+                }
+                b->data = p;
+                b->cap = cap;
+        }
+}
+
+static void obuf_maybe_flush(struct obuf *b)
+{
+        if (b->flush && b->limit && b->len > b->limit && !b->error) {
+                int r = b->flush(b, b->userdata);
+                if (r < 0)
+                        b->error = r;
+        }
+}
+
+void obuf_put(struct obuf *b, const char *s, size_t n)
+{
+        obuf_reserve(b, n);
+        if (b->error)
+                return;
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+}
+
+void obuf_puts(struct obuf *b, const char *s)
+{
+        obuf_put(b, s, strlen(s));
+}
+
+void obuf_printf(struct obuf *b, const char *fmt, ...)
+{
+        va_list ap;
+        char small[256];
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(small, sizeof(small), fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        if ((size_t) n < sizeof(small)) {
+                obuf_put(b, small, (size_t) n);
+                return;
+        }
+        obuf_reserve(b, (size_t) n + 1);
+        if (b->error)
+                return;
+        va_start(ap, fmt);
+        (void) vsnprintf(b->data + b->len, (size_t) n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t) n;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+        unsigned char c = s[0];
+        size_t len;
+        uint32_t cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+                len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+                len = 4, cp = c & 0x07;
+        else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0;
+        return len;
+}
+
+bool obuf_json_string(struct obuf *b, const char *str, size_t n)
+{
+        const unsigned char *s = (const unsigned char *) str;
+        bool valid = true;
+        size_t i = 0, plain = 0;
+
+        obuf_put(b, "\"", 1);
+        while (i < n) {
+                unsigned char c = s[i];
+                size_t l;
+
+                if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+                        i++;
+                        continue;
+                }
+                obuf_put(b, (const char *) s + plain, i - plain);
+                if (c < 0x80) {
+                        switch (c) {
+                        case '"':
+                                obuf_puts(b, "\\\"");
+                                break;
+                        case '\\':
+                                obuf_puts(b, "\\\\");
+                                break;
+                        case '\n':
+                                obuf_puts(b, "\\n");
+                                break;
+                        case '\r':
+                                obuf_puts(b, "\\r");
+                                break;
+                        case '\t':
+                                obuf_puts(b, "\\t");
+                                break;
+                        default:
+                                obuf_printf(b, "\\u%04x", c);
+                        }
+                        i++;
+                } else if ((l = utf8_len(s + i, n - i)) > 0) {
+                        obuf_put(b, (const char *) s + i, l);
+                        i += l;
+                } else {
+                        obuf_puts(b, "\\ufffd");
+                        valid = false;
+                        i++;
+                }
+                plain = i;
+        }
+        obuf_put(b, (const char *) s + plain, i - plain);
+        obuf_put(b, "\"", 1);
+        return valid;
+}
+
+void obuf_base64(struct obuf *b, const unsigned char *s, size_t n)
+{
+        static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+        obuf_put(b, "\"", 1);
+        for (size_t i = 0; i < n; i += 3) {
+                uint32_t v = (uint32_t) s[i] << 16;
+                char q[4];
+
+                if (i + 1 < n)
+                        v |= (uint32_t) s[i + 1] << 8;
+                if (i + 2 < n)
+                        v |= s[i + 2];
+                q[0] = t[v >> 18 & 63];
+                q[1] = t[v >> 12 & 63];
+                q[2] = i + 1 < n ? t[v >> 6 & 63] : '=';
+                q[3] = i + 2 < n ? t[v & 63] : '=';
+                obuf_put(b, q, 4);
+        }
+        obuf_put(b, "\"", 1);
+}
+
+void obuf_done(struct obuf *b)
+{
+        free(b->data);
+        *b = (struct obuf){0};
+}
+
+/* ---- one job ------------------------------------------------------------------------- */
+
+struct grep_job {
+        const struct matcher *m;
+        struct matcher_scratch *s;
+        const struct grep_opts *o;
+        const struct grep_job_info *info;
+        struct obuf *out;
+
+        /* The streaming window: [0, win_len); lines before win_start were searched already. */
+        char *win;
+        size_t win_len, win_cap, win_start;
+        uint64_t win_start_line; /* number of the line at win_start */
+
+        /* Within the buffer being searched. */
+        size_t cnt_pos;
+        uint64_t cnt_line;
+        size_t after_pos;
+        unsigned after_left;
+
+        uint64_t last_printed; /* 0: none yet */
+        uint64_t count;
+        bool stop;
+        bool need_lines;
+        bool context;
+};
+
+int grep_job_new(const struct matcher *m, struct matcher_scratch *s, const struct grep_opts *o,
+                 const struct grep_job_info *info, struct obuf *out, struct grep_job **ret)
+{
+        struct grep_job *g = calloc(1, sizeof(*g));
+
+        if (!g)
+                return -ENOMEM;
+        *g = (struct grep_job){
+                .m = m, .s = s, .o = o, .info = info, .out = out, .win_start_line = 1};
+        g->need_lines = !o->count && !o->list;
+        g->context = g->need_lines && (o->before > 0 || o->after > 0);
+        *ret = g;
+        return 0;
+}
+
+void grep_job_free(struct grep_job *g)
+{
+        if (!g)
+                return;
+        free(g->win);
+        free(g);
+}
+
+bool grep_job_satisfied(const struct grep_job *g)
+{
+        return g->stop && g->after_left == 0;
+}
+
+uint64_t grep_job_count(const struct grep_job *g)
+{
+        return g->count;
+}
+
+bool grep_job_printed(const struct grep_job *g)
+{
+        return g->last_printed > 0;
+}
+
+static uint64_t count_newlines(const char *p, size_t n)
+{
+        uint64_t c = 0;
+        const char *e = p + n;
+
+        while (p < e) {
+                const char *q = memchr(p, '\n', (size_t) (e - p));
+                if (!q)
+                        break;
+                c++;
+                p = q + 1;
+        }
+        return c;
+}
+
+static uint64_t lineno_at(struct grep_job *g, const char *buf, size_t pos)
+{
+        g->cnt_line += count_newlines(buf + g->cnt_pos, pos - g->cnt_pos);
+        g->cnt_pos = pos;
+        return g->cnt_line;
+}
+
+static void json_head(struct grep_job *g, const char *type)
+{
+        struct obuf *b = g->out;
+        const struct grep_job_info *i = g->info;
+
+        obuf_printf(b, "{\"type\":\"%s\",\"content_guid\":", type);
+        obuf_json_string(b, i->content_guid, strlen(i->content_guid));
+        obuf_puts(b, ",\"content_name\":");
+        if (i->content_name)
+                obuf_json_string(b, i->content_name, strlen(i->content_name));
+        else
+                obuf_puts(b, "null");
+        obuf_puts(b, ",\"key\":");
+        obuf_json_string(b, i->key, strlen(i->key));
+        obuf_puts(b, ",\"start_time\":");
+        if (i->start_time)
+                obuf_json_string(b, i->start_time, strlen(i->start_time));
+        else
+                obuf_puts(b, "null");
+}
+
+static void text_head(struct grep_job *g, char sep)
+{
+        struct obuf *b = g->out;
+        const struct grep_job_info *i = g->info;
+        const char *name = i->content_name ? i->content_name : i->content_guid;
+
+        if (g->o->color)
+                obuf_printf(b, "%s " COLOR_FN "%s %s" COLOR_END COLOR_SE "%c" COLOR_END,
+                            i->start_display, name, i->key, sep);
+        else
+                obuf_printf(b, "%s %s %s%c", i->start_display, name, i->key, sep);
+}
+
+/* The line with its matches in color. */
+static void put_colored(struct grep_job *g, const char *line, size_t len)
+{
+        size_t off = 0, ms, me;
+
+        while (off <= len) {
+                int r = pcre_at(g->m, g->s, line, len, off, &ms, &me);
+                if (r <= 0)
+                        break;
+                if (me == ms) {
+                        /* An empty match colors nothing; step over one byte. */
+                        if (ms >= len)
+                                break;
+                        obuf_put(g->out, line + off, ms + 1 - off);
+                        off = ms + 1;
+                        continue;
+                }
+                obuf_put(g->out, line + off, ms - off);
+                obuf_puts(g->out, COLOR_MT);
+                obuf_put(g->out, line + ms, me - ms);
+                obuf_puts(g->out, COLOR_END);
+                off = me;
+        }
+        if (off < len)
+                obuf_put(g->out, line + off, len - off);
+}
+
+static void emit_line(struct grep_job *g, const char *line, size_t len, uint64_t n, bool match)
+{
+        struct obuf *b = g->out;
+
+        /* Groups of context are separated by "--"; JSON readers see the gap in line_number. */
+        if (g->context && !g->o->json && g->last_printed > 0 && n > g->last_printed + 1)
+                obuf_puts(b, g->o->color ? COLOR_SE "--" COLOR_END "\n" : "--\n");
+        if (g->o->json) {
+                json_head(g, match ? "match" : "context");
+                obuf_printf(b, ",\"line_number\":%llu,\"line\":", (unsigned long long) n);
+                if (!obuf_json_string(b, line, len)) {
+                        obuf_puts(b, ",\"line_base64\":");
+                        obuf_base64(b, (const unsigned char *) line, len);
+                }
+                obuf_puts(b, "}\n");
+        } else {
+                char sep = match ? ':' : '-';
+                text_head(g, sep);
+                if (g->o->color)
+                        obuf_printf(b, COLOR_LN "%llu" COLOR_END COLOR_SE "%c" COLOR_END,
+                                    (unsigned long long) n, sep);
+                else
+                        obuf_printf(b, "%llu%c", (unsigned long long) n, sep);
+                if (g->o->color && match && !g->o->invert && g->m->code)
+                        put_colored(g, line, len);
+                else
+                        obuf_put(b, line, len);
+                obuf_put(b, "\n", 1);
+        }
+        g->last_printed = n;
+        obuf_maybe_flush(b);
+}
+
+/* Emits pending after-context lines that start before limit. */
+static void flush_after(struct grep_job *g, const char *buf, size_t limit, size_t end)
+{
+        while (g->after_left > 0 && g->after_pos < limit) {
+                size_t le = line_end(buf, g->after_pos, end);
+                uint64_t n = lineno_at(g, buf, g->after_pos);
+
+                if (n > g->last_printed)
+                        emit_line(g, buf + g->after_pos, le - g->after_pos, n, false);
+                g->after_left--;
+                g->after_pos = le < end ? le + 1 : end;
+        }
+}
+
+/* A selected line [ls, le) of buf (which holds lines from 0). */
+static void select_line(struct grep_job *g, const char *buf, size_t ls, size_t le, size_t end)
+{
+        uint64_t n;
+
+        g->count++;
+        if (g->o->list || (g->o->max_count && g->count >= g->o->max_count))
+                g->stop = true;
+        if (!g->need_lines)
+                return;
+        flush_after(g, buf, ls, end);
+        n = lineno_at(g, buf, ls);
+        if (g->o->before > 0) {
+                size_t p = ls;
+                unsigned k = 0;
+
+                while (k < g->o->before && p > 0 && n - k - 1 > g->last_printed) {
+                        p = line_start(buf, p - 1);
+                        k++;
+                }
+                for (; k > 0; k--) {
+                        size_t e = line_end(buf, p, end);
+                        emit_line(g, buf + p, e - p, n - k, false);
+                        p = e + 1;
+                }
+        }
+        emit_line(g, buf + ls, le - ls, n, true);
+        g->after_left = g->o->after;
+        g->after_pos = le < end ? le + 1 : end;
+}
+
+/*
+ * Searches the complete lines buf[start, end): end is just after a '\n', or the end of the
+ * log (final). Lines in [0, start) were searched before and serve as context only.
+ */
+static int search_lines(struct grep_job *g, const char *buf, size_t start, size_t end)
+{
+        size_t p = start;
+        int r;
+
+        g->cnt_pos = start;
+        g->cnt_line = g->win_start_line;
+        g->after_pos = start;
+        while (p < end && !g->stop) {
+                size_t ls = end, le = end;
+
+                r = matcher_find_line(g->m, g->s, buf, p, end, &ls, &le);
+                if (r < 0)
+                        return r;
+                if (g->o->invert) {
+                        size_t stop_at = r > 0 ? ls : end;
+                        while (p < stop_at && !g->stop) {
+                                size_t e = line_end(buf, p, end);
+                                select_line(g, buf, p, e, end);
+                                p = e + 1;
+                        }
+                        if (r == 0 || g->stop)
+                                break;
+                        p = le + 1;
+                        continue;
+                }
+                if (r == 0)
+                        break;
+                select_line(g, buf, ls, le, end);
+                p = le + 1;
+        }
+        if (g->need_lines) {
+                flush_after(g, buf, end, end);
+                g->win_start_line = lineno_at(g, buf, end);
+        }
+        return g->out->error;
+}
+
+int grep_job_whole(struct grep_job *g, const char *data, size_t len)
+{
+        return search_lines(g, data, 0, len);
+}
+
+int grep_job_feed(struct grep_job *g, const char *data, size_t len)
+{
+        while (len > 0) {
+                size_t take, keep, end;
+                const char *nl;
+                int r;
+
+                if (grep_job_satisfied(g))
+                        return 0;
+                if (g->win_cap - g->win_len < WINDOW / 2 || !g->win) {
+                        size_t cap = g->win_cap ? g->win_cap : WINDOW;
+                        char *w;
+
+                        while (cap - g->win_len < WINDOW / 2)
+                                cap *= 2;
+                        if (cap > GREP_MAX_LINE + WINDOW)
+                                return -E2BIG;
+                        w = realloc(g->win, cap);
+                        if (!w)
+                                return -ENOMEM;
+                        g->win = w;
+                        g->win_cap = cap;
+                }
+                take = g->win_cap - g->win_len;
+                if (take > len)
+                        take = len;
+                memcpy(g->win + g->win_len, data, take);
+                data += take;
+                len -= take;
+                g->win_len += take;
+
+                nl = memrchr(g->win + g->win_start, '\n', g->win_len - g->win_start);
+                if (!nl)
+                        continue; /* a long line: the window grows */
+                end = (size_t) (nl - g->win) + 1;
+                r = search_lines(g, g->win, g->win_start, end);
+                if (r < 0)
+                        return r;
+                /* Keep the partial line, and the lines -B may still want. */
+                keep = end;
+                for (unsigned k = 0; k < g->o->before && keep > 0; k++)
+                        keep = line_start(g->win, keep - 1);
+                memmove(g->win, g->win + keep, g->win_len - keep);
+                g->win_len -= keep;
+                g->win_start = end - keep;
+                if (g->win_cap > WINDOW * 2 && g->win_len < WINDOW / 2) {
+                        char *w = realloc(g->win, WINDOW);
+                        if (w) {
+                                g->win = w;
+                                g->win_cap = WINDOW;
+                        }
+                }
+        }
+        return 0;
+}
+
+int grep_job_finish(struct grep_job *g)
+{
+        int r = 0;
+
+        if (g->win && g->win_len > g->win_start && !grep_job_satisfied(g))
+                r = search_lines(g, g->win, g->win_start, g->win_len);
+        if (r < 0)
+                return r;
+        if (g->o->count && g->count > 0) {
+                if (g->o->json) {
+                        json_head(g, "count");
+                        obuf_printf(g->out, ",\"count\":%llu}\n", (unsigned long long) g->count);
+                } else {
+                        text_head(g, ':');
+                        obuf_printf(g->out, "%llu\n", (unsigned long long) g->count);
+                }
+        } else if (g->o->list && g->count > 0) {
+                if (g->o->json) {
+                        json_head(g, "file");
+                        obuf_puts(g->out, ",\"path\":");
+                        obuf_json_string(g->out, g->info->path, strlen(g->info->path));
+                        obuf_puts(g->out, "}\n");
+                } else {
+                        if (g->o->color)
+                                obuf_printf(g->out, COLOR_FN "%s" COLOR_END "\n", g->info->path);
+                        else
+                                obuf_printf(g->out, "%s\n", g->info->path);
+                }
+        }
+        return g->out->error;
+}
