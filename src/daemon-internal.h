@@ -85,7 +85,7 @@ struct item {
         /* The job list as it arrives (on_list_done says how it works). */
         struct connect_stream *stream;
         unsigned n_due, n_done, n_waiting, n_expired, n_invalid;
-        bool list_error; /* a job could not be located: the list is refused */
+        bool list_error; /* a job could not be located: its undated dates are all kept */
         /* Elements to act on, "[u32 length][bytes]" each, in an unlinked file. */
         int spool_fd;
         char *spool_buf; /* the write buffer while the list arrives */
