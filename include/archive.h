@@ -58,7 +58,8 @@ void archive_free(struct archive *a);
  * symlink; EACCES, EROFS, ...). Readers take no lock. Meaningful on local filesystems only.
  */
 int archive_lock(struct archive *a, pid_t *reterr_pid);
-int archive_root_fd(const struct archive *a);
+/* An unlinked scratch file (O_TMPFILE) in the archive's root: a fd, or -errno. */
+int archive_tmpfile(const struct archive *a);
 /* Bytes free to an unprivileged writer on the archive's filesystem (statvfs f_bavail). */
 int archive_free_space(const struct archive *a, uint64_t *ret_bytes);
 unsigned archive_threads(const struct archive *a);

@@ -429,9 +429,14 @@ size_t archive_pending(const struct archive *a)
         return gzpool_pending(a->gz);
 }
 
-int archive_root_fd(const struct archive *a)
+int archive_tmpfile(const struct archive *a)
 {
-        return a ? a->root_fd : -EBADF;
+        int fd;
+
+        if (!a)
+                return -EBADF;
+        fd = openat(a->root_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        return fd >= 0 ? fd : -errno;
 }
 
 int archive_free_space(const struct archive *a, uint64_t *ret_bytes)

@@ -50,8 +50,7 @@ static int spool_open(struct daemon *d)
                         return fd;
                 }
         }
-        fd = openat(archive_root_fd(d->archive), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        return fd >= 0 ? fd : -errno;
+        return archive_tmpfile(d->archive);
 }
 
 int spool_flush(struct item *it)
