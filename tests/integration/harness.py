@@ -419,14 +419,14 @@ def run_archiver(args, env=None, timeout=60, cwd=None, input=None):
                           errors="replace")
 
 
-def start_archiver(args, env=None, cwd=None, output_dir=None):
-    """Starts CJA_BINARY in the background (daemon mode tests). stdout/stderr go to files
-    (p.stdout_path, p.stderr_path) so a chatty process never blocks on a pipe; read them
-    with p.read_stderr(). Returns the subprocess.Popen."""
+def start_program(binary, args, env=None, cwd=None, output_dir=None):
+    """Starts `binary` in the background. stdout/stderr go to files (p.stdout_path,
+    p.stderr_path) so a chatty process never blocks on a pipe; read them with
+    p.read_stdout() and p.read_stderr(). Returns the subprocess.Popen."""
     out_dir = output_dir or tempfile.mkdtemp(prefix="cja-run-")
     so = open(os.path.join(out_dir, "stdout.txt"), "wb")
     se = open(os.path.join(out_dir, "stderr.txt"), "wb")
-    p = subprocess.Popen([archiver_binary()] + list(args), env=archiver_env(env), cwd=cwd,
+    p = subprocess.Popen([binary] + list(args), env=archiver_env(env), cwd=cwd,
                          stdin=subprocess.DEVNULL, stdout=so, stderr=se)
     so.close()
     se.close()
@@ -439,6 +439,11 @@ def start_archiver(args, env=None, cwd=None, output_dir=None):
     p.read_stdout = lambda: read(p.stdout_path)
     p.read_stderr = lambda: read(p.stderr_path)
     return p
+
+
+def start_archiver(args, env=None, cwd=None, output_dir=None):
+    """Starts CJA_BINARY in the background (daemon mode tests): see start_program."""
+    return start_program(archiver_binary(), args, env, cwd, output_dir)
 
 
 def stop_process(p, sig=signal.SIGTERM, timeout=10.0):
@@ -604,24 +609,8 @@ def run_jobs(args, env=None, timeout=60, cwd=None, input=None, text=True):
 
 
 def start_jobs(args, env=None, cwd=None, output_dir=None):
-    """Starts connect-jobs in the background (tail); like start_archiver: p.read_stdout(),
-    p.read_stderr()."""
-    out_dir = output_dir or tempfile.mkdtemp(prefix="cja-jobs-")
-    so = open(os.path.join(out_dir, "stdout.txt"), "wb")
-    se = open(os.path.join(out_dir, "stderr.txt"), "wb")
-    p = subprocess.Popen([jobs_binary()] + list(args), env=archiver_env(env), cwd=cwd,
-                         stdin=subprocess.DEVNULL, stdout=so, stderr=se)
-    so.close()
-    se.close()
-    p.stdout_path = so.name
-    p.stderr_path = se.name
-
-    def read(path):
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    p.read_stdout = lambda: read(p.stdout_path)
-    p.read_stderr = lambda: read(p.stderr_path)
-    return p
+    """Starts connect-jobs in the background (tail): see start_program."""
+    return start_program(jobs_binary(), args, env, cwd, output_dir)
 
 
 def binary_has_asan(path):
