@@ -679,7 +679,22 @@ static void search_usage(const char *prog, FILE *f)
                 prog);
 }
 
-int archive_cmd_search(struct cli *cli, int argc, char **argv)
+/* What search's command line asked for, beyond the grep options themselves. */
+struct search_args {
+        char *patterns; /* several -e, newline-separated; owned */
+        const char *pattern;
+        const char *color;
+        unsigned threads;
+        bool max_zero; /* -m 0: grep reads nothing and exits 1 */
+};
+
+/*
+ * Parses search's options into c, o and a. Returns true to go on; false to end with the exit
+ * status in *ret_status (0 after --help; 2 after a usage error or a bad value, whose message
+ * is already printed).
+ */
+static bool search_options(struct common *c, struct grep_opts *o, struct search_args *a, int argc,
+                           char **argv, int *ret_status)
 {
         static const struct option longopts[] = {COMMON_LONG_OPTIONS,
                                                  {"fixed-strings", no_argument, NULL, 'F'},
@@ -697,111 +712,156 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                                                  {"colour", optional_argument, NULL, OPT_COLOR},
                                                  {"threads", required_argument, NULL, 'j'},
                                                  {NULL, 0, NULL, 0}};
-        const struct archive_cmd_ctx *ctx;
-        struct common c;
-        struct grep_opts o = {0};
-        struct engine e = {.c = &c, .o = &o};
-        struct matcher *m = NULL;
-        const char *pattern = NULL, *color = "auto";
-        _cleanup_free_ char *patterns = NULL;
-        _cleanup_close_ int rootfd = -1;
-        unsigned warnings = 0, threads = scan_cpu_count();
-        pthread_t th[MAX_THREADS];
-        unsigned started = 0;
-        char err[300];
-        int opt, r, status = 2;
-        bool max_zero = false;
+        const char *prog = c->ctx->prog;
+        int opt, r;
         uint64_t v;
 
-        common_init(&c, cli);
-        ctx = c.ctx;
         optind = 0;
         while ((opt = getopt_long(argc, argv, "FiwvclhHm:A:B:C:e:o:j:", longopts, NULL)) != -1) {
                 switch (opt) {
                 case 'F':
-                        o.fixed = true;
+                        o->fixed = true;
                         continue;
                 case 'i':
-                        o.ignore_case = true;
+                        o->ignore_case = true;
                         continue;
                 case 'w':
-                        o.word = true;
+                        o->word = true;
                         continue;
                 case 'v':
-                        o.invert = true;
+                        o->invert = true;
                         continue;
                 case 'c':
-                        o.count = true;
+                        o->count = true;
                         continue;
                 case 'l':
-                        o.list = true;
+                        o->list = true;
                         continue;
                 case 'e':
                         /* Several -e: any of them (newline-separated, as grep). */
-                        if (patterns) {
+                        if (a->patterns) {
                                 char *p = NULL;
-                                if (asprintf(&p, "%s\n%s", patterns, optarg) < 0) {
-                                        fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
-                                        goto out;
+                                if (asprintf(&p, "%s\n%s", a->patterns, optarg) < 0) {
+                                        fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+                                        goto fail;
                                 }
-                                free(patterns);
-                                patterns = p;
-                        } else if (!(patterns = strdup(optarg))) {
-                                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
-                                goto out;
+                                free(a->patterns);
+                                a->patterns = p;
+                        } else if (!(a->patterns = strdup(optarg))) {
+                                fprintf(stderr, "%s: %s\n", prog, strerror(ENOMEM));
+                                goto fail;
                         }
-                        pattern = patterns;
+                        a->pattern = a->patterns;
                         continue;
                 case OPT_COLOR:
-                        color = optarg ? optarg : "auto";
-                        if (strcmp(color, "auto") && strcmp(color, "always") &&
-                            strcmp(color, "never")) {
+                        a->color = optarg ? optarg : "auto";
+                        if (strcmp(a->color, "auto") && strcmp(a->color, "always") &&
+                            strcmp(a->color, "never")) {
                                 fprintf(stderr,
-                                        "%s: --color: \"%s\" is not auto, always or never\n",
-                                        ctx->prog, color);
-                                goto out;
+                                        "%s: --color: \"%s\" is not auto, always or never\n", prog,
+                                        a->color);
+                                goto fail;
                         }
                         continue;
                 case 'm':
-                        if (parse_count(ctx->prog, "-m", optarg, UINT64_MAX / 2, &o.max_count) < 0)
-                                goto out;
-                        max_zero = o.max_count == 0; /* grep -m 0 reads nothing */
+                        if (parse_count(prog, "-m", optarg, UINT64_MAX / 2, &o->max_count) < 0)
+                                goto fail;
+                        a->max_zero = o->max_count == 0;
                         continue;
                 case 'A':
                 case 'B':
                 case 'C':
-                        if (parse_count(ctx->prog, (char[]){'-', (char) opt, 0}, optarg, 1000000,
-                                        &v) < 0)
-                                goto out;
+                        if (parse_count(prog, (char[]){'-', (char) opt, 0}, optarg, 1000000, &v) <
+                            0)
+                                goto fail;
                         if (opt != 'B')
-                                o.after = (unsigned) v;
+                                o->after = (unsigned) v;
                         if (opt != 'A')
-                                o.before = (unsigned) v;
+                                o->before = (unsigned) v;
                         continue;
                 case 'j':
-                        if (parse_count(ctx->prog, "-j", optarg, MAX_THREADS, &v) < 0 || v == 0)
-                                goto out;
-                        threads = (unsigned) v;
+                        if (parse_count(prog, "-j", optarg, MAX_THREADS, &v) < 0 || v == 0)
+                                goto fail;
+                        a->threads = (unsigned) v;
                         continue;
                 case OPT_HELP:
-                        search_usage(ctx->prog, stdout);
-                        status = 0;
-                        goto out;
+                        search_usage(prog, stdout);
+                        *ret_status = 0;
+                        return false;
                 }
-                r = common_option(&c, opt, optarg);
+                r = common_option(c, opt, optarg);
                 if (r == 0) {
-                        search_usage(ctx->prog, stderr);
-                        goto out;
+                        search_usage(prog, stderr);
+                        goto fail;
                 }
                 if (r < 0)
-                        goto out;
+                        goto fail;
         }
-        if (!pattern && optind < argc)
-                pattern = argv[optind++];
-        if (!pattern || optind < argc) {
-                search_usage(ctx->prog, stderr);
+        if (!a->pattern && optind < argc)
+                a->pattern = argv[optind++];
+        if (!a->pattern || optind < argc) {
+                search_usage(prog, stderr);
+                goto fail;
+        }
+        return true;
+fail:
+        *ret_status = 2;
+        return false;
+}
+
+/* Searches e->jobs on `threads` threads (this one included), printing in job order. */
+static int engine_run(struct engine *e, unsigned threads)
+{
+        pthread_t th[MAX_THREADS];
+        unsigned started = 0;
+
+        /* A job per thread; with fewer jobs than threads, each job's members are decoded on
+         * the threads left over (a blocked log of several members). */
+        e->decode_threads = e->n > 0 && e->n < threads ? threads / (unsigned) e->n : 1;
+        if (threads > e->n)
+                threads = e->n ? (unsigned) e->n : 1;
+        e->window = (size_t) threads * WINDOW_JOBS;
+        e->slots = calloc(e->window, sizeof(*e->slots));
+        if (!e->slots)
+                return -ENOMEM;
+        pthread_mutex_init(&e->lock, NULL);
+        pthread_cond_init(&e->cond, NULL);
+        for (unsigned t = 1; t < threads; t++) {
+                if (pthread_create(&th[started], NULL, worker, e) != 0)
+                        break;
+                started++;
+        }
+        worker(e);
+        for (unsigned t = 0; t < started; t++)
+                pthread_join(th[t], NULL);
+        pthread_cond_destroy(&e->cond);
+        pthread_mutex_destroy(&e->lock);
+        for (size_t i = 0; i < e->window; i++) {
+                obuf_done(&e->slots[i].out);
+                obuf_done(&e->slots[i].err);
+        }
+        free(e->slots);
+        e->slots = NULL;
+        return 0;
+}
+
+int archive_cmd_search(struct cli *cli, int argc, char **argv)
+{
+        const struct archive_cmd_ctx *ctx;
+        struct common c;
+        struct grep_opts o = {0};
+        struct engine e = {.c = &c, .o = &o};
+        struct search_args a = {.color = "auto", .threads = scan_cpu_count()};
+        struct matcher *m = NULL;
+        _cleanup_close_ int rootfd = -1;
+        unsigned warnings = 0;
+        char err[300];
+        int r, status = 2;
+
+        common_init(&c, cli);
+        ctx = c.ctx;
+        if (!search_options(&c, &o, &a, argc, argv, &status))
                 goto out;
-        }
         r = common_settle(&c);
         if (r != 0) {
                 /* grep's convention: any error is 2, whatever its kind. */
@@ -809,13 +869,13 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 goto out;
         }
         o.json = c.json;
-        o.color = !o.json && (strcmp(color, "always") == 0 ||
-                              (strcmp(color, "auto") == 0 && isatty(STDOUT_FILENO)));
-        if (max_zero) {
+        o.color = !o.json && (strcmp(a.color, "always") == 0 ||
+                              (strcmp(a.color, "auto") == 0 && isatty(STDOUT_FILENO)));
+        if (a.max_zero) {
                 status = 1;
                 goto out;
         }
-        r = matcher_new(pattern, &o, &m, err, sizeof(err));
+        r = matcher_new(a.pattern, &o, &m, err, sizeof(err));
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", ctx->prog, r == -ENOMEM ? strerror(ENOMEM) : err);
                 goto out;
@@ -828,37 +888,13 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
                 goto out;
         }
-
         e.m = m;
         e.rootfd = rootfd;
-        /* A job per thread; with fewer jobs than threads, each job's members are decoded on
-         * the threads left over (a blocked log of several members). */
-        e.decode_threads = e.n > 0 && e.n < threads ? threads / (unsigned) e.n : 1;
-        if (threads > e.n)
-                threads = e.n ? (unsigned) e.n : 1;
-        e.window = (size_t) threads * WINDOW_JOBS;
-        e.slots = calloc(e.window, sizeof(*e.slots));
-        if (!e.slots) {
-                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+        r = engine_run(&e, a.threads);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(-r));
                 goto out;
         }
-        pthread_mutex_init(&e.lock, NULL);
-        pthread_cond_init(&e.cond, NULL);
-        for (unsigned t = 1; t < threads; t++) {
-                if (pthread_create(&th[started], NULL, worker, &e) != 0)
-                        break;
-                started++;
-        }
-        worker(&e);
-        for (unsigned t = 0; t < started; t++)
-                pthread_join(th[t], NULL);
-        pthread_cond_destroy(&e.cond);
-        pthread_mutex_destroy(&e.lock);
-        for (size_t i = 0; i < e.window; i++) {
-                obuf_done(&e.slots[i].out);
-                obuf_done(&e.slots[i].err);
-        }
-        free(e.slots);
         if (fflush(stdout) != 0)
                 e.any_error = true;
         if (e.fatal < 0) {
@@ -867,6 +903,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         }
         status = e.any_error || warnings > 0 ? 2 : e.any_selected ? 0 : 1;
 out:
+        free(a.patterns);
         scan_jobs_free(e.jobs, e.n);
         matcher_free(m);
         common_done(&c);
