@@ -38,7 +38,12 @@ struct job {
         int year, month, day; /* 0 for JOB_DATE_FIRST_SEEN until the caller sets them */
         /* NULL when the element is usable; else why it is refused (a static string). */
         const char *invalid;
-        struct json_object *obj; /* the element exactly as served; a reference we own */
+        /*
+         * The element exactly as served: private to connect.c (the record, the detail
+         * accessors and connect_job_done() use it). Program code never touches it; only the
+         * unit tests and the fuzzer read it, to compare with the JSON the server sent.
+         */
+        struct json_object *obj;
 };
 
 struct job_list {
