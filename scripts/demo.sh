@@ -9,7 +9,7 @@ jobs=${2:-12}
 
 scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target connect-job-archiver >/dev/null
+cmake --build build -j"$(nproc)" --target connect-job-archiver connect-jobs >/dev/null
 
 work=$(mktemp -d /tmp/cja-demo.XXXXXX)
 server_pid=""
@@ -56,7 +56,11 @@ find "$work/archive" -type f | sed "s|$work/archive/||" | sort | head -n 20
 echo "... $(find "$work/archive" -name '*.json' ! -name '*.error.json' | wc -l) jobs archived," \
         "$(du -sh "$work/archive" | cut -f1) on disk"
 echo
-echo "== zgrep 'Listening on' over every archived log (first 3 hits)"
+echo "== connect-jobs ls --failed (first 5) and search 'Listening on' (first 3 hits)"
+build/connect-jobs -c "$work/config.yaml" ls --failed | head -n 6 || true
+build/connect-jobs -c "$work/config.yaml" search -m 1 'Listening on' | head -n 3 || true
+echo
+echo "== the same with zgrep, no tools needed (first 3 hits)"
 find "$work/archive" -name '*.log.gz' -print0 | xargs -0 zgrep -H -m 1 'Listening on' 2>/dev/null |
         sed "s|$work/archive/||" | head -n 3 || true
 echo
