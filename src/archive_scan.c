@@ -16,6 +16,7 @@
 
 #include <json-c/json.h>
 
+#include "archive.h"
 #include "archive_scan.h"
 #include "macro.h"
 #include "util.h"
@@ -459,41 +460,23 @@ static int read_record(struct scan *s, const struct day *day, int dayfd, const c
         return 0;
 }
 
-static int open_day(int rootfd, const struct day *day)
-{
-        _cleanup_close_ int g = -1, y = -1, m = -1;
-        int fd;
-
-        g = openat(rootfd, day->guid, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (g < 0)
-                return -errno;
-        y = openat(g, day->ynm[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (y < 0)
-                return -errno;
-        m = openat(y, day->ynm[1], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (m < 0)
-                return -errno;
-        fd = openat(m, day->ynm[2], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        return fd < 0 ? -errno : fd;
-}
-
 static int read_day(struct scan *s, const struct day *day, struct json_tokener *tok,
                     struct found *out)
 {
         _cleanup_(closedirp) DIR *dir = NULL;
+        char path[256];
         int fd, r;
 
-        fd = open_day(s->rootfd, day);
+        (void) snprintf(path, sizeof(path), "%s/%s/%s/%s", day->guid, day->ynm[0], day->ynm[1],
+                        day->ynm[2]);
+        fd = archive_dir_open_beneath(s->rootfd, path, false);
         if (fd >= 0) {
                 dir = fdopendir(fd);
                 if (!dir)
                         (void) safe_close(fd);
         }
         if (!dir) {
-                char path[256];
                 r = fd < 0 ? fd : -errno;
-                (void) snprintf(path, sizeof(path), "%s/%s/%s/%s", day->guid, day->ynm[0],
-                                day->ynm[1], day->ynm[2]);
                 scan_warn(s, path, r, "cannot open folder");
                 return 0;
         }
@@ -606,12 +589,11 @@ void scan_jobs_free(struct scan_job *jobs, size_t n)
 
 int scan_job_open_dir(int rootfd, const struct scan_job *j)
 {
-        struct day day = {.guid = j->guid};
+        char path[256];
 
-        (void) snprintf(day.ynm[0], sizeof(day.ynm[0]), "%04d", j->year);
-        (void) snprintf(day.ynm[1], sizeof(day.ynm[1]), "%02d", j->month);
-        (void) snprintf(day.ynm[2], sizeof(day.ynm[2]), "%02d", j->day);
-        return open_day(rootfd, &day);
+        (void) snprintf(path, sizeof(path), "%s/%04d/%02d/%02d", j->guid, j->year, j->month,
+                        j->day);
+        return archive_dir_open_beneath(rootfd, path, false);
 }
 
 char *scan_job_path(const struct scan_job *j, const char *suffix, char *buf, size_t size)
