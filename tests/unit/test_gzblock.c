@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "gzblock.h"
+#include "testutil.h"
 #include "gzpool.h"
 #include "macro.h"
 #include "util.h"
@@ -122,7 +123,7 @@ static struct gzjob_result write_pool(const char *path, const unsigned char *dat
         return s.res;
 }
 
-static void write_file(const char *path, const void *data, size_t len)
+static void write_bytes(const char *path, const void *data, size_t len)
 {
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
@@ -147,51 +148,12 @@ static unsigned char *read_file(const char *path, size_t *ret_len)
         return d;
 }
 
-/* Reads path with gzblock_reader. Returns 0 and the bytes, or the reader's error. */
-static int read_reader(const char *path, unsigned char **ret, size_t *ret_len)
-{
-        _cleanup_(gzblock_reader_freep) struct gzblock_reader *r = NULL;
-        unsigned char *all = NULL;
-        size_t len = 0;
-        ssize_t n;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-        assert_true(fd >= 0);
-        assert_int_equal(gzblock_reader_new(fd, &r), 0);
-        for (;;) {
-                const void *buf;
-                n = gzblock_read(r, &buf);
-                if (n <= 0)
-                        break;
-                assert_true((size_t) n <= GZBLOCK_USIZE_MAX);
-                all = realloc(all, len + (size_t) n);
-                assert_non_null(all);
-                memcpy(all + len, buf, (size_t) n);
-                len += (size_t) n;
-        }
-        if (n == 0) {
-                const void *buf;
-                assert_int_equal(gzblock_read(r, &buf), 0); /* the end stays the end */
-                struct stat st;
-                assert_int_equal(fstat(fd, &st), 0);
-                assert_int_equal(gzblock_reader_offset(r), st.st_size);
-        }
-        close(fd);
-        if (n < 0) {
-                free(all);
-                return (int) n;
-        }
-        *ret = all;
-        *ret_len = len;
-        return 0;
-}
-
 static void assert_reads_back(const char *path, const unsigned char *data, size_t len)
 {
         unsigned char *back = NULL;
         size_t back_len = 0;
 
-        assert_int_equal(read_reader(path, &back, &back_len), 0);
+        assert_int_equal(testutil_read_gz(path, &back, &back_len), 0);
         assert_int_equal(back_len, len);
         if (len > 0)
                 assert_memory_equal(back, data, len);
@@ -463,8 +425,8 @@ static void test_truncated_is_ebadmsg(void **state)
                 f = read_file(fx->path, &f_len);
                 /* Every byte of the first and last 40, and steps through the middle. */
                 for (size_t cut = 0; cut < f_len; cut += (cut < 40 || cut > f_len - 40) ? 1 : 997) {
-                        write_file(fx->path, f, cut);
-                        assert_int_equal(read_reader(fx->path, &back, &back_len), -EBADMSG);
+                        write_bytes(fx->path, f, cut);
+                        assert_int_equal(testutil_read_gz(fx->path, &back, &back_len), -EBADMSG);
                         cuts++;
                 }
                 free(f);
@@ -486,8 +448,8 @@ static void check_corrupt(struct fixture *fx, bool legacy, size_t at_from_end, s
         f = read_file(fx->path, &f_len);
         size_t pos = at_from_end ? f_len - at_from_end : at;
         f[pos] ^= 0x40;
-        write_file(fx->path, f, f_len);
-        assert_int_equal(read_reader(fx->path, &back, &back_len), -EBADMSG);
+        write_bytes(fx->path, f, f_len);
+        assert_int_equal(testutil_read_gz(fx->path, &back, &back_len), -EBADMSG);
         free(back);
         free(f);
         free(data);
@@ -513,22 +475,22 @@ static void test_garbage_empty_and_trailing_junk_are_ebadmsg(void **state)
         size_t n;
         int fd;
 
-        write_file(fx->path, "", 0);
-        assert_int_equal(read_reader(fx->path, &back, &back_len), -EBADMSG);
+        write_bytes(fx->path, "", 0);
+        assert_int_equal(testutil_read_gz(fx->path, &back, &back_len), -EBADMSG);
         fd = open(fx->path, O_RDONLY | O_CLOEXEC);
         assert_int_equal(gzblock_list(fd, &m, &n), -EBADMSG);
         close(fd);
 
-        write_file(fx->path, "not gzip at all\n", 16);
-        assert_int_equal(read_reader(fx->path, &back, &back_len), -EBADMSG);
+        write_bytes(fx->path, "not gzip at all\n", 16);
+        assert_int_equal(testutil_read_gz(fx->path, &back, &back_len), -EBADMSG);
 
         unsigned char *data = make_log(1000, 1);
         (void) write_pool(fx->path, data, 1000, 6, 0);
         f = read_file(fx->path, &f_len);
         f = realloc(f, f_len + 4);
         memcpy(f + f_len, "\0\0\0\0", 4);
-        write_file(fx->path, f, f_len + 4);
-        assert_int_equal(read_reader(fx->path, &back, &back_len), -EBADMSG);
+        write_bytes(fx->path, f, f_len + 4);
+        assert_int_equal(testutil_read_gz(fx->path, &back, &back_len), -EBADMSG);
         fd = open(fx->path, O_RDONLY | O_CLOEXEC);
         assert_int_equal(gzblock_list(fd, &m, &n), -EBADMSG);
         close(fd);
@@ -554,7 +516,7 @@ static void test_decode_checks_the_member(void **state)
         close(fd);
         assert_int_equal(n, 2);
         f[m[1].offset + 100] ^= 1; /* in the second member's data */
-        write_file(fx->path, f, f_len);
+        write_bytes(fx->path, f, f_len);
         fd = open(fx->path, O_RDONLY | O_CLOEXEC);
         assert_int_equal(gzblock_decoder_new(&d), 0);
         assert_int_equal(gzblock_decode(d, fd, &m[0], &buf), GZBLOCK_SIZE);

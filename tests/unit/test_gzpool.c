@@ -15,6 +15,7 @@
 #include "gzblock.h"
 #include "gzpool.h"
 #include "macro.h"
+#include "testutil.h"
 
 /* What the archive-level tests do not reach: the pool's own edges. */
 
@@ -209,26 +210,13 @@ static void fill_log(unsigned char *d, size_t len, unsigned seed)
 /* path decompresses, with our reader, to exactly data. */
 static void assert_file_is(const char *path, const unsigned char *data, size_t len)
 {
-        struct gzblock_reader *r;
-        size_t off = 0;
-        ssize_t n;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        unsigned char *back = NULL;
+        size_t back_len = 0;
 
-        assert_true(fd >= 0);
-        assert_int_equal(gzblock_reader_new(fd, &r), 0);
-        for (;;) {
-                const void *buf;
-                n = gzblock_read(r, &buf);
-                if (n <= 0)
-                        break;
-                assert_true(off + (size_t) n <= len);
-                assert_memory_equal(buf, data + off, (size_t) n);
-                off += (size_t) n;
-        }
-        assert_int_equal(n, 0);
-        assert_int_equal(off, len);
-        gzblock_reader_free(r);
-        close(fd);
+        assert_int_equal(testutil_read_gz(path, &back, &back_len), 0);
+        assert_int_equal(back_len, len);
+        assert_memory_equal(back, data, len);
+        free(back);
 }
 
 /*

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "gzblock.h"
+#include "macro.h"
 #include "testutil.h"
 
 void clear_environment(void)
@@ -116,4 +118,42 @@ char *write_file(const char *dir, const char *name, const char *data, size_t len
 char *write_text(const char *dir, const char *name, const char *text, mode_t mode)
 {
         return write_file(dir, name, text, strlen(text), mode);
+}
+
+int testutil_read_gz(const char *path, unsigned char **ret, size_t *ret_len)
+{
+        _cleanup_(gzblock_reader_freep) struct gzblock_reader *r = NULL;
+        unsigned char *all = NULL;
+        size_t len = 0;
+        ssize_t n;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(gzblock_reader_new(fd, &r), 0);
+        for (;;) {
+                const void *buf;
+                n = gzblock_read(r, &buf);
+                if (n <= 0)
+                        break;
+                assert_true((size_t) n <= GZBLOCK_USIZE_MAX);
+                all = realloc(all, len + (size_t) n);
+                assert_non_null(all);
+                memcpy(all + len, buf, (size_t) n);
+                len += (size_t) n;
+        }
+        if (n == 0) {
+                const void *buf;
+                assert_int_equal(gzblock_read(r, &buf), 0); /* the end stays the end */
+                struct stat st;
+                assert_int_equal(fstat(fd, &st), 0);
+                assert_int_equal(gzblock_reader_offset(r), st.st_size);
+        }
+        close(fd);
+        if (n < 0) {
+                free(all);
+                return (int) n;
+        }
+        *ret = all;
+        *ret_len = len;
+        return 0;
 }

@@ -33,3 +33,10 @@ struct config *parse_ok(const char *yaml);
 /* Writes dir/name with exactly mode and returns the path (free it). */
 char *write_file(const char *dir, const char *name, const char *data, size_t len, mode_t mode);
 char *write_text(const char *dir, const char *name, const char *text, mode_t mode);
+
+/*
+ * Reads path whole with gzblock's reader (any gzip file), asserting that the end stays the
+ * end and that the reader consumed the whole file. Returns 0 and the bytes (free them), or
+ * the reader's error.
+ */
+int testutil_read_gz(const char *path, unsigned char **ret, size_t *ret_len);
