@@ -292,6 +292,15 @@ static void test_one_byte_over_one_block(void **state)
         check_boundary(*state, GZBLOCK_SIZE + 1, 0);
 }
 
+/* A log's first block starts at 16 KiB and doubles as it fills (gzpool.c): each size it
+ * passes through, a byte short, exact and a byte over, with and without threads. */
+static void test_first_block_grows(void **state)
+{
+        for (size_t cap = GZBLOCK_SIZE >> 4; cap < GZBLOCK_SIZE; cap *= 2)
+                for (size_t len = cap - 1; len <= cap + 1; len++)
+                        check_boundary(*state, len, len % 2 ? 2 : 0);
+}
+
 static void test_exactly_three_blocks(void **state)
 {
         check_boundary(*state, 3 * GZBLOCK_SIZE, 3);
@@ -580,6 +589,7 @@ int main(void)
                 T(test_one_byte),
                 T(test_exactly_one_block),
                 T(test_one_byte_over_one_block),
+                T(test_first_block_grows),
                 T(test_exactly_three_blocks),
                 T(test_large_log_16mb),
                 T(test_output_is_deterministic),
