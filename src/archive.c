@@ -2,12 +2,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,12 +164,60 @@ static int not_a_folder(int dfd, const char *name, int e)
         return e == ELOOP ? -ENOTDIR : -e;
 }
 
+/* Whether path is one or more plain names joined by single '/': none empty, ".", ".." or
+ * longer than NAME_MAX, no leading or trailing '/'. */
+static bool path_is_plain(const char *path)
+{
+        for (const char *p = path;;) {
+                size_t len = strcspn(p, "/");
+
+                if (len == 0 || len > NAME_MAX || (len == 1 && p[0] == '.') ||
+                    (len == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                p += len;
+                if (*p == '\0')
+                        return true;
+                p++;
+        }
+}
+
+/*
+ * The whole walk in one call, on kernels with openat2 (Linux 5.6): RESOLVE_BENEATH and
+ * RESOLVE_NO_SYMLINKS refuse whatever the walk below refuses, so only its success is
+ * taken. Any error (ENOENT before creating, ELOOP or ENOTDIR to be named precisely, ENOSYS
+ * on an older kernel, EPERM from a seccomp filter that does not know the call) is left to
+ * the walk. Saves six system calls of seven for a day folder: the daemon opens one for
+ * every job it archives, and a search one for every job it reads.
+ */
+static int open_beneath_fast(int dir_fd, const char *path)
+{
+#ifdef SYS_openat2
+        static atomic_bool unavailable;
+        struct open_how how = {
+                .flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+        };
+        long fd;
+
+        if (atomic_load_explicit(&unavailable, memory_order_relaxed))
+                return -ENOSYS;
+        fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
+        if (fd >= 0)
+                return (int) fd;
+        if (errno == ENOSYS || errno == EPERM)
+                atomic_store_explicit(&unavailable, true, memory_order_relaxed);
+        return -errno;
+#else
+        (void) dir_fd;
+        (void) path;
+        return -ENOSYS;
+#endif
+}
+
 /*
  * One component at a time: openat(O_NOFOLLOW|O_DIRECTORY) refuses a symlink in the last
  * component, and every earlier component is already an fd, so nothing on the way can be
- * one. (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS would do the walk in one call, but
- * needs Linux 5.6 and a fallback, and cannot create; a day folder is only four levels.)
- * mkdirat never follows a symlink in its last component either: a symlink there gives
+ * one. mkdirat never follows a symlink in its last component either: a symlink there gives
  * EEXIST, and the open after it then refuses the symlink.
  */
 int archive_dir_open_beneath(int dir_fd, const char *path, bool create)
@@ -174,17 +225,16 @@ int archive_dir_open_beneath(int dir_fd, const char *path, bool create)
         char name[NAME_MAX + 1];
         int fd = -1;
 
-        if (dir_fd < 0 || !path || !*path)
+        if (dir_fd < 0 || !path || !path_is_plain(path))
                 return -EINVAL;
+        fd = open_beneath_fast(dir_fd, path);
+        if (fd >= 0)
+                return fd;
+        fd = -1;
         for (const char *p = path;;) {
                 size_t len = strcspn(p, "/");
                 int parent = fd >= 0 ? fd : dir_fd, next;
 
-                if (len == 0 || len > NAME_MAX || (len == 1 && p[0] == '.') ||
-                    (len == 2 && p[0] == '.' && p[1] == '.')) {
-                        (void) safe_close(fd);
-                        return -EINVAL;
-                }
                 memcpy(name, p, len);
                 name[len] = '\0';
                 next = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
