@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include <pcre2.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "grep.h"
 #include "macro.h"
@@ -24,7 +27,8 @@ struct matcher {
         bool jit;
         char *literal; /* -F without -i/-w: the whole pattern; else a required literal or NULL */
         size_t literal_len;
-        bool literal_only; /* the literal is the whole pattern: memmem decides */
+        size_t rare1, rare2; /* offsets in literal of its two least common bytes (literal_find) */
+        bool literal_only;   /* the literal is the whole pattern: memmem decides */
         bool color;
 };
 
@@ -216,6 +220,72 @@ static char *required_literal(const char *pat, size_t *ret_len)
         return strndup(best, best_len);
 }
 
+/*
+ * How common a byte is in log text, roughly (higher: more common). Only the order matters:
+ * literal_find() looks for the needle's two rarest bytes at once and checks the rest where
+ * both are in place, so a needle of rare bytes sends it to memcmp() least often.
+ */
+static unsigned byte_rank(unsigned char c)
+{
+        if (c == ' ')
+                return 255;
+        if (strchr("etaoinsr", c))
+                return 200;
+        if (c >= 'a' && c <= 'z')
+                return 150;
+        if (c >= '0' && c <= '9')
+                return 140;
+        if (strchr(".:/-_,=()'\"", c))
+                return 130;
+        if (c >= 'A' && c <= 'Z')
+                return 100;
+        return 50;
+}
+
+static void pick_rare_bytes(struct matcher *m)
+{
+        const unsigned char *l = (const unsigned char *) m->literal;
+
+        m->rare1 = m->rare2 = 0;
+        for (size_t i = 1; i < m->literal_len; i++)
+                if (byte_rank(l[i]) < byte_rank(l[m->rare1]))
+                        m->rare1 = i;
+        m->rare2 = m->rare1 == 0 && m->literal_len > 1 ? 1 : 0;
+        for (size_t i = 0; i < m->literal_len; i++)
+                if (i != m->rare1 && byte_rank(l[i]) < byte_rank(l[m->rare2]))
+                        m->rare2 = i;
+}
+
+/* The first occurrence of the literal in h[0, n), or NULL: memmem, with SSE2 checking 16
+ * starting points at a time for the two rare bytes where the CPU has it. */
+static const char *literal_find(const struct matcher *m, const char *h, size_t n)
+{
+        size_t len = m->literal_len, k = 0;
+
+        if (n < len)
+                return NULL;
+#ifdef __SSE2__
+        const __m128i b1 = _mm_set1_epi8(m->literal[m->rare1]);
+        const __m128i b2 = _mm_set1_epi8(m->literal[m->rare2]);
+
+        /* Starts k..k+15 read at most h[k + 15 + len - 1], which is inside h. */
+        for (; k + 16 <= n - len + 1; k += 16) {
+                __m128i x = _mm_loadu_si128((const __m128i *) (const void *) (h + k + m->rare1));
+                __m128i y = _mm_loadu_si128((const __m128i *) (const void *) (h + k + m->rare2));
+                unsigned mask = (unsigned) _mm_movemask_epi8(
+                        _mm_and_si128(_mm_cmpeq_epi8(x, b1), _mm_cmpeq_epi8(y, b2)));
+
+                while (mask) {
+                        unsigned bit = (unsigned) __builtin_ctz(mask);
+                        if (memcmp(h + k + bit, m->literal, len) == 0)
+                                return h + k + bit;
+                        mask &= mask - 1;
+                }
+        }
+#endif
+        return memmem(h + k, n - k, m->literal, len);
+}
+
 int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher **ret, char *err,
                 size_t errsz)
 {
@@ -237,6 +307,7 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
                 }
                 m->literal_len = strlen(pattern);
                 m->literal_only = !o->word;
+                pick_rare_bytes(m);
                 if (m->literal_only && !o->color) {
                         *ret = m;
                         return 0;
@@ -260,8 +331,11 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
         /* valgrind cannot follow JIT code (it reads past the subject with SIMD loads, on
          * purpose): CJA_GREP_NO_JIT=1 makes the interpreter match instead. */
         m->jit = !getenv("CJA_GREP_NO_JIT") && pcre2_jit_compile(m->code, PCRE2_JIT_COMPLETE) == 0;
-        if (!m->literal && !o->ignore_case && !o->fixed && !several)
+        if (!m->literal && !o->ignore_case && !o->fixed && !several) {
                 m->literal = required_literal(pattern, &m->literal_len);
+                if (m->literal)
+                        pick_rare_bytes(m);
+        }
         *ret = m;
         return 0;
 }
@@ -371,7 +445,7 @@ int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const 
 
         while (from < end) {
                 if (m->literal) {
-                        const char *p = memmem(buf + from, end - from, m->literal, m->literal_len);
+                        const char *p = literal_find(m, buf + from, end - from);
                         if (!p)
                                 return 0;
                         ls = line_start(buf, (size_t) (p - buf));
@@ -652,18 +726,33 @@ bool grep_job_printed(const struct grep_job *g)
         return g->last_printed > 0;
 }
 
+/* Log lines are short: one memchr() call per line costs more than looking at every byte. */
 static uint64_t count_newlines(const char *p, size_t n)
 {
         uint64_t c = 0;
-        const char *e = p + n;
+        size_t i = 0;
 
-        while (p < e) {
-                const char *q = memchr(p, '\n', (size_t) (e - p));
-                if (!q)
-                        break;
-                c++;
-                p = q + 1;
+#ifdef __SSE2__
+        const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+
+        while (n - i >= 16) {
+                /* Each byte lane counts up to 255 newlines (cmpeq gives -1), then is summed. */
+                size_t stop = i + (n - i < 255 * 16 ? (n - i) / 16 * 16 : 255 * 16);
+                __m128i acc = zero;
+
+                for (; i < stop; i += 16)
+                        acc = _mm_sub_epi8(
+                                acc,
+                                _mm_cmpeq_epi8(
+                                        _mm_loadu_si128((const __m128i *) (const void *) (p + i)),
+                                        nl));
+                acc = _mm_sad_epu8(acc, zero);
+                c += (uint64_t) _mm_cvtsi128_si32(acc) +
+                     (uint64_t) _mm_cvtsi128_si32(_mm_unpackhi_epi64(acc, acc));
         }
+#endif
+        for (; i < n; i++)
+                c += p[i] == '\n';
         return c;
 }
 

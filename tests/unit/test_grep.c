@@ -232,6 +232,73 @@ static void test_streaming_equals_whole(void **state)
         free(data);
 }
 
+/* The literal prefilter (SIMD over 16 starts at a time, then memmem for the tail) finds a
+ * needle at every offset of haystacks of every length around those 16, and no near miss:
+ * one byte changed at each position of the needle. */
+static void test_literal_at_every_offset(void **state)
+{
+        static const char *needles[] = {"Q", "E#z", "Error in mutate", "abcdefghijklmnopq",
+                                        "0123456789012345678901234567890123456789"};
+        char hay[128], want[160];
+
+        (void) state;
+        for (size_t k = 0; k < sizeof(needles) / sizeof(needles[0]); k++) {
+                const char *nd = needles[k];
+                size_t len = strlen(nd);
+
+                for (int fixed = 0; fixed <= 1; fixed++) {
+                        struct grep_opts o = {.fixed = fixed != 0};
+                        for (size_t n = len; n < 90; n++)
+                                for (size_t at = 0; at + len <= n; at += n < 40 ? 1 : 7) {
+                                        memset(hay, '.', n);
+                                        memcpy(hay + at, nd, len);
+                                        hay[n] = '\0';
+                                        (void) snprintf(want, sizeof(want), "T sales k1:1:%s\n",
+                                                        hay);
+                                        /* Exactly n bytes: ASan sees a read past them. */
+                                        char *h = malloc(n);
+                                        memcpy(h, hay, n);
+                                        char *got = run(nd, &o, h, n, 0, NULL);
+                                        assert_string_equal(got, want);
+                                        free(got);
+                                        for (size_t miss = 0; miss < len; miss++) {
+                                                h[at + miss] ^= 0x20;
+                                                got = run(nd, &o, h, n, 0, NULL);
+                                                assert_string_equal(got, "");
+                                                free(got);
+                                                h[at + miss] ^= 0x20;
+                                        }
+                                        free(h);
+                                }
+                }
+        }
+}
+
+/* Line numbers past many short lines: newlines are counted 16 bytes at a time in byte-wide
+ * counters that are summed every 255 steps; empty lines are the worst case for them. */
+static void test_line_numbers_after_many_lines(void **state)
+{
+        static const size_t counts[] = {0, 15, 16, 17, 255 * 16 - 1, 255 * 16, 255 * 16 + 1, 10000};
+        struct grep_opts o = {0};
+        char want[64];
+
+        (void) state;
+        for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+                size_t n = counts[k];
+                char *data = malloc(n + 16);
+                memset(data, '\n', n);
+                memcpy(data + n, "a HIT\nb\n", 9);
+                (void) snprintf(want, sizeof(want), "T sales k1:%zu:a HIT\n", n + 1);
+                char *got = run("HIT", &o, data, n + 9, 0, NULL);
+                assert_string_equal(got, want);
+                free(got);
+                got = run("HIT", &o, data, n + 9, 4093, NULL);
+                assert_string_equal(got, want);
+                free(got);
+                free(data);
+        }
+}
+
 /* One line longer than the streaming window is searched whole. */
 static void test_huge_line(void **state)
 {
@@ -259,6 +326,8 @@ int main(void)
                 cmocka_unit_test(test_context),
                 cmocka_unit_test(test_json),
                 cmocka_unit_test(test_required_literal),
+                cmocka_unit_test(test_literal_at_every_offset),
+                cmocka_unit_test(test_line_numbers_after_many_lines),
                 cmocka_unit_test(test_bad_pattern),
                 cmocka_unit_test(test_streaming_equals_whole),
                 cmocka_unit_test(test_huge_line),
