@@ -500,8 +500,15 @@ def read_archive(archive_dir):
             rel = os.path.relpath(full, archive_dir).replace(os.sep, "/")
             if rel == LOCK_FILE:
                 continue
-            with open(full, "rb") as f:
-                data = f.read()
+            try:
+                with open(full, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                # A running daemon renames or removes its temporaries between the listing
+                # and the open; a final name never goes away.
+                if name.startswith("."):
+                    continue
+                raise
             arch[rel] = data
             if name.endswith(".log.gz"):
                 try:
