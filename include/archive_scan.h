@@ -67,6 +67,17 @@ typedef void scan_warn_fn(void *userdata, const char *path, int error, const cha
 int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
                  struct scan_job **ret, size_t *ret_n, unsigned *ret_warnings);
 
+/*
+ * archive_scan() a date at a time, for a reader that starts on the first jobs while the
+ * later dates are still being read: fn gets the jobs filed under each date (every content
+ * item's folder of that day), ordered as archive_scan() orders them, dates in order, and
+ * owns them (free with scan_jobs_free()). last is true on the final call, which comes even
+ * when nothing matched (n == 0). fn returns 0, or -errno to stop the walk with that error.
+ */
+typedef int scan_batch_fn(void *userdata, struct scan_job *jobs, size_t n, bool last);
+int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
+                       scan_batch_fn *fn, void *fn_userdata, unsigned *ret_warnings);
+
 void scan_jobs_free(struct scan_job *jobs, size_t n);
 void scan_job_done(struct scan_job *j);
 

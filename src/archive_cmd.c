@@ -19,8 +19,9 @@
 #include "macro.h"
 #include "util.h"
 
-#define OUT_LIMIT   (256 * 1024) /* a job's output beyond this is written as soon as it may */
-#define WINDOW_JOBS 4            /* finished-but-unprinted jobs per worker */
+#define OUT_LIMIT   (128 * 1024) /* a job's output beyond this is written as soon as it may */
+#define WINDOW_JOBS 32           /* finished-but-unprinted jobs per worker (see OUT_LIMIT) */
+#define PENDING_MAX 4096         /* jobs scanned ahead of the printer, besides one date's */
 #define MAX_THREADS 256
 
 enum {
@@ -475,14 +476,19 @@ struct engine {
         const struct grep_opts *o;
         const struct matcher *m;
         int rootfd;
-        struct scan_job *jobs;
-        size_t n;
-        unsigned decode_threads; /* per job: more than 1 when there are fewer jobs than CPUs */
+        unsigned threads;
+        pthread_t *th;
+        unsigned started;
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        size_t next; /* the next job to take */
-        size_t turn; /* the next job to print */
+        /* Job i (counted from the first the scan gave) is jobs[i - base]; the scan appends
+         * (engine_push), and the jobs printed already are dropped to make room. */
+        struct scan_job *jobs;
+        size_t base, n, cap;
+        bool scan_done; /* n is final */
+        size_t next;    /* the next job to take */
+        size_t turn;    /* the next job to print */
         size_t window;
         struct slot *slots;
         bool any_printed;
@@ -529,10 +535,11 @@ static int flush_when_turn(struct obuf *b, void *userdata)
         return 0;
 }
 
-/* Searches job i into its slot. Returns 1 when it selected a line, 0, or -ENOMEM. */
-static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms)
+/* Searches job i, j, into its slot, decoding its members on decode_threads. Returns 1 when it
+ * selected a line, 0, or -ENOMEM. */
+static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsigned decode_threads,
+                      struct matcher_scratch *ms)
 {
-        const struct scan_job *j = &e->jobs[i];
         struct slot *s = &e->slots[i % e->window];
         struct flush_ctx fc = {.e = e, .index = i};
         struct log_reader *rd = NULL;
@@ -564,7 +571,7 @@ static int search_one(struct engine *e, size_t i, struct matcher_scratch *ms)
                 goto fail;
         }
         (void) snprintf(name_buf, sizeof(name_buf), "%s.log.gz", j->key);
-        r = log_reader_open(dfd, name_buf, e->decode_threads, &rd);
+        r = log_reader_open(dfd, name_buf, decode_threads, &rd);
         if (r < 0)
                 goto fail;
         r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
@@ -613,21 +620,28 @@ static void *worker(void *arg)
                 return NULL;
         }
         for (;;) {
+                struct scan_job job;
+                unsigned decode = 1;
                 size_t i;
                 struct slot *s;
                 int k;
 
                 pthread_mutex_lock(&e->lock);
-                while (e->next < e->n && e->next >= e->turn + e->window)
+                while (!e->fatal &&
+                       (e->next >= e->n ? !e->scan_done : e->next >= e->turn + e->window))
                         pthread_cond_wait(&e->cond, &e->lock);
                 if (e->next >= e->n || e->fatal) {
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
                 i = e->next++;
+                job = e->jobs[i - e->base]; /* its strings stay until it is printed */
+                /* The last few jobs: each decodes its members on the threads left idle. */
+                if (e->scan_done && e->n - i < e->threads)
+                        decode = e->threads / (unsigned) (e->n - i);
                 pthread_mutex_unlock(&e->lock);
 
-                k = search_one(e, i, ms);
+                k = search_one(e, i, &job, decode, ms);
 
                 pthread_mutex_lock(&e->lock);
                 if (k > 0)
@@ -809,40 +823,89 @@ fail:
         return false;
 }
 
-/* Searches e->jobs on `threads` threads (this one included), printing in job order. */
-static int engine_run(struct engine *e, unsigned threads)
+/* Starts `threads` searching threads, which wait for engine_push() to bring jobs. */
+static int engine_start(struct engine *e, unsigned threads)
 {
-        pthread_t th[MAX_THREADS];
-        unsigned started = 0;
-
-        /* A job per thread; with fewer jobs than threads, each job's members are decoded on
-         * the threads left over (a blocked log of several members). */
-        e->decode_threads = e->n > 0 && e->n < threads ? threads / (unsigned) e->n : 1;
-        if (threads > e->n)
-                threads = e->n ? (unsigned) e->n : 1;
-        e->window = (size_t) threads * WINDOW_JOBS;
-        e->slots = calloc(e->window, sizeof(*e->slots));
-        if (!e->slots)
-                return -ENOMEM;
         pthread_mutex_init(&e->lock, NULL);
         pthread_cond_init(&e->cond, NULL);
-        for (unsigned t = 1; t < threads; t++) {
-                if (pthread_create(&th[started], NULL, worker, e) != 0)
+        e->threads = threads;
+        e->window = (size_t) threads * WINDOW_JOBS;
+        e->slots = calloc(e->window, sizeof(*e->slots));
+        e->th = calloc(threads, sizeof(*e->th));
+        if (!e->slots || !e->th)
+                return -ENOMEM;
+        for (; e->started < threads; e->started++)
+                if (pthread_create(&e->th[e->started], NULL, worker, e) != 0)
                         break;
-                started++;
+        return e->started > 0 ? 0 : -EAGAIN;
+}
+
+/* The scan's callback (scan_batch_fn): appends a date's jobs, sorted, for the threads; waits
+ * while PENDING_MAX are ahead of the printer, so memory stays bounded on any archive. */
+static int engine_push(void *userdata, struct scan_job *batch, size_t n, bool last)
+{
+        struct engine *e = userdata;
+        int r;
+
+        pthread_mutex_lock(&e->lock);
+        while (e->n - e->turn > PENDING_MAX && !e->fatal)
+                pthread_cond_wait(&e->cond, &e->lock);
+        r = e->fatal;
+        if (r == 0 && e->n - e->base + n > e->cap) {
+                /* Jobs before the turn are printed: no thread looks at them any more. */
+                size_t printed = e->turn - e->base, live = e->n - e->turn;
+
+                for (size_t k = 0; k < printed; k++)
+                        scan_job_done(&e->jobs[k]);
+                if (live)
+                        memmove(e->jobs, e->jobs + printed, live * sizeof(*e->jobs));
+                e->base = e->turn;
+                if (live + n > e->cap) {
+                        size_t cap = 2 * e->cap > live + n ? 2 * e->cap : live + n + 256;
+                        struct scan_job *jobs = reallocarray(e->jobs, cap, sizeof(*jobs));
+                        if (jobs) {
+                                e->jobs = jobs;
+                                e->cap = cap;
+                        } else {
+                                r = e->fatal = -ENOMEM;
+                        }
+                }
         }
-        worker(e);
-        for (unsigned t = 0; t < started; t++)
-                pthread_join(th[t], NULL);
+        if (r == 0) {
+                if (n)
+                        memcpy(e->jobs + (e->n - e->base), batch, n * sizeof(*batch));
+                e->n += n;
+                e->scan_done = last;
+                pthread_cond_broadcast(&e->cond);
+        }
+        pthread_mutex_unlock(&e->lock);
+        if (r < 0)
+                scan_jobs_free(batch, n);
+        else
+                free(batch);
+        return r;
+}
+
+/* Lets the threads finish the jobs pushed (all of them, or those before a scan error); after
+ * engine_start(), whatever it returned. */
+static void engine_finish(struct engine *e)
+{
+        pthread_mutex_lock(&e->lock);
+        e->scan_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        for (unsigned t = 0; t < e->started; t++)
+                pthread_join(e->th[t], NULL);
         pthread_cond_destroy(&e->cond);
         pthread_mutex_destroy(&e->lock);
-        for (size_t i = 0; i < e->window; i++) {
+        for (size_t i = 0; e->slots && i < e->window; i++) {
                 obuf_done(&e->slots[i].out);
                 obuf_done(&e->slots[i].err);
         }
         free(e->slots);
-        e->slots = NULL;
-        return 0;
+        free(e->th);
+        if (e->jobs)
+                scan_jobs_free(e->jobs, e->n - e->base);
 }
 
 int archive_cmd_search(struct cli *cli, int argc, char **argv)
@@ -883,16 +946,19 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         rootfd = open_root(&c);
         if (rootfd < 0)
                 goto out;
-        r = archive_scan(rootfd, &c.f, scan_warn_print, &c, &e.jobs, &e.n, &warnings);
-        if (r < 0) {
-                fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
-                goto out;
-        }
         e.m = m;
         e.rootfd = rootfd;
-        r = engine_run(&e, a.threads);
+        /* The search starts on the first date's jobs while the later dates are scanned. */
+        r = engine_start(&e, a.threads);
         if (r < 0) {
                 fprintf(stderr, "%s: %s\n", ctx->prog, strerror(-r));
+                engine_finish(&e);
+                goto out;
+        }
+        r = archive_scan_dates(rootfd, &c.f, scan_warn_print, &c, engine_push, &e, &warnings);
+        engine_finish(&e);
+        if (r < 0 && r != e.fatal) {
+                fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
                 goto out;
         }
         if (fflush(stdout) != 0)
@@ -904,7 +970,6 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         status = e.any_error || warnings > 0 ? 2 : e.any_selected ? 0 : 1;
 out:
         free(a.patterns);
-        scan_jobs_free(e.jobs, e.n);
         matcher_free(m);
         common_done(&c);
         return status;

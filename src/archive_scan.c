@@ -143,7 +143,8 @@ struct scan {
 
         struct day *days;
         size_t n_days, cap_days;
-        atomic_size_t next;
+        atomic_size_t next; /* the next day folder to read, up to end */
+        size_t end;
         atomic_int error; /* first -ENOMEM from a reader thread */
 };
 
@@ -539,7 +540,7 @@ static void *reader_thread(void *arg)
         }
         for (;;) {
                 size_t i = atomic_fetch_add(&s->next, 1);
-                if (i >= s->n_days || atomic_load(&s->error) < 0)
+                if (i >= s->end || atomic_load(&s->error) < 0)
                         break;
                 if (read_day(s, &s->days[i], tok, &rd->out) < 0)
                         atomic_store(&s->error, -ENOMEM);
@@ -603,15 +604,73 @@ char *scan_job_path(const struct scan_job *j, const char *suffix, char *buf, siz
         return n < 0 || (size_t) n >= size ? NULL : buf;
 }
 
-int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
-                 struct scan_job **ret, size_t *ret_n, unsigned *ret_warnings)
+static int compare_days(const void *x, const void *y)
+{
+        const struct day *a = x, *b = y;
+
+        if (a->year != b->year)
+                return a->year < b->year ? -1 : 1;
+        if (a->month != b->month)
+                return a->month < b->month ? -1 : 1;
+        if (a->day != b->day)
+                return a->day < b->day ? -1 : 1;
+        return strcmp(a->guid, b->guid);
+}
+
+static bool same_date(const struct day *a, const struct day *b)
+{
+        return a->year == b->year && a->month == b->month && a->day == b->day;
+}
+
+/* Reads the day folders [from, to) on n_readers threads (the caller's among them) and hands
+ * their jobs, sorted, to fn. */
+static int read_date(struct scan *s, struct reader *readers, unsigned n_readers, size_t from,
+                     size_t to, bool last, scan_batch_fn *fn, void *fn_userdata)
+{
+        struct scan_job *batch;
+        unsigned started = 1;
+        size_t total = 0;
+        int r;
+
+        if (to - from < 16)
+                n_readers = 1; /* a thread costs more than it saves on a few folders */
+        atomic_store(&s->next, from);
+        s->end = to;
+        for (unsigned t = 1; t < n_readers; t++) {
+                if (pthread_create(&readers[t].thread, NULL, reader_thread, &readers[t]) != 0)
+                        break;
+                started++;
+        }
+        reader_thread(&readers[0]);
+        for (unsigned t = 1; t < started; t++)
+                pthread_join(readers[t].thread, NULL);
+        r = atomic_load(&s->error);
+        if (r < 0)
+                return r;
+        for (unsigned t = 0; t < n_readers; t++)
+                total += readers[t].out.n;
+        batch = calloc(total ? total : 1, sizeof(*batch));
+        if (!batch)
+                return -ENOMEM;
+        total = 0;
+        for (unsigned t = 0; t < n_readers; t++) {
+                if (readers[t].out.n)
+                        memcpy(batch + total, readers[t].out.jobs,
+                               readers[t].out.n * sizeof(*batch));
+                total += readers[t].out.n;
+                readers[t].out.n = 0;
+        }
+        qsort(batch, total, sizeof(*batch), compare_jobs);
+        return fn(fn_userdata, batch, total, last);
+}
+
+int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
+                       scan_batch_fn *fn, void *fn_userdata, unsigned *ret_warnings)
 {
         struct scan s = {.f = f, .rootfd = rootfd, .warn = warn, .userdata = userdata};
         _cleanup_(closedirp) DIR *root = NULL;
         struct reader *readers = NULL;
-        struct scan_job *all = NULL;
         unsigned n_readers = 0;
-        size_t total = 0;
         int r = 0;
 
         pthread_mutex_init(&s.warn_lock, NULL);
@@ -636,13 +695,12 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
         }
         if (r < 0)
                 goto out;
+        qsort(s.days, s.n_days, sizeof(*s.days), compare_days);
 
         /* Records are read on every CPU: 8,000 of them are mostly system calls and parsing. */
         n_readers = scan_cpu_count();
         if (n_readers > 64)
                 n_readers = 64;
-        if (s.n_days < 16)
-                n_readers = 1;
         readers = calloc(n_readers, sizeof(*readers));
         if (!readers) {
                 r = -ENOMEM;
@@ -650,41 +708,15 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
         }
         for (unsigned t = 0; t < n_readers; t++)
                 readers[t].s = &s;
-        {
-                unsigned started = 1;
-                for (unsigned t = 1; t < n_readers; t++) {
-                        if (pthread_create(&readers[t].thread, NULL, reader_thread, &readers[t]) !=
-                            0)
-                                break;
-                        started++;
-                }
-                reader_thread(&readers[0]);
-                for (unsigned t = 1; t < started; t++)
-                        pthread_join(readers[t].thread, NULL);
+        if (s.n_days == 0)
+                r = fn(fn_userdata, NULL, 0, true);
+        for (size_t from = 0, to; from < s.n_days && r >= 0; from = to) {
+                for (to = from + 1; to < s.n_days && same_date(&s.days[from], &s.days[to]); to++)
+                        ;
+                r = read_date(&s, readers, n_readers, from, to, to == s.n_days, fn, fn_userdata);
         }
-        r = atomic_load(&s.error);
-        if (r < 0)
-                goto out;
-        for (unsigned t = 0; t < n_readers; t++)
-                total += readers[t].out.n;
-        all = calloc(total ? total : 1, sizeof(*all));
-        if (!all) {
-                r = -ENOMEM;
-                goto out;
-        }
-        total = 0;
-        for (unsigned t = 0; t < n_readers; t++) {
-                if (readers[t].out.n)
-                        memcpy(all + total, readers[t].out.jobs, readers[t].out.n * sizeof(*all));
-                total += readers[t].out.n;
-                readers[t].out.n = 0;
-        }
-        qsort(all, total, sizeof(*all), compare_jobs);
-        *ret = all;
-        *ret_n = total;
-        if (ret_warnings)
+        if (r >= 0 && ret_warnings)
                 *ret_warnings = s.warnings;
-        r = 0;
 out:
         for (unsigned t = 0; readers && t < n_readers; t++)
                 scan_jobs_free(readers[t].out.jobs, readers[t].out.n);
@@ -693,7 +725,55 @@ out:
                 free(s.days[i].guid);
         free(s.days);
         pthread_mutex_destroy(&s.warn_lock);
-        return r;
+        return r < 0 ? r : 0;
+}
+
+struct collect {
+        struct scan_job *jobs;
+        size_t n;
+};
+
+static int collect_batch(void *userdata, struct scan_job *batch, size_t n, bool last)
+{
+        struct collect *c = userdata;
+        struct scan_job *jobs;
+
+        (void) last;
+        jobs = reallocarray(c->jobs, c->n + n + 1, sizeof(*jobs));
+        if (!jobs) {
+                scan_jobs_free(batch, n);
+                return -ENOMEM;
+        }
+        if (n)
+                memcpy(jobs + c->n, batch, n * sizeof(*jobs));
+        c->jobs = jobs;
+        c->n += n;
+        free(batch);
+        return 0;
+}
+
+int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
+                 struct scan_job **ret, size_t *ret_n, unsigned *ret_warnings)
+{
+        struct collect c = {0};
+        int r;
+
+        r = archive_scan_dates(rootfd, f, warn, userdata, collect_batch, &c, ret_warnings);
+        if (r < 0) {
+                scan_jobs_free(c.jobs, c.n);
+                return r;
+        }
+        if (!c.jobs) {
+                c.jobs = calloc(1, sizeof(*c.jobs));
+                if (!c.jobs)
+                        return -ENOMEM;
+        }
+        /* Dates in order, jobs of a date in order: only a job filed under a date other than
+         * its start's (see the record's date_source) can be out of place. */
+        qsort(c.jobs, c.n, sizeof(*c.jobs), compare_jobs);
+        *ret = c.jobs;
+        *ret_n = c.n;
+        return 0;
 }
 
 int scan_find_job(int rootfd, const char *guid, const char *key, scan_warn_fn *warn, void *userdata,

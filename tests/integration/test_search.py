@@ -343,5 +343,40 @@ class DamagedArchiveTest(unittest.TestCase):
         self.assertEqual(hits, [])
 
 
+class ManyDatesTest(unittest.TestCase):
+    """More jobs than the search keeps ahead of its output (4,096), over many dates: the
+    search starts on the first dates while later ones are still being read, and the output
+    is still every job once, by start time, whatever the parallelism."""
+
+    def test_streamed_by_date_in_order(self):
+        tmp = tempfile.mkdtemp(prefix="cja-search-many-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        archive = os.path.join(tmp, "archive")
+        guids = [new_guid() for _ in range(3)]
+        want = []
+        for n in range(5000):
+            g = guids[n % 3]
+            day = 1 + n % 25
+            # Start times interleave across items and dates; keys do not sort like them.
+            start = "2024-10-%02dT%02d:%02d:%02dZ" % (day, n % 24, (n * 7) % 60, n % 60)
+            key = "k%05dz%s" % ((n * 7919) % 100000, g[:4])
+            d = os.path.join(archive, g, "2024", "10", "%02d" % day)
+            log = ("boot %d\nneedle %s\n" % (n, key)).encode()
+            write_record(d, g, key, start, log_bytes=len(log))
+            with open(os.path.join(d, key + ".log.gz"), "wb") as f:
+                f.write(gzip.compress(log, 1))
+            want.append((start, key, g))
+        want.sort()
+        outs = {}
+        for j in ("1", "2", "5"):
+            p = run_jobs(["--archive", archive, "search", "-j", j, "-o", "json", "-F", "needle"])
+            self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+            outs[j] = p.stdout
+        hits = [json.loads(ln) for ln in outs["1"].splitlines()]
+        self.assertEqual([(h["start_time"], h["key"], h["content_guid"]) for h in hits], want)
+        self.assertEqual(outs["2"], outs["1"])
+        self.assertEqual(outs["5"], outs["1"])
+
+
 if __name__ == "__main__":
     unittest.main()
