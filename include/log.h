@@ -37,6 +37,8 @@ struct log_context {
 /* Chooses the target again from $JOURNAL_STREAM and stderr (after a dup2() onto stderr). */
 void log_open(void);
 enum log_target log_get_target(void);
+/* For a command run by hand (connect-jobs): "warning: …" lines whatever stderr is. */
+void log_set_target(enum log_target t);
 
 void log_set_max_level(int prio);
 int log_get_max_level(void);

@@ -310,6 +310,9 @@ int main(int argc, char *argv[])
 
         /* The process will hold the API key: no core dumps, no ptrace by other users. */
         (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        /* Its lines are for the person who typed the command, also in a file or a pipe:
+         * "<7>"-style prefixes are for journald, which reads the daemon's stderr. */
+        log_set_target(LOG_TARGET_TERMINAL);
         if (c.verbose)
                 log_set_max_level(LOG_DEBUG);
         /* A closed connection or stdout must be an error return, never a signal. */

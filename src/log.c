@@ -74,6 +74,11 @@ void log_open(void)
         errno = saved;
 }
 
+void log_set_target(enum log_target t)
+{
+        target = (int) t;
+}
+
 enum log_target log_get_target(void)
 {
         if (target < 0)

@@ -341,6 +341,9 @@ class CliTest(unittest.TestCase):
             self.outputs += [p.stdout, p.stderr]
             self.assertIn("Authorization: <redacted>", p.stderr, args)
             self.assertTrue(re.search(r"curl > GET|curl > DELETE", p.stderr), args)
+            # stderr is a pipe here: still "debug: " lines, not journald's "<7>" prefixes.
+            self.assertRegex(p.stderr, r"(?m)^debug: ", args)
+            self.assertNotRegex(p.stderr, r"(?m)^<\d>", args)
 
 
 if __name__ == "__main__":
