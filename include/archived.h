@@ -13,7 +13,7 @@ struct job;
 
 /*
  * Whether job (its key and start date) of content guid is archived under dir: its record
- * exists as a regular file. A guid or key that is not a safe path component is never
+ * exists as a regular file, reached without a symlink below dir. A guid or key that is not a safe path component is never
  * looked up (false). On true, *ret_path (if not NULL) gets the record's path (malloc'd).
  * Returns 1, 0, or -ENOMEM.
  */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "archive.h"
 #include "archive_scan.h"
 #include "archived.h"
 #include "connect.h"
@@ -13,17 +14,27 @@
 
 int archived_job_record(const char *dir, const char *guid, const struct job *job, char **ret_path)
 {
+        _cleanup_close_ int rootfd = -1, dayfd = -1;
+        char day[256], name[300];
         struct stat st;
         char *path;
 
         if (!dir || !job->key || job->invalid || !path_component_is_safe(guid, strlen(guid)) ||
             !connect_job_key_is_safe(job->key, strlen(job->key)))
                 return 0;
-        if (asprintf(&path, "%s/%s/%04d/%02d/%02d/%s.json", dir, guid, job->year, job->month,
-                     job->day, job->key) < 0)
+        (void) snprintf(day, sizeof(day), "%s/%04d/%02d/%02d", guid, job->year, job->month,
+                        job->day);
+        (void) snprintf(name, sizeof(name), "%s.json", job->key);
+        if (asprintf(&path, "%s/%s/%s", dir, day, name) < 0)
                 return -ENOMEM;
-        /* stat, not open: no atime update, nothing held. */
-        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) {
+        /* A missing record answers "no" in one call (list asks this of every job); a "yes" is
+         * confirmed in the day folder opened beneath the root without following symlinks,
+         * as the daemon does: a symlink on the way makes it "no". stat, not open: no atime
+         * update, nothing held. */
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+            (rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+            (dayfd = archive_dir_open_beneath(rootfd, day, false)) < 0 ||
+            fstatat(dayfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
                 free(path);
                 return 0;
         }

@@ -124,6 +124,26 @@ class ArchivedTest(unittest.TestCase):
         p = self.cj("log", "sales", "noLog0000000001")
         self.assertEqual(p.stdout, "")
 
+    def test_list_marks_archived_without_following_symlinks(self):
+        def archived_column():
+            p = self.cj("list", "sales")
+            return {ln.split()[0]: ln.split()[-1] for ln in p.stdout.splitlines()[1:]}
+
+        self.assertEqual(archived_column()["noError00000001"], "yes")
+        # The same folder reached through a symlink is not the archive's: "no", as the
+        # daemon would archive the job again rather than trust it.
+        real = os.path.join(self.archive, self.g, "2024", "11", "26")
+        outside = os.path.join(self.tmp, "outside-26")
+        os.rename(real, outside)
+        os.symlink(outside, real)
+        try:
+            cols = archived_column()
+            self.assertEqual(cols["noError00000001"], "no")
+            self.assertEqual(cols["withError0000001"], "yes")
+        finally:
+            os.unlink(real)
+            os.rename(outside, real)
+
     def test_found_under_another_date(self):
         d = os.path.join(self.archive, self.g, "2024", "11", "28")
         p = self.cj("show", "sales", "moved0000000001", "--live")
