@@ -31,6 +31,7 @@
 
 #include "connect.h"
 #include "util.h"
+#include "../job_equal.h"
 
 #define CHECK(x)                                                                                   \
         do {                                                                                       \
@@ -185,18 +186,6 @@ static void check_job(const struct job *j, size_t i)
         free(record);
 }
 
-static bool jobs_equal(const struct job *a, const struct job *b)
-{
-        if ((a->invalid == NULL) != (b->invalid == NULL) ||
-            (a->invalid && strcmp(a->invalid, b->invalid) != 0))
-                return false;
-        if ((a->key == NULL) != (b->key == NULL) || (a->key && strcmp(a->key, b->key) != 0))
-                return false;
-        return a->status == b->status && a->date_source == b->date_source &&
-               a->date_epoch == b->date_epoch && a->year == b->year && a->month == b->month &&
-               a->day == b->day && json_object_equal(a->obj, b->obj);
-}
-
 /* What the stream hands over, compared as it comes with the whole-buffer result. */
 struct stream_check {
         const struct job_list *whole; /* NULL when the whole parse refused the body */
@@ -212,12 +201,12 @@ static int stream_element(void *userdata, const char *elem, size_t len, const st
         int r = connect_parse_element(elem, len, &back);
         if (r == -ENOMEM)
                 return r;
-        CHECK(r == 0 && jobs_equal(&back, j));
+        CHECK(r == 0 && job_equal(&back, j));
         connect_job_done(&back);
         /* A refused body may still hand over its good first elements: only the end decides. */
         if (c->whole) {
                 CHECK(c->n < c->whole->n_jobs);
-                CHECK(jobs_equal(j, &c->whole->jobs[c->n]));
+                CHECK(job_equal(j, &c->whole->jobs[c->n]));
         }
         c->n++;
         return 0;

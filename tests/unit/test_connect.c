@@ -13,6 +13,7 @@
 #include "connect.h"
 #include "macro.h"
 #include "testutil.h"
+#include "../job_equal.h"
 
 static void parse_string(const char *s, struct job_list *l)
 {
@@ -425,25 +426,13 @@ struct collected {
         size_t cap;
 };
 
-static bool jobs_equal(const struct job *a, const struct job *b)
-{
-        if ((a->invalid == NULL) != (b->invalid == NULL) ||
-            (a->invalid && strcmp(a->invalid, b->invalid) != 0))
-                return false;
-        if ((a->key == NULL) != (b->key == NULL) || (a->key && strcmp(a->key, b->key) != 0))
-                return false;
-        return a->status == b->status && a->date_source == b->date_source &&
-               a->date_epoch == b->date_epoch && a->year == b->year && a->month == b->month &&
-               a->day == b->day && json_object_equal(a->obj, b->obj);
-}
-
 static int collect(void *userdata, const char *elem, size_t len, const struct job *j)
 {
         struct collected *c = userdata;
         struct job copy;
 
         assert_int_equal(connect_parse_element(elem, len, &copy), 0);
-        assert_true(jobs_equal(&copy, j));
+        assert_true(job_equal(&copy, j));
         if (c->l.n_jobs == c->cap) {
                 c->cap = c->cap ? 2 * c->cap : 8;
                 c->l.jobs = realloc(c->l.jobs, c->cap * sizeof(*c->l.jobs));
@@ -500,7 +489,7 @@ static void check_stream_equals_whole(const char *body, size_t len)
                                 assert_int_equal(c.l.n_jobs, whole.n_jobs);
                                 assert_int_equal(connect_stream_count(s), whole.n_jobs);
                                 for (size_t i = 0; i < whole.n_jobs; i++)
-                                        assert_true(jobs_equal(&c.l.jobs[i], &whole.jobs[i]));
+                                        assert_true(job_equal(&c.l.jobs[i], &whole.jobs[i]));
                         }
                         connect_job_list_done(&c.l);
                         connect_stream_free(s);
