@@ -18,6 +18,7 @@ Scenario (JSON):
 
     JOBSPEC = {"job": {...Connect Job object...},    # served exactly as given
                "log": "text" | "log_b64": "..." | "log_size": N,
+               "log_repeat": N,                      # optional: log/log_b64 served N times
                "error": {LoggedError} | null,        # absent = null -> /error answers 204
                "download_status": 404,               # optional: /download answers this error
                "error_status": 404,                  # optional: /error answers this error
@@ -205,14 +206,16 @@ def make_job(key, status=2, start_time=DEFAULT_START_TIME, **overrides):
 
 def make_jobspec(key, status=2, start_time=DEFAULT_START_TIME, log=None, log_size=None,
                  error=None, chunked=None, download_status=None, error_status=None,
-                 job_status=None, **job_overrides):
+                 job_status=None, log_repeat=None, **job_overrides):
     """A JOBSPEC dict around make_job(key, status, start_time, **job_overrides).
-    log: str or bytes (bytes go as log_b64); else a generated log of log_size bytes
-    (default DEFAULT_LOG_SIZE, written explicitly into the spec). Spec-level options
-    (chunked, download_status, error_status, job_status) are only set when given."""
+    log: str or bytes (bytes go as log_b64), served log_repeat times; else a generated log of
+    log_size bytes (default DEFAULT_LOG_SIZE, written explicitly into the spec). Spec-level
+    options (chunked, download_status, error_status, job_status, log_repeat) are only set
+    when given."""
     spec = {"job": make_job(key, status, start_time, **job_overrides), "error": error}
     for name, value in (("chunked", chunked), ("download_status", download_status),
-                        ("error_status", error_status), ("job_status", job_status)):
+                        ("error_status", error_status), ("job_status", job_status),
+                        ("log_repeat", log_repeat)):
         if value is not None:
             spec[name] = value
     if log is not None:
@@ -376,6 +379,7 @@ def normalize_jobspec(spec, default_chunked=False):
         "tail_replay": spec.get("tail_replay"),
         "log": None,
         "log_size": None,
+        "log_repeat": max(1, int(spec.get("log_repeat") or 1)),
         "log_start": job.get("start_time"),
     }
     if spec.get("log_b64") is not None:
@@ -466,7 +470,8 @@ class State:
             if isinstance(body.get("job"), dict):
                 job = dict(js["job"])
                 job.update(body["job"])
-                merged = {k: v for k, v in js.items() if k not in ("log", "log_size")}
+                merged = {k: v for k, v in js.items()
+                          if k not in ("log", "log_size", "log_repeat")}
                 merged["job"] = job
                 for k in ("error", "download_status", "error_status", "job_status",
                           "chunked", "tail_status", "tail_framing", "tail_replay"):
@@ -474,9 +479,11 @@ class State:
                         merged[k] = body[k]
                 if any(k in body for k in ("log", "log_b64", "log_size")):
                     tmp = normalize_jobspec(dict(body, job=job), self.default_chunked)
-                    merged["log"], merged["log_size"] = tmp["log"], tmp["log_size"]
+                    src = tmp
                 else:
-                    merged["log"], merged["log_size"] = js["log"], js["log_size"]
+                    src = js
+                for k in ("log", "log_size", "log_repeat"):
+                    merged[k] = src[k]
                 new = merged
             else:
                 new = dict(js)
@@ -592,6 +599,7 @@ class State:
             if js["log"] is None:
                 js["log"] = generated_log_bytes(key, js["log_size"] or 0, js["log_start"])
                 js["log_size"] = None
+            js["log"], js["log_repeat"] = js["log"] * js["log_repeat"], 1
             out = []
             for line in lines:
                 if isinstance(line, dict):
@@ -681,12 +689,13 @@ def take(pieces, n):
 
 def log_pieces(js):
     if js["log"] is not None:
-        data = js["log"]
+        data, times = js["log"], js["log_repeat"]
 
         def pieces():
-            for off in range(0, len(data), PIECE):
-                yield data[off:off + PIECE]
-        return len(data), pieces
+            for _ in range(times):
+                for off in range(0, len(data), PIECE):
+                    yield data[off:off + PIECE]
+        return len(data) * times, pieces
     size = js["log_size"]
     key = js["job"]["key"]
     start = js["log_start"]
