@@ -604,22 +604,19 @@ char *scan_job_path(const struct scan_job *j, const char *suffix, char *buf, siz
         return n < 0 || (size_t) n >= size ? NULL : buf;
 }
 
+static int date_compare(const struct day *a, const struct day *b)
+{
+        struct ymd x = {a->year, a->month, a->day}, y = {b->year, b->month, b->day};
+
+        return ymd_compare(&x, &y);
+}
+
 static int compare_days(const void *x, const void *y)
 {
         const struct day *a = x, *b = y;
+        int r = date_compare(a, b);
 
-        if (a->year != b->year)
-                return a->year < b->year ? -1 : 1;
-        if (a->month != b->month)
-                return a->month < b->month ? -1 : 1;
-        if (a->day != b->day)
-                return a->day < b->day ? -1 : 1;
-        return strcmp(a->guid, b->guid);
-}
-
-static bool same_date(const struct day *a, const struct day *b)
-{
-        return a->year == b->year && a->month == b->month && a->day == b->day;
+        return r ? r : strcmp(a->guid, b->guid);
 }
 
 /* Reads the day folders [from, to) on n_readers threads (the caller's among them) and hands
@@ -711,7 +708,8 @@ int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *wa
         if (s.n_days == 0)
                 r = fn(fn_userdata, NULL, 0, true);
         for (size_t from = 0, to; from < s.n_days && r >= 0; from = to) {
-                for (to = from + 1; to < s.n_days && same_date(&s.days[from], &s.days[to]); to++)
+                for (to = from + 1; to < s.n_days && date_compare(&s.days[from], &s.days[to]) == 0;
+                     to++)
                         ;
                 r = read_date(&s, readers, n_readers, from, to, to == s.n_days, fn, fn_userdata);
         }

@@ -30,15 +30,15 @@
  * before. One thread at most writes a log at a time, so writes never interleave.
  *
  * Memory is bounded in bytes: BLOCKS_PER_THREAD full blocks (about 256 KiB each) per thread.
- * A log starts in a small block (BLOCK_MIN) that doubles as it fills, so a download of a
- * 10 KB log holds 16 KiB, not 256: with eight downloads open at once, full-size blocks would
- * take the whole budget before any reached a worker, and the owner would wait for a block
- * every time a download began (measured: the 2,000-job benchmark 8 % slower). Only the
- * first block of a log grows; once one is handed over, the next starts full-size. When the
- * budget is spent, the owner waits in gzjob_write() for a block to come back, which
- * throttles the downloads to the speed of compression; free blocks of other sizes are
- * released first to make room. Each open log may hold one block more than the budget (see
- * block_get), as each used to hold one chunk.
+ * A log starts in a 16 KiB block (the smallest of BLOCK_CLASSES) that doubles as it fills,
+ * so a download of a 10 KB log holds 16 KiB, not 256: with eight downloads open at once,
+ * full-size blocks took the whole budget before any reached a worker, and the owner waited
+ * for a block every time a download began (the 2,000-job benchmark on tmpfs: 1.33 s against
+ * 1.07-1.14 s now; bench/README.md). Only the first block of a log grows; once one is
+ * handed over, the next starts full-size. When the budget is spent, the owner waits in
+ * gzjob_write() for a block to come back, which throttles the downloads to the speed of
+ * compression; free blocks of other sizes are released first to make room. Each open log
+ * may hold one block more than the budget (see block_get), as each used to hold one chunk.
  */
 #define BLOCKS_PER_THREAD 4
 #define BLOCK_CLASSES     5 /* capacities GZBLOCK_SIZE >> 4 (16 KiB) .. GZBLOCK_SIZE */

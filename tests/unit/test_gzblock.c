@@ -95,13 +95,15 @@ static void on_done(void *userdata, int r, const struct gzjob_result *res)
 }
 
 /* Writes data to path through a pool, in uneven pieces as curl would. */
-static struct gzjob_result write_pool(const char *path, const unsigned char *data, size_t len,
-                                      int level, int threads)
+/* Writes data through a pool: in pieces of ever-changing sizes up to 16 KiB, or (whole) in
+ * one call. */
+static struct gzjob_result write_pool_as(const char *path, const unsigned char *data, size_t len,
+                                         int level, int threads, bool whole)
 {
         struct gzpool *p;
         struct gzjob *j;
         struct result s = {0};
-        size_t off = 0, step = 1;
+        size_t off = 0, step = whole ? len : 1;
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
         assert_true(fd >= 0);
@@ -121,6 +123,12 @@ static struct gzjob_result write_pool(const char *path, const unsigned char *dat
         assert_int_equal(s.r, 0);
         assert_int_equal(s.res.bytes_in, len);
         return s.res;
+}
+
+static struct gzjob_result write_pool(const char *path, const unsigned char *data, size_t len,
+                                      int level, int threads)
+{
+        return write_pool_as(path, data, len, level, threads, false);
 }
 
 static void write_bytes(const char *path, const void *data, size_t len)
@@ -252,11 +260,11 @@ static void assert_members(const char *path, size_t len)
         close(fd);
 }
 
-static void check_boundary(struct fixture *fx, size_t len, int threads)
+static void check_written(struct fixture *fx, size_t len, int threads, bool whole)
 {
         unsigned char *data = make_log(len, (unsigned) len);
         char sha[65];
-        struct gzjob_result res = write_pool(fx->path, data, len, 6, threads);
+        struct gzjob_result res = write_pool_as(fx->path, data, len, 6, threads, whole);
         struct stat st;
 
         sha256_hex(data, len, sha);
@@ -268,6 +276,11 @@ static void check_boundary(struct fixture *fx, size_t len, int threads)
         assert_zlib_reads_back(fx->path, data, len);
         assert_tools_read_back(fx->path, sha);
         free(data);
+}
+
+static void check_boundary(struct fixture *fx, size_t len, int threads)
+{
+        check_written(fx, len, threads, false);
 }
 
 static void test_empty_log_is_one_empty_member(void **state)
@@ -299,6 +312,17 @@ static void test_first_block_grows(void **state)
         for (size_t cap = GZBLOCK_SIZE >> 4; cap < GZBLOCK_SIZE; cap *= 2)
                 for (size_t len = cap - 1; len <= cap + 1; len++)
                         check_boundary(*state, len, len % 2 ? 2 : 0);
+}
+
+/* One write that spans the first block's growth and several blocks, with and without threads. */
+static void test_one_write_many_blocks(void **state)
+{
+        const size_t lens[] = {20000, 200000, GZBLOCK_SIZE, 3 * GZBLOCK_SIZE + 999};
+
+        for (size_t i = 0; i < ELEMENTSOF(lens); i++) {
+                check_written(*state, lens[i], 0, true);
+                check_written(*state, lens[i], 2, true);
+        }
 }
 
 static void test_exactly_three_blocks(void **state)
@@ -590,6 +614,7 @@ int main(void)
                 T(test_exactly_one_block),
                 T(test_one_byte_over_one_block),
                 T(test_first_block_grows),
+                T(test_one_write_many_blocks),
                 T(test_exactly_three_blocks),
                 T(test_large_log_16mb),
                 T(test_output_is_deterministic),

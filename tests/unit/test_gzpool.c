@@ -262,36 +262,6 @@ static void test_logs_interleaved_come_out_in_order(void **state)
         }
 }
 
-/* One write that spans the first block's growth and several blocks, with and without threads. */
-static void test_one_write_many_blocks(void **state)
-{
-        const size_t lens[] = {20000, 200000, GZBLOCK_SIZE, 3 * GZBLOCK_SIZE + 999};
-        static unsigned char data[3 * GZBLOCK_SIZE + 999];
-
-        (void) state;
-        fill_log(data, sizeof(data), 7);
-        for (size_t i = 0; i < ELEMENTSOF(lens); i++)
-                for (int threads = 0; threads <= 2; threads += 2) {
-                        struct gzpool *p;
-                        struct gzjob *j;
-                        struct result s = {0};
-                        char path[4096];
-
-                        assert_int_equal(gzpool_new(6, threads, &p), 0);
-                        assert_int_equal(gzjob_new(p, temp_file(path), &j), 0);
-                        assert_int_equal(gzjob_write(j, data, lens[i]), 0);
-                        assert_int_equal(gzjob_finish(j, on_done, &s), 0);
-                        while (gzpool_pending(p) > 0)
-                                (void) gzpool_wait(p);
-                        gzpool_free(p);
-                        assert_int_equal(s.calls, 1);
-                        assert_int_equal(s.r, 0);
-                        assert_int_equal(s.res.bytes_in, lens[i]);
-                        assert_file_is(path, data, lens[i]);
-                        (void) unlink(path);
-                }
-}
-
 /*
  * Aborts one log at each point of its life (nothing written, mid-block, after 1 and after 9
  * blocks, finished and maybe already written) while two others go on beside it: the aborted
@@ -364,7 +334,6 @@ int main(void)
                 cmocka_unit_test(test_write_error_reaches_done_threads),
                 cmocka_unit_test(test_bad_arguments),
                 cmocka_unit_test(test_logs_interleaved_come_out_in_order),
-                cmocka_unit_test(test_one_write_many_blocks),
                 cmocka_unit_test(test_abort_mid_log),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
