@@ -13,9 +13,9 @@ struct job;
 
 /*
  * Whether job (its key and start date) of content guid is archived under dir: its record
- * exists as a regular file, reached without a symlink below dir. A guid or key that is not a safe path component is never
- * looked up (false). On true, *ret_path (if not NULL) gets the record's path (malloc'd).
- * Returns 1, 0, or -ENOMEM.
+ * exists as a regular file, reached without a symlink below dir. A guid or key that is not a safe
+ * path component is never looked up (false). On true, *ret_path (if not NULL) gets the record's
+ * path (malloc'd). Returns 1, 0, or -ENOMEM.
  */
 int archived_job_record(const char *dir, const char *guid, const struct job *job, char **ret_path);
 
