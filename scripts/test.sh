@@ -48,9 +48,12 @@ cmake --build build -j"$jobs"
 echo "== unit tests under valgrind"
 for t in build/tests/test_*; do
         [ -x "$t" ] || continue
-        # PCRE2's JIT code reads past its subject on purpose (SIMD), which valgrind flags.
-        CJA_GREP_NO_JIT=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-                --error-exitcode=1 "$t" >/dev/null
+        # PCRE2's JIT code reads past its subject on purpose (SIMD), which valgrind flags. A
+        # test's forked child leaves with _exit(), its parent's heap unfreed: not a leak.
+        # (valgrind 3.19 does not know openat2 and answers ENOSYS, so under it the archive
+        # takes its one-folder-at-a-time walk: that path is checked here.)
+        CJA_GREP_NO_JIT=1 valgrind -q --child-silent-after-fork=yes --leak-check=full \
+                --errors-for-leak-kinds=definite,indirect --error-exitcode=1 "$t" >/dev/null
 done
 echo "valgrind: clean"
 
