@@ -728,23 +728,26 @@ out:
 
 struct collect {
         struct scan_job *jobs;
-        size_t n;
+        size_t n, cap;
 };
 
 static int collect_batch(void *userdata, struct scan_job *batch, size_t n, bool last)
 {
         struct collect *c = userdata;
-        struct scan_job *jobs;
 
         (void) last;
-        jobs = reallocarray(c->jobs, c->n + n + 1, sizeof(*jobs));
-        if (!jobs) {
-                scan_jobs_free(batch, n);
-                return -ENOMEM;
+        if (c->n + n + 1 > c->cap) {
+                size_t cap = 2 * c->cap > c->n + n + 1 ? 2 * c->cap : c->n + n + 256;
+                struct scan_job *jobs = reallocarray(c->jobs, cap, sizeof(*jobs));
+                if (!jobs) {
+                        scan_jobs_free(batch, n);
+                        return -ENOMEM;
+                }
+                c->jobs = jobs;
+                c->cap = cap;
         }
         if (n)
-                memcpy(jobs + c->n, batch, n * sizeof(*jobs));
-        c->jobs = jobs;
+                memcpy(c->jobs + c->n, batch, n * sizeof(*batch));
         c->n += n;
         free(batch);
         return 0;
@@ -761,13 +764,9 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
                 scan_jobs_free(c.jobs, c.n);
                 return r;
         }
-        if (!c.jobs) {
-                c.jobs = calloc(1, sizeof(*c.jobs));
-                if (!c.jobs)
-                        return -ENOMEM;
-        }
-        /* Dates in order, jobs of a date in order: only a job filed under a date other than
-         * its start's (see the record's date_source) can be out of place. */
+        /* (The final call always comes, so c.jobs is allocated.) Dates in order, jobs of a date in
+         * order: only a job filed under a date other than its start's (see the record's
+         * date_source) can be out of place. */
         qsort(c.jobs, c.n, sizeof(*c.jobs), compare_jobs);
         *ret = c.jobs;
         *ret_n = c.n;
