@@ -23,12 +23,12 @@
 #define COLOR_END "\033[m"
 
 struct matcher {
-        pcre2_code *code; /* NULL for the memmem path */
+        pcre2_code *code; /* NULL when literal_find alone decides */
         bool jit;
         char *literal; /* -F without -i/-w: the whole pattern; else a required literal or NULL */
         size_t literal_len;
         size_t rare1, rare2; /* offsets in literal of its two least common bytes (literal_find) */
-        bool literal_only;   /* the literal is the whole pattern: memmem decides */
+        bool literal_only;   /* the literal is the whole pattern: literal_find decides */
         bool color;
 };
 
@@ -229,13 +229,13 @@ static unsigned byte_rank(unsigned char c)
 {
         if (c == ' ')
                 return 255;
-        if (strchr("etaoinsr", c))
+        if (c && strchr("etaoinsr", c))
                 return 200;
         if (c >= 'a' && c <= 'z')
                 return 150;
         if (c >= '0' && c <= '9')
                 return 140;
-        if (strchr(".:/-_,=()'\"", c))
+        if (c && strchr(".:/-_,=()'\"", c))
                 return 130;
         if (c >= 'A' && c <= 'Z')
                 return 100;
