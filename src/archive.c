@@ -2,7 +2,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#if __has_include(<linux/openat2.h>) /* Linux 5.6's headers */
 #include <linux/openat2.h>
+#define HAVE_OPENAT2 1
+#endif
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,11 +190,13 @@ static bool path_is_plain(const char *path)
  * taken. Any error (ENOENT before creating, ELOOP or ENOTDIR to be named precisely, ENOSYS
  * on an older kernel, EPERM from a seccomp filter that does not know the call) is left to
  * the walk. Saves six system calls of seven for a day folder: the daemon opens one for
- * every job it archives, and a search one for every job it reads.
+ * every job it archives, and a search one for every job it reads. (One difference, and not
+ * an escape: a folder on the way that grants search but not read permission is crossed
+ * here, as any path lookup crosses it, where the walk's open of it gets EACCES.)
  */
 static int open_beneath_fast(int dir_fd, const char *path)
 {
-#ifdef SYS_openat2
+#if defined(HAVE_OPENAT2) && defined(SYS_openat2)
         static atomic_bool unavailable;
         struct open_how how = {
                 .flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,

@@ -476,9 +476,9 @@ struct engine {
         const struct grep_opts *o;
         const struct matcher *m;
         int rootfd;
-        unsigned threads;
         pthread_t *th;
         unsigned started;
+        unsigned busy; /* threads searching a job */
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -615,6 +615,7 @@ static void *worker(void *arg)
         if (matcher_scratch_new(e->m, &ms) < 0) {
                 pthread_mutex_lock(&e->lock);
                 e->fatal = -ENOMEM;
+                pthread_cond_broadcast(&e->cond); /* engine_push() may be waiting */
                 pthread_mutex_unlock(&e->lock);
                 matcher_scratch_free(ms);
                 return NULL;
@@ -636,14 +637,17 @@ static void *worker(void *arg)
                 }
                 i = e->next++;
                 job = e->jobs[i - e->base]; /* its strings stay until it is printed */
-                /* The last few jobs: each decodes its members on the threads left idle. */
-                if (e->scan_done && e->n - i < e->threads)
-                        decode = e->threads / (unsigned) (e->n - i);
+                /* Nothing else to take now (one big log found by --key, or the last job): its
+                 * members are decoded on this thread and the ones that would only wait. */
+                if (e->next == e->n)
+                        decode = e->started - e->busy;
+                e->busy++;
                 pthread_mutex_unlock(&e->lock);
 
                 k = search_one(e, i, &job, decode, ms);
 
                 pthread_mutex_lock(&e->lock);
+                e->busy--;
                 if (k > 0)
                         e->any_selected = true;
                 else if (k < 0)
@@ -828,7 +832,6 @@ static int engine_start(struct engine *e, unsigned threads)
 {
         pthread_mutex_init(&e->lock, NULL);
         pthread_cond_init(&e->cond, NULL);
-        e->threads = threads;
         e->window = (size_t) threads * WINDOW_JOBS;
         e->slots = calloc(e->window, sizeof(*e->slots));
         e->th = calloc(threads, sizeof(*e->th));
