@@ -43,6 +43,13 @@ int file_open_at(int dfd, const char *name, struct stat *ret_st);
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes). */
 void hex_encode(const unsigned char *in, size_t len, char *out);
 
+/*
+ * Appends n bytes to a growing buffer (*buf, *len bytes used of *cap) and keeps a NUL after
+ * them; the capacity starts at min_cap and doubles. The caller bounds the total. Returns 0 or
+ * -ENOMEM.
+ */
+int buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n, size_t min_cap);
+
 /* A UTC calendar day, as the archive's guid/YYYY/MM/DD folders name it; 0 for a part not given. */
 struct ymd {
         int year, month, day;

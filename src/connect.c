@@ -404,19 +404,7 @@ static int element_append(struct connect_stream *s, const char *data, size_t n)
 {
         if (n > CONNECT_JOB_MAX - s->len)
                 return -EFBIG;
-        if (s->len + n > s->cap) {
-                size_t cap = s->cap ? s->cap : 1024;
-                while (cap < s->len + n)
-                        cap *= 2;
-                char *p = realloc(s->buf, cap);
-                if (!p)
-                        return -ENOMEM;
-                s->buf = p;
-                s->cap = cap;
-        }
-        memcpy(s->buf + s->len, data, n);
-        s->len += n;
-        return 0;
+        return buf_append(&s->buf, &s->len, &s->cap, data, n, 1024);
 }
 
 static int element_end(struct connect_stream *s)

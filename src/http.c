@@ -259,20 +259,7 @@ static int body_append(struct http_request *req, const char *data, size_t len, s
 {
         if (req->body_len + len > max)
                 return -EFBIG;
-        if (req->body_len + len + 1 > req->body_cap) {
-                size_t cap = req->body_cap ? req->body_cap : 4096;
-                while (cap < req->body_len + len + 1)
-                        cap *= 2;
-                char *p = realloc(req->body, cap);
-                if (!p)
-                        return -ENOMEM;
-                req->body = p;
-                req->body_cap = cap;
-        }
-        memcpy(req->body + req->body_len, data, len);
-        req->body_len += len;
-        req->body[req->body_len] = '\0';
-        return 0;
+        return buf_append(&req->body, &req->body_len, &req->body_cap, data, len, 4096);
 }
 
 static int sink_begin(struct http_request *req)

@@ -8,6 +8,7 @@
 #include "connect.h"
 #include "macro.h"
 #include "tail.h"
+#include "util.h"
 
 /* A log entry is a flat object; anything nested deeper than this is hostile. */
 #define JSON_MAX_DEPTH 32
@@ -39,20 +40,7 @@ static int buffer_append(struct buffer *b, const char *data, size_t len)
 {
         if (b->len + len > TAIL_FRAME_MAX)
                 return -EBADMSG;
-        if (b->len + len + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                while (cap < b->len + len + 1)
-                        cap *= 2;
-                char *p = realloc(b->data, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->data = p;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, data, len);
-        b->len += len;
-        b->data[b->len] = '\0';
-        return 0;
+        return buf_append(&b->data, &b->len, &b->cap, data, len, 256);
 }
 
 int tail_decoder_new(tail_entry_fn *fn, void *userdata, struct tail_decoder **ret)

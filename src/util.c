@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -193,6 +194,27 @@ int ymd_compare(const struct ymd *a, const struct ymd *b)
                 return a->month < b->month ? -1 : 1;
         if (a->day != b->day)
                 return a->day < b->day ? -1 : 1;
+        return 0;
+}
+
+int buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n, size_t min_cap)
+{
+        if (n > SIZE_MAX / 4 || *len > SIZE_MAX / 4) /* so that doubling cannot overflow */
+                return -ENOMEM;
+        if (*len + n + 1 > *cap) {
+                size_t c = *cap ? *cap : min_cap;
+                while (c < *len + n + 1)
+                        c *= 2;
+                char *p = realloc(*buf, c);
+                if (!p)
+                        return -ENOMEM;
+                *buf = p;
+                *cap = c;
+        }
+        if (n)
+                memcpy(*buf + *len, data, n);
+        *len += n;
+        (*buf)[*len] = '\0';
         return 0;
 }
 

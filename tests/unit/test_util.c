@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -135,6 +136,31 @@ static void test_log_escape(void **state)
         assert_string_equal(log_escape(NULL, buf, sizeof(buf)), "(null)");
 }
 
+static void test_buf_append(void **state)
+{
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        (void) state;
+        /* Nothing appended still makes an empty, terminated string. */
+        assert_int_equal(buf_append(&buf, &len, &cap, "", 0, 4), 0);
+        assert_int_equal(len, 0);
+        assert_int_equal(cap, 4);
+        assert_string_equal(buf, "");
+        assert_int_equal(buf_append(&buf, &len, &cap, "abc", 3, 4), 0);
+        assert_int_equal(cap, 4); /* "abc" and its NUL fit */
+        assert_int_equal(buf_append(&buf, &len, &cap, "defghij", 7, 4), 0);
+        assert_int_equal(len, 10);
+        assert_int_equal(cap, 16); /* doubled until 11 bytes fit */
+        assert_string_equal(buf, "abcdefghij");
+        for (int i = 0; i < 1000; i++)
+                assert_int_equal(buf_append(&buf, &len, &cap, "x", 1, 4), 0);
+        assert_int_equal(len, 1010);
+        assert_int_equal(strlen(buf), 1010);
+        assert_int_equal(cap, 1024);
+        free(buf);
+}
+
 static void test_hex(void **state)
 {
         const unsigned char in[] = {0x00, 0x9f, 0xff};
@@ -213,6 +239,7 @@ int main(void)
                 cmocka_unit_test(test_ymd_parse),
                 cmocka_unit_test(test_ymd_parse_rejects),
                 cmocka_unit_test(test_ymd_compare),
+                cmocka_unit_test(test_buf_append),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
