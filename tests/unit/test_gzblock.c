@@ -78,23 +78,6 @@ static unsigned char *make_log(size_t len, unsigned seed)
         return d;
 }
 
-struct result {
-        int calls;
-        int r;
-        struct gzjob_result res;
-};
-
-static void on_done(void *userdata, int r, const struct gzjob_result *res)
-{
-        struct result *s = userdata;
-
-        s->calls++;
-        s->r = r;
-        if (r == 0)
-                s->res = *res;
-}
-
-/* Writes data to path through a pool, in uneven pieces as curl would. */
 /* Writes data through a pool: in pieces of ever-changing sizes up to 16 KiB, or (whole) in
  * one call. */
 static struct gzjob_result write_pool_as(const char *path, const unsigned char *data, size_t len,
@@ -102,7 +85,7 @@ static struct gzjob_result write_pool_as(const char *path, const unsigned char *
 {
         struct gzpool *p;
         struct gzjob *j;
-        struct result s = {0};
+        struct gz_done s = {0};
         size_t off = 0, step = whole ? len : 1;
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
@@ -115,7 +98,7 @@ static struct gzjob_result write_pool_as(const char *path, const unsigned char *
                 off += n;
                 step = step * 3 % 16411 + 1;
         }
-        assert_int_equal(gzjob_finish(j, on_done, &s), 0);
+        assert_int_equal(gzjob_finish(j, gz_done_record, &s), 0);
         while (gzpool_pending(p) > 0)
                 (void) gzpool_wait(p);
         gzpool_free(p);

@@ -19,25 +19,6 @@
 
 /* What the archive-level tests do not reach: the pool's own edges. */
 
-struct result {
-        int calls;
-        int r;
-        struct gzjob_result res;
-        struct gzjob *self; /* for the done that aborts its own job */
-};
-
-static void on_done(void *userdata, int r, const struct gzjob_result *res)
-{
-        struct result *s = userdata;
-
-        s->calls++;
-        s->r = r;
-        if (r == 0)
-                s->res = *res;
-        if (s->self)
-                gzjob_abort(s->self); /* must be a no-op: the pool frees it after this */
-}
-
 /* A new empty file; its path goes to path (PATH_MAX). */
 static int temp_file(char *path)
 {
@@ -70,7 +51,7 @@ static void test_abort_from_own_done_is_a_no_op(void **state)
 {
         struct gzpool *p;
         struct gzjob *j;
-        struct result s = {0};
+        struct gz_done s = {0};
         char path[4096];
 
         (void) state;
@@ -78,8 +59,8 @@ static void test_abort_from_own_done_is_a_no_op(void **state)
         assert_int_equal(gzjob_new(p, temp_file(path), &j), 0);
         assert_int_equal(gzjob_write(j, "hello\n", 6), 0);
         s.self = j;
-        assert_int_equal(gzjob_finish(j, on_done, &s), 0);
-        assert_int_equal(gzjob_finish(j, on_done, &s), -EINVAL);
+        assert_int_equal(gzjob_finish(j, gz_done_record, &s), 0);
+        assert_int_equal(gzjob_finish(j, gz_done_record, &s), -EINVAL);
         assert_int_equal(gzpool_wait(p), 1);
         assert_int_equal(s.calls, 1);
         assert_int_equal(s.r, 0);
@@ -100,7 +81,7 @@ static void test_more_open_jobs_than_chunks(void **state)
         enum { N = 48, BIG = N - 1 };
         struct gzpool *p;
         struct gzjob *j[N];
-        struct result s[N] = {{0}};
+        struct gz_done s[N] = {{0}};
         char path[N][4096];
         static unsigned char data[4 << 20];
         size_t len[N];
@@ -118,7 +99,7 @@ static void test_more_open_jobs_than_chunks(void **state)
         for (size_t off = 0; off < sizeof(data); off += 16384)
                 assert_int_equal(gzjob_write(j[BIG], data + off, 16384), 0);
         for (size_t i = 0; i < N; i++)
-                assert_int_equal(gzjob_finish(j[i], on_done, &s[i]), 0);
+                assert_int_equal(gzjob_finish(j[i], gz_done_record, &s[i]), 0);
         assert_int_equal(gzpool_pending(p), N);
         while (gzpool_pending(p) > 0)
                 (void) gzpool_wait(p);
@@ -137,7 +118,7 @@ static void check_write_error(int threads)
 {
         struct gzpool *p;
         struct gzjob *j;
-        struct result s = {0};
+        struct gz_done s = {0};
         char path[4096];
         static unsigned char data[256 << 10];
         int fd, r = 0;
@@ -158,7 +139,7 @@ static void check_write_error(int threads)
                 assert_int_equal(r, -EBADF);
         else
                 assert_true(r == 0 || r == -EBADF);
-        assert_int_equal(gzjob_finish(j, on_done, &s), 0);
+        assert_int_equal(gzjob_finish(j, gz_done_record, &s), 0);
         (void) gzpool_wait(p);
         assert_int_equal(s.calls, 1);
         assert_int_equal(s.r, -EBADF);
@@ -230,7 +211,7 @@ static void test_logs_interleaved_come_out_in_order(void **state)
         const size_t len = 12 * GZBLOCK_SIZE + 4321;
         struct gzpool *p;
         struct gzjob *j[N];
-        struct result s[N] = {{0}};
+        struct gz_done s[N] = {{0}};
         char path[N][4096];
         unsigned char *data[N];
 
@@ -248,7 +229,7 @@ static void test_logs_interleaved_come_out_in_order(void **state)
                                                      len - off < 16384 ? len - off : 16384),
                                          0);
         for (size_t i = 0; i < N; i++)
-                assert_int_equal(gzjob_finish(j[i], on_done, &s[i]), 0);
+                assert_int_equal(gzjob_finish(j[i], gz_done_record, &s[i]), 0);
         while (gzpool_pending(p) > 0)
                 (void) gzpool_wait(p);
         gzpool_free(p);
@@ -273,7 +254,7 @@ static void check_abort_mid_log(int threads, int when)
         const size_t cut[] = {0, 1000, GZBLOCK_SIZE, 9 * GZBLOCK_SIZE + 5, len};
         struct gzpool *p;
         struct gzjob *j[3];
-        struct result s[3] = {{0}};
+        struct gz_done s[3] = {{0}};
         char path[3][4096];
         int fd[3];
         unsigned char *data = malloc(len);
@@ -293,14 +274,14 @@ static void check_abort_mid_log(int threads, int when)
                         assert_int_equal(gzjob_write(j[1], data + off, n), 0);
         }
         if (cut[when] == len)
-                assert_int_equal(gzjob_finish(j[1], on_done, &s[1]), 0);
-        assert_int_equal(gzjob_finish(j[0], on_done, &s[0]), 0);
+                assert_int_equal(gzjob_finish(j[1], gz_done_record, &s[1]), 0);
+        assert_int_equal(gzjob_finish(j[0], gz_done_record, &s[0]), 0);
         gzjob_abort(j[1]);
         /* Nothing opened a file since, so its number is free only if abort closed it. */
         errno = 0;
         assert_int_equal(fcntl(fd[1], F_GETFD), -1);
         assert_int_equal(errno, EBADF);
-        assert_int_equal(gzjob_finish(j[2], on_done, &s[2]), 0);
+        assert_int_equal(gzjob_finish(j[2], gz_done_record, &s[2]), 0);
         while (gzpool_pending(p) > 0)
                 (void) gzpool_wait(p);
         gzpool_free(p);

@@ -8,7 +8,19 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "gzpool.h"
+
 struct config;
+
+/* What a gzjob's done reported, for gz_done_record. */
+struct gz_done {
+        int calls;
+        int r;
+        struct gzjob_result res;
+        struct gzjob *self; /* when set, done aborts it: a no-op from its own done */
+};
+/* A gzjob_done_fn filling the struct gz_done at userdata. */
+void gz_done_record(void *userdata, int r, const struct gzjob_result *res);
 
 /* A mkdtemp folder under /tmp for one test, removed with all it holds by tmpdir_teardown. */
 struct tmpdir {
