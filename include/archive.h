@@ -109,6 +109,14 @@ int archive_find_job(struct archive *a, const char *guid, const char *key, struc
 int archive_dir_open_beneath(int dir_fd, const char *path, bool create);
 
 /*
+ * Whether `dir`/`name` beneath root_fd is a regular file reached without a symlink (dir as
+ * for archive_dir_open_beneath). A missing file answers in one fstatat; one that is there is
+ * confirmed in dir opened beneath root_fd, whose fd goes to *ret_dir_fd when it is not NULL
+ * (the caller closes it). Any failure to look answers false.
+ */
+bool archive_file_beneath(int root_fd, const char *dir, const char *name, int *ret_dir_fd);
+
+/*
  * After -ELOOP for loc: the first symlink on the way to loc's day folder, as a path
  * relative to the root ("<guid>/2024"), for the message. Returns 0, or -ENOENT when there
  * is none (any more).

@@ -268,6 +268,30 @@ int archive_dir_open_beneath(int dir_fd, const char *path, bool create)
         }
 }
 
+bool archive_file_beneath(int root_fd, const char *dir, const char *name, int *ret_dir_fd)
+{
+        char path[2 * REL_PATH_MAX];
+        struct stat st;
+        int fd, n;
+
+        n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (n < 0 || (size_t) n >= sizeof(path) ||
+            fstatat(root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        fd = archive_dir_open_beneath(root_fd, dir, false);
+        if (fd < 0)
+                return false;
+        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+                (void) safe_close(fd);
+                return false;
+        }
+        if (ret_dir_fd)
+                *ret_dir_fd = fd;
+        else
+                (void) safe_close(fd);
+        return true;
+}
+
 /* The day folder "guid/YYYY/MM/DD" of loc beneath the root, created when asked. */
 static int day_open(const struct archive *a, const struct archive_loc *loc, bool create)
 {
@@ -615,7 +639,7 @@ int archive_sweep_temporaries(struct archive *a, unsigned *ret_removed)
  */
 bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
 {
-        char dir[REL_PATH_MAX], name[REL_PATH_MAX], path[2 * REL_PATH_MAX];
+        char dir[REL_PATH_MAX], name[REL_PATH_MAX];
         struct stat st;
         int fd;
 
@@ -630,14 +654,9 @@ bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc)
                 return fstatat(a->day_fd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0 &&
                        S_ISREG(st.st_mode);
 
-        (void) snprintf(path, sizeof(path), "%s/%s", dir, name);
-        if (fstatat(a->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        if (!archive_file_beneath(a->root_fd, dir, name, &fd))
                 return false;
-        fd = archive_dir_open_beneath(a->root_fd, dir, false);
-        if (fd < 0)
-                return false;
-        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-            fstat(fd, &st) < 0) {
+        if (fstat(fd, &st) < 0) {
                 (void) safe_close(fd);
                 return false;
         }

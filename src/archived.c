@@ -14,7 +14,7 @@
 
 int archived_job_record(const char *dir, const char *guid, const struct job *job, char **ret_path)
 {
-        _cleanup_close_ int rootfd = -1, dayfd = -1;
+        _cleanup_close_ int rootfd = -1;
         char day[256], name[300];
         struct stat st;
         char *path;
@@ -27,14 +27,11 @@ int archived_job_record(const char *dir, const char *guid, const struct job *job
         (void) snprintf(name, sizeof(name), "%s.json", job->key);
         if (asprintf(&path, "%s/%s/%s", dir, day, name) < 0)
                 return -ENOMEM;
-        /* A missing record answers "no" in one call (list asks this of every job); a "yes" is
-         * confirmed in the day folder opened beneath the root without following symlinks,
-         * as the daemon does: a symlink on the way makes it "no". stat, not open: no atime
-         * update, nothing held. */
-        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-            (rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-            (dayfd = archive_dir_open_beneath(rootfd, day, false)) < 0 ||
-            fstatat(dayfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+        /* list asks this of every job: a missing record answers "no" in one stat, without
+         * opening the root; one that is there gets the daemon's test, where a symlink on the
+         * way makes it "no". stat, not open: no atime update, nothing held. */
+        if (stat(path, &st) < 0 || (rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+            !archive_file_beneath(rootfd, day, name, NULL)) {
                 free(path);
                 return 0;
         }
