@@ -13,6 +13,7 @@
 
 #include "grep.h"
 #include "macro.h"
+#include "util.h"
 
 #define WINDOW    (256 * 1024) /* streaming: bytes searched at a time */
 #define LIT_MIN   3            /* a shorter required literal does not pay for a prefilter */
@@ -45,21 +46,10 @@ static bool is_meta(char c)
         return strchr("\\^$.[]|()?*+{}", c) != NULL;
 }
 
-/* Appends s to *p (grown as needed). */
+/* Appends s to *p (grown as needed, NUL-terminated). */
 static int append(char **p, size_t *len, size_t *cap, const char *s, size_t n)
 {
-        if (*len + n + 1 > *cap) {
-                size_t c = (*len + n + 1) * 2;
-                char *q = realloc(*p, c);
-                if (!q)
-                        return -ENOMEM;
-                *p = q;
-                *cap = c;
-        }
-        memcpy(*p + *len, s, n);
-        *len += n;
-        (*p)[*len] = '\0';
-        return 0;
+        return buf_append(p, len, cap, s, n, 64);
 }
 
 /*
