@@ -405,16 +405,8 @@ static int lines_feed(struct lines *l, const char *p, size_t n)
                         l->len = 0;
                         line_done(l, NULL, 0);
                 } else if (l->print) {
-                        if (l->len + k > l->cap) {
-                                size_t cap = (l->len + k) * 2;
-                                char *q = realloc(l->line, cap);
-                                if (!q)
-                                        return -ENOMEM;
-                                l->line = q;
-                                l->cap = cap;
-                        }
-                        memcpy(l->line + l->len, p, k);
-                        l->len += k;
+                        if (buf_append(&l->line, &l->len, &l->cap, p, k, 256) < 0)
+                                return -ENOMEM;
                         if (nl) {
                                 line_done(l, l->line, l->len);
                                 l->len = 0;
