@@ -21,8 +21,8 @@ tree=$work/tree-compress
 bash "$repo/scripts/deps.sh" >/dev/null
 mkdir -p "$work"
 bin=$work/compress_levels
-cc -O2 -std=c11 -D_GNU_SOURCE -I"$repo/include" -o "$bin" "$here/compress_levels.c" \
-        "$repo/src/gzblock.c" -lz -ldeflate
+cc -O2 -std=c11 -D_GNU_SOURCE -I"$repo/include/core" -I"$repo/include/archive" -o "$bin" "$here/compress_levels.c" \
+        "$repo/src/archive/gzblock.c" -lz -ldeflate
 
 if [ -f "$work/tree/manifest.json" ]; then
         tree=$work/tree # run.sh's
@@ -55,7 +55,7 @@ echo "|--:|--:|--:|--:|--:|--:|--:|--:|"
 for l in 1 2 3 4 5 6 7 8 9; do
         read -r _ zo zc < <("$bin" zlib "$l" "$work/compress-files.txt")
         read -r _ bo bc < <("$bin" blocked "$l" 262144 "$work/compress-files.txt")
-        dl=$(grep -o "level_map\[10\] = {[^}]*}" "$repo/src/gzblock.c" | tr -d '{}' |
+        dl=$(grep -o "level_map\[10\] = {[^}]*}" "$repo/src/archive/gzblock.c" | tr -d '{}' |
                 awk -v l="$l" -F', *' '{ split($0, a, "= "); split(a[2], m, ", *"); print m[l + 1] }')
         echo "| $l | $(mbf "$zo") | $zc | $dl | $(mbf "$bo") | $bc | $(pct "$bo" "$zo") | $(ratio "$bc" "$zc")× |"
 done

@@ -5,7 +5,7 @@
 
 #include <cmocka.h>
 
-#include "daemon-internal.h"
+#include "internal.h"
 #include "util.h"
 
 #define SEC USEC_PER_SEC

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon-internal.h"
+#include "internal.h"
 #include "util.h"
 
 void spool_close(struct item *it)

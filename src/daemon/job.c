@@ -3,7 +3,9 @@
  * (on_error_done), then streams the log through the archive (log_sink) while it downloads
  * (on_download_done); the compression threads finish it (on_log_finished), task_queue builds the
  * record and adds the job to the batch, and on_committed reports it once the batch is durable.
- * Any failure ends in task_fail, which counts it (job_failed) and frees the task.
+ * Every task ends in task_end, which tells its item (the done callback given to task_start:
+ * archived, or failed and why) and frees it; the pipeline never calls back into the item
+ * otherwise.
  */
 
 #include <errno.h>
@@ -14,24 +16,18 @@
 #include <time.h>
 
 #include "config.h"
-#include "daemon-internal.h"
+#include "internal.h"
 #include "log.h"
 #include "util.h"
 
-static void task_free(struct task *t)
+/* Tells the item that started t how it ended (failure NULL: archived), then frees t. */
+static void task_end(struct task *t, const char *failure)
 {
-        struct item *it;
-
-        if (!t)
-                return;
-        it = t->item;
         archive_file_abort(t->file);
         connect_error_free(t->error);
+        t->done(t->item, t->job.key, failure);
         connect_job_done(&t->job);
         free(t);
-        it->tasks--;
-        it->d->n_tasks--;
-        item_idle_check(it);
 }
 
 /* "<guid>/YYYY/MM/DD", the job's folder in the archive, for messages. */
@@ -50,8 +46,7 @@ _printf_(2, 3) static void task_fail(struct task *t, const char *fmt, ...)
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        job_failed(t->item, t->job.key, "%s", msg);
-        task_free(t);
+        task_end(t, msg);
 }
 #define task_fail(...) (__extension__ task_fail(__VA_ARGS__)) /* "%m": see log.h */
 
@@ -91,11 +86,10 @@ static void on_committed(void *userdata, int r)
                 log_job(LOG_INFO, t->item, t->job.key,
                         "archived in %s: record only (no log file)%s", where,
                         t->error ? ", error record" : "");
-        failure_clear(t->item, t->job.key);
         d->stats.jobs_archived++;
         d->stats.bytes_in += t->log_bytes;
         d->stats.bytes_out += t->gzip_bytes;
-        task_free(t);
+        task_end(t, NULL);
 }
 
 /* Builds the record and queues the job in the batch; log is NULL when it has none. */
@@ -258,8 +252,7 @@ static void on_error_done(void *userdata, const struct http_result *res)
         }
 }
 
-/* Starts archiving job (taking what it owns) under loc's date. */
-void task_start(struct item *it, struct job *job, const struct archive_loc *loc)
+int task_start(struct item *it, struct job *job, const struct archive_loc *loc, task_done_fn *done)
 {
         struct daemon *d = it->d;
         _cleanup_free_ char *url = NULL;
@@ -267,14 +260,11 @@ void task_start(struct item *it, struct job *job, const struct archive_loc *loc)
         int r;
 
         t = calloc(1, sizeof(*t));
-        if (!t) {
-                log_job(LOG_WARNING, it, job->key, "out of memory; will retry next cycle");
-                d->stats.jobs_failed++;
-                connect_job_done(job);
-                return;
-        }
+        if (!t)
+                return -ENOMEM;
         t->d = d;
         t->item = it;
+        t->done = done;
         t->job = *job;
         *job = (struct job){0}; /* the task owns the key and the JSON now */
         t->loc = (struct archive_loc){
@@ -284,8 +274,6 @@ void task_start(struct item *it, struct job *job, const struct archive_loc *loc)
                 .day = loc->day,
                 .key = t->job.key,
         };
-        it->tasks++;
-        d->n_tasks++;
         r = connect_job_url(d->config->server_url, it->guid, t->job.key, "error", &url);
         if (r >= 0)
                 r = http_get(d->http, url, NULL, on_error_done, t);
@@ -293,4 +281,5 @@ void task_start(struct item *it, struct job *job, const struct archive_loc *loc)
                 errno = -r;
                 task_fail(t, "cannot request the error record: %m");
         }
+        return 0;
 }

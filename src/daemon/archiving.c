@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "daemon-internal.h"
+#include "internal.h"
 #include "log.h"
 #include "util.h"
 

@@ -1,7 +1,7 @@
 /*
  * The daemon's loop and its life: daemon_new/daemon_free, one turn of the loop (the HTTP engine,
  * the compression threads' wake-ups, signals, batch commits), --once, the service loop, and the
- * reload on SIGHUP. The rest of the daemon is in the files daemon-internal.h lists.
+ * reload on SIGHUP. The rest of the daemon is in the files internal.h lists.
  */
 
 #include <errno.h>
@@ -16,7 +16,7 @@
 
 #include "config.h"
 #include "daemon.h"
-#include "daemon-internal.h"
+#include "internal.h"
 #include "log.h"
 #include "util.h"
 

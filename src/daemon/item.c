@@ -15,7 +15,7 @@
 #include <json-c/linkhash.h>
 
 #include "config.h"
-#include "daemon-internal.h"
+#include "internal.h"
 #include "log.h"
 #include "util.h"
 
@@ -82,7 +82,7 @@ static unsigned failure_count(struct item *it, const char *key)
         return 1;
 }
 
-void failure_clear(struct item *it, const char *key)
+static void failure_clear(struct item *it, const char *key)
 {
         for (struct failure **pp = &it->failures; *pp; pp = &(*pp)->next)
                 if (strcmp((*pp)->key, key) == 0) {
@@ -99,7 +99,7 @@ void failure_clear(struct item *it, const char *key)
  * still retried every poll, but only debug lines and the metric speak of it, so a job that
  * can never be archived does not flood the journal.
  */
-_printf_(3, 4) void job_failed(struct item *it, const char *key, const char *fmt, ...)
+_printf_(3, 4) static void job_failed(struct item *it, const char *key, const char *fmt, ...)
 {
         struct daemon *d = it->d;
         char msg[768];
@@ -125,14 +125,16 @@ _printf_(3, 4) void job_failed(struct item *it, const char *key, const char *fmt
                 log_job(LOG_DEBUG, it, key, "%s; failed %u polls in a row", msg, n);
 }
 
-size_t stuck_jobs(const struct daemon *d)
+/* A task's end (job.c): the job is archived, or it failed and is retried next poll. */
+static void on_task_done(struct item *it, const char *key, const char *failure)
 {
-        size_t n = 0;
-
-        for (size_t i = 0; i < d->n_items; i++)
-                for (const struct failure *f = d->items[i]->failures; f; f = f->next)
-                        n += f->count >= STUCK_AFTER_FAILURES;
-        return n;
+        if (failure)
+                job_failed(it, key, "%s", failure);
+        else
+                failure_clear(it, key);
+        it->tasks--;
+        it->d->n_tasks--;
+        item_idle_check(it);
 }
 
 static void undated_free(struct lh_entry *e)
@@ -456,7 +458,15 @@ static void item_feed_one(struct item *it)
                         connect_job_done(&j);
                 } else {
                         j.date_source = source;
-                        task_start(it, &j, &loc);
+                        if (task_start(it, &j, &loc, on_task_done) >= 0) {
+                                it->tasks++;
+                                d->n_tasks++;
+                        } else {
+                                log_job(LOG_WARNING, it, j.key,
+                                        "out of memory; will retry next cycle");
+                                d->stats.jobs_failed++;
+                                connect_job_done(&j);
+                        }
                 }
         }
         if (it->n_pending == 0)

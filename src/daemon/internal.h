@@ -2,19 +2,24 @@
 
 /*
  * The daemon's private header: the state its files share (systemd's resolved-manager.h
- * pattern). Nothing outside src/daemon*.c includes it, except the unit tests of the pure parts
- * (daemon-schedule.c). The public interface is include/daemon.h.
+ * pattern). Nothing outside src/daemon/ includes it, except the unit tests of the pure parts
+ * (schedule.c). The interface main.c uses is daemon.h.
  *
- *   daemon.c           new/free, the loop turn, signals, --once, the service loop, reload
- *   daemon-item.c      per-item polling: the job list stream, its results, failures in a row,
- *                      stuck jobs, feeding spooled jobs to tasks, the item list for a config
- *   daemon-spool.c     the spool: the raw bytes of a list's jobs to act on, in an unlinked file
- *   daemon-job.c       one job's pipeline: start -> error record -> download -> compressed ->
- *                      queued -> committed, plus failure and freeing
- *   daemon-archive.c   the daemon's side of the archive: open/lock/sweep, batch commits,
- *                      retention and the disk guard
- *   daemon-schedule.c  when items poll: the first-poll spread and the due scan, pure functions
- *   daemon-report.c    what the daemon says: job log lines, reasons, the status line, metrics
+ *   daemon.c     new/free, the loop turn, signals, --once, the service loop, reload
+ *   item.c       per-item polling: the job list stream, its results, failures in a row,
+ *                feeding spooled jobs to tasks, the item list for a config
+ *   spool.c      the spool: the raw bytes of a list's jobs to act on, in an unlinked file
+ *   job.c        one job's pipeline: start -> error record -> download -> compressed ->
+ *                queued -> committed, ending in the item's done callback
+ *   archiving.c  the daemon's side of the archive: open/lock/sweep, batch commits,
+ *                retention and the disk guard
+ *   schedule.c   when items poll: the first-poll spread and the due scan, pure functions
+ *   report.c     what the daemon says: job log lines, reasons, the status line, metrics
+ *   notify.c, metrics.c  sd_notify and the Prometheus file
+ *
+ * Calls point one way: daemon.c -> item.c -> job.c -> report.c (and each to archiving.c,
+ * spool.c, schedule.c as needed); a task reports its end through task_done_fn, never by
+ * calling into item.c.
  */
 
 #include <stdbool.h>
@@ -112,6 +117,10 @@ struct failure {
         char key[]; /* as served (may be unsafe: it is only compared and escaped) */
 };
 
+/* How a task ends, told once to the item that started it: failure is NULL when the job was
+ * archived, else why it could not be (the job is retried next poll). */
+typedef void task_done_fn(struct item *it, const char *key, const char *failure);
+
 /* One due job on its way into the archive. */
 struct task {
         struct daemon *d;
@@ -120,6 +129,7 @@ struct task {
         struct archive_loc loc;
         struct json_object *error; /* NULL: none (204) */
         struct archive_file *file; /* the log being streamed, until the batch takes it */
+        task_done_fn *done;
         bool has_log;
         uint64_t log_bytes, gzip_bytes;
 };
@@ -156,7 +166,7 @@ struct daemon {
         bool reload;
 };
 
-/* daemon-item.c */
+/* item.c */
 int items_from_config(struct daemon *d, const struct config *c, struct item ***ret);
 void items_free_new(struct daemon *d, struct item **items, size_t n);
 void items_free(struct item **items, size_t n);
@@ -165,33 +175,31 @@ bool item_in(struct item *const *items, size_t n, const struct item *it);
 void item_poll(struct item *it);
 void item_idle_check(struct item *it);
 void feed_tasks(struct daemon *d);
-_printf_(3, 4) void job_failed(struct item *it, const char *key, const char *fmt, ...);
-void failure_clear(struct item *it, const char *key);
-size_t stuck_jobs(const struct daemon *d);
 
-/* daemon-spool.c */
+/* spool.c */
 int spool_add(struct item *it, const char *elem, size_t len);
 int spool_flush(struct item *it);
 int spool_reset(struct item *it);
 int spool_next(struct item *it, char **ret, size_t *ret_len);
 void spool_close(struct item *it);
 
-/* daemon-job.c */
-void task_start(struct item *it, struct job *job, const struct archive_loc *loc);
+/* job.c: starts archiving job (taking what it owns) under loc's date; done is called once
+ * when it ends. Returns 0, or -ENOMEM with job untouched and done not called. */
+int task_start(struct item *it, struct job *job, const struct archive_loc *loc, task_done_fn *done);
 
-/* daemon-archive.c */
+/* archiving.c */
 int daemon_archive_setup(struct daemon *d);
 void batch_commit(struct daemon *d);
 bool job_is_expired(const struct daemon *d, const struct archive_loc *j);
 void retention_run(struct daemon *d);
 bool disk_check(struct daemon *d);
 
-/* daemon-schedule.c: pure functions of "now" (tests/unit/test_schedule.c). */
+/* schedule.c: pure functions of "now" (tests/unit/test_schedule.c). */
 uint64_t schedule_first_poll(uint64_t start_usec, uint64_t interval_usec, size_t i, size_t n);
 size_t schedule_next_due(struct item *const *items, size_t n, size_t from, uint64_t now_usec,
                          uint64_t *deadline_usec);
 
-/* daemon-report.c */
+/* report.c */
 _printf_(4, 5) void log_job(int prio, const struct item *it, const char *key, const char *fmt, ...);
 const char *result_reason(const struct http_result *res, const char *list_server, char *buf,
                           size_t size);

@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "daemon-internal.h"
+#include "internal.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -60,6 +60,17 @@ const char *result_reason(const struct http_result *res, const char *list_server
                                                    : " (the API key lacks rights to this content)");
         }
         return buf;
+}
+
+/* Jobs failing STUCK_AFTER_FAILURES polls in a row or more, over every item. */
+static size_t stuck_jobs(const struct daemon *d)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < d->n_items; i++)
+                for (const struct failure *f = d->items[i]->failures; f; f = f->next)
+                        n += f->count >= STUCK_AFTER_FAILURES;
+        return n;
 }
 
 void daemon_metrics_update(struct daemon *d)

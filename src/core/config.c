@@ -131,29 +131,13 @@ struct parser_state {
         size_t n_alloc;
 };
 
-/*
- * Writes "file:line:col: message" (or "file: message" when m is NULL) into e and returns r.
- * errno is set to -r first, so "%m" in fmt names the error.
- */
+/* Writes "file:line:col: message" (or "file: message" when m is NULL) into e; returns r. */
 static int set_errorv(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
                       const char *fmt, va_list ap) _printf_(5, 0);
 static int set_errorv(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
                       const char *fmt, va_list ap)
 {
-        int n;
-
-        if (!e)
-                return r;
-        if (m)
-                n = snprintf(e->message, sizeof(e->message), "%s:%zu:%zu: ", file, m->line + 1,
-                             m->column + 1);
-        else
-                n = snprintf(e->message, sizeof(e->message), "%s: ", file);
-        if (n < 0 || (size_t) n >= sizeof(e->message))
-                return r;
-        errno = r < 0 ? -r : r;
-        (void) vsnprintf(e->message + n, sizeof(e->message) - (size_t) n, fmt, ap);
-        return r;
+        return config_error_setv(e, file, m ? m->line + 1 : 0, m ? m->column + 1 : 0, r, fmt, ap);
 }
 
 static int set_error(struct config_error *e, const char *file, const yaml_mark_t *m, int r,
@@ -169,18 +153,6 @@ static int set_error(struct config_error *e, const char *file, const yaml_mark_t
         return r;
 }
 #define set_error(...) (__extension__ set_error(__VA_ARGS__)) /* "%m": see log.h */
-
-/* The function itself, not config.h's wrapper macro (config.c does not call it). */
-#undef config_error_set
-int config_error_set(struct config_error *e, const char *file, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        r = set_errorv(e, file, NULL, r, fmt, ap);
-        va_end(ap);
-        return r;
-}
 
 /* Rejects the config at mark m (NULL: no place) with -EINVAL. */
 static int parse_error(struct parser_state *p, const yaml_mark_t *m, const char *fmt, ...)

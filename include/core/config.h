@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_error.h"
 #include "macro.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/connect-job-archiver/config.yaml"
@@ -44,11 +45,6 @@ struct config {
         char *api_key_source; /* where it came from, e.g. "file /etc/...", "$CONNECT_API_KEY" */
 };
 
-/* "file:line:col: message" (line and column 1-based), or "file: message" without a place. */
-struct config_error {
-        char message[512];
-};
-
 /*
  * Reads and validates the YAML config at path. On success *ret owns a new config with
  * defaults applied and the API key NOT yet resolved. On failure returns -EINVAL (invalid),
@@ -67,15 +63,6 @@ int config_parse(const char *name, const char *data, size_t len, struct config *
  * c unchanged. The key never appears in reterr.
  */
 int config_resolve_api_key(struct config *c, struct config_error *reterr);
-
-/*
- * Writes "file: message" into e (when not NULL) and returns r, a negative errno; errno is
- * set to -r first, so "%m" in fmt names the error. For the other modules that read files
- * for the config (apikey.c).
- */
-int config_error_set(struct config_error *e, const char *file, int r, const char *fmt, ...)
-        _printf_(4, 5);
-#define config_error_set(...) (__extension__ config_error_set(__VA_ARGS__)) /* "%m": log.h */
 
 void config_free(struct config *c);
 void config_freep(struct config **c);

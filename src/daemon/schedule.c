@@ -4,7 +4,7 @@
  * clock. The loop (daemon_run_forever) acts on what they say.
  */
 
-#include "daemon-internal.h"
+#include "internal.h"
 
 /*
  * The first poll of item i of n: spread evenly over one interval from start so that a thousand

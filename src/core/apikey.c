@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "apikey.h"
-#include "config.h"
+#include "config_error.h"
 #include "log.h"
 #include "macro.h"
 
