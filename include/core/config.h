@@ -14,6 +14,15 @@ struct config_content {
         char *name; /* optional label, NULL when absent */
 };
 
+/* One rule of discover.rules: it selects an item when every key it has holds. */
+struct config_rule {
+        bool all;    /* "all: true": every item (alone, or ANDed with the other keys) */
+        char *tag;   /* a path of tag names from the top ("Finance/Reports"), or NULL */
+        char *owner; /* the owner's username, or NULL */
+        char *type;  /* Connect's app_mode, or NULL */
+        size_t line; /* 1-based line of the rule in the file, for messages */
+};
+
 struct config {
         char *path; /* the file this config was read from */
 
@@ -33,11 +42,21 @@ struct config {
         uint64_t min_free_mb;    /* 0..1048576, default 100 */
 
         /* poll: */
-        unsigned poll_interval_seconds; /* 1..86400, default 60 */
+        unsigned poll_interval_seconds;     /* 1..86400, default 60 */
+        unsigned poll_max_interval_seconds; /* quiet items back off to this; >= interval */
+
+        /* discover: (optional) */
+        bool discover;                     /* the section is there: watch what Connect lists */
+        unsigned discover_refresh_seconds; /* 1..86400, default 600 */
+        struct config_rule *rules;         /* at least one when discover is set */
+        size_t n_rules;
+        char **exclude; /* GUIDs never watched; unique (case-insensitive) */
+        size_t n_exclude;
 
         char *metrics_file; /* NULL when not set */
 
-        struct config_content *content; /* at least one; GUIDs unique (case-insensitive) */
+        struct config_content *content; /* GUIDs unique (case-insensitive); at least one
+                                           unless discover is set */
         size_t n_content;
 
         /* Filled by config_resolve_api_key(); wiped by config_free(). */

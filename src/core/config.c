@@ -35,7 +35,11 @@ enum value_type {
         TYPE_UINT,     /* unsigned */
         TYPE_U64,      /* uint64_t */
         TYPE_CONTENT,  /* the content sequence, read by the state machine itself */
+        TYPE_EXCLUDE,  /* discover.exclude: a sequence of GUIDs, read by the state machine */
+        TYPE_RULES,    /* discover.rules: a sequence of rule mappings, likewise */
 };
+
+#define POLL_MAX_INTERVAL_DEFAULT 600
 
 /* One row per config key, in the spirit of redis' static_configs[]. */
 struct key_spec {
@@ -69,12 +73,29 @@ static const struct key_spec keys[] = {
         KEY("archive", "retention_days", TYPE_UINT, false, 0, 36500, 0, retention_days),
         KEY("archive", "min_free_mb", TYPE_U64, false, 0, 1048576, 100, min_free_mb),
         KEY("poll", "interval_seconds", TYPE_UINT, false, 1, 86400, 60, poll_interval_seconds),
+        KEY("poll", "max_interval_seconds", TYPE_UINT, false, 1, 86400, POLL_MAX_INTERVAL_DEFAULT,
+            poll_max_interval_seconds),
+        KEY("discover", "refresh_seconds", TYPE_UINT, false, 1, 86400, 600,
+            discover_refresh_seconds),
+        KEY("discover", "exclude", TYPE_EXCLUDE, false, 0, 0, 0, exclude),
+        KEY("discover", "rules", TYPE_RULES, false, 0, 0, 0, rules),
         KEY(NULL, "metrics_file", TYPE_PATH, false, 0, 0, 0, metrics_file),
         KEY(NULL, "content", TYPE_CONTENT, true, 0, 0, 0, content),
 };
 
 /* The top-level keys whose value is a mapping of the keys[] rows that name them. */
-static const char *const sections[] = {"server", "archive", "poll"};
+static const char *const sections[] = {"server", "archive", "poll", "discover"};
+#define SECTION_DISCOVER 3
+
+/* The keys of a discovery rule. */
+enum rule_key {
+        RULE_ALL,
+        RULE_TAG,
+        RULE_OWNER,
+        RULE_TYPE,
+        RULE_KEY_MAX,
+};
+static const char *const rule_keys[RULE_KEY_MAX] = {"all", "tag", "owner", "type"};
 
 /* The keys of a content item written as a mapping. */
 enum item_key {
@@ -100,6 +121,10 @@ enum state {
         STATE_CONTENT_ITEM,  /* a bare GUID, an item mapping, or the end of the content list */
         STATE_ITEM_KEY,      /* "guid" or "name", or the end of the item */
         STATE_ITEM_VALUE,    /* the scalar value of p->item_key */
+        STATE_EXCLUDE_ITEM,  /* a GUID of discover.exclude, or the end of the sequence */
+        STATE_RULE_ITEM,     /* a rule mapping of discover.rules, or the end of the sequence */
+        STATE_RULE_KEY,      /* all, tag, owner or type, or the end of the rule */
+        STATE_RULE_VALUE,    /* the scalar value of p->rule_key */
         STATE_DOCUMENT_END,  /* DOCUMENT-END */
         STATE_STREAM_END,    /* STREAM-END; a second DOCUMENT-START is refused */
         STATE_DONE,
@@ -116,6 +141,7 @@ struct parser_state {
         int section;                /* index into sections[], -1 at the top level */
         const struct key_spec *key; /* the key whose value comes next */
         enum item_key item_key;
+        enum rule_key rule_key;
 
         /* 1-based line of each key's first occurrence, 0 when not seen (for duplicates). */
         size_t key_line[ELEMENTSOF(keys)];
@@ -125,6 +151,11 @@ struct parser_state {
         size_t item_line[ITEM_KEY_MAX];
         yaml_mark_t item_mark;    /* where the current item mapping starts */
         yaml_mark_t content_mark; /* where the content sequence starts */
+        bool content_empty;       /* "content:" given with no item (allowed with discover) */
+        size_t rule_line[RULE_KEY_MAX];
+        yaml_mark_t rule_mark; /* where the current rule mapping starts */
+        size_t n_rules_alloc, n_exclude_alloc;
+        size_t *exclude_line; /* 1-based line of each excluded GUID, parallel to c->exclude */
 
         /* 1-based line of each content item's GUID, parallel to c->content. */
         size_t *guid_line;
@@ -245,7 +276,10 @@ static const char *type_expectation(enum value_type t)
         case TYPE_U64:
                 return "an integer";
         case TYPE_CONTENT:
+        case TYPE_EXCLUDE:
                 return "a sequence of content GUIDs";
+        case TYPE_RULES:
+                return "a sequence of rules";
         }
         return "a value";
 }
@@ -597,6 +631,8 @@ static int store_value(struct parser_state *p, const struct key_spec *k, const y
                         return parse_error(p, m, "%s: internal error: no field of that type", full);
                 return 0;
         case TYPE_CONTENT:
+        case TYPE_EXCLUDE:
+        case TYPE_RULES:
                 break;
         }
         return parse_error(p, m, "%s: unexpected value", full);
@@ -759,6 +795,8 @@ static int on_top_key(struct parser_state *p, const yaml_event_t *e)
                 p->section_line[s] = e->start_mark.line + 1;
                 p->section_mark[s] = e->start_mark;
                 p->section = s;
+                if (s == SECTION_DISCOVER)
+                        p->c->discover = true;
                 p->key = NULL;
                 p->state = STATE_TOP_VALUE;
                 return 0;
@@ -801,9 +839,13 @@ static int on_top_value(struct parser_state *p, const yaml_event_t *e)
                         p->state = STATE_CONTENT_ITEM;
                         return 0;
                 }
-                if (scalar_is_null(e))
-                        return parse_error(p, &e->start_mark,
-                                           "content: at least one content GUID is required");
+                if (scalar_is_null(e)) {
+                        /* Allowed with discover: (checked in finish()). */
+                        p->content_mark = e->start_mark;
+                        p->content_empty = true;
+                        p->state = STATE_TOP_KEY;
+                        return 0;
+                }
                 return parse_error(p, &e->start_mark,
                                    "content: expected a sequence of content GUIDs, got %s",
                                    describe(e, got, sizeof(got)));
@@ -849,9 +891,7 @@ static int on_content_item(struct parser_state *p, const yaml_event_t *e)
 
         switch (e->type) {
         case YAML_SEQUENCE_END_EVENT:
-                if (p->c->n_content == 0)
-                        return parse_error(p, &p->content_mark,
-                                           "content: at least one content GUID is required");
+                p->content_empty = p->c->n_content == 0; /* see finish() */
                 p->state = STATE_TOP_KEY;
                 return 0;
         case YAML_SCALAR_EVENT:
@@ -907,6 +947,172 @@ static int on_item_key(struct parser_state *p, const yaml_event_t *e)
                            log_escape(scalar_value(e), esc, sizeof(esc)));
 }
 
+/* ---- discover: exclude and rules ---- */
+
+static int exclude_add(struct parser_state *p, const yaml_event_t *e)
+{
+        struct config *c = p->c;
+        const char *v = scalar_value(e);
+        char esc[LOG_ESCAPE_MAX], got[LOG_ESCAPE_MAX + 8];
+
+        if (e->type != YAML_SCALAR_EVENT || scalar_is_null(e))
+                return parse_error(p, &e->start_mark, "discover.exclude: expected a GUID, got %s",
+                                   describe(e, got, sizeof(got)));
+        if (!guid_is_valid(v))
+                return parse_error(p, &e->start_mark,
+                                   "discover.exclude: \"%s\" is not a content GUID",
+                                   log_escape(v, esc, sizeof(esc)));
+        for (size_t i = 0; i < c->n_exclude; i++)
+                if (strcasecmp(c->exclude[i], v) == 0)
+                        return parse_error(p, &e->start_mark,
+                                           "discover.exclude: duplicate GUID %s (first at line "
+                                           "%zu)",
+                                           v, p->exclude_line[i]);
+        if (c->n_exclude == p->n_exclude_alloc) {
+                size_t n = p->n_exclude_alloc ? p->n_exclude_alloc * 2 : 8;
+                char **guids = reallocarray(c->exclude, n, sizeof(*guids));
+                if (!guids)
+                        return parse_oom(p);
+                c->exclude = guids;
+                size_t *lines = reallocarray(p->exclude_line, n, sizeof(*lines));
+                if (!lines)
+                        return parse_oom(p);
+                p->exclude_line = lines;
+                p->n_exclude_alloc = n;
+        }
+        c->exclude[c->n_exclude] = strdup(v);
+        if (!c->exclude[c->n_exclude])
+                return parse_oom(p);
+        p->exclude_line[c->n_exclude++] = e->start_mark.line + 1;
+        return 0;
+}
+
+static int rule_append(struct parser_state *p, const yaml_event_t *e)
+{
+        struct config *c = p->c;
+
+        if (c->n_rules == p->n_rules_alloc) {
+                size_t n = p->n_rules_alloc ? p->n_rules_alloc * 2 : 4;
+                struct config_rule *rules = reallocarray(c->rules, n, sizeof(*rules));
+                if (!rules)
+                        return parse_oom(p);
+                c->rules = rules;
+                p->n_rules_alloc = n;
+        }
+        c->rules[c->n_rules++] = (struct config_rule){.line = e->start_mark.line + 1};
+        memset(p->rule_line, 0, sizeof(p->rule_line));
+        p->rule_mark = e->start_mark;
+        return 0;
+}
+
+/* A tag path: names separated by '/', none empty ("Finance/Reports", not "/x" or "a//b"). */
+static bool tag_path_is_valid(const char *v)
+{
+        size_t n = strlen(v);
+
+        return n > 0 && v[0] != '/' && v[n - 1] != '/' && !strstr(v, "//");
+}
+
+static int rule_set(struct parser_state *p, const yaml_event_t *e)
+{
+        struct config_rule *rule = &p->c->rules[p->c->n_rules - 1];
+        const char *key = rule_keys[p->rule_key], *v = scalar_value(e);
+        char esc[LOG_ESCAPE_MAX], got[LOG_ESCAPE_MAX + 8];
+        char **field;
+        bool b;
+
+        if (e->type != YAML_SCALAR_EVENT || scalar_is_null(e))
+                return parse_error(p, &e->start_mark, "discover rule %s: expected %s, got %s", key,
+                                   p->rule_key == RULE_ALL ? "true" : "a string",
+                                   describe(e, got, sizeof(got)));
+        if (p->rule_key == RULE_ALL) {
+                if (parse_bool(v, &b) < 0 || !b)
+                        return parse_error(p, &e->start_mark,
+                                           "discover rule all: expected true (a rule that "
+                                           "selects nothing is not a rule), got %s",
+                                           describe(e, got, sizeof(got)));
+                rule->all = true;
+                return 0;
+        }
+        if (*v == '\0')
+                return parse_error(p, &e->start_mark, "discover rule %s: must not be empty", key);
+        if (has_control_chars(v))
+                return parse_error(p, &e->start_mark,
+                                   "discover rule %s: \"%s\" contains control characters", key,
+                                   log_escape(v, esc, sizeof(esc)));
+        if (p->rule_key == RULE_TAG && !tag_path_is_valid(v))
+                return parse_error(p, &e->start_mark,
+                                   "discover rule tag: \"%s\" is not a tag path (tag names "
+                                   "from the top, separated by '/', e.g. Finance/Reports)",
+                                   log_escape(v, esc, sizeof(esc)));
+        field = p->rule_key == RULE_TAG     ? &rule->tag
+                : p->rule_key == RULE_OWNER ? &rule->owner
+                                            : &rule->type;
+        *field = strdup(v);
+        return *field ? 0 : parse_oom(p);
+}
+
+static int on_rule_key(struct parser_state *p, const yaml_event_t *e)
+{
+        char esc[LOG_ESCAPE_MAX];
+        int r;
+
+        if (e->type == YAML_MAPPING_END_EVENT) {
+                const struct config_rule *rule = &p->c->rules[p->c->n_rules - 1];
+                if (!rule->all && !rule->tag && !rule->owner && !rule->type)
+                        return parse_error(p, &p->rule_mark,
+                                           "discover rule: empty; give all, tag, owner or type");
+                p->state = STATE_RULE_ITEM;
+                return 0;
+        }
+        r = expect_scalar_key(p, e);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < RULE_KEY_MAX; i++) {
+                if (strcmp(scalar_value(e), rule_keys[i]) != 0)
+                        continue;
+                if (p->rule_line[i])
+                        return parse_error(p, &e->start_mark,
+                                           "duplicate key %s in a discover rule (first at line "
+                                           "%zu)",
+                                           rule_keys[i], p->rule_line[i]);
+                p->rule_line[i] = e->start_mark.line + 1;
+                p->rule_key = (enum rule_key) i;
+                p->state = STATE_RULE_VALUE;
+                return 0;
+        }
+        return parse_error(p, &e->start_mark,
+                           "unknown key \"%s\" in a discover rule; allowed: all, tag, owner, type",
+                           log_escape(scalar_value(e), esc, sizeof(esc)));
+}
+
+/* The value of a section key: a scalar, or the sequence that starts exclude or rules. */
+static int on_section_value(struct parser_state *p, const yaml_event_t *e)
+{
+        char full[64], got[LOG_ESCAPE_MAX + 8];
+        int r;
+
+        if (p->key->type == TYPE_EXCLUDE || p->key->type == TYPE_RULES) {
+                if (e->type == YAML_SEQUENCE_START_EVENT) {
+                        p->state =
+                                p->key->type == TYPE_EXCLUDE ? STATE_EXCLUDE_ITEM : STATE_RULE_ITEM;
+                        return 0;
+                }
+                if (scalar_is_null(e) && p->key->type == TYPE_EXCLUDE) {
+                        p->state = STATE_SECTION_KEY;
+                        return 0;
+                }
+                return parse_error(p, &e->start_mark, "%s: expected %s, got %s",
+                                   key_full_name(p->key, full, sizeof(full)),
+                                   type_expectation(p->key->type), describe(e, got, sizeof(got)));
+        }
+        r = store_value(p, p->key, e);
+        if (r < 0)
+                return r;
+        p->state = STATE_SECTION_KEY;
+        return 0;
+}
+
 /* Moves the state machine by one event; see enum state. */
 static int on_event(struct parser_state *p, const yaml_event_t *e)
 {
@@ -948,10 +1154,35 @@ static int on_event(struct parser_state *p, const yaml_event_t *e)
         case STATE_SECTION_KEY:
                 return on_section_key(p, e);
         case STATE_SECTION_VALUE:
-                r = store_value(p, p->key, e);
+                return on_section_value(p, e);
+        case STATE_EXCLUDE_ITEM:
+                if (e->type == YAML_SEQUENCE_END_EVENT) {
+                        p->state = STATE_SECTION_KEY;
+                        return 0;
+                }
+                return exclude_add(p, e);
+        case STATE_RULE_ITEM:
+                if (e->type == YAML_SEQUENCE_END_EVENT) {
+                        p->state = STATE_SECTION_KEY;
+                        return 0;
+                }
+                if (e->type != YAML_MAPPING_START_EVENT)
+                        return parse_error(p, &e->start_mark,
+                                           "discover.rules: each rule is a mapping of all, tag, "
+                                           "owner or type, got %s",
+                                           describe(e, got, sizeof(got)));
+                r = rule_append(p, e);
                 if (r < 0)
                         return r;
-                p->state = STATE_SECTION_KEY;
+                p->state = STATE_RULE_KEY;
+                return 0;
+        case STATE_RULE_KEY:
+                return on_rule_key(p, e);
+        case STATE_RULE_VALUE:
+                r = rule_set(p, e);
+                if (r < 0)
+                        return r;
+                p->state = STATE_RULE_KEY;
                 return 0;
         case STATE_CONTENT_ITEM:
                 return on_content_item(p, e);
@@ -1076,10 +1307,18 @@ static int finish(struct parser_state *p)
 
                 if (!k->required)
                         continue;
-                if (k->type == TYPE_CONTENT)
+                if (k->type == TYPE_CONTENT) {
+                        if (c->discover)
+                                continue; /* discovery may be the only source */
+                        if (p->content_empty)
+                                return parse_error(
+                                        p, &p->content_mark,
+                                        "content: at least one content GUID is required (or a "
+                                        "discover: section)");
                         missing = c->n_content == 0;
-                else
+                } else {
                         missing = !*(char **) (void *) ((char *) c + k->offset);
+                }
                 if (!missing)
                         continue;
                 /* Point at the section the key belongs in when there is one. */
@@ -1088,6 +1327,19 @@ static int finish(struct parser_state *p)
                 if (s >= 0 && p->section_line[s])
                         return parse_error(p, &p->section_mark[s], "%s is required%s", full, hint);
                 return set_error(p->reterr, p->name, NULL, -EINVAL, "%s is required%s", full, hint);
+        }
+        if (c->discover && c->n_rules == 0)
+                return parse_error(p, &p->section_mark[SECTION_DISCOVER],
+                                   "discover.rules: at least one rule is required");
+        const struct key_spec *max = find_key("poll", "max_interval_seconds");
+        if (p->key_line[max - keys]) {
+                if (c->poll_max_interval_seconds < c->poll_interval_seconds)
+                        return parse_error(p, &p->key_mark[max - keys],
+                                           "poll.max_interval_seconds: %u is less than "
+                                           "poll.interval_seconds (%u)",
+                                           c->poll_max_interval_seconds, c->poll_interval_seconds);
+        } else if (c->poll_max_interval_seconds < c->poll_interval_seconds) {
+                c->poll_max_interval_seconds = c->poll_interval_seconds;
         }
         if (c->ca_file)
                 return check_ca_file(p);
@@ -1155,6 +1407,7 @@ int config_parse(const char *name, const char *data, size_t len, struct config *
 out:
         yaml_parser_delete(&parser);
         free(p.guid_line);
+        free(p.exclude_line);
         if (r < 0) {
                 config_free(p.c);
                 return r;
@@ -1254,6 +1507,15 @@ void config_free(struct config *c)
                 free(c->content[i].name);
         }
         free(c->content);
+        for (size_t i = 0; i < c->n_rules; i++) {
+                free(c->rules[i].tag);
+                free(c->rules[i].owner);
+                free(c->rules[i].type);
+        }
+        free(c->rules);
+        for (size_t i = 0; i < c->n_exclude; i++)
+                free(c->exclude[i]);
+        free(c->exclude);
         apikey_free(c->api_key);
         free(c->api_key_source);
         free(c);

@@ -588,12 +588,15 @@ static void test_config_rejects_missing_content(void **state)
 static void test_config_rejects_empty_content(void **state)
 {
         (void) state;
-        assert_rejected(SERVER ARCHIVE "content: []\n",
-                        NAME ":5:10: content: at least one content GUID is required");
-        assert_rejected(SERVER ARCHIVE "content:\n",
-                        NAME ":5:9: content: at least one content GUID is required");
-        assert_rejected(SERVER ARCHIVE "content: ~\npoll: {}\n",
-                        NAME ":5:10: content: at least one content GUID is required");
+        assert_rejected(
+                SERVER ARCHIVE "content: []\n", NAME
+                ":5:10: content: at least one content GUID is required (or a discover: section)");
+        assert_rejected(
+                SERVER ARCHIVE "content:\n", NAME
+                ":5:9: content: at least one content GUID is required (or a discover: section)");
+        assert_rejected(
+                SERVER ARCHIVE "content: ~\npoll: {}\n", NAME
+                ":5:10: content: at least one content GUID is required (or a discover: section)");
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -610,7 +613,8 @@ static void test_config_rejects_unknown_key_in_section(void **state)
                         NAME ":5:3: unknown key \"colour\" in archive; allowed: directory, "
                              "compression_level, retention_days, min_free_mb");
         assert_rejected(SERVER ARCHIVE CONTENT "poll:\n  interval: 5\n",
-                        NAME ":8:3: unknown key \"interval\" in poll; allowed: interval_seconds");
+                        NAME ":8:3: unknown key \"interval\" in poll; allowed: interval_seconds, "
+                             "max_interval_seconds");
 }
 
 static void test_config_rejects_unknown_top_level_key(void **state)
@@ -618,7 +622,7 @@ static void test_config_rejects_unknown_top_level_key(void **state)
         (void) state;
         assert_rejected(MINIMAL "colour: blue\n",
                         NAME ":7:1: unknown top-level key \"colour\"; allowed: server, archive, "
-                             "poll, metrics_file, content");
+                             "poll, discover, metrics_file, content");
 }
 
 static void test_config_unknown_key_hints_its_place(void **state)
@@ -626,7 +630,7 @@ static void test_config_unknown_key_hints_its_place(void **state)
         (void) state;
         assert_rejected("url: https://connect.example.com\n" ARCHIVE CONTENT,
                         NAME ":1:1: unknown top-level key \"url\"; allowed: server, archive, "
-                             "poll, metrics_file, content; did you mean server.url?");
+                             "poll, discover, metrics_file, content; did you mean server.url?");
         assert_rejected(SERVER ARCHIVE "  interval_seconds: 5\n" CONTENT,
                         NAME ":5:3: unknown key \"interval_seconds\" in archive; allowed: "
                              "directory, compression_level, retention_days, min_free_mb; did "
@@ -910,7 +914,8 @@ static void test_config_rejects_anchors_and_aliases(void **state)
                         NAME ":6:21: YAML aliases (*n) are not supported");
         /* A merge key is no key of ours: it is refused before its alias is even read. */
         assert_rejected(SERVER ARCHIVE "poll:\n  <<: *defaults\n" CONTENT,
-                        NAME ":6:3: unknown key \"<<\" in poll; allowed: interval_seconds");
+                        NAME ":6:3: unknown key \"<<\" in poll; allowed: interval_seconds, "
+                             "max_interval_seconds");
 }
 
 static void test_config_rejects_tags(void **state)
@@ -1116,12 +1121,153 @@ static void test_config_example_config_parses(void **state)
         config_free(c);
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* discover: and poll.max_interval_seconds */
+
+#define DISCOVER_ALL "discover:\n  rules:\n    - all: true\n"
+
+static void test_config_discover_full(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(SERVER ARCHIVE "discover:\n"
+                                    "  refresh_seconds: 120\n"
+                                    "  exclude:\n"
+                                    "    - " GUID2 "\n"
+                                    "  rules:\n"
+                                    "    - all: true\n"
+                                    "    - tag: Finance/Reports\n"
+                                    "      type: shiny\n"
+                                    "    - owner: alice\n");
+        assert_true(c->discover);
+        assert_int_equal(c->discover_refresh_seconds, 120);
+        assert_int_equal(c->n_content, 0);
+        assert_int_equal(c->n_exclude, 1);
+        assert_string_equal(c->exclude[0], GUID2);
+        assert_int_equal(c->n_rules, 3);
+        assert_true(c->rules[0].all);
+        assert_null(c->rules[0].tag);
+        assert_int_equal(c->rules[0].line, 10);
+        assert_false(c->rules[1].all);
+        assert_string_equal(c->rules[1].tag, "Finance/Reports");
+        assert_string_equal(c->rules[1].type, "shiny");
+        assert_null(c->rules[1].owner);
+        assert_string_equal(c->rules[2].owner, "alice");
+        assert_int_equal(c->rules[2].line, 13);
+        config_free(c);
+}
+
+static void test_config_discover_defaults_and_content(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(MINIMAL DISCOVER_ALL);
+        assert_true(c->discover);
+        assert_int_equal(c->discover_refresh_seconds, 600);
+        assert_int_equal(c->n_content, 1);
+        assert_int_equal(c->n_exclude, 0);
+        config_free(c);
+        /* content may be empty or absent with discover. */
+        c = parse_ok(SERVER ARCHIVE "content: []\n" DISCOVER_ALL);
+        assert_int_equal(c->n_content, 0);
+        config_free(c);
+        c = parse_ok(SERVER ARCHIVE "content:\n" DISCOVER_ALL);
+        assert_int_equal(c->n_content, 0);
+        config_free(c);
+        c = parse_ok(MINIMAL);
+        assert_false(c->discover);
+        assert_int_equal(c->n_rules, 0);
+        config_free(c);
+}
+
+static void test_config_discover_rejects_bad_rules(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE "discover:\n  refresh_seconds: 60\n",
+                        NAME ":5:1: discover.rules: at least one rule is required");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules: []\n",
+                        NAME ":5:1: discover.rules: at least one rule is required");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules: all\n",
+                        NAME ":6:10: discover.rules: expected a sequence of rules, got \"all\"");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - all\n",
+                        NAME ":7:7: discover.rules: each rule is a mapping of all, tag, owner or "
+                             "type, got \"all\"");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - {}\n",
+                        NAME ":7:7: discover rule: empty; give all, tag, owner or type");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - all: false\n",
+                        NAME ":7:12: discover rule all: expected true (a rule that selects "
+                             "nothing is not a rule), got \"false\"");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - colour: red\n",
+                        NAME ":7:7: unknown key \"colour\" in a discover rule; allowed: all, tag, "
+                             "owner, type");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - owner: a\n      owner: b\n",
+                        NAME ":8:7: duplicate key owner in a discover rule (first at line 7)");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - tag: /Finance\n",
+                        NAME ":7:12: discover rule tag: \"/Finance\" is not a tag path (tag "
+                             "names from the top, separated by '/', e.g. Finance/Reports)");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - tag: a//b\n",
+                        NAME ":7:12: discover rule tag: \"a//b\" is not a tag path (tag "
+                             "names from the top, separated by '/', e.g. Finance/Reports)");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - type: \"\"\n",
+                        NAME ":7:13: discover rule type: must not be empty");
+        assert_rejected(SERVER ARCHIVE "discover:\n  rules:\n    - owner: [a]\n",
+                        NAME ":7:14: discover rule owner: expected a string, got a sequence");
+        assert_rejected(SERVER ARCHIVE "discover:\n  refresh_seconds: 0\n  rules:\n    - all: "
+                                       "true\n",
+                        NAME ":6:20: discover.refresh_seconds: 0 is out of range (1..86400)");
+        assert_rejected(SERVER ARCHIVE DISCOVER_ALL "  sort: name\n",
+                        NAME ":8:3: unknown key \"sort\" in discover; allowed: refresh_seconds, "
+                             "exclude, rules");
+}
+
+static void test_config_discover_rejects_bad_exclude(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER ARCHIVE DISCOVER_ALL "  exclude:\n    - nope\n",
+                        NAME ":9:7: discover.exclude: \"nope\" is not a content GUID");
+        assert_rejected(SERVER ARCHIVE DISCOVER_ALL "  exclude:\n    - " GUID1 "\n    - " GUID1
+                                                    "\n",
+                        NAME ":10:7: discover.exclude: duplicate GUID " GUID1 " (first at line 9)");
+        assert_rejected(SERVER ARCHIVE DISCOVER_ALL "  exclude:\n    - {guid: x}\n",
+                        NAME ":9:7: discover.exclude: expected a GUID, got a mapping");
+        assert_rejected(SERVER ARCHIVE DISCOVER_ALL "  exclude: " GUID1 "\n",
+                        NAME ":8:12: discover.exclude: expected a sequence of content GUIDs, got "
+                             "\"" GUID1 "\"");
+}
+
+static void test_config_max_interval(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(MINIMAL);
+        assert_int_equal(c->poll_max_interval_seconds, 600);
+        config_free(c);
+        /* Unset, the ceiling is never below the interval. */
+        c = parse_ok(MINIMAL "poll:\n  interval_seconds: 900\n");
+        assert_int_equal(c->poll_max_interval_seconds, 900);
+        config_free(c);
+        c = parse_ok(MINIMAL "poll:\n  interval_seconds: 10\n  max_interval_seconds: 10\n");
+        assert_int_equal(c->poll_max_interval_seconds, 10);
+        config_free(c);
+        assert_rejected(MINIMAL "poll:\n  interval_seconds: 60\n  max_interval_seconds: 30\n",
+                        NAME ":9:3: poll.max_interval_seconds: 30 is less than "
+                             "poll.interval_seconds (60)");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 T(test_config_minimal_gets_defaults),
+                T(test_config_discover_full),
+                T(test_config_discover_defaults_and_content),
+                T(test_config_discover_rejects_bad_rules),
+                T(test_config_discover_rejects_bad_exclude),
+                T(test_config_max_interval),
                 T(test_config_reads_every_key),
                 T(test_config_content_both_forms),
                 T(test_config_flow_style),
