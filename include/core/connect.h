@@ -90,6 +90,17 @@ int connect_stream_finish(struct connect_stream *s);
 size_t connect_stream_count(const struct connect_stream *s);
 
 /*
+ * The same stream for an array of anything else (content items): each element is parsed
+ * as above and handed over as a json_object (NULL for a JSON null), borrowed for the call.
+ */
+typedef int connect_object_fn(void *userdata, struct json_object *elem);
+int connect_stream_new_objects(connect_object_fn *fn, void *userdata, struct connect_stream **ret);
+
+/* A whole JSON body with the same strictness (RFC 8259, UTF-8, depth, finite numbers):
+ * 0 with *ret owned by the caller, -EBADMSG or -ENOMEM. */
+int connect_parse_json(const char *body, size_t len, struct json_object **ret);
+
+/*
  * Parses one element of a job list again from its raw bytes, as the stream did (the daemon
  * keeps due jobs in a spool file and reads them back when they start). Returns -EBADMSG when
  * it is not JSON, -ENOMEM; on success *ret is filled (possibly with `invalid` set) and owned

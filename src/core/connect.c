@@ -269,7 +269,8 @@ bool connect_job_is_due(const struct job *j)
  * level of the depth limit, and a bare scalar ("1", "null") needs a delimiter after it for
  * json-c to know it is complete, which the space gives. Fills *ret (see parse_job).
  */
-static int parse_element(struct json_tokener *tok, const char *elem, size_t len, struct job *ret)
+static int parse_element_json(struct json_tokener *tok, const char *elem, size_t len,
+                              struct json_object **ret)
 {
         struct json_object *obj;
         size_t end = len;
@@ -290,6 +291,21 @@ static int parse_element(struct json_tokener *tok, const char *elem, size_t len,
                         goto bad;
         if (obj && !numbers_are_finite(obj))
                 goto bad;
+        *ret = obj; /* NULL for a JSON null */
+        return 0;
+bad:
+        json_object_put(obj);
+        return -EBADMSG;
+}
+
+static int parse_element(struct json_tokener *tok, const char *elem, size_t len, struct job *ret)
+{
+        struct json_object *obj;
+        int r;
+
+        r = parse_element_json(tok, elem, len, &obj);
+        if (r < 0)
+                return r;
         struct job j = {0};
         parse_job(obj, &j); /* takes its own reference */
         json_object_put(obj);
@@ -297,9 +313,11 @@ static int parse_element(struct json_tokener *tok, const char *elem, size_t len,
                 return -ENOMEM;
         *ret = j;
         return 0;
-bad:
-        json_object_put(obj);
-        return -EBADMSG;
+}
+
+int connect_parse_json(const char *body, size_t len, struct json_object **ret)
+{
+        return parse_json(body, len, ret);
 }
 
 int connect_parse_element(const char *elem, size_t len, struct job *ret)
@@ -341,7 +359,8 @@ enum element_kind {
 };
 
 struct connect_stream {
-        connect_stream_fn *fn;
+        connect_stream_fn *fn;        /* a job list's elements, or */
+        connect_object_fn *object_fn; /* any array's */
         void *userdata;
         struct json_tokener *tok;
         enum stream_state state;
@@ -370,6 +389,15 @@ int connect_stream_new(connect_stream_fn *fn, void *userdata, struct connect_str
         }
         *ret = s;
         return 0;
+}
+
+int connect_stream_new_objects(connect_object_fn *fn, void *userdata, struct connect_stream **ret)
+{
+        int r = connect_stream_new(NULL, userdata, ret);
+
+        if (r >= 0)
+                (*ret)->object_fn = fn;
+        return r;
 }
 
 void connect_stream_free(struct connect_stream *s)
@@ -412,6 +440,18 @@ static int element_end(struct connect_stream *s)
         struct job j;
         int r;
 
+        if (s->object_fn) {
+                struct json_object *obj;
+                r = parse_element_json(s->tok, s->buf, s->len, &obj);
+                if (r < 0)
+                        return r;
+                s->n_elements++;
+                r = s->object_fn(s->userdata, obj);
+                json_object_put(obj);
+                s->len = 0;
+                s->state = STREAM_AFTER_ELEMENT;
+                return r < 0 ? r : 0;
+        }
         r = parse_element(s->tok, s->buf, s->len, &j);
         if (r < 0)
                 return r;
