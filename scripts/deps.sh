@@ -4,7 +4,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev
       libsystemd-dev zlib1g-dev libdeflate-dev libssl-dev libcmocka-dev libpcre2-dev python3
-      curl "$@")
+      curl libfuse3-dev fuse3 "$@")
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -28,6 +28,9 @@ const char *rfc3339_format_utc(int64_t epoch, char *buf, size_t size);
  */
 bool path_component_is_safe(const char *s, size_t len);
 
+/* A 64-bit FNV-1a hash of len bytes (not for security: for telling lists apart). */
+uint64_t hash64(const void *data, size_t len);
+
 /* True for the 36-character UUID text form (8-4-4-4-12 hex digits, either case). */
 bool guid_is_valid(const char *s);
 

@@ -266,3 +266,15 @@ int file_open_at(int dfd, const char *name, struct stat *ret_st)
                 *ret_st = st;
         return fd;
 }
+
+uint64_t hash64(const void *data, size_t len)
+{
+        const unsigned char *p = data;
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (size_t i = 0; i < len; i++) {
+                h ^= p[i];
+                h *= UINT64_C(1099511628211);
+        }
+        return h;
+}

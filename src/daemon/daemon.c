@@ -66,10 +66,9 @@ int daemon_new(struct config *config, bool verbose, struct daemon **ret)
         r = http_engine_new(&o, &d->http);
         if (r < 0)
                 goto fail;
-        r = items_from_config(d, config, &d->items);
+        r = items_build(d, config, NULL, 0, &d->items, &d->n_items);
         if (r < 0)
                 goto fail;
-        d->n_items = config->n_content;
         *ret = d;
         return 0;
 fail:
@@ -91,6 +90,7 @@ void daemon_free(struct daemon *d)
         archive_batch_free(d->batch);
         http_engine_free(d->http);
         archive_free(d->archive);
+        discovery_free(d);
         items_free(d->items, d->n_items);
         while (d->retired) {
                 struct item *it = d->retired;
@@ -212,6 +212,13 @@ int daemon_run_once(struct daemon *d, struct daemon_counts *ret_counts)
                 counts_get(d, ret_counts);
                 return 0;
         }
+        /* With discover:, the listing comes first: the items it selects are polled too. */
+        discovery_tick(d, now_usec(CLOCK_MONOTONIC));
+        while (d->discovery.refreshing && !d->stop) {
+                r = loop_turn(d, now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC);
+                if (r < 0)
+                        return r;
+        }
         size_t next = 0;
         for (;;) {
                 feed_tasks(d);
@@ -271,30 +278,22 @@ static void daemon_reload(struct daemon *d, const char *path)
         struct http_options o = http_options_for(c, d->verbose);
         /* Copied before anything changes: out of memory here keeps the running config whole. */
         archive_dir = strdup(d->config->archive_dir);
-        r = archive_dir ? items_from_config(d, c, &items) : -ENOMEM;
+        size_t n_items = 0;
+        const struct discovery *disc = &d->discovery;
+        /* Until the new rules' first listing, the items found by the old ones stay. */
+        r = archive_dir ? items_build(d, c, c->discover ? disc->found : NULL,
+                                      c->discover ? disc->n_found : 0, &items, &n_items)
+                        : -ENOMEM;
         if (r >= 0)
                 r = http_engine_reconfigure(d->http, &o);
         if (r < 0) {
                 (void) log_errno(LOG_ERR, r,
                                  "cannot apply the new configuration: %m; keeping "
                                  "the running one");
-                items_free_new(d, items, items ? c->n_content : 0);
+                items_free_new(d, items, n_items);
                 goto out;
         }
-        /* Items no longer watched retire: freed when their last transfer ends. */
-        for (size_t j = 0; j < d->n_items; j++) {
-                struct item *it = d->items[j];
-                if (item_in(items, c->n_content, it))
-                        continue;
-                it->removed = true;
-                it->next_retired = d->retired;
-                d->retired = it;
-                spool_close(it); /* its jobs not started yet stay for good */
-                item_idle_check(it);
-        }
-        free(d->items);
-        d->items = items;
-        d->n_items = c->n_content;
+        items_replace(d, items, n_items);
         /* Keep the archive settings the archive was opened with (see above). */
         free(c->archive_dir);
         c->archive_dir = archive_dir;
@@ -303,6 +302,7 @@ static void daemon_reload(struct daemon *d, const char *path)
         config_free(d->config);
         d->config = c;
         c = NULL;
+        discovery_reset(d);
         log_printf(LOG_NOTICE, "reloaded: watching %zu content items", d->n_items);
 out:
         config_free(c);
@@ -329,8 +329,12 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
         (void) disk_check(d);
         d->next_disk_check_usec = start + DISK_CHECK_EVERY_USEC;
         notify_watchdog_init(&d->watchdog, start);
-        log_printf(LOG_NOTICE, "watching %zu content items on %s every %u s", d->n_items,
-                   d->config->server_url, d->config->poll_interval_seconds);
+        log_printf(LOG_NOTICE,
+                   "watching %zu content items on %s every %u s (quiet ones back off "
+                   "to %u s)%s",
+                   d->n_items, d->config->server_url, d->config->poll_interval_seconds,
+                   d->config->poll_max_interval_seconds,
+                   d->config->discover ? "; discovering content" : "");
         notify_ready("started; first poll under way");
 
         while (!d->stop) {
@@ -343,11 +347,14 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
                         retention_run(d);
                         d->next_prune_usec = now + RETENTION_EVERY_USEC;
                 }
+                discovery_tick(d, now);
                 /* Before the polls' deadlines: a spool drained here makes its item due. */
                 feed_tasks(d);
                 deadline = d->next_disk_check_usec;
                 if (d->next_prune_usec < deadline)
                         deadline = d->next_prune_usec;
+                if (discovery_deadline(d) < deadline)
+                        deadline = discovery_deadline(d);
                 /* While the disk is low, due polls wait for the next disk check; while the
                  * backlog is full, for the jobs in flight to finish (they wake the loop). */
                 size_t i = 0;

@@ -14,6 +14,7 @@
  *   archiving.c  the daemon's side of the archive: open/lock/sweep, batch commits,
  *                retention and the disk guard
  *   schedule.c   when items poll: the first-poll spread and the due scan, pure functions
+ *   discover.c   the content listing: discover rules applied every refresh_seconds
  *   report.c     what the daemon says: job log lines, reasons, the status line, metrics
  *   notify.c, metrics.c  sd_notify and the Prometheus file
  *
@@ -35,7 +36,9 @@
 
 struct config;
 struct config_content;
+struct content_rules;
 struct lh_table;
+struct tag_tree;
 
 /* Commit a batch once it holds this many jobs, or once its oldest job waited this long. */
 #define BATCH_MAX_JOBS 256
@@ -69,17 +72,28 @@ struct daemon_stats {
         uint64_t bytes_out;    /* gzip bytes written */
 };
 
-/* One watched content item. */
+/* One watched content item: listed in content:, found by a discover rule, or both. */
 struct item {
         struct daemon *d;
         char *guid;
-        char *name; /* NULL when the config gives none */
+        char *name;         /* the configured name; NULL when the config gives none */
+        char *connect_name; /* Connect's title, else its name; NULL until known */
         char *list_url;
-        bool listing;   /* its job list request is in flight */
-        unsigned tasks; /* jobs of its last list still being archived */
-        bool polled;    /* its last poll, and every job it found, is over */
-        bool removed;   /* dropped by a reload: freed once idle */
-        bool failing;   /* its last poll or one of its jobs failed */
+        bool configured;   /* listed in content: */
+        size_t rule;       /* selected by discover rule N (1-based); 0: by none */
+        bool gone;         /* its job list answered 404 code 4: not polled until listed again */
+        bool forbidden;    /* its job list answered 403: said once, polled at the ceiling */
+        bool name_asked;   /* its name was asked of Connect (no discover: section) */
+        bool naming;       /* that request is in flight */
+        unsigned quiet;    /* polls in a row with nothing new and no active job */
+        unsigned polls;    /* whole lists received in this run */
+        uint64_t list_fp;  /* fingerprint of the last whole list (keys and statuses) */
+        uint64_t fp_accum; /* ... of the list arriving */
+        bool listing;      /* its job list request is in flight */
+        unsigned tasks;    /* jobs of its last list still being archived */
+        bool polled;       /* its last poll, and every job it found, is over */
+        bool removed;      /* dropped by a reload: freed once idle */
+        bool failing;      /* its last poll or one of its jobs failed */
         uint64_t next_poll_usec;
         uint64_t last_poll_usec; /* CLOCK_REALTIME of the last successful list, 0 if none */
         uint64_t poll_started_usec;
@@ -100,6 +114,36 @@ struct item {
         /* Jobs without a start time seen by this process: key -> struct undated. */
         struct lh_table *undated;
         unsigned generation; /* of the current poll, to forget jobs no longer listed */
+};
+
+/* The name an item goes by: the configured one, else Connect's (NULL when neither). */
+static inline const char *item_label(const struct item *it)
+{
+        return it->name ? it->name : it->connect_name;
+}
+
+/* What the last good content listing selected (discover.c), for the item list. */
+struct found {
+        char *guid;
+        char *label; /* Connect's title or name, or NULL */
+        size_t rule; /* 1-based; 0: not selected, only named (an item of content:) */
+};
+
+/* Discovery: the content listing, every discover.refresh_seconds (discover.c). */
+struct discovery {
+        bool refreshing;
+        bool failing;     /* the last listing failed (said once, until one succeeds) */
+        bool listed_once; /* a listing succeeded in this run */
+        bool admin;       /* the key is an administrator's (GET /v1/user) */
+        uint64_t next_refresh_usec;
+        struct tag_tree *tags;
+        struct content_rules *rules;
+        struct connect_stream *stream;
+        struct found *found, *next; /* the last good listing; the one arriving */
+        size_t n_found, n_next, cap_next;
+        size_t n_listed;        /* items the last good listing held */
+        bool *unknown_tag_said; /* per rule: its tag path's absence was logged */
+        size_t n_unknown_tag_said;
 };
 
 /* Where a job without a usable start time goes (see job_locate). */
@@ -144,6 +188,7 @@ struct daemon {
         uint64_t batch_since_usec;
         struct item **items;
         size_t n_items;
+        struct discovery discovery;
         struct item *retired; /* removed by a reload, still busy */
         struct daemon_stats stats;
         struct notify_watchdog watchdog;
@@ -167,8 +212,12 @@ struct daemon {
 };
 
 /* item.c */
-int items_from_config(struct daemon *d, const struct config *c, struct item ***ret);
+/* The item list for config c and the discovered set (found), reusing the running items. */
+int items_build(struct daemon *d, const struct config *c, const struct found *found, size_t n_found,
+                struct item ***ret, size_t *ret_n);
 void items_free_new(struct daemon *d, struct item **items, size_t n);
+/* Makes items the running list: new ones are polled at once, the ones left out retire. */
+void items_replace(struct daemon *d, struct item **items, size_t n);
 void items_free(struct item **items, size_t n);
 void item_free(struct item *it);
 bool item_in(struct item *const *items, size_t n, const struct item *it);
@@ -194,10 +243,22 @@ bool job_is_expired(const struct daemon *d, const struct archive_loc *j);
 void retention_run(struct daemon *d);
 bool disk_check(struct daemon *d);
 
+/* discover.c */
+/* Starts a content listing when discovery is configured and one is due. */
+void discovery_tick(struct daemon *d, uint64_t now_usec);
+/* When the next listing is due, for the loop; UINT64_MAX when discovery is off. */
+uint64_t discovery_deadline(const struct daemon *d);
+/* New rules (a reload): the next listing starts at once. */
+void discovery_reset(struct daemon *d);
+void discovery_free(struct daemon *d);
+
 /* schedule.c: pure functions of "now" (tests/unit/test_schedule.c). */
 uint64_t schedule_first_poll(uint64_t start_usec, uint64_t interval_usec, size_t i, size_t n);
 size_t schedule_next_due(struct item *const *items, size_t n, size_t from, uint64_t now_usec,
                          uint64_t *deadline_usec);
+/* The wait before an item's next poll: the interval after a poll that found something
+ * (quiet 0), doubling with each quiet poll in a row, never above max_usec. */
+uint64_t schedule_interval(uint64_t interval_usec, uint64_t max_usec, unsigned quiet);
 
 /* report.c */
 _printf_(4, 5) void log_job(int prio, const struct item *it, const char *key, const char *fmt, ...);

@@ -12,9 +12,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include <json-c/linkhash.h>
+#include <json-c/json.h>
 
 #include "config.h"
+#include "content.h"
 #include "internal.h"
 #include "log.h"
 #include "util.h"
@@ -34,15 +35,28 @@ void item_free(struct item *it)
         }
         free(it->guid);
         free(it->name);
+        free(it->connect_name);
         free(it->list_url);
         free(it);
+}
+
+/* Replaces *field with a copy of value (NULL clears it). */
+static int set_string(char **field, const char *value)
+{
+        char *copy = NULL;
+
+        if (value && !(copy = strdup(value)))
+                return -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 0;
 }
 
 void item_idle_check(struct item *it)
 {
         struct daemon *d = it->d;
 
-        if (it->listing || it->tasks > 0 || it->n_pending > 0)
+        if (it->listing || it->naming || it->tasks > 0 || it->n_pending > 0)
                 return;
         if (it->removed) {
                 for (struct item **pp = &d->retired; *pp; pp = &(*pp)->next_retired)
@@ -58,9 +72,17 @@ void item_idle_check(struct item *it)
         it->last_poll_seconds =
                 (double) (d->last_cycle_usec - it->poll_started_usec) / (double) USEC_PER_SEC;
         d->status_dirty = true;
-        if (!d->once)
-                it->next_poll_usec = d->last_cycle_usec +
-                                     (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+        if (d->once)
+                return;
+        uint64_t interval = (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+        uint64_t ceiling = (uint64_t) d->config->poll_max_interval_seconds * USEC_PER_SEC;
+        if (it->gone)
+                it->next_poll_usec = UINT64_MAX; /* until a listing has it again */
+        else if (it->forbidden)
+                it->next_poll_usec = d->last_cycle_usec + ceiling;
+        else
+                it->next_poll_usec =
+                        d->last_cycle_usec + schedule_interval(interval, ceiling, it->quiet);
 }
 
 /* Counts one more failure of key in a row; returns the count (0 on out-of-memory). */
@@ -272,6 +294,9 @@ static int list_element(void *userdata, const char *elem, size_t len, const stru
         bool archived;
         int r;
 
+        /* Order-free: a list that comes back with the same jobs in the same states is the
+         * same list, whatever order the server sends it in. */
+        it->fp_accum += hash64(elem, len);
         if (j->invalid) {
                 it->n_invalid++;
                 return spool_add(it, elem, len);
@@ -306,6 +331,7 @@ static int list_sink_begin(void *userdata)
         struct item *it = userdata;
 
         connect_stream_reset(it->stream);
+        it->fp_accum = 0;
         it->n_due = it->n_done = it->n_waiting = it->n_expired = it->n_invalid = 0;
         it->list_error = false;
         return spool_reset(it);
@@ -345,6 +371,43 @@ static const char *list_error_reason(struct item *it, int r, char *buf, size_t s
 }
 
 /*
+ * A job list refused for good, not for now: the content was deleted (404 with Connect's code
+ * 4) or the key may not read its jobs (403). Each is said once, not on every poll: a deleted
+ * item is not polled again until a listing (or a reload) has it again; a forbidden one is
+ * polled at the ceiling, poll.max_interval_seconds, until its jobs can be read. In --once
+ * mode both are failures of the run like any other. Returns whether res was one of them.
+ */
+static bool list_refused(struct item *it, const struct http_result *res)
+{
+        struct daemon *d = it->d;
+        struct connect_api_error api;
+        char why[512];
+
+        if (d->once || (res->status != 404 && res->status != 403))
+                return false;
+        if (res->status == 404 && (connect_parse_api_error(res->body, res->body_len, &api) < 0 ||
+                                   api.code != CONNECT_CODE_NOT_FOUND))
+                return false; /* no jobs API there: a wrong URL, said every poll */
+        (void) result_reason(res, d->config->server_url, why, sizeof(why));
+        d->stats.items_failed++;
+        if (res->status == 404) {
+                it->gone = true;
+                log_job(LOG_WARNING, it, NULL,
+                        "the content no longer exists on the server (%s); not polled again "
+                        "until it is listed again",
+                        why);
+        } else if (!it->forbidden) {
+                it->forbidden = true;
+                log_job(LOG_WARNING, it, NULL,
+                        "cannot list jobs: %s; polled every %u s until that changes", why,
+                        d->config->poll_max_interval_seconds);
+        }
+        it->failing = true;
+        item_drop_pending(it);
+        return true;
+}
+
+/*
  * The end of a job list. Its body went through the stream as it came (list_element), so
  * memory never held more than one element and the bytes of the jobs to act on are in the
  * spool. Only now, the list being whole and valid, do they start: feed_tasks() reads them
@@ -374,6 +437,8 @@ static void on_list_done(void *userdata, const struct http_result *res)
         /* A thousand idle items need not keep a parser each between polls. */
         connect_stream_free(it->stream);
         it->stream = NULL;
+        if (res->outcome != HTTP_OK && r == 0 && list_refused(it, res))
+                return;
         if (res->outcome != HTTP_OK && r == 0) {
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
@@ -390,6 +455,9 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 return;
         }
         it->failing = false;
+        if (it->forbidden)
+                log_job(LOG_NOTICE, it, NULL, "its jobs can be read again");
+        it->forbidden = false;
         it->last_poll_usec = now_usec(CLOCK_REALTIME);
         d->problem[0] = '\0';
         if (r >= 0 && it->spool_fd >= 0)
@@ -406,6 +474,14 @@ static void on_list_done(void *userdata, const struct http_result *res)
         it->spool_buf = NULL;
         if (!it->list_error)
                 undated_sweep(it);
+        /* Quiet: nothing to archive, nothing running that will need archiving, and the
+         * same list as last time; such an item backs off (schedule_interval). */
+        bool same = r >= 0 && it->list_fp == it->fp_accum && it->polls > 0;
+        it->quiet = same && it->n_due == 0 && it->n_waiting == 0 && it->n_invalid == 0
+                            ? it->quiet + (it->quiet < 32)
+                            : 0;
+        it->list_fp = it->fp_accum;
+        it->polls++;
         log_job(LOG_DEBUG, it, NULL,
                 "%zu jobs listed: %u to archive, %u archived before, %u active, %u past "
                 "retention, %u invalid",
@@ -499,9 +575,43 @@ void feed_tasks(struct daemon *d)
         }
 }
 
+/* Connect's answer to "what is this item called", for a configured item without a name. */
+static void on_name_done(void *userdata, const struct http_result *res)
+{
+        struct item *it = userdata;
+        struct json_object *o = NULL;
+        struct content_item ci = {0};
+
+        it->naming = false;
+        if (res->outcome == HTTP_RETRY)
+                it->name_asked = false; /* ask again with the next poll */
+        if (res->outcome == HTTP_OK && connect_parse_json(res->body, res->body_len, &o) >= 0 &&
+            content_item_from_json(o, &ci) >= 0 && content_item_label(&ci))
+                (void) set_string(&it->connect_name, content_item_label(&ci));
+        content_item_done(&ci);
+        json_object_put(o);
+        item_idle_check(it);
+}
+
+/* Without discovery, a configured item with no name asks Connect for its own, once. */
+static void item_ask_name(struct item *it)
+{
+        _cleanup_free_ char *url = NULL;
+
+        if (it->name || it->connect_name || it->name_asked || it->d->config->discover)
+                return;
+        it->name_asked = true;
+        if (content_item_url(it->d->config->server_url, it->guid, &url) < 0 ||
+            http_get(it->d->http, url, NULL, on_name_done, it) < 0)
+                return; /* no name: not worth failing the poll for */
+        it->naming = true;
+}
+
 void item_poll(struct item *it)
 {
         int r;
+
+        item_ask_name(it);
 
         it->polled = false;
         it->listing = true;
@@ -528,8 +638,7 @@ void items_free(struct item **items, size_t n)
         free(items);
 }
 
-static int item_new(struct daemon *d, const struct config *c, const struct config_content *cc,
-                    struct item **ret)
+static int item_new(struct daemon *d, const struct config *c, const char *guid, struct item **ret)
 {
         struct item *it = calloc(1, sizeof(*it));
 
@@ -538,10 +647,8 @@ static int item_new(struct daemon *d, const struct config *c, const struct confi
         it->d = d;
         it->polled = true;
         it->spool_fd = -1;
-        it->guid = strdup(cc->guid);
-        it->name = cc->name ? strdup(cc->name) : NULL;
-        if (!it->guid || (cc->name && !it->name) ||
-            connect_jobs_url(c->server_url, it->guid, &it->list_url) < 0) {
+        it->guid = strdup(guid);
+        if (!it->guid || connect_jobs_url(c->server_url, it->guid, &it->list_url) < 0) {
                 item_free(it);
                 return -ENOMEM;
         }
@@ -567,46 +674,89 @@ void items_free_new(struct daemon *d, struct item **items, size_t n)
         free(items);
 }
 
-/*
- * Builds the item list for config c, reusing the items of the running list whose GUID is
- * still watched (their state and in-flight work carry over) and creating the new ones.
- */
-int items_from_config(struct daemon *d, const struct config *c, struct item ***ret)
+/* The running item with this GUID, or NULL. */
+static struct item *item_find(struct item *const *items, size_t n, const char *guid)
 {
-        struct item **items = calloc(c->n_content, sizeof(*items));
-        int r;
+        for (size_t i = 0; i < n; i++)
+                if (items[i] && strcasecmp(items[i]->guid, guid) == 0)
+                        return items[i];
+        return NULL;
+}
+
+/*
+ * Builds the item list: the items of content: in their order, then those the discovered set
+ * selects that content: does not list, each reusing the running item with its GUID (its
+ * state and in-flight work carry over: a new name or server URL applies from its next poll)
+ * or created new. found also names the configured items that have no name of their own.
+ */
+int items_build(struct daemon *d, const struct config *c, const struct found *found, size_t n_found,
+                struct item ***ret, size_t *ret_n)
+{
+        struct item **items = calloc(c->n_content + n_found + 1, sizeof(*items));
+        size_t n = 0;
+        int r = 0;
 
         if (!items)
                 return -ENOMEM;
-        for (size_t i = 0; i < c->n_content; i++) {
-                for (size_t j = 0; j < d->n_items; j++)
-                        if (d->items[j] && strcasecmp(d->items[j]->guid, c->content[i].guid) == 0) {
-                                items[i] = d->items[j];
-                                break;
-                        }
-                if (items[i]) {
-                        /* A new name or server URL applies from the next poll on. */
-                        char *name = c->content[i].name ? strdup(c->content[i].name) : NULL;
-                        char *url = NULL;
-                        if ((c->content[i].name && !name) ||
-                            connect_jobs_url(c->server_url, items[i]->guid, &url) < 0) {
-                                free(name);
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        free(items[i]->name);
-                        items[i]->name = name;
-                        free(items[i]->list_url);
-                        items[i]->list_url = url;
-                        continue;
+        for (size_t i = 0; i < c->n_content + n_found && r >= 0; i++) {
+                const char *guid =
+                        i < c->n_content ? c->content[i].guid : found[i - c->n_content].guid;
+                const struct found *f = NULL;
+                if (i >= c->n_content) {
+                        f = &found[i - c->n_content];
+                        if (f->rule == 0 || item_find(items, n, guid))
+                                continue; /* only named, or listed in content: too */
+                } else {
+                        for (size_t k = 0; k < n_found && !f; k++)
+                                if (strcasecmp(found[k].guid, guid) == 0)
+                                        f = &found[k];
                 }
-                r = item_new(d, c, &c->content[i], &items[i]);
+                struct item *it = item_find(d->items, d->n_items, guid);
+                bool fresh = !it;
+                if (fresh && (r = item_new(d, c, guid, &it)) < 0)
+                        break;
+                items[n++] = it;
+                _cleanup_free_ char *url = NULL;
+                r = connect_jobs_url(c->server_url, it->guid, &url);
+                if (r >= 0)
+                        r = set_string(&it->name, i < c->n_content ? c->content[i].name : NULL);
+                if (r >= 0 && f && f->label)
+                        r = set_string(&it->connect_name, f->label);
                 if (r < 0)
-                        goto fail;
+                        break;
+                free(it->list_url);
+                it->list_url = url;
+                url = NULL;
+                it->configured = i < c->n_content;
+                it->rule = f ? f->rule : 0;
+                if (f)
+                        it->gone = false; /* listed again */
+        }
+        if (r < 0) {
+                items_free_new(d, items, n);
+                return -ENOMEM;
         }
         *ret = items;
+        *ret_n = n;
         return 0;
-fail:
-        items_free_new(d, items, c->n_content);
-        return r;
+}
+
+void items_replace(struct daemon *d, struct item **items, size_t n)
+{
+        /* Items no longer watched retire: freed when their last transfer ends. */
+        for (size_t j = 0; j < d->n_items; j++) {
+                struct item *it = d->items[j];
+                if (item_in(items, n, it))
+                        continue;
+                it->removed = true;
+                it->next_retired = d->retired;
+                d->retired = it;
+                spool_close(it); /* its jobs not started yet stay for good */
+                item_idle_check(it);
+        }
+        free(d->items);
+        d->items = items;
+        d->n_items = n;
+        d->feed_next = 0;
+        d->status_dirty = true;
 }

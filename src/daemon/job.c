@@ -98,7 +98,7 @@ static void task_queue(struct task *t, const struct archive_log_info *log)
         struct daemon *d = t->d;
         struct record_info info = {
                 .content_guid = t->item->guid,
-                .content_name = t->item->name,
+                .content_name = item_label(t->item),
                 .archived_at = (int64_t) (now_usec(CLOCK_REALTIME) / USEC_PER_SEC),
                 .has_log = log != NULL,
                 .log_bytes = log ? log->bytes_in : 0,

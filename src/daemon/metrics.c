@@ -73,6 +73,20 @@ int metrics_format(const struct metrics *m, char **ret)
                    "Jobs that failed five polls in a row or more (still retried every poll).");
         fprintf(f, PREFIX "jobs_stuck %zu\n", m->jobs_stuck);
 
+        put_header(f, "content_items", "gauge",
+                   "Content items watched, by why: listed in the config, or found by a discover "
+                   "rule (an item can be both).");
+        fprintf(f, PREFIX "content_items{source=\"config\"} %zu\n", m->items_configured);
+        fprintf(f, PREFIX "content_items{source=\"discovered\"} %zu\n", m->items_discovered);
+        if (m->discovery) {
+                put_header(f, "content_listed", "gauge",
+                           "Content items in Connect's last content listing that the key sees.");
+                fprintf(f, PREFIX "content_listed %zu\n", m->content_listed);
+                put_header(f, "discovery_failing", "gauge",
+                           "1 while the content listing fails (the last known set is kept).");
+                fprintf(f, PREFIX "discovery_failing %d\n", m->discovery_failing ? 1 : 0);
+        }
+
         put_header(f, "last_success_timestamp_seconds", "gauge",
                    "When the item's job list was last fetched successfully (Unix time).");
         for (size_t i = 0; i < m->n_items; i++) {

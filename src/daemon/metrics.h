@@ -27,6 +27,11 @@ struct metrics {
         bool connect_up;
         bool disk_paused;
         size_t jobs_stuck; /* jobs that failed STUCK_AFTER_FAILURES polls in a row or more */
+        /* Items watched: listed in content:, selected by discover rules (both: counted in
+         * each), and the items the last content listing held (0: no discovery). */
+        size_t items_configured, items_discovered, content_listed;
+        bool discovery;         /* discover: is configured */
+        bool discovery_failing; /* the last content listing failed */
         const struct metrics_item *items;
         size_t n_items;
 };

@@ -31,8 +31,8 @@ _printf_(4, 5) void log_job(int prio, const struct item *it, const char *key, co
         va_start(ap, fmt);
         (void) vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        if (it->name)
-                ctx.content_name = log_escape(it->name, name, sizeof(name));
+        if (item_label(it))
+                ctx.content_name = log_escape(item_label(it), name, sizeof(name));
         if (key)
                 ctx.job_key = log_escape(key, k, sizeof(k));
         if (key)
@@ -73,6 +73,16 @@ static size_t stuck_jobs(const struct daemon *d)
         return n;
 }
 
+/* Items listed in content: and items a discover rule selects (an item can be both). */
+static void items_count(const struct daemon *d, size_t *ret_configured, size_t *ret_discovered)
+{
+        *ret_configured = *ret_discovered = 0;
+        for (size_t i = 0; i < d->n_items; i++) {
+                *ret_configured += d->items[i]->configured;
+                *ret_discovered += d->items[i]->rule > 0;
+        }
+}
+
 void daemon_metrics_update(struct daemon *d)
 {
         _cleanup_free_ struct metrics_item *items = NULL;
@@ -86,7 +96,7 @@ void daemon_metrics_update(struct daemon *d)
         for (size_t i = 0; i < d->n_items; i++)
                 items[i] = (struct metrics_item){
                         .guid = d->items[i]->guid,
-                        .name = d->items[i]->name,
+                        .name = item_label(d->items[i]),
                         .last_success_epoch =
                                 (int64_t) (d->items[i]->last_poll_usec / USEC_PER_SEC),
                         .last_poll_seconds = d->items[i]->last_poll_seconds,
@@ -104,7 +114,11 @@ void daemon_metrics_update(struct daemon *d)
                 .jobs_stuck = stuck_jobs(d),
                 .items = items,
                 .n_items = d->n_items,
+                .discovery = d->config->discover,
+                .discovery_failing = d->discovery.failing,
+                .content_listed = d->discovery.n_listed,
         };
+        items_count(d, &m.items_configured, &m.items_discovered);
         r = metrics_write(d->config->metrics_file, &m);
         if (r < 0)
                 (void) log_errno(LOG_WARNING, r, "cannot write the metrics file %s: %m",
@@ -127,8 +141,8 @@ static void format_bytes(uint64_t n, char *buf, size_t size)
 /* One line for `systemctl status`: what is watched, what was done, what is wrong. */
 void status_update(struct daemon *d)
 {
-        char status[1024], bytes[32], ago[48] = "no cycle yet", disk[160] = "";
-        size_t failing = 0;
+        char status[1024], bytes[32], ago[48] = "no cycle yet", disk[160] = "", why[128] = "";
+        size_t failing = 0, configured, discovered;
 
         for (size_t i = 0; i < d->n_items; i++)
                 failing += d->items[i]->failing;
@@ -147,10 +161,16 @@ void status_update(struct daemon *d)
                 (void) snprintf(disk + n, sizeof(disk) - n, "; %zu jobs stuck (see the journal)",
                                 stuck);
         }
+        items_count(d, &configured, &discovered);
+        if (d->config->discover)
+                (void) snprintf(why, sizeof(why),
+                                " (%zu listed, %zu discovered of %zu on Connect%s)", configured,
+                                discovered, d->discovery.n_listed,
+                                d->discovery.failing ? "; content listing failing" : "");
         (void) snprintf(status, sizeof(status),
-                        "watching %zu %s; %" PRIu64 " jobs archived since start (%s); %zu failing; "
-                        "%s%s%s%s",
-                        d->n_items, d->n_items == 1 ? "item" : "items", d->stats.jobs_archived,
+                        "watching %zu %s%s; %" PRIu64 " jobs archived since start (%s); %zu "
+                        "failing; %s%s%s%s",
+                        d->n_items, d->n_items == 1 ? "item" : "items", why, d->stats.jobs_archived,
                         bytes, failing, ago, d->problem[0] ? "; " : "", d->problem, disk);
         notify_status(status);
         d->status_dirty = false;

@@ -35,3 +35,14 @@ size_t schedule_next_due(struct item *const *items, size_t n, size_t from, uint6
         }
         return n;
 }
+
+/* Doubling from the interval with each quiet poll, capped at max_usec (README "Operating
+ * it": the worst delay before a finished job is archived is max_usec). */
+uint64_t schedule_interval(uint64_t interval_usec, uint64_t max_usec, unsigned quiet)
+{
+        uint64_t wait = interval_usec;
+
+        for (unsigned i = 0; i < quiet && wait < max_usec; i++)
+                wait = wait > max_usec / 2 ? max_usec : wait * 2;
+        return wait;
+}

@@ -243,10 +243,14 @@ class FakeConnect:
     def clear_faults(self):
         self.control("DELETE", "faults")
 
-    def requests(self, path=None, method=None):
-        """Every API request served so far, oldest first; optionally only those whose
-        path matches the regex `path` (re.search) and method."""
+    def requests(self, path=None, method=None, everything=False):
+        """Every jobs API request served so far, oldest first; optionally only those whose
+        path matches the regex `path` (re.search) and method. The content API requests
+        (discovery's listings, a configured item's name: paths without "/jobs") are left
+        out unless everything=True."""
         reqs = self.control("GET", "requests")
+        if not everything:
+            reqs = [r for r in reqs if "/jobs" in r["path"] or not r["path"].startswith("/__api__/v1/")]
         if path is not None:
             reqs = [r for r in reqs if re.search(path, r["path"])]
         if method is not None:

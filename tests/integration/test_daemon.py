@@ -69,8 +69,10 @@ class DaemonTest(unittest.TestCase):
         a, b = new_guid(), new_guid()
         with FakeConnect({a: [make_jobspec("firstJob00000001", log="one\n")],
                           b: [make_jobspec("otherItemJob0001", log="two\n")]}, api_key=KEY) as fc:
+            # No back-off (poll.max_interval_seconds = the interval): this times the interval.
             cfg = write_config(self.tmp, fc.url, self.archive, content=[(a, "alpha")],
-                               api_key=KEY, poll__interval_seconds=1)
+                               api_key=KEY, poll__interval_seconds=1,
+                               poll__max_interval_seconds=1)
             env = {"NOTIFY_SOCKET": self.notify.path, "WATCHDOG_USEC": "1000000"}
             p = start_archiver(["-c", cfg], env=env)
             try:

@@ -18,8 +18,8 @@ from harness import (FakeConnect, assert_no_temporaries, make_jobspec, new_guid,
                      write_config)
 
 KEY = "cja-ops-key-2b7e151628"
-SAMPLE = re.compile(r'^connect_job_archiver_[a-z_]+(\{(guid="[^"]*",name="(\\.|[^"\\])*")\})? '
-                    r'-?[0-9.]+$')
+SAMPLE = re.compile(r'^connect_job_archiver_[a-z_]+(\{(guid="[^"]*",name="(\\.|[^"\\])*"|'
+                    r'source="[a-z]+")\})? -?[0-9.]+$')
 
 
 def parse_metrics(path):
