@@ -13,8 +13,19 @@ Scenario (JSON):
      "faults": [FAULT, ...],              # optional, see below
      "content": {"<guid>": {"status": 404,            # optional: every endpoint of this
                                                        #   content answers a Connect error
-                            "name": "label",          # optional, informational
-                            "jobs": [JOBSPEC, ...]}}}
+                            "name": "label",          # optional: Connect's name (null
+                                                       #   when absent, unlike Connect)
+                            "title": "Title",         # optional: Connect's title
+                            "app_mode": "shiny",      # optional (default "shiny")
+                            "owner": "alice",         # optional owner username ("publisher1")
+                            "tags": ["7", ...],       # optional tag ids (see "tags")
+                            "app_role": "owner",      # the key's role (default "owner")
+                            "listed": true,           # false: not in GET /v1/content
+                            "jobs": [JOBSPEC, ...]}},
+     "tags": [{"id": "3", "name": "Finance", "parent_id": null}, ...],  # GET /v1/tags
+     "user": {"username": "archiver", "user_role": "administrator"},  # GET /v1/user;
+                                          #   null: the endpoint answers 404 (an old server)
+     "gzip": false}                       # JSON bodies gzip-encoded when the client asks
 
     JOBSPEC = {"job": {...Connect Job object...},    # served exactly as given
                "log": "text" | "log_b64": "..." | "log_size": N,
@@ -30,6 +41,11 @@ Scenario (JSON):
     job's start_time as first seen) and produced on the fly, 64 KiB at a time.
 
 API (under /__api__, header "Authorization: Key <api_key>" required, exactly):
+    GET /v1/user                                the key's user ("user" above)
+    GET /v1/tags                                bare array of Tag objects ("tags")
+    GET /v1/content[?include=tags,owner]        bare array of Content objects (the listed
+                                                ones; "tags"/"owner" only when included)
+    GET /v1/content/{guid}                      one Content object
     GET /v1/content/{guid}/jobs                 bare JSON array of Job objects
     GET /v1/content/{guid}/jobs/{key}           one Job object
     GET /v1/content/{guid}/jobs/{key}/download  the log bytes (text/plain, attachment)
@@ -47,7 +63,11 @@ Control API (no auth, JSON bodies, never recorded nor faulted):
                                              or {"job": {...fields}, "log": ..., ...} to
                                              update spec-level fields as well
     DELETE /__control__/jobs/{guid}/{key}    remove the job (as if Connect swept it)
-    PUT    /__control__/content/{guid}       body {"status": 404 | null, "name": ...}
+    PUT    /__control__/content/{guid}       body {"status": 404 | null, "name": ...} (any
+                                             content key above): add or change an item
+    DELETE /__control__/content/{guid}       delete the item (its endpoints answer 404 code 4)
+    PUT    /__control__/tags                 body: the tag list
+    PUT    /__control__/user                 body: the user (null: no /v1/user)
     POST   /__control__/faults               body FAULT or [FAULT, ...]
     GET    /__control__/faults               active faults with "remaining"
     DELETE /__control__/faults
@@ -91,6 +111,7 @@ import argparse
 import base64
 import collections
 import datetime
+import gzip
 import itertools
 import json
 import os
@@ -126,6 +147,9 @@ STATUS_CODES = {
     503: (1, "The service is temporarily unavailable."),
     504: (1, "An internal failure occurred."),
 }
+
+# What a scenario or the control API may set of a content item.
+CONTENT_KEYS = ("status", "name", "title", "app_mode", "owner", "tags", "app_role", "listed")
 
 FAULT_KINDS = ("status", "reset", "close", "truncate", "garbage", "slow", "trickle",
                "chunked_broken")
@@ -421,11 +445,16 @@ class State:
         self.api_key = scenario.get("api_key", "secret")
         self.default_chunked = bool(scenario.get("chunked", False))
         self.content = collections.OrderedDict()
+        self.tags = list(scenario.get("tags") or [])
+        self.user = scenario.get("user", {"username": "archiver",
+                                          "user_role": "administrator"})
+        self.gzip = bool(scenario.get("gzip", False))
         for guid, c in (scenario.get("content") or {}).items():
             entry = self._content(guid)
             c = c or {}
-            entry["status"] = c.get("status")
-            entry["name"] = c.get("name")
+            for k in CONTENT_KEYS:
+                if k in c:
+                    entry[k] = c[k]
             for spec in c.get("jobs") or []:
                 js = normalize_jobspec(spec, self.default_chunked)
                 entry["jobs"][js["job"]["key"]] = js
@@ -448,9 +477,35 @@ class State:
     def _content(self, guid):
         c = self.content.get(guid)
         if c is None:
-            c = {"status": None, "name": None, "jobs": collections.OrderedDict()}
+            c = {"status": None, "name": None, "title": None, "app_mode": "shiny",
+                 "owner": "publisher1", "tags": [], "app_role": "owner", "listed": True,
+                 "jobs": collections.OrderedDict()}
             self.content[guid] = c
         return c
+
+    def content_objects(self, include=()):
+        """The listed items as Connect's Content objects (GET /v1/content)."""
+        with self.lock:
+            return [self.content_object(g, c, include)
+                    for g, c in self.content.items() if c["listed"]]
+
+    def content_object(self, guid, c, include=()):
+        tags = {t["id"]: t for t in self.tags}
+        obj = {"guid": guid, "name": c["name"], "title": c["title"],
+               "description": "", "access_type": "acl", "created_time": DEFAULT_START_TIME,
+               "last_deployed_time": DEFAULT_START_TIME, "bundle_id": "1",
+               "app_mode": c["app_mode"], "content_category": "",
+               "owner_guid": str(uuid.uuid5(uuid.NAMESPACE_DNS, c["owner"] or "")),
+               "content_url": "http://connect.example/content/%s/" % guid,
+               "app_role": c["app_role"], "id": str(zlib.crc32(guid.encode()) % 100000)}
+        if "tags" in include and c["tags"]:
+            obj["tags"] = [dict(tags.get(t, {"id": t, "name": "t" + t, "parent_id": None}),
+                                created_time=DEFAULT_START_TIME,
+                                updated_time=DEFAULT_START_TIME) for t in c["tags"]]
+        if "owner" in include:
+            obj["owner"] = {"guid": obj["owner_guid"], "username": c["owner"],
+                            "first_name": None, "last_name": None}
+        return obj
 
     # -- jobs
     def add_job(self, guid, spec):
@@ -509,10 +564,13 @@ class State:
     def set_content(self, guid, body):
         with self.lock:
             c = self._content(guid)
-            if "status" in body:
-                c["status"] = body["status"]
-            if "name" in body:
-                c["name"] = body["name"]
+            for k in CONTENT_KEYS:
+                if k in body:
+                    c[k] = body[k]
+
+    def delete_content(self, guid):
+        with self.lock:
+            return self.content.pop(guid, None) is not None
 
     def lookup(self, guid, key=None):
         """(content_status, content_exists, jobspec or list of jobs)"""
@@ -962,7 +1020,59 @@ class Handler(BaseHTTPRequestHandler):
         return error_resp(status, fault.get("code"), fault.get("error"), headers)
 
     # ---- Connect API
+    def content_api(self, path, query, rec):
+        """GET /v1/user, /v1/tags, /v1/content, /v1/content/{guid}; None for other paths."""
+        state = self.server.state
+        parts = path.split("/")
+        if len(parts) < 4 or parts[:3] != ["", "__api__", "v1"] or len(parts) > 5:
+            return None
+        what = parts[3]
+        if what not in ("user", "tags", "content") or (len(parts) == 5 and what != "content"):
+            return None
+        if self.command not in ("GET", "HEAD"):
+            return Resp(405, [("Content-Type", "text/plain; charset=utf-8"),
+                              ("Allow", "GET")], b"405 method not allowed\n")
+        if not rec["auth_ok"]:
+            return error_resp(401, 24, "This API requires authentication. Please provide "
+                              "an API key or log in.")
+        if what == "user":
+            with state.lock:
+                user = state.user
+            if user is None:
+                return not_found_route()
+            return self.json_maybe_gzip(dict({"guid": str(uuid.uuid4()), "email": "",
+                                              "first_name": None, "last_name": None,
+                                              "locked": False, "confirmed": True}, **user))
+        if what == "tags":
+            with state.lock:
+                tags = [dict(t, created_time=DEFAULT_START_TIME, updated_time=DEFAULT_START_TIME)
+                        for t in state.tags]
+            return self.json_maybe_gzip(tags)
+        include = ",".join(parse_qs(query).get("include", [])).split(",")
+        if len(parts) == 4:
+            return self.json_maybe_gzip(state.content_objects(include))
+        guid = unquote(parts[4])
+        with state.lock:
+            c = state.content.get(guid)
+            if c is None or c["status"]:
+                return error_resp(int(c["status"]) if c else 404)
+            return self.json_maybe_gzip(state.content_object(guid, c, include))
+
+    def json_maybe_gzip(self, obj, status=200):
+        """JSON, gzip-encoded when the scenario says so and the client accepts it."""
+        resp = json_resp(status, obj)
+        accept = self.headers.get("Accept-Encoding", "")
+        if self.server.state.gzip and "gzip" in accept:
+            data = b"".join(resp.pieces())
+            return Resp(status, [("Content-Type", "application/json"),
+                                 ("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")],
+                        gzip.compress(data, 6))
+        return resp
+
     def api(self, path, query, rec):
+        found = self.content_api(path, query, rec)
+        if found is not None:
+            return found
         parts = path.split("/")
         # ['', '__api__', 'v1', 'content', guid, 'jobs', key?, sub?]
         if (len(parts) < 6 or len(parts) > 8 or parts[0] != "" or parts[1] != "__api__"
@@ -989,7 +1099,7 @@ class Handler(BaseHTTPRequestHandler):
         if cstatus:
             return error_resp(int(cstatus))
         if key is None:
-            return json_resp(200, found)
+            return self.json_maybe_gzip(found)
         js = found
         if js is None:
             return error_resp(404)
@@ -1143,6 +1253,19 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(obj, dict):
                 raise BadRequest("body must be an object")
             state.set_content(parts[1], obj)
+            return json_resp(200, {"ok": True})
+        if what == "content" and len(parts) == 2 and method == "DELETE":
+            if not state.delete_content(parts[1]):
+                return json_resp(404, {"ok": False, "error": "no such content"})
+            return json_resp(200, {"ok": True})
+        if what in ("tags", "user") and len(parts) == 1 and method == "PUT":
+            with state.lock:
+                if what == "tags":
+                    if not isinstance(obj, list):
+                        raise BadRequest("body must be a list of tags")
+                    state.tags = obj
+                else:
+                    state.user = obj
             return json_resp(200, {"ok": True})
         return json_resp(404, {"ok": False, "error": "unknown control endpoint"})
 

@@ -419,6 +419,9 @@ static int request_setup_easy(struct http_engine *e, struct http_request *req)
             curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, req->headers->list) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_USERAGENT, CJA_USER_AGENT) != CURLE_OK ||
+            /* Job lists and content listings are JSON that compresses tenfold: ask for
+             * gzip (libcurl decodes it before any sink or parser sees a byte). */
+            curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "gzip") != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, req) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||

@@ -224,8 +224,20 @@ class FakeConnect:
         self.control("DELETE", "jobs/%s/%s" % (guid, key))
 
     def set_content(self, guid, **fields):
-        """e.g. set_content(g, status=404) or status=None to restore."""
+        """e.g. set_content(g, status=404) or status=None to restore; or any content key
+        of the scenario (title, owner, tags, app_mode, app_role, listed)."""
         self.control("PUT", "content/" + guid, fields)
+
+    def delete_content(self, guid):
+        """The item is deleted on the server: every endpoint of it answers 404 code 4."""
+        self.control("DELETE", "content/" + guid)
+
+    def set_tags(self, tags):
+        self.control("PUT", "tags", tags)
+
+    def set_user(self, user):
+        """The key's user for GET /v1/user (None: the endpoint does not exist)."""
+        self.control("PUT", "user", user)
 
     def add_faults(self, *faults):
         """add_faults(FAULT, ...) or add_faults([FAULT, ...]); returns the fault ids."""
