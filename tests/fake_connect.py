@@ -105,6 +105,15 @@ FAULT = {"path": REGEX (re.search on the request path, query excluded; default "
     "chunked_broken"  chunked framing, "after_bytes" (default half) body bytes, then
                       "mode": "malformed" (default: a bad chunk-size line) or "close"
                       (FIN before the terminating 0-chunk)
+    "stream"          a hostile body, generated as it is sent (chunked): "status" (default
+                      200), "content_type" (default application/json), "head" text, then
+                      "fill" (default "A") repeated until the body is "size" bytes
+                      (default 500 MiB; -1 = never ends), then "end" text; instead of
+                      the real answer (a /tail line that never ends, an SSE field without a
+                      newline, a 500 MB job list, nesting a million deep)
+    "gzip_bomb"       200 with "Content-Encoding: gzip" (never asked for) and a
+                      Content-Length: one gzip member of "size" (default 1 GiB) bytes of
+                      "byte" (default 0), about 1/1000 of that on the wire
 """
 
 import argparse
@@ -152,7 +161,7 @@ STATUS_CODES = {
 CONTENT_KEYS = ("status", "name", "title", "app_mode", "owner", "tags", "app_role", "listed")
 
 FAULT_KINDS = ("status", "reset", "close", "truncate", "garbage", "slow", "trickle",
-               "chunked_broken")
+               "chunked_broken", "stream", "gzip_bomb")
 
 
 def connect_error(code, message):
@@ -728,6 +737,56 @@ def error_resp(status, code=None, message=None, extra_headers=()):
                      extra_headers)
 
 
+def stream_resp(fault):
+    """The "stream" fault's answer: head, fill to "size" bytes (or forever), end."""
+    head = str(fault.get("head", "")).encode("utf-8")
+    end = str(fault.get("end", "")).encode("utf-8")
+    fill = str(fault.get("fill", "A")).encode("utf-8") or b"A"
+    size = int(fault.get("size", 500 * 1024 * 1024))
+    block = fill * max(1, PIECE // len(fill))
+
+    def pieces():
+        if head:
+            yield head
+        left = None if size < 0 else max(0, size - len(head) - len(end))
+        while left is None or left > 0:
+            n = len(block) if left is None else min(left, len(block))
+            yield block[:n]
+            if left is not None:
+                left -= n
+        if end:
+            yield end
+    return Resp(int(fault.get("status", 200)),
+                [("Content-Type", fault.get("content_type", "application/json"))],
+                length=None, pieces=pieces, chunked=True)
+
+
+_GZIP_BOMBS = {}
+
+
+def gzip_bomb_body(size, byte=0):
+    """One gzip member of `size` bytes all equal to `byte` (cached: made once per size)."""
+    key = (size, byte)
+    if key not in _GZIP_BOMBS:
+        co = zlib.compressobj(9, zlib.DEFLATED, 31)
+        block = bytes([byte]) * (1 << 20)
+        out = []
+        left = size
+        while left > 0:
+            n = min(left, len(block))
+            out.append(co.compress(block[:n]))
+            left -= n
+        out.append(co.flush())
+        _GZIP_BOMBS[key] = b"".join(out)
+    return _GZIP_BOMBS[key]
+
+
+def gzip_bomb_resp(fault):
+    body = gzip_bomb_body(int(fault.get("size", 1 << 30)), int(fault.get("byte", 0)))
+    return Resp(200, [("Content-Type", fault.get("content_type", "application/json")),
+                      ("Content-Encoding", "gzip")], body)
+
+
 def not_found_route():
     return Resp(404, [("Content-Type", "text/plain; charset=utf-8"),
                       ("X-Content-Type-Options", "nosniff")], NOT_FOUND_TEXT)
@@ -995,6 +1054,12 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(float(fault.get("delay", 2)))
                 elif fault["kind"] == "status":
                     self.send_resp(self.fault_status(fault), rec)
+                    return
+                elif fault["kind"] == "stream":
+                    self.send_resp(stream_resp(fault), rec)
+                    return
+                elif fault["kind"] == "gzip_bomb":
+                    self.send_resp(gzip_bomb_resp(fault), rec)
                     return
                 elif fault["kind"] == "garbage":
                     body = fault.get("body", '{"not": json')

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "connect.h"
 #include "macro.h"
+#include "util.h"
 
 /* As the daemon: 4 tries, full-jitter backoff from 0.5 s up to 30 s (or Retry-After). */
 #define CLIENT_MAX_ATTEMPTS 4
@@ -213,12 +214,59 @@ int client_wait(struct client *cl, struct client_call *call)
         return 0;
 }
 
-static int request(struct client *cl, enum http_method method, const char *url,
-                   const struct http_sink *sink, void *sink_userdata, struct client_reply *reply)
+/*
+ * A 2xx body collected in memory up to a cap that fits what is asked for: the engine's own
+ * collection holds up to HTTP_BODY_MAX and the reply then copied it, so a hostile 500 MB
+ * answer to `show` cost twice 64 MiB before it was refused. Here the buffer is the reply's
+ * (no copy), and one job is refused past CONNECT_JOB_MAX, as the daemon refuses it.
+ */
+struct collector {
+        char *data;
+        size_t len, cap, max;
+};
+
+static int collect_begin(void *userdata)
 {
+        struct collector *b = userdata;
+
+        b->len = 0;
+        return 0;
+}
+
+static int collect_write(void *userdata, const void *data, size_t len)
+{
+        struct collector *b = userdata;
+
+        if (len > b->max - b->len)
+                return -EFBIG;
+        return buf_append(&b->data, &b->len, &b->cap, data, len, 4096);
+}
+
+static void collect_abort(void *userdata)
+{
+        struct collector *b = userdata;
+
+        b->len = 0;
+}
+
+static const struct http_sink collect_sink = {
+        .begin = collect_begin,
+        .write = collect_write,
+        .abort = collect_abort,
+};
+
+static int request(struct client *cl, enum http_method method, const char *url,
+                   const struct http_sink *sink, void *sink_userdata, size_t max_body,
+                   struct client_reply *reply)
+{
+        struct collector body = {.max = max_body};
         struct client_call call = {.sink = sink, .sink_userdata = sink_userdata};
         int r;
 
+        if (!sink) {
+                call.sink = &collect_sink;
+                call.sink_userdata = &body;
+        }
         r = client_start(cl, method, url, false, &call);
         if (r < 0)
                 return r;
@@ -228,7 +276,24 @@ static int request(struct client *cl, enum http_method method, const char *url,
                 if (!call.done)
                         client_cancel(cl);
                 client_reply_done(&call.reply);
+                free(body.data);
                 return r;
+        }
+        if (!sink) {
+                if (call.reply.sink_error == -EFBIG)
+                        (void) snprintf(call.reply.detail, sizeof(call.reply.detail),
+                                        "the answer is larger than %zu MiB, refused",
+                                        max_body / (1024u * 1024u));
+                if (call.reply.outcome == HTTP_OK) {
+                        /* An empty body is no body, as the engine's collection gave it. */
+                        free(call.reply.body);
+                        call.reply.body = body.len ? body.data : NULL;
+                        call.reply.body_len = body.len;
+                        if (!body.len)
+                                free(body.data);
+                        body.data = NULL;
+                }
+                free(body.data);
         }
         *reply = call.reply;
         return 0;
@@ -239,7 +304,7 @@ int client_get_jobs(struct client *cl, const char *guid, struct client_reply *re
         _cleanup_free_ char *url = NULL;
         int r = connect_jobs_url(cl->server, guid, &url);
 
-        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, reply);
+        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, HTTP_BODY_MAX, reply);
 }
 
 int client_get_job(struct client *cl, const char *guid, const char *key, struct client_reply *reply)
@@ -247,7 +312,7 @@ int client_get_job(struct client *cl, const char *guid, const char *key, struct 
         _cleanup_free_ char *url = NULL;
         int r = connect_job_url(cl->server, guid, key, NULL, &url);
 
-        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, reply);
+        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, CONNECT_JOB_MAX, reply);
 }
 
 int client_job_logs(struct client *cl, const char *guid, const char *key, unsigned max_lines,
@@ -256,7 +321,7 @@ int client_job_logs(struct client *cl, const char *guid, const char *key, unsign
         _cleanup_free_ char *url = NULL;
         int r = connect_job_log_url(cl->server, guid, key, max_lines, &url);
 
-        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, reply);
+        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, HTTP_BODY_MAX, reply);
 }
 
 int client_job_error(struct client *cl, const char *guid, const char *key,
@@ -265,7 +330,7 @@ int client_job_error(struct client *cl, const char *guid, const char *key,
         _cleanup_free_ char *url = NULL;
         int r = connect_job_url(cl->server, guid, key, "error", &url);
 
-        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, reply);
+        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, NULL, NULL, HTTP_BODY_MAX, reply);
 }
 
 int client_kill_job(struct client *cl, const char *guid, const char *key,
@@ -274,7 +339,7 @@ int client_kill_job(struct client *cl, const char *guid, const char *key,
         _cleanup_free_ char *url = NULL;
         int r = connect_job_url(cl->server, guid, key, NULL, &url);
 
-        return r < 0 ? r : request(cl, HTTP_METHOD_DELETE, url, NULL, NULL, reply);
+        return r < 0 ? r : request(cl, HTTP_METHOD_DELETE, url, NULL, NULL, CONNECT_JOB_MAX, reply);
 }
 
 int client_job_download_log(struct client *cl, const char *guid, const char *key,
@@ -284,7 +349,7 @@ int client_job_download_log(struct client *cl, const char *guid, const char *key
         _cleanup_free_ char *url = NULL;
         int r = connect_job_url(cl->server, guid, key, "download", &url);
 
-        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, sink, sink_userdata, reply);
+        return r < 0 ? r : request(cl, HTTP_METHOD_GET, url, sink, sink_userdata, 0, reply);
 }
 
 int client_job_tail_log_start(struct client *cl, const char *guid, const char *key,

@@ -433,6 +433,19 @@ class TestFaults(Base):
         self.assertEqual(self.get(jobs_path(self.guid, self.key, "error"))[2], b"[1,2")
         self.assertEqual(json.loads(self.get(jobs_path(self.guid))[2])[0]["key"], self.key)
 
+    def test_stream_and_gzip_bomb(self):
+        self.fc.add_fault(path="jobs$", kind="stream", head="[", fill="[", size=1000,
+                          end="]")
+        st, h, body = self.get(jobs_path(self.guid))
+        self.assertEqual((st, h["transfer-encoding"], len(body)), (200, "chunked", 1000))
+        self.assertEqual(body, b"[" * 999 + b"]")
+        self.fc.add_fault(path="jobs$", kind="gzip_bomb", size=5 << 20)
+        st, h, body = self.get(jobs_path(self.guid))
+        self.assertEqual((st, h["content-encoding"]), (200, "gzip"))
+        self.assertLess(len(body), 64 * 1024)
+        self.assertEqual(gzip.decompress(body), bytes(5 << 20))
+        self.assertEqual(json.loads(self.get(jobs_path(self.guid))[2])[0]["key"], self.key)
+
     def test_slow(self):
         self.fc.add_fault(path="jobs$", kind="slow", delay=0.6)
         t = time.monotonic()
