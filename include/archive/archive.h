@@ -6,20 +6,22 @@
 #include <sys/types.h>
 
 /*
- * The archive on disk:
+ * The archive, in its store (store.h; the local file system by default, store_local.c):
  *
  *   <root>/<guid>/<YYYY>/<MM>/<DD>/<key>.log.gz      gzip of the log exactly as served
  *   <root>/<guid>/<YYYY>/<MM>/<DD>/<key>.error.json  only when the job has an error record
  *   <root>/<guid>/<YYYY>/<MM>/<DD>/<key>.json        the job record, always written last
  *
- * Temporaries are ".<final name>.tmp" in the final folder (so renames never cross
- * filesystems) and are swept at start. Files are 0640 and folders 0750 (before umask).
- * This module never logs above debug: it returns -errno and lets the caller report.
+ * Every file is written as a temporary and published under its final name by the batch
+ * commit (archive.c); temporaries are swept at start. On the local store they are
+ * ".<final name>.tmp" in the final folder (so renames never cross filesystems), files are
+ * 0640 and folders 0750 (before umask), and
  *
  *   <root>/.lock                                     the writer lock (archive_lock)
  *
  * Only the root may be a symlink: every folder below it is opened one component at a time
  * without following symlinks, on every path that writes, removes or answers "archived".
+ * This module never logs above debug: it returns -errno and lets the caller report.
  */
 
 /* The lock file in the root. Anything that walks the archive skips it. */
@@ -30,6 +32,7 @@
 struct archive;
 struct archive_file;
 struct archive_batch;
+struct store;
 
 /* Where one job lives. guid and key must already be checked as safe path components. */
 struct archive_loc {
@@ -46,8 +49,13 @@ struct archive_loc {
  */
 #define ARCHIVE_THREADS_AUTO (-1)
 int archive_open(const char *dir, int compression_level, int threads, struct archive **ret);
+/* The same on a store of any kind (store.h), which the archive takes over (freed on failure
+ * too). archive_open() is this with store_local_open(dir). */
+int archive_open_store(struct store *s, int compression_level, int threads, struct archive **ret);
 /* Releases the lock too (if taken). */
 void archive_free(struct archive *a);
+/* The archive's store, borrowed. */
+struct store *archive_store(const struct archive *a);
 
 /*
  * One writer per archive: takes an exclusive flock() on <root>/.lock (created 0640 when
@@ -96,25 +104,6 @@ bool archive_job_is_archived(struct archive *a, const struct archive_loc *loc);
 /* Finds key's record under any date of guid (a walk of its day folders): 1 and *ret (which
  * points into guid and key) when found, 0 when not, -errno when the walk failed. */
 int archive_find_job(struct archive *a, const char *guid, const char *key, struct archive_loc *ret);
-
-/*
- * Opens the folder `path` ("a/b/c": relative, components separated by single '/', none of
- * them empty, "." or "..") beneath dir_fd, one component at a time with O_NOFOLLOW, so no
- * symlink is ever followed and the result is always inside dir_fd's tree. With create,
- * missing components are made (0750). For readers as well as writers: e.g. a day folder
- * "<guid>/YYYY/MM/DD" beneath the archive root. Returns an O_RDONLY|O_DIRECTORY|O_CLOEXEC
- * fd, or -ELOOP when a component is a symlink, -ENOTDIR when it is another non-folder,
- * -ENOENT when missing (and not create), -EINVAL for a malformed path, or another -errno.
- */
-int archive_dir_open_beneath(int dir_fd, const char *path, bool create);
-
-/*
- * Whether `dir`/`name` beneath root_fd is a regular file reached without a symlink (dir as
- * for archive_dir_open_beneath). A missing file answers in one fstatat; one that is there is
- * confirmed in dir opened beneath root_fd, whose fd goes to *ret_dir_fd when it is not NULL
- * (the caller closes it). Any failure to look answers false.
- */
-bool archive_file_beneath(int root_fd, const char *dir, const char *name, int *ret_dir_fd);
 
 /*
  * After -ELOOP for loc: the first symlink on the way to loc's day folder, as a path

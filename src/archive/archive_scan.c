@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "archive.h"
+#include "paths.h"
 #include "archive_scan.h"
 #include "macro.h"
 #include "util.h"

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "archive.h"
+#include "paths.h"
 #include "archive_scan.h"
 #include "archived.h"
 #include "connect.h"

@@ -25,6 +25,7 @@
 #include <zlib.h>
 
 #include "archive.h"
+#include "paths.h"
 #include "macro.h"
 #include "util.h"
 #include "testutil.h"
