@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 struct config;
+struct config_rule;
 struct json_object;
 
 /* One content item. Strings are owned; NULL when Connect sent none (or not a string). */
@@ -71,6 +72,9 @@ bool content_rules_unknown_tag(const struct content_rules *r, size_t i);
  * one rule ANDed; a tag rule holds for the tag and every tag below it.
  */
 size_t content_rules_match(const struct content_rules *r, const struct content_item *item);
+
+/* A rule in words for people: "all", "tag Finance/Reports and type shiny", ... (escaped). */
+const char *content_rule_describe(const struct config_rule *rule, char *buf, size_t size);
 
 /* "<server>/__api__/v1/content?include=tags,owner", ".../v1/tags", ".../v1/user",
  * ".../v1/content/<guid>?include=owner". */

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "connect.h"
 #include "content.h"
+#include "log.h"
 #include "macro.h"
 #include "util.h"
 
@@ -333,6 +334,23 @@ size_t content_rules_match(const struct content_rules *r, const struct content_i
                 if (rule_holds(r, i, item))
                         return i + 1;
         return 0;
+}
+
+const char *content_rule_describe(const struct config_rule *rule, char *buf, size_t size)
+{
+        const char *names[] = {"tag", "owner", "type"};
+        const char *values[] = {rule->tag, rule->owner, rule->type};
+        char esc[LOG_ESCAPE_MAX];
+        size_t n = 0;
+
+        buf[0] = '\0';
+        if (rule->all)
+                n += (size_t) snprintf(buf, size, "all");
+        for (size_t i = 0; i < ELEMENTSOF(names) && n < size; i++)
+                if (values[i])
+                        n += (size_t) snprintf(buf + n, size - n, "%s%s %s", n ? " and " : "",
+                                               names[i], log_escape(values[i], esc, sizeof(esc)));
+        return buf;
 }
 
 /* ---- URLs ---- */

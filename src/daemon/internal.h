@@ -82,6 +82,7 @@ struct item {
         bool configured;   /* listed in content: */
         size_t rule;       /* selected by discover rule N (1-based); 0: by none */
         bool gone;         /* its job list answered 404 code 4: not polled until listed again */
+        bool in_listing;   /* the last content listing had it */
         bool forbidden;    /* its job list answered 403: said once, polled at the ceiling */
         bool name_asked;   /* its name was asked of Connect (no discover: section) */
         bool naming;       /* that request is in flight */

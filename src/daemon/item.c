@@ -729,8 +729,10 @@ int items_build(struct daemon *d, const struct config *c, const struct found *fo
                 url = NULL;
                 it->configured = i < c->n_content;
                 it->rule = f ? f->rule : 0;
-                if (f)
-                        it->gone = false; /* listed again */
+                /* Deleted content leaves the listing; coming back, it is polled again. */
+                if (f && !it->in_listing)
+                        it->gone = false;
+                it->in_listing = f != NULL;
         }
         if (r < 0) {
                 items_free_new(d, items, n);

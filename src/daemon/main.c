@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 
 #include "config.h"
+#include "content.h"
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
@@ -63,12 +64,26 @@ static void print_summary(const struct config *c, FILE *f)
         else
                 fprintf(f, "retention:          keep forever\n");
         fprintf(f, "min free space:     %" PRIu64 " MB\n", c->min_free_mb);
-        fprintf(f, "poll interval:      %u s\n", c->poll_interval_seconds);
+        fprintf(f, "poll interval:      %u s (quiet items back off to %u s)\n",
+                c->poll_interval_seconds, c->poll_max_interval_seconds);
         fprintf(f, "metrics file:       %s\n", c->metrics_file ? c->metrics_file : "(none)");
         fprintf(f, "content:            %zu item%s\n", c->n_content, c->n_content == 1 ? "" : "s");
         for (size_t i = 0; i < c->n_content; i++)
                 fprintf(f, "  %s  %s\n", c->content[i].guid ? c->content[i].guid : "(none)",
-                        c->content[i].name ? c->content[i].name : "(no name)");
+                        c->content[i].name ? c->content[i].name : "(no name, Connect's)");
+        if (!c->discover) {
+                fprintf(f, "discover:           off (only the content above)\n");
+                return;
+        }
+        fprintf(f, "discover:           every %u s, %zu rule%s, %zu excluded\n",
+                c->discover_refresh_seconds, c->n_rules, c->n_rules == 1 ? "" : "s", c->n_exclude);
+        for (size_t i = 0; i < c->n_rules; i++) {
+                char rule[512];
+                fprintf(f, "  rule %zu (line %zu): %s\n", i + 1, c->rules[i].line,
+                        content_rule_describe(&c->rules[i], rule, sizeof(rule)));
+        }
+        for (size_t i = 0; i < c->n_exclude; i++)
+                fprintf(f, "  exclude %s\n", c->exclude[i]);
 }
 
 /* Returns 1 to go on, 0 to exit successfully, or an exit status (> 1) for bad usage. */

@@ -213,7 +213,7 @@ static int finish_stdout(void)
 }
 
 /* Maps a failed request to words on stderr and an exit status (0 when it succeeded). */
-static int check_reply(const struct cli *c, const struct client_reply *r, const char *what)
+int cli_check_reply(const struct cli *c, const struct client_reply *r, const char *what)
 {
         char why[512];
 
@@ -250,7 +250,7 @@ static int check_reply(const struct cli *c, const struct client_reply *r, const 
 }
 
 /* A client call that did not come back: Ctrl-C, or the engine itself failed. */
-static int call_failed(int r, const char *what)
+int cli_call_failed(int r, const char *what)
 {
         if (r == -EINTR)
                 return CLI_EXIT_INTERRUPTED;
@@ -302,8 +302,8 @@ int cli_list(struct cli *c, const struct cli_content *ct)
         (void) target(ct, NULL, what, sizeof(what));
         r = client_get_jobs(c->client, ct->guid, &reply);
         if (r < 0)
-                return call_failed(r, what);
-        r = check_reply(c, &reply, what);
+                return cli_call_failed(r, what);
+        r = cli_check_reply(c, &reply, what);
         if (r == 0 && connect_parse_job_list(reply.body, reply.body_len, &list) < 0)
                 r = malformed(what, "a JSON array of jobs");
         if (r != 0)
@@ -353,8 +353,8 @@ int cli_show(struct cli *c, const struct cli_content *ct, const char *key)
         (void) target(ct, key, what, sizeof(what));
         r = client_get_job(c->client, ct->guid, key, &reply);
         if (r < 0)
-                return call_failed(r, what);
-        r = check_reply(c, &reply, what);
+                return cli_call_failed(r, what);
+        r = cli_check_reply(c, &reply, what);
         if (r == 0 && connect_parse_job(reply.body, reply.body_len, &job) < 0)
                 r = malformed(what, "a JSON job object");
         if (r == 0) {
@@ -395,8 +395,8 @@ int cli_log(struct cli *c, const struct cli_content *ct, const char *key, unsign
         (void) target(ct, key, what, sizeof(what));
         r = client_job_logs(c->client, ct->guid, key, lines, &reply);
         if (r < 0)
-                return call_failed(r, what);
-        r = check_reply(c, &reply, what);
+                return cli_call_failed(r, what);
+        r = cli_check_reply(c, &reply, what);
         if (r == 0 && connect_parse_log_entries(reply.body, reply.body_len, &l) < 0)
                 r = malformed(what, "LogEntries ({\"entries\": [...]})");
         if (r == 0) {
@@ -419,8 +419,8 @@ int cli_error(struct cli *c, const struct cli_content *ct, const char *key)
         (void) target(ct, key, what, sizeof(what));
         r = client_job_error(c->client, ct->guid, key, &reply);
         if (r < 0)
-                return call_failed(r, what);
-        r = check_reply(c, &reply, what);
+                return cli_call_failed(r, what);
+        r = cli_check_reply(c, &reply, what);
         if (r != 0)
                 goto out;
         if (reply.status == 204 || reply.body_len == 0) {
@@ -455,14 +455,14 @@ int cli_kill(struct cli *c, const struct cli_content *ct, const char *key)
         (void) target(ct, key, what, sizeof(what));
         r = client_kill_job(c->client, ct->guid, key, &reply);
         if (r < 0)
-                return call_failed(r, what);
+                return cli_call_failed(r, what);
         if (reply.status == 409 && reply.has_api_error &&
             reply.api_code == CONNECT_CODE_JOB_NOT_ACTIVE) {
                 cli_say("job %s is not active; nothing to kill", log_escape(key, esc, sizeof(esc)));
                 r = CLI_EXIT_FAILURE;
                 goto out;
         }
-        r = check_reply(c, &reply, what);
+        r = cli_check_reply(c, &reply, what);
         if (r == 0 && connect_parse_kill_order(reply.body, reply.body_len, &order) < 0)
                 r = malformed(what, "a kill order");
         if (r == 0) {
@@ -589,7 +589,7 @@ int cli_download(struct cli *c, const struct cli_content *ct, const char *key, c
         }
         r = client_job_download_log(c->client, ct->guid, key, &download_sink, &d, &reply);
         if (r < 0) {
-                r = call_failed(r, what);
+                r = cli_call_failed(r, what);
                 goto out;
         }
         if (reply.outcome != HTTP_OK && reply.sink_error < 0 && reply.sink_error != -EPIPE) {
@@ -598,7 +598,7 @@ int cli_download(struct cli *c, const struct cli_content *ct, const char *key, c
                         out_file ? log_escape(out_file, esc, sizeof(esc)) : "to stdout");
                 r = CLI_EXIT_FAILURE;
         } else {
-                r = check_reply(c, &reply, what);
+                r = cli_check_reply(c, &reply, what);
         }
         if (r == 0 && out_file) {
                 int k = commit_temporary(d.fd, tmp, out_file);
@@ -717,8 +717,8 @@ static int tail_log_pass(struct tail *t)
 
         r = client_job_logs(t->cli->client, t->ct->guid, t->key, t->fetch, &reply);
         if (r < 0)
-                return call_failed(r, t->what);
-        r = check_reply(t->cli, &reply, t->what);
+                return cli_call_failed(r, t->what);
+        r = cli_check_reply(t->cli, &reply, t->what);
         if (r == 0 && connect_parse_log_entries(reply.body, reply.body_len, &l) < 0)
                 r = malformed(t->what, "LogEntries ({\"entries\": [...]})");
         if (r == 0) {
@@ -763,8 +763,8 @@ static int tail_job_status(struct tail *t)
 
         r = client_get_job(t->cli->client, t->ct->guid, t->key, &reply);
         if (r < 0)
-                return -call_failed(r, t->what);
-        r = check_reply(t->cli, &reply, t->what);
+                return -cli_call_failed(r, t->what);
+        r = cli_check_reply(t->cli, &reply, t->what);
         if (r == 0 && connect_parse_job(reply.body, reply.body_len, &job) < 0)
                 r = malformed(t->what, "a JSON job object");
         /* A job without a usable status is taken as over: following it would never end. */
@@ -789,7 +789,7 @@ static int tail_sleep(struct tail *t, uint64_t usec)
         for (uint64_t now; (now = now_usec(CLOCK_MONOTONIC)) < deadline;) {
                 r = client_run(t->cli->client, deadline - now);
                 if (r < 0)
-                        return call_failed(r, t->what);
+                        return cli_call_failed(r, t->what);
         }
         return 0;
 }
@@ -830,7 +830,7 @@ static int tail_follow(struct tail *t)
         t->live = false;
         r = client_job_tail_log_start(t->cli->client, t->ct->guid, t->key, &call);
         if (r < 0)
-                return -call_failed(r, t->what);
+                return -cli_call_failed(r, t->what);
         for (;;) {
                 if (t->began && !t->live) {
                         /* The stream is open: now the snapshot, then what the stream
@@ -848,7 +848,7 @@ static int tail_follow(struct tail *t)
                         break;
                 r = client_run(t->cli->client, USEC_PER_SEC);
                 if (r < 0) {
-                        r = call_failed(r, t->what);
+                        r = cli_call_failed(r, t->what);
                         goto stop;
                 }
         }
@@ -861,7 +861,7 @@ static int tail_follow(struct tail *t)
         } else if (reply->sink_error == -EPIPE) {
                 r = CLI_EXIT_PIPE;
         } else {
-                r = check_reply(t->cli, reply, t->what);
+                r = cli_check_reply(t->cli, reply, t->what);
                 if (r == 0 && tail_decoder_finish(t->decoder) < 0)
                         r = malformed(t->what, "a stream of log entries");
                 if (r == 0)

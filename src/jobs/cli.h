@@ -80,6 +80,15 @@ int cli_download(struct cli *c, const struct cli_content *ct, const char *key,
 int cli_error(struct cli *c, const struct cli_content *ct, const char *key);
 int cli_kill(struct cli *c, const struct cli_content *ct, const char *key);
 
+/* The watched content: what content: lists and what the discover rules select (cli_content.c). */
+int cli_content(struct cli *c);
+
+/* A failed request in words on stderr and its exit status (0 when it succeeded). */
+struct client_reply;
+int cli_check_reply(const struct cli *c, const struct client_reply *r, const char *what);
+/* A call that did not come back: 130 for Ctrl-C, else 1 with the error. */
+int cli_call_failed(int r, const char *what);
+
 /* stdout is done: 0, 141 when its reader went away (| head), or 1 with a message. */
 int cli_finish_stdout(void);
 /* download -O FILE: a temporary beside path (fd, or -errno), then fsync and rename. */

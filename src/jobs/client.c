@@ -299,6 +299,17 @@ static int request(struct client *cl, enum http_method method, const char *url,
         return 0;
 }
 
+int client_get(struct client *cl, const char *url, const struct http_sink *sink,
+               void *sink_userdata, struct client_reply *reply)
+{
+        return request(cl, HTTP_METHOD_GET, url, sink, sink_userdata, HTTP_BODY_MAX, reply);
+}
+
+const char *client_server(const struct client *cl)
+{
+        return cl->server;
+}
+
 int client_get_jobs(struct client *cl, const char *guid, struct client_reply *reply)
 {
         _cleanup_free_ char *url = NULL;

@@ -65,6 +65,11 @@ int client_run(struct client *cl, uint64_t timeout_usec);
  * released with client_reply_done().
  */
 int client_get_jobs(struct client *cl, const char *guid, struct client_reply *reply);
+/* Any GET (the content API): the body to sink as it comes, or collected when sink is NULL. */
+int client_get(struct client *cl, const char *url, const struct http_sink *sink,
+               void *sink_userdata, struct client_reply *reply);
+/* The server URL the client talks to (no trailing '/'). */
+const char *client_server(const struct client *cl);
 int client_get_job(struct client *cl, const char *guid, const char *key,
                    struct client_reply *reply);
 int client_job_logs(struct client *cl, const char *guid, const char *key, unsigned max_lines,

@@ -103,6 +103,12 @@ static int run_search(struct cli *c, const struct cli_content *ct, const char *k
         return archive_cmd_search(c, inv->argc, inv->argv);
 }
 
+static int run_content(struct cli *c, const struct cli_content *ct, const char *key,
+                       const struct invocation *inv)
+{
+        return cli_content(c);
+}
+
 #define JOB (CMD_CONTENT | CMD_KEY | CMD_CONNECT)
 
 /* ls and search read the archive alone: no CMD_CONNECT, no key, no server. */
@@ -121,6 +127,8 @@ static const struct command commands[] = {
         {"ls", "[FILTERS] [-r]", "archived jobs, oldest first", CMD_OWN_ARGS, run_ls},
         {"search", "[FILTERS] PATTERN", "search archived logs (regex; GREP OPTIONS below)",
          CMD_OWN_ARGS, run_search},
+        {"content", "", "the content the daemon watches (listed and discovered) and why",
+         CMD_CONNECT, run_content},
 };
 
 static void help(FILE *f)

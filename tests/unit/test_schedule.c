@@ -118,6 +118,25 @@ static void test_due_scan_empty(void **state)
         assert_int_equal(deadline, 7);
 }
 
+/* Quiet items: the interval doubles with each quiet poll and stops at the ceiling. */
+static void test_backoff_doubles_to_the_ceiling(void **state)
+{
+        (void) state;
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, 0), 60 * SEC);
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, 1), 120 * SEC);
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, 2), 240 * SEC);
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, 3), 480 * SEC);
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, 4), 600 * SEC);
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, 32), 600 * SEC);
+        assert_int_equal(schedule_interval(60 * SEC, 600 * SEC, UINT32_MAX), 600 * SEC);
+        /* No back-off when the ceiling is the interval. */
+        assert_int_equal(schedule_interval(60 * SEC, 60 * SEC, 5), 60 * SEC);
+        /* Never above the ceiling, even at the largest settings. */
+        assert_int_equal(schedule_interval(86399 * SEC, 86400 * SEC, 3), 86400 * SEC);
+        for (unsigned q = 0; q < 70; q++)
+                assert_true(schedule_interval(1 * SEC, 86400 * SEC, q) <= 86400 * SEC);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -127,6 +146,7 @@ int main(void)
                 cmocka_unit_test(test_due_scan),
                 cmocka_unit_test(test_due_scan_none_due),
                 cmocka_unit_test(test_due_scan_empty),
+                cmocka_unit_test(test_backoff_doubles_to_the_ceiling),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
