@@ -15,7 +15,7 @@ _connect_jobs()
         local cur prev words cword
         _init_completion || return
 
-        local commands="list show log tail download error kill ls search"
+        local commands="list show log tail download error kill ls search content"
         local filters="--content --since --until --failed --tag --key"
         local grepopts="-F -i -w -v -l -c -m -A -B -C -e --color= -j"
         local global="-c --config --server --archive -o --output --utc -v --verbose -h --help -V --version"

@@ -40,7 +40,7 @@ class CompletionTest(unittest.TestCase):
                                     {"guid": new_guid(), "name": "etl nightly"}])
         self.assertEqual(self.complete("connect-jobs", ""),
                          ["list", "show", "log", "tail", "download", "error", "kill", "ls",
-                          "search"])
+                          "search", "content"])
         self.assertEqual(self.complete("connect-jobs", "t"), ["tail"])
         self.assertEqual(self.complete("connect-jobs", "-c", cfg, "tail", ""),
                          ["sales-dashboard", "etl nightly"])

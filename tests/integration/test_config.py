@@ -77,11 +77,13 @@ class SummaryTest(unittest.TestCase):
                          "compression level:  9\n"
                          "retention:          90 days\n"
                          "min free space:     500 MB\n"
-                         "poll interval:      120 s\n"
+                         "poll interval:      120 s (quiet items back off to 600 s)\n"
                          "metrics file:       /m/cja.prom\n"
                          "content:            2 items\n"
-                         "  %s  (no name)\n"
-                         "  %s  sales-dashboard\n" % (cfg, key, ca, GUID1, GUID2))
+                         "  %s  (no name, Connect's)\n"
+                         "  %s  sales-dashboard\n"
+                         "discover:           off (only the content above)\n"
+                         % (cfg, key, ca, GUID1, GUID2))
 
     def test_summary_defaults_and_key_from_the_environment(self):
         cfg, out = self.check_config(
@@ -104,10 +106,11 @@ class SummaryTest(unittest.TestCase):
                          "compression level:  6\n"
                          "retention:          keep forever\n"
                          "min free space:     100 MB\n"
-                         "poll interval:      60 s\n"
+                         "poll interval:      60 s (quiet items back off to 600 s)\n"
                          "metrics file:       (none)\n"
                          "content:            1 item\n"
-                         "  %s  (no name)\n" % (cfg, GUID1))
+                         "  %s  (no name, Connect's)\n"
+                         "discover:           off (only the content above)\n" % (cfg, GUID1))
 
     def test_summary_system_ca_store(self):
         _, out = self.check_config(
