@@ -225,7 +225,7 @@ class TestShapes(Base):
         self.assertEqual(st, 200)
 
     def test_unknown_route_plain_text(self):
-        for path in ("/", "/__api__/v1/content", "/__api__/applications/%s/jobs" % self.guid,
+        for path in ("/", "/__api__/v1/contents", "/__api__/applications/%s/jobs" % self.guid,
                      "/__api__/v1/content/%s/jobs/" % self.guid,
                      jobs_path(self.guid, self.fixture[0]["key"], "metrics"),
                      jobs_path(self.guid, self.fixture[0]["key"], "download") + "/x"):
@@ -233,6 +233,36 @@ class TestShapes(Base):
             self.assertEqual(st, 404, path)
             self.assertEqual(h["content-type"], "text/plain; charset=utf-8", path)
             self.assertEqual(body, b"404 page not found\n", path)
+
+    def test_content_api_shapes(self):
+        self.fc.set_tags([{"id": "1", "name": "Finance", "parent_id": None},
+                          {"id": "2", "name": "Reports", "parent_id": "1"}])
+        self.fc.set_content(self.guid, title="A title", owner="alice", tags=["1", "2"])
+        try:
+            st, _, body = self.get("/__api__/v1/content?include=tags,owner")
+            self.assertEqual(st, 200)
+            items = {o["guid"]: o for o in json.loads(body)}
+            me = items[self.guid]
+            self.assertEqual((me["title"], me["owner"]["username"]), ("A title", "alice"))
+            self.assertEqual([t["name"] for t in me["tags"]], ["Finance", "Reports"])
+            self.assertEqual(me["app_role"], "owner")
+            # Without include, no tags or owner; an untagged item has no "tags" key at all.
+            st, _, body = self.get("/__api__/v1/content")
+            self.assertTrue(all("tags" not in o and "owner" not in o for o in json.loads(body)))
+            st, _, body = self.get("/__api__/v1/content/%s" % self.guid)
+            self.assertEqual((st, json.loads(body)["guid"]), (200, self.guid))
+            st, _, body = self.get("/__api__/v1/tags")
+            self.assertEqual([t["id"] for t in json.loads(body)], ["1", "2"])
+            st, _, body = self.get("/__api__/v1/user")
+            self.assertEqual(json.loads(body)["user_role"], "administrator")
+            self.fc.set_user(None)
+            self.assertEqual(self.get("/__api__/v1/user")[0], 404)
+            st, _, _ = self.get("/__api__/v1/content", key="wrong")
+            self.assertEqual(st, 401)
+        finally:
+            self.fc.set_content(self.guid, title=None, owner="publisher1", tags=[])
+            self.fc.set_tags([])
+            self.fc.set_user({"username": "archiver", "user_role": "administrator"})
 
     def test_log_entries(self):
         key = self.fixture[2]["key"]
