@@ -915,9 +915,38 @@ static int on_content_item(struct parser_state *p, const yaml_event_t *e)
         }
 }
 
+/*
+ * A key of a small fixed mapping (a content item, a discover rule): its index in names[],
+ * or a parse error for a key that is not a scalar, not one of them, or seen before (lines[]
+ * holds each key's first line, 0 when not seen).
+ */
+static int mapping_key(struct parser_state *p, const yaml_event_t *e, const char *const *names,
+                       size_t n, size_t *lines, const char *what)
+{
+        char esc[LOG_ESCAPE_MAX], allowed[128] = "";
+        int r;
+
+        r = expect_scalar_key(p, e);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (strcmp(scalar_value(e), names[i]) != 0)
+                        continue;
+                if (lines[i])
+                        return parse_error(p, &e->start_mark,
+                                           "duplicate key %s in %s (first at line %zu)", names[i],
+                                           what, lines[i]);
+                lines[i] = e->start_mark.line + 1;
+                return (int) i;
+        }
+        for (size_t i = 0; i < n; i++)
+                append_word(allowed, sizeof(allowed), names[i]);
+        return parse_error(p, &e->start_mark, "unknown key \"%s\" in %s; allowed: %s",
+                           log_escape(scalar_value(e), esc, sizeof(esc)), what, allowed);
+}
+
 static int on_item_key(struct parser_state *p, const yaml_event_t *e)
 {
-        char esc[LOG_ESCAPE_MAX];
         int r;
 
         if (e->type == YAML_MAPPING_END_EVENT) {
@@ -926,25 +955,12 @@ static int on_item_key(struct parser_state *p, const yaml_event_t *e)
                 p->state = STATE_CONTENT_ITEM;
                 return 0;
         }
-        r = expect_scalar_key(p, e);
+        r = mapping_key(p, e, item_keys, ITEM_KEY_MAX, p->item_line, "a content item");
         if (r < 0)
                 return r;
-        for (int i = 0; i < ITEM_KEY_MAX; i++) {
-                if (strcmp(scalar_value(e), item_keys[i]) != 0)
-                        continue;
-                if (p->item_line[i])
-                        return parse_error(p, &e->start_mark,
-                                           "duplicate key %s in a content item (first at line "
-                                           "%zu)",
-                                           item_keys[i], p->item_line[i]);
-                p->item_line[i] = e->start_mark.line + 1;
-                p->item_key = (enum item_key) i;
-                p->state = STATE_ITEM_VALUE;
-                return 0;
-        }
-        return parse_error(p, &e->start_mark,
-                           "unknown key \"%s\" in a content item; allowed: guid, name",
-                           log_escape(scalar_value(e), esc, sizeof(esc)));
+        p->item_key = (enum item_key) r;
+        p->state = STATE_ITEM_VALUE;
+        return 0;
 }
 
 /* ---- discover: exclude and rules ---- */
@@ -1054,7 +1070,6 @@ static int rule_set(struct parser_state *p, const yaml_event_t *e)
 
 static int on_rule_key(struct parser_state *p, const yaml_event_t *e)
 {
-        char esc[LOG_ESCAPE_MAX];
         int r;
 
         if (e->type == YAML_MAPPING_END_EVENT) {
@@ -1065,25 +1080,12 @@ static int on_rule_key(struct parser_state *p, const yaml_event_t *e)
                 p->state = STATE_RULE_ITEM;
                 return 0;
         }
-        r = expect_scalar_key(p, e);
+        r = mapping_key(p, e, rule_keys, RULE_KEY_MAX, p->rule_line, "a discover rule");
         if (r < 0)
                 return r;
-        for (int i = 0; i < RULE_KEY_MAX; i++) {
-                if (strcmp(scalar_value(e), rule_keys[i]) != 0)
-                        continue;
-                if (p->rule_line[i])
-                        return parse_error(p, &e->start_mark,
-                                           "duplicate key %s in a discover rule (first at line "
-                                           "%zu)",
-                                           rule_keys[i], p->rule_line[i]);
-                p->rule_line[i] = e->start_mark.line + 1;
-                p->rule_key = (enum rule_key) i;
-                p->state = STATE_RULE_VALUE;
-                return 0;
-        }
-        return parse_error(p, &e->start_mark,
-                           "unknown key \"%s\" in a discover rule; allowed: all, tag, owner, type",
-                           log_escape(scalar_value(e), esc, sizeof(esc)));
+        p->rule_key = (enum rule_key) r;
+        p->state = STATE_RULE_VALUE;
+        return 0;
 }
 
 /* The value of a section key: a scalar, or the sequence that starts exclude or rules. */
