@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the build and the tests need, only when one is missing.
+# (libfuse3-dev and fuse3: powercutfs, the power-cut file system of tests/powercut.)
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev

@@ -201,7 +201,10 @@ class PowercutFS:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.proc = None
+        rc, self.proc = self.proc.returncode, None
         err = self.stderr()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if rc != 0:
+            # (a sanitizer's report, say)
+            raise RuntimeError("powercutfs exited with %d: %s" % (rc, err[-3000:]))
         return err
