@@ -25,6 +25,10 @@ then a restart (on the plain backing folder, or remounted and cut once more afte
 archives every due job: no job archived before the restart is fetched again or rewritten,
 every other is downloaded exactly once, and the active job never.
 
+Partial cuts keep a random part of what was pending (names and data in any order, a rename
+whole or not at all, torn files: more than any real disk reorders), and the invariant must
+hold after them too.
+
 CJA_POWERCUT_SEED=<n> repeats the random choices; CJA_POWERCUT_ALL=1 runs the long set (a
 bigger scenario, more random cuts). Exits 77 with "skipped: <why>" where no FUSE mount can be
 made (no /dev/fuse, no fusermount3, powercutfs not built).
@@ -170,7 +174,7 @@ class PowerCutTest(unittest.TestCase):
                             server__max_concurrent_requests=3)
 
     def run_over_mount(self, d, backing, mnt, args, arm=None, at_time=None, timeout=60,
-                       while_running=None, service_cap=None):
+                       while_running=None, service_cap=None, partial=0):
         """Runs the archiver over a fresh mount of backing until the cut (arm: ("durable", k)
         or ("op", k); at_time: seconds), or until it ends and then cuts. Returns (the run's
         stderr, the exit status or None when it was still running at the cut, the file
@@ -178,6 +182,8 @@ class PowerCutTest(unittest.TestCase):
         cfg = self.config(d, mnt, "mnt.yaml")
         fs = PowercutFS(backing, mnt).start()
         try:
+            if partial:
+                fs.partial(partial)
             if arm:
                 getattr(fs, "arm_" + arm[0])(arm[1])
             run_dir = tempfile.mkdtemp(prefix="run-", dir=d)
@@ -362,14 +368,16 @@ class PowerCutTest(unittest.TestCase):
             self.fail_with_seed("%s: the active job was fetched" % when_after)
 
     # ---- one cut, checked
-    def cut_case(self, name, args, arm=None, at_time=None, restart="plain", while_running=None):
+    def cut_case(self, name, args, arm=None, at_time=None, restart="plain", while_running=None,
+                 partial=0):
         sc = self.sc
         service = "--once" not in args
         d, backing, mnt = self.case_dirs(name)
         self.slow_downloads(True)
         err, rc, status = self.run_over_mount(d, backing, mnt, args, arm, at_time,
                                               while_running=while_running,
-                                              service_cap=8 if service else None)
+                                              service_cap=8 if service else None,
+                                              partial=partial)
         self.assertNotIn(KEY, err)
         when = "%s: cut %s (after %d durable points, %d operations; the run %s)" % (
             " ".join(args) or "service", name, status["durable"], status["ops"],
@@ -384,6 +392,8 @@ class PowerCutTest(unittest.TestCase):
                                 % (when, sorted(sc.due() - survived)))
         self.restart(d, backing, survived, when, restart, service)
         kind = name.split(" ")[0] + (" (service)" if service else "")
+        if partial:
+            kind = "partial " + kind
         self.cuts[kind] = self.cuts.get(kind, 0) + 1
         shutil.rmtree(d, ignore_errors=True)
         return status, survived
@@ -422,6 +432,22 @@ class PowerCutTest(unittest.TestCase):
             t = self.rng.uniform(0.05, 1.8)
             self.cut_case("moment %.2fs" % t, ["--once"], at_time=t,
                           restart="remount" if i % 2 else "plain")
+
+    def test_5_partial_cuts(self):
+        # The cut keeps a random part of what was pending (powercutfs "partial"): names
+        # and data written back in any order, a rename whole or not at all, torn files.
+        c = self.clean_counts()
+        for i in range(40 if ALL else 4):
+            seed = self.rng.randrange(1, 1 << 62)
+            if i % 2:
+                k = self.rng.randint(1, c["ops"])
+                self.cut_case("operation %d/%d, seed %d" % (k, c["ops"], seed), ["--once"],
+                              arm=("op", k), partial=seed)
+            else:
+                k = self.rng.randint(1, c["durable"] + 1)
+                self.cut_case("durable-point %d/%d, seed %d" % (k, c["durable"], seed),
+                              ["--once"], arm=("durable", k), partial=seed,
+                              restart="remount" if i % 4 == 2 else "plain")
 
     def test_4_service_cuts(self):
         n = self.clean_counts()["durable"]

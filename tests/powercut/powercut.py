@@ -176,6 +176,11 @@ class PowercutFS:
         """Cut just before the nth modifying operation (counted from the mount)."""
         return self.control("arm-op %d" % n)
 
+    def partial(self, seed):
+        """From now on a cut keeps a random part (chosen by seed) of what is pending, as a
+        disk that wrote some of it back; seed 0: none (the default)."""
+        return self.control("partial %d" % seed)
+
     def syncfs(self):
         return self.control("syncfs")
 

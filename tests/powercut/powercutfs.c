@@ -49,6 +49,8 @@
  *                      success, everything after it EIO)
  *   arm-op N           cut just before the Nth modifying operation (which fails with EIO)
  *   syncfs             a syncfs now, from outside
+ *   partial SEED       from now on a cut keeps a random part of what is pending (SEED 0:
+ *                      none, the default; see "a partial cut" below)
  */
 #define FUSE_USE_VERSION 35
 
@@ -101,6 +103,7 @@ struct node {
         size_t n_dents;
         /* Bookkeeping. */
         char *mat_path; /* during a cut: where it was written first (hard links) */
+        bool decided;   /* during a partial cut: its data's fate is chosen */
         struct node *hash_next;
         struct node *all_next;
 };
@@ -128,6 +131,7 @@ static struct {
         bool cut;
         uint64_t n_durable, n_fsync, n_fsyncdir, n_syncfs, n_ops;
         uint64_t arm_durable, arm_op;
+        uint64_t partial_seed; /* nonzero: cuts keep a random part of what is pending */
 } g = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
         .backing_fd = -1,
@@ -549,6 +553,245 @@ static int materialize(const struct node *dir, int dfd, const char *prefix, int 
         return first;
 }
 
+/* ---- a partial cut ---- */
+
+/*
+ * A disk may have written back some of what was pending when the power went: a partial cut
+ * (control command "partial SEED") keeps a random part of it on top of the durable model,
+ * chosen by a generator seeded with SEED:
+ *   - each changed file reachable now keeps its durable data (1/3), gets its current data
+ *     (1/3), or a prefix of its current data cut at a 4 KiB boundary past the durable data's
+ *     length (1/3: a torn write, partly written back);
+ *   - each pending name change (a directory entry added, replaced or removed) is kept or
+ *     dropped (1/2), except that changes linked by an inode leaving one name for another (a
+ *     rename, or a chain of them) are kept or dropped together: a rename is atomic on a
+ *     journaling file system, whatever else it reorders.
+ * That is more adversarial than any real file system (which commits its journal in order),
+ * and a program that orders its writes with fsync/syncfs must survive it all the same.
+ */
+struct change {
+        struct node *dir;
+        char *name;
+        struct node *add;     /* the node the entry names now (NULL: removed) */
+        struct node *removed; /* the node it named durably (NULL: a new name) */
+        size_t parent;        /* union-find: changes kept or dropped together */
+};
+
+struct changes {
+        struct change *v;
+        size_t n, cap;
+        unsigned n_files, n_files_kept, n_files_torn;
+};
+
+static uint64_t rnd(void)
+{
+        /* xorshift64* */
+        g.partial_seed ^= g.partial_seed >> 12;
+        g.partial_seed ^= g.partial_seed << 25;
+        g.partial_seed ^= g.partial_seed >> 27;
+        return g.partial_seed * 0x2545F4914F6CDD1DULL;
+}
+
+static struct dent *dent_find(struct node *dir, const char *name)
+{
+        for (size_t i = 0; i < dir->n_dents; i++)
+                if (!strcmp(dir->dents[i].name, name))
+                        return &dir->dents[i];
+        return NULL;
+}
+
+static void change_add(struct changes *cs, struct node *dir, const char *name, struct node *add,
+                       struct node *removed)
+{
+        if (cs->n == cs->cap) {
+                cs->cap = cs->cap ? 2 * cs->cap : 64;
+                cs->v = realloc(cs->v, cs->cap * sizeof(*cs->v));
+                if (!cs->v)
+                        abort();
+        }
+        cs->v[cs->n] = (struct change){dir, strdup(name), add, removed, cs->n};
+        cs->n++;
+}
+
+static void partial_file(struct changes *cs, struct node *c, int dfd, const char *name)
+{
+        uint64_t choice = rnd() % 3;
+        off_t old_size = 0, from;
+        char shadow[32];
+        struct stat st;
+        int fd;
+
+        c->decided = true;
+        cs->n_files++;
+        snprintf(shadow, sizeof(shadow), "%" PRIu64, c->id);
+        if (c->has_data && fstatat(g.shadow_fd, shadow, &st, 0) == 0)
+                old_size = st.st_size;
+        if (choice == 0 || durable_file_at(c, dfd, name) < 0)
+                return;
+        cs->n_files_kept++;
+        /* Torn: the new data up to a 4 KiB boundary past what was durable (an append or an
+         * overwrite partly written back). */
+        from = old_size / 4096 * 4096 + 4096;
+        if (choice != 2 || fstatat(g.shadow_fd, shadow, &st, 0) < 0 || st.st_size <= from)
+                return;
+        fd = openat(g.shadow_fd, shadow, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        if (ftruncate(fd, from + (off_t) (rnd() % (uint64_t) ((st.st_size - from + 4095) / 4096)) *
+                                          4096) == 0)
+                cs->n_files_torn++;
+        close(fd);
+}
+
+/* Collects the pending name changes under dir, and settles each changed file's data. */
+static void partial_walk(struct changes *cs, struct node *dir, int dfd, int depth)
+{
+        struct dent *cur = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        struct stat st;
+        DIR *dp;
+        int fd = dup(dfd);
+
+        if (fd < 0)
+                return;
+        dp = fdopendir(fd);
+        if (!dp) {
+                close(fd);
+                return;
+        }
+        rewinddir(dp);
+        while ((de = readdir(dp))) {
+                struct node *c;
+
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue;
+                c = node_of(&st);
+                if (!c->known)
+                        node_set_meta(c, &st);
+                if (c->type == S_IFLNK && !c->target) {
+                        char buf[PATH_MAX];
+                        ssize_t len = readlinkat(dfd, de->d_name, buf, sizeof(buf) - 1);
+
+                        if (len >= 0) {
+                                buf[len] = '\0';
+                                c->target = strdup(buf);
+                        }
+                }
+                if (n == cap) {
+                        cap = cap ? 2 * cap : 16;
+                        cur = realloc(cur, cap * sizeof(*cur));
+                        if (!cur)
+                                abort();
+                }
+                cur[n].name = strdup(de->d_name);
+                cur[n].node = c;
+                n++;
+        }
+        closedir(dp);
+
+        for (size_t i = 0; i < n; i++) {
+                struct dent *d = dent_find(dir, cur[i].name);
+
+                if (!d || d->node != cur[i].node)
+                        change_add(cs, dir, cur[i].name, cur[i].node, d ? d->node : NULL);
+        }
+        for (size_t i = 0; i < dir->n_dents; i++) {
+                bool gone = true;
+
+                for (size_t j = 0; j < n && gone; j++)
+                        gone = strcmp(cur[j].name, dir->dents[i].name) != 0;
+                if (gone)
+                        change_add(cs, dir, dir->dents[i].name, NULL, dir->dents[i].node);
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct node *c = cur[i].node;
+
+                if (c->type == S_IFREG && !c->decided && (c->dirty || !c->has_data)) {
+                        partial_file(cs, c, dfd, cur[i].name);
+                } else if (c->type == S_IFDIR && depth < MAX_DEPTH && !c->decided) {
+                        int cfd = openat(dfd, cur[i].name,
+                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                        c->decided = true;
+                        if (cfd >= 0) {
+                                partial_walk(cs, c, cfd, depth + 1);
+                                close(cfd);
+                        }
+                }
+        }
+        dents_free(cur, n);
+}
+
+static size_t uf_find(struct changes *cs, size_t i)
+{
+        while (cs->v[i].parent != i)
+                i = cs->v[i].parent = cs->v[cs->v[i].parent].parent;
+        return i;
+}
+
+static void change_apply(const struct change *c)
+{
+        struct node *dir = c->dir;
+        struct dent *d = dent_find(dir, c->name);
+
+        if (c->add && d) {
+                d->node = c->add;
+        } else if (c->add) {
+                dir->dents = realloc(dir->dents, (dir->n_dents + 1) * sizeof(*dir->dents));
+                if (!dir->dents)
+                        abort();
+                dir->dents[dir->n_dents].name = strdup(c->name);
+                dir->dents[dir->n_dents].node = c->add;
+                dir->n_dents++;
+        } else if (d) {
+                free(d->name);
+                *d = dir->dents[--dir->n_dents];
+        }
+}
+
+static void persist_some(void)
+{
+        struct changes cs = {0};
+        unsigned n_units = 0, n_kept = 0, n_changes_kept = 0;
+        bool *keep;
+
+        for (struct node *n = g.all; n; n = n->all_next)
+                n->decided = false;
+        g.root->decided = true;
+        partial_walk(&cs, g.root, g.backing_fd, 0);
+        /* An inode that leaves a name for another: the two changes go together. */
+        for (size_t i = 0; i < cs.n; i++)
+                for (size_t j = 0; j < cs.n; j++)
+                        if (i != j && cs.v[i].add && cs.v[i].add == cs.v[j].removed)
+                                cs.v[uf_find(&cs, i)].parent = uf_find(&cs, j);
+        keep = calloc(cs.n ? cs.n : 1, sizeof(*keep));
+        if (!keep)
+                abort();
+        for (size_t i = 0; i < cs.n; i++)
+                if (uf_find(&cs, i) == i) {
+                        n_units++;
+                        keep[i] = rnd() & 1;
+                        n_kept += keep[i];
+                }
+        for (size_t i = 0; i < cs.n; i++) {
+                if (keep[uf_find(&cs, i)]) {
+                        change_apply(&cs.v[i]);
+                        n_changes_kept++;
+                }
+                free(cs.v[i].name);
+        }
+        fprintf(stderr,
+                "powercutfs: partial cut: kept %u of %zu pending name changes (%u of %u "
+                "units), the new data of %u of %u changed files (%u torn)\n",
+                n_changes_kept, cs.n, n_kept, n_units, cs.n_files_kept, cs.n_files,
+                cs.n_files_torn);
+        free(keep);
+        free(cs.v);
+}
+
 static void do_cut(void)
 {
         int r;
@@ -556,6 +799,8 @@ static void do_cut(void)
         if (g.cut)
                 return;
         g.cut = true;
+        if (g.partial_seed)
+                persist_some();
         r = remove_contents(g.backing_fd);
         if (r == 0)
                 r = materialize(g.root, g.backing_fd, "", 0);
@@ -1171,6 +1416,10 @@ static void control_command(char *cmd, char *out, size_t size)
                 g.arm_durable = n;
                 if (n && g.n_durable >= n)
                         do_cut();
+                status_line(out, size);
+        } else if (sscanf(cmd, "partial %llu", &n) == 1) {
+                /* (a seed of 0 would stay 0 in xorshift: it means "off") */
+                g.partial_seed = n;
                 status_line(out, size);
         } else if (sscanf(cmd, "arm-op %llu", &n) == 1) {
                 g.arm_op = n;

@@ -441,6 +441,59 @@ class PowercutTest(unittest.TestCase):
             os.mkdir(self.M("d3"))
         self.assertEqual(self.fs.status()["cut"], 1)
 
+    # -- partial cuts: a random part of what is pending survives
+    def test_partial_cut_keeps_a_consistent_part(self):
+        seen = set()
+        big = os.urandom(5 * 4096 + 100)
+        for seed in range(1, 25):
+            shutil.rmtree(self.b)
+            os.mkdir(self.b)
+            self.mount()
+            self.durable_file("a", b"A")
+            self.durable_file("d", b"old")
+            os.rename(self.M("a"), self.M("b"))   # pending: a rename
+            write(self.M("c"), big)               # pending: a new name, its data
+            write(self.M("d"), b"new")            # pending: data
+            os.mkdir(self.M("e"))                 # pending: a folder
+            self.fs.partial(seed)
+            err = self.cut()
+            self.assertIn("partial cut", err)
+            names = sorted(os.listdir(self.b))
+            # The rename is atomic: exactly one of the two names, with the durable data.
+            self.assertEqual(len({"a", "b"} & set(names)), 1, (seed, names))
+            self.assertEqual(read(self.B("a" if "a" in names else "b")), b"A")
+            self.assertIn(read(self.B("d")), (b"old", b"new"))
+            if "c" in names:
+                c = read(self.B("c"))
+                self.assertEqual(c, big[:len(c)], seed)
+                self.assertTrue(len(c) % 4096 == 0 or len(c) == len(big), seed)
+                seen.add("c:" + ("whole" if c == big else "empty" if not c else "torn"))
+            seen.add("renamed" if "b" in names else "not renamed")
+            seen.add("d:" + read(self.B("d")).decode())
+            seen.add("e" if "e" in names else "no e")
+        # Over the seeds, every choice goes both ways.
+        for want in ("renamed", "not renamed", "d:old", "d:new", "e", "no e", "c:whole",
+                     "c:empty", "c:torn"):
+            self.assertIn(want, seen)
+
+    def test_partial_cut_keeps_what_is_durable(self):
+        for seed in range(1, 9):
+            shutil.rmtree(self.b)
+            os.mkdir(self.b)
+            self.mount()
+            os.mkdir(self.M("d"))
+            self.durable_file("d/f", b"kept")
+            fsync_path(self.m)
+            write(self.M("d", "f"), b"X" * 10000, mode="ab")
+            os.unlink(self.M("d", "f"))
+            self.fs.partial(seed)
+            self.cut()
+            if os.path.exists(self.B("d", "f")):
+                f = read(self.B("d", "f"))
+                self.assertEqual(f, (b"kept" + b"X" * 10000)[:len(f)], seed)
+                self.assertTrue(f.startswith(b"kept"), seed)
+            self.assertTrue(os.path.isdir(self.B("d")))
+
     def test_existing_content_is_durable(self):
         os.makedirs(self.B("d"))
         write(self.B("d", "f"), b"on disk before the mount")
