@@ -214,6 +214,7 @@ class PowerCutTest(unittest.TestCase):
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
             p.wait()
+            fs.wait_released()
         finally:
             fs_err = fs.unmount()
         if "writing the durable state" in fs_err:

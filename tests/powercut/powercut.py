@@ -162,7 +162,8 @@ class PowercutFS:
         return text
 
     def status(self):
-        """{"cut": 0|1, "durable": N, "fsync": N, "fsyncdir": N, "syncfs": N, "ops": N}"""
+        """{"cut": 0|1, "durable": N, "fsync": N, "fsyncdir": N, "syncfs": N, "ops": N,
+        "open": N}"""
         return {k: int(v) for k, v in (f.split("=") for f in self.control("status").split())}
 
     def cut(self):
@@ -183,6 +184,13 @@ class PowercutFS:
 
     def syncfs(self):
         return self.control("syncfs")
+
+    def wait_released(self, timeout=5.0):
+        """Waits until every handle is released (the kernel sends the releases of a dead
+        process's files on its own time): an unmount before would leave them unreleased."""
+        deadline = time.monotonic() + timeout
+        while self.status()["open"] and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     # -- end
     def unmount(self, timeout=10.0):

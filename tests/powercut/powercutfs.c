@@ -43,7 +43,8 @@
  * neither) after a cut; the strict reading of POSIX allows both.
  *
  * Control socket (a Unix stream socket; one command a connection, one answer line):
- *   status             "cut=0 durable=N fsync=N fsyncdir=N syncfs=N ops=N"
+ *   status             "cut=0 durable=N fsync=N fsyncdir=N syncfs=N ops=N open=N"
+ *                      (open: handles not yet released)
  *   cut                cut now; answers the status
  *   arm-durable N      cut right after the Nth durable point completes (its caller sees
  *                      success, everything after it EIO)
@@ -111,6 +112,7 @@ struct node {
 struct handle {
         int fd;
         struct node *node;
+        struct handle *prev, *next; /* every open handle, freed at the end if still open */
 };
 
 static struct {
@@ -125,6 +127,8 @@ static struct {
         bool control_running;
         bool trace;
         struct node *root;
+        struct handle *handles;
+        uint64_t n_open;
         struct node *hash[HASH_SIZE];
         struct node *all;
         uint64_t next_id;
@@ -1128,6 +1132,12 @@ static int handle_new(struct fuse_file_info *fi, int fd)
                 abort();
         h->fd = fd;
         h->node = node_of(&st);
+        h->prev = NULL;
+        h->next = g.handles;
+        if (g.handles)
+                g.handles->prev = h;
+        g.handles = h;
+        g.n_open++;
         fi->fh = (uint64_t) (uintptr_t) h;
         return 0;
 }
@@ -1240,14 +1250,25 @@ static int pc_statfs(const char *path, struct statvfs *st)
         return LOCKED(do_statfs(st));
 }
 
+static void handle_free(struct handle *h)
+{
+        if (h->prev)
+                h->prev->next = h->next;
+        else
+                g.handles = h->next;
+        if (h->next)
+                h->next->prev = h->prev;
+        g.n_open--;
+        close(h->fd);
+        free(h);
+}
+
 static int pc_release(const char *path, struct fuse_file_info *fi)
 {
-        struct handle *h = fh(fi);
-
-        if (h) {
-                close(h->fd);
-                free(h);
-        }
+        pthread_mutex_lock(&g.lock);
+        if (fh(fi))
+                handle_free(fh(fi));
+        pthread_mutex_unlock(&g.lock);
         return 0;
 }
 
@@ -1390,8 +1411,9 @@ static void status_line(char *buf, size_t size)
 {
         snprintf(buf, size,
                  "cut=%d durable=%" PRIu64 " fsync=%" PRIu64 " fsyncdir=%" PRIu64 " syncfs=%" PRIu64
-                 " ops=%" PRIu64 "\n",
-                 g.cut ? 1 : 0, g.n_durable, g.n_fsync, g.n_fsyncdir, g.n_syncfs, g.n_ops);
+                 " ops=%" PRIu64 " open=%" PRIu64 "\n",
+                 g.cut ? 1 : 0, g.n_durable, g.n_fsync, g.n_fsyncdir, g.n_syncfs, g.n_ops,
+                 g.n_open);
 }
 
 static void control_command(char *cmd, char *out, size_t size)
@@ -1573,6 +1595,8 @@ static void cleanup(void)
                 close(g.control_fd);
                 unlink(g.control_path);
         }
+        while (g.handles)
+                handle_free(g.handles);
         for (struct node *n = g.all, *next; n; n = next) {
                 next = n->all_next;
                 dents_free(n->dents, n->n_dents);
