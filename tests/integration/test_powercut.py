@@ -14,6 +14,7 @@ each on a fresh archive:
   * a cut right after the kth durable point, for every k = 1..N+1 (N+1: after the clean
     end of the run);
   * cuts before a random modifying operation, and at random moments (wall clock);
+  * partial cuts (below) when the kth durable point is asked for, before it takes effect;
   * the same in service mode (polling every second);
 and after each cut, on what the cut left:
   * every <key>.json parses and holds the served job; its .log.gz decompresses to exactly
@@ -423,7 +424,7 @@ class PowerCutTest(unittest.TestCase):
 
     def test_2_once_cut_at_random_operations(self):
         ops = self.clean_counts()["ops"]
-        count = 40 if ALL else 6
+        count = 40 if ALL else 4
         for i, k in enumerate(sorted(self.rng.sample(range(1, ops + 1), min(count, ops)))):
             self.cut_case("operation %d/%d" % (k, ops), ["--once"], arm=("op", k),
                           restart="remount" if i % 3 == 2 else "plain")
@@ -436,19 +437,21 @@ class PowerCutTest(unittest.TestCase):
 
     def test_5_partial_cuts(self):
         # The cut keeps a random part of what was pending (powercutfs "partial"): names
-        # and data written back in any order, a rename whole or not at all, torn files.
+        # and data written back in any order, a rename whole or not at all, torn files. Cut
+        # when a durable point is asked for, before it takes effect, the most is pending.
         c = self.clean_counts()
-        for i in range(40 if ALL else 4):
+        seeds = 5 if ALL else 1
+        for k in range(1, c["durable"] + 1):
+            for i in range(seeds):
+                seed = self.rng.randrange(1, 1 << 62)
+                self.cut_case("before-durable-point %d/%d, seed %d" % (k, c["durable"], seed),
+                              ["--once"], arm=("before_durable", k), partial=seed,
+                              restart="remount" if (k + i) % 3 == 0 else "plain")
+        for i in range(20 if ALL else 1):
             seed = self.rng.randrange(1, 1 << 62)
-            if i % 2:
-                k = self.rng.randint(1, c["ops"])
-                self.cut_case("operation %d/%d, seed %d" % (k, c["ops"], seed), ["--once"],
-                              arm=("op", k), partial=seed)
-            else:
-                k = self.rng.randint(1, c["durable"] + 1)
-                self.cut_case("durable-point %d/%d, seed %d" % (k, c["durable"], seed),
-                              ["--once"], arm=("durable", k), partial=seed,
-                              restart="remount" if i % 4 == 2 else "plain")
+            k = self.rng.randint(1, c["ops"])
+            self.cut_case("operation %d/%d, seed %d" % (k, c["ops"], seed), ["--once"],
+                          arm=("op", k), partial=seed)
 
     def test_4_service_cuts(self):
         n = self.clean_counts()["durable"]

@@ -173,6 +173,10 @@ class PowercutFS:
         """Cut right after the nth durable point (counted from the mount)."""
         return self.control("arm-durable %d" % n)
 
+    def arm_before_durable(self, n):
+        """Cut when the nth durable point is asked for, before it takes effect."""
+        return self.control("arm-before-durable %d" % n)
+
     def arm_op(self, n):
         """Cut just before the nth modifying operation (counted from the mount)."""
         return self.control("arm-op %d" % n)

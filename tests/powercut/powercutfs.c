@@ -21,10 +21,10 @@
  * that inode had made durable by then (none: an empty file), and a later fsync of the file
  * changes what the name shows, as on a real disk.
  *
- * The cut ("cut" on the control socket, or armed to happen right after the Nth durable point
- * or before the Nth modifying operation) empties BACKING and writes the durable model into it;
- * from then on every operation on the mount fails with EIO until it is unmounted, so nothing
- * the programs still running do reaches BACKING any more.
+ * The cut ("cut" on the control socket, or armed to happen right after or right before the Nth
+ * durable point, or before the Nth modifying operation) empties BACKING and writes the durable
+ * model into it; from then on every operation on the mount fails with EIO until it is unmounted, so
+ * nothing the programs still running do reaches BACKING any more.
  *
  * What FUSE forwards, on Linux 6.x with /dev/fuse and libfuse 3.14:
  *   - fsync and fdatasync of a file: FUSE_FSYNC (fsync here, with its datasync flag);
@@ -48,6 +48,9 @@
  *   cut                cut now; answers the status
  *   arm-durable N      cut right after the Nth durable point completes (its caller sees
  *                      success, everything after it EIO)
+ *   arm-before-durable N  cut when the Nth durable point is asked for, before it takes
+ *                      effect (the call fails with EIO): everything since the last one is
+ *                      pending, the most a partial cut can choose from
  *   arm-op N           cut just before the Nth modifying operation (which fails with EIO)
  *   syncfs             a syncfs now, from outside
  *   partial SEED       from now on a cut keeps a random part of what is pending (SEED 0:
@@ -134,7 +137,7 @@ static struct {
         uint64_t next_id;
         bool cut;
         uint64_t n_durable, n_fsync, n_fsyncdir, n_syncfs, n_ops;
-        uint64_t arm_durable, arm_op;
+        uint64_t arm_durable, arm_op, arm_before;
         uint64_t partial_seed; /* nonzero: cuts keep a random part of what is pending */
 } g = {
         .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -831,6 +834,18 @@ static void durable_done(const char *what)
                 do_cut();
 }
 
+/* Before a durable point: the cut armed for just before it (the call fails with EIO). */
+static int durable_begin(void)
+{
+        if (g.cut)
+                return -EIO;
+        if (g.arm_before && g.n_durable + 1 >= g.arm_before) {
+                do_cut();
+                return -EIO;
+        }
+        return 0;
+}
+
 /* Before an operation: EIO once the power is cut. */
 static int op_read(void)
 {
@@ -1274,7 +1289,7 @@ static int pc_release(const char *path, struct fuse_file_info *fi)
 
 static int do_fsync(int datasync, struct fuse_file_info *fi)
 {
-        int r = op_read();
+        int r = durable_begin();
 
         if (r < 0)
                 return r;
@@ -1349,7 +1364,7 @@ static int pc_releasedir(const char *path, struct fuse_file_info *fi)
 
 static int do_fsyncdir(int datasync, struct fuse_file_info *fi)
 {
-        int r = op_read();
+        int r = durable_begin();
 
         if (r < 0)
                 return r;
@@ -1368,7 +1383,7 @@ static int pc_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi
 
 static int do_syncfs(const char *who)
 {
-        int r = op_read();
+        int r = durable_begin();
 
         if (r < 0)
                 return r;
@@ -1442,6 +1457,9 @@ static void control_command(char *cmd, char *out, size_t size)
         } else if (sscanf(cmd, "partial %llu", &n) == 1) {
                 /* (a seed of 0 would stay 0 in xorshift: it means "off") */
                 g.partial_seed = n;
+                status_line(out, size);
+        } else if (sscanf(cmd, "arm-before-durable %llu", &n) == 1) {
+                g.arm_before = n;
                 status_line(out, size);
         } else if (sscanf(cmd, "arm-op %llu", &n) == 1) {
                 g.arm_op = n;

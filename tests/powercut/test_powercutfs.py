@@ -431,6 +431,17 @@ class PowercutTest(unittest.TestCase):
         self.fs = None
         self.assertEqual(self.listing(), ["a"])
 
+    def test_arm_before_durable_cuts_before_the_nth(self):
+        self.mount()
+        self.fs.arm_before_durable(2)
+        write(self.M("a"), b"a", sync=True)       # durable point 1
+        with self.assertRaises(OSError) as cm:
+            fsync_path(self.m)                    # 2: cut before it takes effect
+        self.assertEqual(cm.exception.errno, 5)
+        self.fs.unmount()
+        self.fs = None
+        self.assertEqual(self.listing(), [])
+
     def test_arm_op_cuts_before_the_nth(self):
         self.mount()
         self.fs.arm_op(3)
