@@ -39,24 +39,90 @@ const char *output_duration(int64_t s, char *buf, size_t size)
         return buf;
 }
 
-void output_sanitized(FILE *f, const char *s, size_t len)
+/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-        size_t start = 0;
+        unsigned char c = s[0];
+        size_t len;
+        uint32_t cp;
 
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char) s[i];
-                if (c >= 0x20 && c != 0x7f)
+        if (c >= 0xc2 && c <= 0xdf)
+                len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+                len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+                len = 4, cp = c & 0x07;
+        else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0;
+        return len;
+}
+
+void output_escape(const char *str, size_t len, output_put_fn put, void *ctx)
+{
+        const unsigned char *s = (const unsigned char *) str;
+        size_t start = 0, i = 0;
+
+        while (i < len) {
+                unsigned char c = s[i];
+                size_t l = 1;
+                char esc[16];
+                int n;
+
+                if (c >= 0x20 && c < 0x7f) {
+                        i++;
                         continue;
+                }
+                if (c >= 0x80) {
+                        l = utf8_seq(s + i, len - i);
+                        /* text, but not the C1 controls U+0080..U+009F, nor a stray byte of
+                         * that range (an 8-bit CSI to a terminal that is not UTF-8) */
+                        if (l > 0 && !(l == 2 && c == 0xc2 && s[i + 1] < 0xa0)) {
+                                i += l;
+                                continue;
+                        }
+                        if (l == 0 && c >= 0xa0) {
+                                i++;
+                                continue;
+                        }
+                        if (l == 0)
+                                l = 1;
+                }
                 if (i > start)
-                        (void) fwrite(s + start, 1, i - start, f);
+                        put(ctx, str + start, i - start);
                 if (c == '\t')
-                        (void) fputc('\t', f);
-                else
-                        (void) fprintf(f, "\\x%02x", c);
-                start = i + 1;
+                        put(ctx, "\t", 1);
+                else if (l == 2) {
+                        n = snprintf(esc, sizeof(esc), "\\x%02x\\x%02x", c, s[i + 1]);
+                        put(ctx, esc, (size_t) n);
+                } else {
+                        n = snprintf(esc, sizeof(esc), "\\x%02x", c);
+                        put(ctx, esc, (size_t) n);
+                }
+                i += l;
+                start = i;
         }
         if (len > start)
-                (void) fwrite(s + start, 1, len - start, f);
+                put(ctx, str + start, len - start);
+}
+
+static void put_file(void *ctx, const char *s, size_t n)
+{
+        (void) fwrite(s, 1, n, ctx);
+}
+
+void output_sanitized(FILE *f, const char *s, size_t len)
+{
+        output_escape(s, len, put_file, f);
 }
 
 /* A server string for a column: sanitized text measured in bytes (good enough: the values

@@ -23,7 +23,15 @@ const char *output_time(int64_t epoch, bool utc, bool with_zone, char *buf, size
 /* "42s", "3m 05s", "2h 03m", "3d 04h"; "-" for a negative span. buf: 16 bytes suffice. */
 const char *output_duration(int64_t seconds, char *buf, size_t size);
 
-/* Writes s (len bytes) with C0 controls and DEL as \xNN; other bytes (UTF-8) unchanged. */
+/*
+ * The one escaper for text a terminal must not interpret: s (len bytes) through put, with
+ * the C0 controls but tab, DEL, the C1 controls (U+0080..U+009F, and a byte 0x80..0x9f that
+ * is not part of a UTF-8 character) as \xNN; everything else, UTF-8 and other bytes,
+ * unchanged.
+ */
+typedef void (*output_put_fn)(void *ctx, const char *s, size_t n);
+void output_escape(const char *s, size_t len, output_put_fn put, void *ctx);
+/* output_escape() to f. */
 void output_sanitized(FILE *f, const char *s, size_t len);
 
 /*
