@@ -13,6 +13,7 @@
 #include "archive_scan.h"
 #include "cli.h"
 #include "config.h"
+#include "ere.h"
 #include "grep.h"
 #include "logreader.h"
 #include "log.h"
@@ -191,6 +192,11 @@ static void scan_warn_print(void *userdata, const char *path, int error, const c
 
         fprintf(stderr, "%s: %s/%s: %s: %s\n", c->ctx->prog, c->ctx->archive_dir, path, what,
                 error == -EBADMSG ? "not valid JSON" : strerror(-error));
+}
+
+/* -s: the scan's warnings are counted (exit 2) but not printed. */
+static void scan_warn_silent(void *userdata, const char *path, int error, const char *what)
+{
 }
 
 /*
@@ -494,6 +500,8 @@ struct engine {
         bool any_printed;
         bool any_selected;
         bool any_error;
+        bool no_messages; /* -s */
+        bool stop;        /* -q found a line: nothing more to do */
         int fatal;
 };
 
@@ -590,7 +598,10 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
         }
         /* What was found before an error still counts and is printed, as grep does. */
         {
-                int k = grep_job_finish(g);
+                int k;
+                if (r < 0)
+                        grep_job_mark_failed(g);
+                k = grep_job_finish(g);
                 if (r >= 0)
                         r = k;
         }
@@ -628,10 +639,10 @@ static void *worker(void *arg)
                 int k;
 
                 pthread_mutex_lock(&e->lock);
-                while (!e->fatal &&
+                while (!e->fatal && !e->stop &&
                        (e->next >= e->n ? !e->scan_done : e->next >= e->turn + e->window))
                         pthread_cond_wait(&e->cond, &e->lock);
-                if (e->next >= e->n || e->fatal) {
+                if (e->next >= e->n || e->fatal || e->stop) {
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
@@ -648,14 +659,18 @@ static void *worker(void *arg)
 
                 pthread_mutex_lock(&e->lock);
                 e->busy--;
-                if (k > 0)
+                if (k > 0) {
                         e->any_selected = true;
-                else if (k < 0)
+                        if (e->o->quiet)
+                                e->stop = true;
+                } else if (k < 0)
                         e->fatal = k;
                 s = &e->slots[i % e->window];
                 s->done = true;
                 if (s->err.len)
                         e->any_error = true;
+                if (e->no_messages)
+                        s->err.len = 0;
                 while (e->turn < e->n && e->slots[e->turn % e->window].done) {
                         struct slot *t = &e->slots[e->turn % e->window];
                         write_slot(e, t);
@@ -692,9 +707,72 @@ static void search_usage(const char *prog, FILE *f)
 {
         fprintf(f,
                 "Usage: %s search [FILTERS] [GREP OPTIONS] PATTERN\n" ARCHIVE_CMD_FILTERS_HELP
-                "GREP OPTIONS: -F -i -w -v -l -c -m N -A N -B N -C N -e PATTERN\n"
-                "              --color=auto|always|never -o json --utc -j THREADS\n",
+                "GREP OPTIONS: -E -F -i -w -x -v -l -L -c -o -q -s -h -H -m N -A N -B N -C N\n"
+                "              -e PATTERN --color=auto|always|never\n"
+                "OUTPUT:       -o json | -o text (the output form; any other -o is grep's\n"
+                "              --only-matching) --utc -j THREADS\n",
                 prog);
+}
+
+/*
+ * search's -o is grep's --only-matching, except "-o json", "-o text", "-ojson" and "-otext",
+ * the output form every connect-jobs command takes: those become "--output=...". Returns a
+ * new argv (the strings are argv's or static), or NULL when out of memory.
+ */
+static char **search_argv(int argc, char **argv, int *ret_argc)
+{
+        /* options whose value is the next argument (short: the last letter of a cluster) */
+        static const char short_arg[] = "mABCej";
+        static const char *const long_arg[] = {
+                "--content",        "--since",   "--until",  "--tag",       "--key",
+                "--output",         "--archive", "--config", "--max-count", "--after-context",
+                "--before-context", "--context", "--regexp", "--threads"};
+        char **out = calloc((size_t) argc + 1, sizeof(*out));
+        int n = 0;
+
+        if (!out)
+                return NULL;
+        for (int i = 0; i < argc; i++) {
+                const char *a = argv[i];
+                bool value_next = false;
+
+                if (i == 0 || a[0] != '-' || a[1] == 0) {
+                        out[n++] = argv[i];
+                        continue;
+                }
+                if (strcmp(a, "--") == 0) {
+                        while (i < argc)
+                                out[n++] = argv[i++];
+                        break;
+                }
+                if (strcmp(a, "-o") == 0 && i + 1 < argc &&
+                    (strcmp(argv[i + 1], "json") == 0 || strcmp(argv[i + 1], "text") == 0)) {
+                        out[n++] =
+                                strcmp(argv[++i], "json") == 0 ? "--output=json" : "--output=text";
+                        continue;
+                }
+                if (strcmp(a, "-ojson") == 0 || strcmp(a, "-otext") == 0) {
+                        out[n++] = a[2] == 'j' ? "--output=json" : "--output=text";
+                        continue;
+                }
+                out[n++] = argv[i];
+                if (a[1] == '-') {
+                        for (size_t k = 0; k < sizeof(long_arg) / sizeof(long_arg[0]); k++)
+                                if (strcmp(a, long_arg[k]) == 0)
+                                        value_next = true;
+                } else {
+                        /* a cluster: the first letter taking a value takes the rest */
+                        for (const char *c = a + 1; *c; c++)
+                                if (strchr(short_arg, *c)) {
+                                        value_next = c[1] == 0;
+                                        break;
+                                }
+                }
+                if (value_next && i + 1 < argc)
+                        out[n++] = argv[++i];
+        }
+        *ret_argc = n;
+        return out;
 }
 
 /* What search's command line asked for, beyond the grep options themselves. */
@@ -703,7 +781,8 @@ struct search_args {
         const char *pattern;
         const char *color;
         unsigned threads;
-        bool max_zero; /* -m 0: grep reads nothing and exits 1 */
+        bool max_zero;    /* -m 0: grep reads nothing and exits 1 */
+        bool no_messages; /* -s: no word about logs and records that cannot be read */
 };
 
 /*
@@ -719,6 +798,15 @@ static bool search_options(struct common *c, struct grep_opts *o, struct search_
                                                  {"ignore-case", no_argument, NULL, 'i'},
                                                  {"word-regexp", no_argument, NULL, 'w'},
                                                  {"invert-match", no_argument, NULL, 'v'},
+                                                 {"line-regexp", no_argument, NULL, 'x'},
+                                                 {"extended-regexp", no_argument, NULL, 'E'},
+                                                 {"files-without-match", no_argument, NULL, 'L'},
+                                                 {"only-matching", no_argument, NULL, 'o'},
+                                                 {"quiet", no_argument, NULL, 'q'},
+                                                 {"silent", no_argument, NULL, 'q'},
+                                                 {"no-messages", no_argument, NULL, 's'},
+                                                 {"no-filename", no_argument, NULL, 'h'},
+                                                 {"with-filename", no_argument, NULL, 'H'},
                                                  {"count", no_argument, NULL, 'c'},
                                                  {"files-with-matches", no_argument, NULL, 'l'},
                                                  {"max-count", required_argument, NULL, 'm'},
@@ -735,10 +823,38 @@ static bool search_options(struct common *c, struct grep_opts *o, struct search_
         uint64_t v;
 
         optind = 0;
-        while ((opt = getopt_long(argc, argv, "FiwvclhHm:A:B:C:e:o:j:", longopts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, "EFiwxvclLoqshHm:A:B:C:e:j:", longopts, NULL)) !=
+               -1) {
                 switch (opt) {
+                case 'E':
+                        o->fixed = false; /* the last of -E and -F wins, as in grep */
+                        continue;
                 case 'F':
                         o->fixed = true;
+                        continue;
+                case 'x':
+                        o->line = true;
+                        continue;
+                case 'o':
+                        if (optarg)
+                                break; /* --output */
+                        o->only = true;
+                        continue;
+                case 'q':
+                        o->quiet = true;
+                        continue;
+                case 's':
+                        a->no_messages = true;
+                        continue;
+                case 'h':
+                        o->no_prefix = true;
+                        continue;
+                case 'H':
+                        o->no_prefix = false;
+                        continue;
+                case 'L':
+                        o->list_without = true;
+                        o->list = false;
                         continue;
                 case 'i':
                         o->ignore_case = true;
@@ -754,6 +870,7 @@ static bool search_options(struct common *c, struct grep_opts *o, struct search_
                         continue;
                 case 'l':
                         o->list = true;
+                        o->list_without = false;
                         continue;
                 case 'e':
                         /* Several -e: any of them (newline-separated, as grep). */
@@ -851,9 +968,9 @@ static int engine_push(void *userdata, struct scan_job *batch, size_t n, bool la
         int r;
 
         pthread_mutex_lock(&e->lock);
-        while (e->n - e->turn > PENDING_MAX && !e->fatal)
+        while (e->n - e->turn > PENDING_MAX && !e->fatal && !e->stop)
                 pthread_cond_wait(&e->cond, &e->lock);
-        r = e->fatal;
+        r = e->fatal ? e->fatal : e->stop ? -ECANCELED : 0;
         if (r == 0 && e->n - e->base + n > e->cap) {
                 /* Jobs before the turn are printed: no thread looks at them any more. */
                 size_t printed = e->turn - e->base, live = e->n - e->turn;
@@ -922,11 +1039,17 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         _cleanup_close_ int rootfd = -1;
         unsigned warnings = 0;
         char err[300];
-        int r, status = 2;
+        char **sargv = NULL;
+        int r, status = 2, sargc = 0;
 
         common_init(&c, cli);
         ctx = c.ctx;
-        if (!search_options(&c, &o, &a, argc, argv, &status))
+        sargv = search_argv(argc, argv, &sargc);
+        if (!sargv) {
+                fprintf(stderr, "%s: %s\n", ctx->prog, strerror(ENOMEM));
+                goto out;
+        }
+        if (!search_options(&c, &o, &a, sargc, sargv, &status))
                 goto out;
         r = common_settle(&c);
         if (r != 0) {
@@ -935,8 +1058,12 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 goto out;
         }
         o.json = c.json;
-        o.color = !o.json && (strcmp(a.color, "always") == 0 ||
-                              (strcmp(a.color, "auto") == 0 && isatty(STDOUT_FILENO)));
+        o.color = !o.json && !o.quiet &&
+                  (strcmp(a.color, "always") == 0 ||
+                   (strcmp(a.color, "auto") == 0 && isatty(STDOUT_FILENO)));
+        o.escape = !o.json && isatty(STDOUT_FILENO);
+        o.utf8 = ere_locale_is_utf8();
+        e.no_messages = a.no_messages;
         if (a.max_zero) {
                 status = 1;
                 goto out;
@@ -958,9 +1085,10 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 engine_finish(&e);
                 goto out;
         }
-        r = archive_scan_dates(rootfd, &c.f, scan_warn_print, &c, engine_push, &e, &warnings);
+        r = archive_scan_dates(rootfd, &c.f, a.no_messages ? scan_warn_silent : scan_warn_print, &c,
+                               engine_push, &e, &warnings);
         engine_finish(&e);
-        if (r < 0 && r != e.fatal) {
+        if (r < 0 && r != e.fatal && r != -ECANCELED) {
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
                 goto out;
         }
@@ -970,8 +1098,13 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 fprintf(stderr, "%s: %s\n", ctx->prog, strerror(-e.fatal));
                 e.any_error = true;
         }
-        status = e.any_error || warnings > 0 ? 2 : e.any_selected ? 0 : 1;
+        /* grep: 2 on any error, but -q with a line selected is a success whatever else */
+        if (o.quiet && e.any_selected)
+                status = 0;
+        else
+                status = e.any_error || warnings > 0 ? 2 : e.any_selected ? 0 : 1;
 out:
+        free(sargv);
         free(a.patterns);
         matcher_free(m);
         common_done(&c);

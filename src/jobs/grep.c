@@ -11,12 +11,15 @@
 #include <emmintrin.h>
 #endif
 
+#include "ere.h"
 #include "grep.h"
 #include "macro.h"
+#include "output.h"
 #include "util.h"
 
 #define WINDOW    (256 * 1024) /* streaming: bytes searched at a time */
 #define LIT_MIN   3            /* a shorter required literal does not pay for a prefilter */
+#define DFA_WS    4096         /* ints of pcre2_dfa_match() workspace */
 #define COLOR_MT  "\033[01;31m"
 #define COLOR_FN  "\033[35m"
 #define COLOR_LN  "\033[32m"
@@ -31,20 +34,18 @@ struct matcher {
         size_t rare1, rare2; /* offsets in literal of its two least common bytes (literal_find) */
         bool literal_only;   /* the literal is the whole pattern: literal_find decides */
         bool color;
+        bool utf8;     /* compiled with PCRE2_UTF */
+        bool backrefs; /* some \N: no leftmost-longest DFA matching for -o and colour */
 };
 
 struct matcher_scratch {
         pcre2_match_data *md;
         pcre2_match_context *mc;
         pcre2_jit_stack *stack;
+        int *dfa_ws; /* pcre2_dfa_match()'s workspace (-o, colour) */
 };
 
 /* ---- the pattern -------------------------------------------------------------------- */
-
-static bool is_meta(char c)
-{
-        return strchr("\\^$.[]|()?*+{}", c) != NULL;
-}
 
 /* Appends s to *p (grown as needed, NUL-terminated). */
 static int append(char **p, size_t *len, size_t *cap, const char *s, size_t n)
@@ -52,162 +53,106 @@ static int append(char **p, size_t *len, size_t *cap, const char *s, size_t n)
         return buf_append(p, len, cap, s, n, 64);
 }
 
-/*
- * The PCRE2 source for the user's pattern: quoted for -F, \< \> translated, -w wrapped.
- * Newlines separate patterns (grep's rule; several -e are joined so): any of them matches.
- */
-static int translate(const char *pat, const struct grep_opts *o, char **ret)
+/* The patterns (newline-separated) parsed as grep reads them; all again with regcomp's
+ * reading when grep would match one with it. Returns 0, -EINVAL (err filled) or -ENOMEM. */
+static int parse_all(const char *pat, const struct grep_opts *o, struct ere ***ret, size_t *ret_n,
+                     char *err, size_t errsz)
 {
+        unsigned flags = (o->utf8 ? ERE_UTF8 : 0) | (o->fixed ? ERE_FIXED : 0) |
+                         (o->ignore_case ? ERE_ICASE : 0);
+        struct ere **v = NULL;
+        size_t n = 0;
+        bool again = false;
+        int r = 0;
+
+        for (int pass = 0; pass < 2 && r >= 0; pass++) {
+                for (const char *p = pat; r >= 0;) {
+                        const char *nl = strchr(p, '\n');
+                        size_t len = nl ? (size_t) (nl - p) : strlen(p);
+                        struct ere_error ee;
+                        struct ere **w = reallocarray(v, n + 1, sizeof(*v));
+
+                        if (!w) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = w;
+                        r = ere_parse(p, len, flags, &v[n], &ee);
+                        if (r == -EINVAL)
+                                (void) snprintf(err, errsz, "%s", ee.message);
+                        if (r < 0)
+                                break;
+                        again |= v[n++]->needs_regex;
+                        if (!nl)
+                                break;
+                        p = nl + 1;
+                }
+                if (r < 0 || !again || (flags & ERE_REGEX))
+                        break;
+                while (n > 0)
+                        ere_free(v[--n]);
+                flags |= ERE_REGEX;
+        }
+        if (r < 0) {
+                while (n > 0)
+                        ere_free(v[--n]);
+                free(v);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/*
+ * The PCRE2 source for the parsed patterns, any of which may match, written by ere_emit()
+ * (its sets as subroutines when asked); -x and -w wrap them.
+ */
+static int translate(struct ere *const *v, size_t n, const struct grep_opts *o, bool subroutines,
+                     char **ret)
+{
+        struct ere_emit em = {.utf8 = o->utf8, .icase = o->ignore_case, .subroutines = subroutines};
         char *out = NULL;
         size_t len = 0, cap = 0;
         int r = 0;
 
-        if (o->word)
-                r = append(&out, &len, &cap, "(?<![A-Za-z0-9_])(?:", 20);
-        if (r >= 0)
-                r = append(&out, &len, &cap, "(?:", 3);
-        for (const char *p = pat; *p && r >= 0; p++) {
-                if (*p == '\n') {
-                        r = append(&out, &len, &cap, ")|(?:", 5);
-                        continue;
-                }
-                if (o->fixed) {
-                        if (is_meta(*p))
-                                r = append(&out, &len, &cap, "\\", 1);
-                        if (r >= 0)
-                                r = append(&out, &len, &cap, p, 1);
-                        continue;
-                }
-                if (p[0] == '\\' && p[1] == '<') {
-                        r = append(&out, &len, &cap, "\\b(?=\\w)", 8);
-                        p++;
-                } else if (p[0] == '\\' && p[1] == '>') {
-                        r = append(&out, &len, &cap, "\\b(?<=\\w)", 9);
-                        p++;
-                } else if (p[0] == '\\' && p[1]) {
-                        r = append(&out, &len, &cap, p, 2);
-                        p++;
-                } else if (p[0] == '[') {
-                        /* Copy a bracket expression verbatim: ']' first is a member. */
-                        const char *q = p + 1;
-                        if (*q == '^')
-                                q++;
-                        if (*q == ']')
-                                q++;
-                        while (*q && *q != ']') {
-                                if (q[0] == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
-                                        const char *e = strstr(q + 2, (char[]){q[1], ']', 0});
-                                        q = e ? e + 2 : q + 1;
-                                } else
-                                        q++;
-                        }
-                        if (*q == ']')
-                                q++;
-                        r = append(&out, &len, &cap, p, (size_t) (q - p));
-                        p = q - 1;
-                } else
-                        r = append(&out, &len, &cap, p, 1);
+        if (o->line)
+                r = append(&out, &len, &cap, "^(?:", 4);
+        else if (o->word) {
+                r = append(&out, &len, &cap, "(?<!", 4);
+                if (r >= 0)
+                        r = ere_emit_word_class(&em, &out, &len, &cap);
+                if (r >= 0)
+                        r = append(&out, &len, &cap, ")(?:", 4);
+        }
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (i)
+                        r = append(&out, &len, &cap, "|", 1);
+                if (r >= 0)
+                        r = append(&out, &len, &cap, "(?:", 3);
+                if (r >= 0)
+                        r = ere_emit(&em, v[i], &out, &len, &cap);
+                if (r >= 0)
+                        r = append(&out, &len, &cap, ")", 1);
+        }
+        if (r >= 0 && o->line)
+                r = append(&out, &len, &cap, ")$", 2);
+        else if (r >= 0 && o->word) {
+                r = append(&out, &len, &cap, ")(?!", 4);
+                if (r >= 0)
+                        r = ere_emit_word_class(&em, &out, &len, &cap);
+                if (r >= 0)
+                        r = append(&out, &len, &cap, ")", 1);
         }
         if (r >= 0)
-                r = append(&out, &len, &cap, ")", 1);
-        if (r >= 0 && o->word)
-                r = append(&out, &len, &cap, ")(?![A-Za-z0-9_])", 17);
+                r = ere_emit_defines(&em, &out, &len, &cap);
+        ere_emit_done(&em);
         if (r < 0) {
                 free(out);
                 return r;
         }
         *ret = out;
         return 0;
-}
-
-/*
- * The longest run of plain characters at the top level of an ERE that every match must
- * contain, or NULL. Conservative: any top-level '|', "(?" or \Q gives none; a character
- * under ?, * or {} is not required; groups and classes end a run.
- */
-static char *required_literal(const char *pat, size_t *ret_len)
-{
-        char best[256], run[256];
-        size_t best_len = 0, run_len = 0;
-        int depth = 0;
-
-        if (strstr(pat, "(?") || strstr(pat, "\\Q"))
-                return NULL;
-        for (const char *p = pat; *p; p++) {
-                char c = *p;
-                bool literal = false;
-
-                if (c == '\\') {
-                        if (!p[1])
-                                return NULL;
-                        if ((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') ||
-                            (p[1] >= '0' && p[1] <= '9') || p[1] == '<' || p[1] == '>') {
-                                p++;
-                                goto end_run;
-                        }
-                        c = *++p;
-                        literal = true;
-                } else if (c == '|') {
-                        if (depth == 0)
-                                return NULL;
-                        goto end_run;
-                } else if (c == '(') {
-                        depth++;
-                        goto end_run;
-                } else if (c == ')') {
-                        if (depth > 0)
-                                depth--;
-                        goto end_run;
-                } else if (c == '[') {
-                        const char *q = p + 1;
-                        if (*q == '^')
-                                q++;
-                        if (*q == ']')
-                                q++;
-                        while (*q && *q != ']')
-                                q++;
-                        if (!*q)
-                                return NULL;
-                        p = q;
-                        goto end_run;
-                } else if (strchr("^$.", c)) {
-                        goto end_run;
-                } else if (strchr("?*{", c)) {
-                        /* The character before is optional: take it back. */
-                        if (run_len > 0)
-                                run_len--;
-                        if (c == '{') {
-                                const char *q = strchr(p, '}');
-                                if (!q)
-                                        return NULL;
-                                p = q;
-                        }
-                        goto end_run;
-                } else if (c == '+') {
-                        goto end_run;
-                } else
-                        literal = true;
-
-                if (literal && depth == 0) {
-                        if (run_len < sizeof(run))
-                                run[run_len++] = c;
-                        continue;
-                }
-        end_run:
-                if (run_len > best_len) {
-                        memcpy(best, run, run_len);
-                        best_len = run_len;
-                }
-                run_len = 0;
-        }
-        if (run_len > best_len) {
-                memcpy(best, run, run_len);
-                best_len = run_len;
-        }
-        if (best_len < LIT_MIN)
-                return NULL;
-        *ret_len = best_len;
-        return strndup(best, best_len);
 }
 
 /*
@@ -279,55 +224,87 @@ static const char *literal_find(const struct matcher *m, const char *h, size_t n
 int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher **ret, char *err,
                 size_t errsz)
 {
-        _cleanup_free_ char *src = NULL;
+        struct ere **v = NULL;
+        size_t n = 0;
+        char *src = NULL, *lit = NULL;
+        size_t lit_len = 0;
         struct matcher *m;
-        int errcode, r;
+        int errcode = 0, r;
         PCRE2_SIZE erroff;
         bool several = strchr(pattern, '\n') != NULL;
+        uint32_t flags = PCRE2_MULTILINE;
 
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
         m->color = o->color;
-        if (o->fixed && !o->ignore_case && pattern[0] && !several) {
-                m->literal = strdup(pattern);
-                if (!m->literal) {
-                        free(m);
-                        return -ENOMEM;
-                }
-                m->literal_len = strlen(pattern);
-                m->literal_only = !o->word;
-                pick_rare_bytes(m);
-                if (m->literal_only && !o->color) {
-                        *ret = m;
-                        return 0;
-                }
-        }
-        r = translate(pattern, o, &src);
+        m->utf8 = o->utf8;
+        r = parse_all(pattern, o, &v, &n, err, errsz);
         if (r < 0) {
-                matcher_free(m);
+                free(m);
                 return r;
         }
-        m->code = pcre2_compile((PCRE2_SPTR) src, PCRE2_ZERO_TERMINATED,
-                                PCRE2_MULTILINE | (o->ignore_case ? PCRE2_CASELESS : 0), &errcode,
-                                &erroff, NULL);
+        for (size_t i = 0; i < n; i++)
+                m->backrefs |= v[i]->has_backrefs;
+        /* The required literal: -i matches other bytes than the pattern's. */
+        if (!several && !o->ignore_case)
+                r = ere_required_literal(v[0], &lit, &lit_len);
+        if (r < 0)
+                goto fail;
+        if (o->fixed && !o->ignore_case && pattern[0] && !several && lit) {
+                /* -F: the literal is the pattern; memmem alone decides without -w/-x */
+                m->literal = lit;
+                m->literal_len = lit_len;
+                m->literal_only = !o->word && !o->line;
+                pick_rare_bytes(m);
+                if (m->literal_only && !o->color && !o->only)
+                        goto done;
+        } else if (lit && lit_len >= LIT_MIN && !o->fixed) {
+                m->literal = lit;
+                m->literal_len = lit_len;
+                pick_rare_bytes(m);
+        } else {
+                free(lit);
+        }
+        if (o->ignore_case)
+                flags |= PCRE2_CASELESS;
+        if (o->utf8)
+                flags |= PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
+        /* Sets are written in place (fastest) unless PCRE2 finds the pattern too large. */
+        for (int subroutines = 0; subroutines < 2 && !m->code; subroutines++) {
+                r = translate(v, n, o, subroutines, &src);
+                if (r < 0)
+                        goto fail;
+                m->code = pcre2_compile((PCRE2_SPTR) src, PCRE2_ZERO_TERMINATED, flags, &errcode,
+                                        &erroff, NULL);
+                free(src);
+                src = NULL;
+                if (errcode != PCRE2_ERROR_PATTERN_TOO_LARGE)
+                        break;
+        }
         if (!m->code) {
                 PCRE2_UCHAR msg[256];
                 (void) pcre2_get_error_message(errcode, msg, sizeof(msg));
-                (void) snprintf(err, errsz, "invalid pattern: %s", (const char *) msg);
-                matcher_free(m);
-                return -EINVAL;
+                /* what grep takes but PCRE2 cannot (a pattern too large, nested too deep) */
+                (void) snprintf(err, errsz, "%s", (const char *) msg);
+                r = -EINVAL;
+                goto fail;
         }
         /* valgrind cannot follow JIT code (it reads past the subject with SIMD loads, on
          * purpose): CJA_GREP_NO_JIT=1 makes the interpreter match instead. */
         m->jit = !getenv("CJA_GREP_NO_JIT") && pcre2_jit_compile(m->code, PCRE2_JIT_COMPLETE) == 0;
-        if (!m->literal && !o->ignore_case && !o->fixed && !several) {
-                m->literal = required_literal(pattern, &m->literal_len);
-                if (m->literal)
-                        pick_rare_bytes(m);
-        }
+done:
+        for (size_t i = 0; i < n; i++)
+                ere_free(v[i]);
+        free(v);
         *ret = m;
         return 0;
+fail:
+        for (size_t i = 0; i < n; i++)
+                ere_free(v[i]);
+        free(v);
+        matcher_free(m);
+        return r;
 }
 
 void matcher_free(struct matcher *m)
@@ -365,6 +342,11 @@ int matcher_scratch_new(const struct matcher *m, struct matcher_scratch **ret)
                         }
                         pcre2_jit_stack_assign(s->mc, NULL, s->stack);
                 }
+                s->dfa_ws = malloc(DFA_WS * sizeof(int));
+                if (!s->dfa_ws) {
+                        matcher_scratch_free(s);
+                        return -ENOMEM;
+                }
         }
         *ret = s;
         return 0;
@@ -377,6 +359,7 @@ void matcher_scratch_free(struct matcher_scratch *s)
         pcre2_match_data_free(s->md);
         pcre2_match_context_free(s->mc);
         pcre2_jit_stack_free(s->stack);
+        free(s->dfa_ws);
         free(s);
 }
 
@@ -399,6 +382,49 @@ static int pcre_at(const struct matcher *m, struct matcher_scratch *s, const cha
         *ms = ov[0];
         *me = ov[1];
         return 1;
+}
+
+/*
+ * The leftmost-longest match in subject[0, len) from off, which grep -o and colour show
+ * (POSIX's rule): pcre2_dfa_match() finds every match at the leftmost place a match starts,
+ * longest first. It cannot follow back-references; with them (or when its workspace is too
+ * small) PCRE2's own leftmost-first match is taken. 1 with [*ms, *me), 0, or -E2BIG.
+ */
+static int match_longest(const struct matcher *m, struct matcher_scratch *s, const char *subject,
+                         size_t len, size_t off, size_t *ms, size_t *me)
+{
+        if (!m->backrefs) {
+                int rc = pcre2_dfa_match(m->code, (PCRE2_SPTR) subject, len, off, 0, s->md, s->mc,
+                                         s->dfa_ws, DFA_WS);
+                if (rc == PCRE2_ERROR_NOMATCH)
+                        return 0;
+                if (rc >= 0) {
+                        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s->md);
+                        *ms = ov[0];
+                        *me = ov[1];
+                        return 1;
+                }
+                if (rc != PCRE2_ERROR_DFA_WSSIZE && rc != PCRE2_ERROR_DFA_RECURSE)
+                        return -E2BIG;
+        }
+        return pcre_at(m, s, subject, len, off, ms, me);
+}
+
+/* The length of the character at s[0, n) (n > 0): 1 in byte mode or for an invalid byte. */
+static size_t char_len(const struct matcher *m, const char *s, size_t n)
+{
+        const unsigned char *u = (const unsigned char *) s;
+        size_t l = 1;
+
+        if (!m->utf8 || u[0] < 0xc0)
+                return 1;
+        l = u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : 2;
+        if (l > n)
+                return 1;
+        for (size_t i = 1; i < l; i++)
+                if ((u[i] & 0xc0) != 0x80)
+                        return 1;
+        return l;
 }
 
 static size_t line_start(const char *buf, size_t pos)
@@ -453,6 +479,9 @@ int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const 
                         return r;
                 ms += from;
                 me += from;
+                /* an empty match after the last line's newline is on no line */
+                if (ms == end && end > 0 && buf[end - 1] == '\n')
+                        return 0;
                 ls = line_start(buf, ms);
                 if (ls < from)
                         ls = from;
@@ -674,6 +703,7 @@ struct grep_job {
         uint64_t last_printed; /* 0: none yet */
         uint64_t count;
         bool stop;
+        bool failed; /* reading the log failed: -L does not list it */
         bool need_lines;
         bool context;
 };
@@ -687,10 +717,15 @@ int grep_job_new(const struct matcher *m, struct matcher_scratch *s, const struc
                 return -ENOMEM;
         *g = (struct grep_job){
                 .m = m, .s = s, .o = o, .info = info, .out = out, .win_start_line = 1};
-        g->need_lines = !o->count && !o->list;
+        g->need_lines = !o->count && !o->list && !o->list_without && !o->quiet;
         g->context = g->need_lines && (o->before > 0 || o->after > 0);
         *ret = g;
         return 0;
+}
+
+void grep_job_mark_failed(struct grep_job *g)
+{
+        g->failed = true;
 }
 
 void grep_job_free(struct grep_job *g)
@@ -774,50 +809,125 @@ static void json_head(struct grep_job *g, const char *type)
                 obuf_puts(b, "null");
 }
 
+static void obuf_put_cb(void *ctx, const char *s, size_t n)
+{
+        obuf_put(ctx, s, n);
+}
+
+/* Log or server text: escaped to a terminal (output_escape(), as `log` does), else as is. */
+static void put_text(struct grep_job *g, const char *s, size_t n)
+{
+        if (g->o->escape)
+                output_escape(s, n, obuf_put_cb, g->out);
+        else
+                obuf_put(g->out, s, n);
+}
+
 static void text_head(struct grep_job *g, char sep)
 {
         struct obuf *b = g->out;
         const struct grep_job_info *i = g->info;
         const char *name = i->content_name ? i->content_name : i->content_guid;
 
+        obuf_printf(b, "%s ", i->start_display);
         if (g->o->color)
-                obuf_printf(b, "%s " COLOR_FN "%s %s" COLOR_END COLOR_SE "%c" COLOR_END,
-                            i->start_display, name, i->key, sep);
+                obuf_puts(b, COLOR_FN);
+        put_text(g, name, strlen(name));
+        obuf_puts(b, " ");
+        put_text(g, i->key, strlen(i->key));
+        if (g->o->color)
+                obuf_printf(b, COLOR_END COLOR_SE "%c" COLOR_END, sep);
         else
-                obuf_printf(b, "%s %s %s%c", i->start_display, name, i->key, sep);
+                obuf_put(b, &sep, 1);
 }
 
-/* The line with its matches in color. */
+/* The prefix of an output line: the job and the line number, unless -h. */
+static void line_head(struct grep_job *g, uint64_t n, char sep)
+{
+        if (g->o->no_prefix)
+                return;
+        text_head(g, sep);
+        if (g->o->color)
+                obuf_printf(g->out, COLOR_LN "%llu" COLOR_END COLOR_SE "%c" COLOR_END,
+                            (unsigned long long) n, sep);
+        else
+                obuf_printf(g->out, "%llu%c", (unsigned long long) n, sep);
+}
+
+/* The line with its matches in color (leftmost-longest, as grep). */
 static void put_colored(struct grep_job *g, const char *line, size_t len)
+{
+        size_t off = 0, done = 0, ms, me;
+
+        while (off <= len) {
+                int r = match_longest(g->m, g->s, line, len, off, &ms, &me);
+                if (r <= 0)
+                        break;
+                if (me == ms) {
+                        /* An empty match colors nothing; step over one character. */
+                        if (ms >= len)
+                                break;
+                        off = ms + char_len(g->m, line + ms, len - ms);
+                        continue;
+                }
+                put_text(g, line + done, ms - done);
+                obuf_puts(g->out, COLOR_MT);
+                put_text(g, line + ms, me - ms);
+                obuf_puts(g->out, COLOR_END);
+                off = done = me;
+        }
+        if (done < len)
+                put_text(g, line + done, len - done);
+}
+
+/* -o: each non-empty match of the line on a line of its own. */
+static void emit_only(struct grep_job *g, const char *line, size_t len, uint64_t n)
 {
         size_t off = 0, ms, me;
 
         while (off <= len) {
-                int r = pcre_at(g->m, g->s, line, len, off, &ms, &me);
+                int r = match_longest(g->m, g->s, line, len, off, &ms, &me);
                 if (r <= 0)
                         break;
                 if (me == ms) {
-                        /* An empty match colors nothing; step over one byte. */
                         if (ms >= len)
                                 break;
-                        obuf_put(g->out, line + off, ms + 1 - off);
-                        off = ms + 1;
+                        off = ms + char_len(g->m, line + ms, len - ms);
                         continue;
                 }
-                obuf_put(g->out, line + off, ms - off);
-                obuf_puts(g->out, COLOR_MT);
-                obuf_put(g->out, line + ms, me - ms);
-                obuf_puts(g->out, COLOR_END);
+                if (g->o->json) {
+                        json_head(g, "match");
+                        obuf_printf(g->out,
+                                    ",\"line_number\":%llu,\"line\":", (unsigned long long) n);
+                        if (!obuf_json_string(g->out, line + ms, me - ms)) {
+                                obuf_puts(g->out, ",\"line_base64\":");
+                                obuf_base64(g->out, (const unsigned char *) line + ms, me - ms);
+                        }
+                        obuf_puts(g->out, "}\n");
+                } else {
+                        line_head(g, n, ':');
+                        if (g->o->color)
+                                obuf_puts(g->out, COLOR_MT);
+                        put_text(g, line + ms, me - ms);
+                        if (g->o->color)
+                                obuf_puts(g->out, COLOR_END);
+                        obuf_put(g->out, "\n", 1);
+                }
                 off = me;
         }
-        if (off < len)
-                obuf_put(g->out, line + off, len - off);
+        g->last_printed = n;
+        obuf_maybe_flush(g->out);
 }
 
 static void emit_line(struct grep_job *g, const char *line, size_t len, uint64_t n, bool match)
 {
         struct obuf *b = g->out;
 
+        if (g->o->only) {
+                if (match && !g->o->invert && g->m->code)
+                        emit_only(g, line, len, n);
+                return;
+        }
         /* Groups of context are separated by "--"; JSON readers see the gap in line_number. */
         if (g->context && !g->o->json && g->last_printed > 0 && n > g->last_printed + 1)
                 obuf_puts(b, g->o->color ? COLOR_SE "--" COLOR_END "\n" : "--\n");
@@ -830,17 +940,11 @@ static void emit_line(struct grep_job *g, const char *line, size_t len, uint64_t
                 }
                 obuf_puts(b, "}\n");
         } else {
-                char sep = match ? ':' : '-';
-                text_head(g, sep);
-                if (g->o->color)
-                        obuf_printf(b, COLOR_LN "%llu" COLOR_END COLOR_SE "%c" COLOR_END,
-                                    (unsigned long long) n, sep);
-                else
-                        obuf_printf(b, "%llu%c", (unsigned long long) n, sep);
+                line_head(g, n, match ? ':' : '-');
                 if (g->o->color && match && !g->o->invert && g->m->code)
                         put_colored(g, line, len);
                 else
-                        obuf_put(b, line, len);
+                        put_text(g, line, len);
                 obuf_put(b, "\n", 1);
         }
         g->last_printed = n;
@@ -867,7 +971,8 @@ static void select_line(struct grep_job *g, const char *buf, size_t ls, size_t l
         uint64_t n;
 
         g->count++;
-        if (g->o->list || (g->o->max_count && g->count >= g->o->max_count))
+        if (g->o->list || g->o->list_without || g->o->quiet ||
+            (g->o->max_count && g->count >= g->o->max_count))
                 g->stop = true;
         if (!g->need_lines)
                 return;
@@ -1003,15 +1108,19 @@ int grep_job_finish(struct grep_job *g)
                 r = search_lines(g, g->win, g->win_start, g->win_len);
         if (r < 0)
                 return r;
+        if (g->o->quiet)
+                return g->out->error;
         if (g->o->count && g->count > 0) {
                 if (g->o->json) {
                         json_head(g, "count");
                         obuf_printf(g->out, ",\"count\":%llu}\n", (unsigned long long) g->count);
                 } else {
-                        text_head(g, ':');
+                        if (!g->o->no_prefix)
+                                text_head(g, ':');
                         obuf_printf(g->out, "%llu\n", (unsigned long long) g->count);
                 }
-        } else if (g->o->list && g->count > 0) {
+        } else if ((g->o->list && g->count > 0) ||
+                   (g->o->list_without && g->count == 0 && !g->failed)) {
                 if (g->o->json) {
                         json_head(g, "file");
                         obuf_puts(g->out, ",\"path\":");
@@ -1019,9 +1128,9 @@ int grep_job_finish(struct grep_job *g)
                         obuf_puts(g->out, "}\n");
                 } else {
                         if (g->o->color)
-                                obuf_printf(g->out, COLOR_FN "%s" COLOR_END "\n", g->info->path);
-                        else
-                                obuf_printf(g->out, "%s\n", g->info->path);
+                                obuf_puts(g->out, COLOR_FN);
+                        put_text(g, g->info->path, strlen(g->info->path));
+                        obuf_puts(g->out, g->o->color ? COLOR_END "\n" : "\n");
                 }
         }
         return g->out->error;

@@ -7,15 +7,16 @@
 /*
  * The matcher and the per-job line machinery of connect-jobs search.
  *
- * PATTERN is compiled with PCRE2 (JIT when available): grep -E syntax works, plus PCRE2's
- * own (\d, \s, lazy quantifiers, look-arounds). Differences from POSIX ERE: alternatives
- * are tried left first instead of longest first (only --color can show it), a backslash
- * before a letter that PCRE2 does not know is an error, GNU's \< and \> are translated to
- * word boundaries. Matching is byte-wise (no UTF-8 mode): -i and -w know ASCII letters,
- * digits and '_' only. -F takes PATTERN literally (memmem when it can).
- * A newline in PATTERN separates patterns, any of which may match (several -e).
- * CJA_GREP_NO_JIT=1 in the environment turns the JIT off (for valgrind, which cannot follow
- * JIT code).
+ * PATTERN means what it means to GNU grep -E (ere.h parses it as grep does, leniency and
+ * refusals included, and writes the PCRE2 pattern that selects the same lines), or to grep -F
+ * with fixed. In a UTF-8 locale (utf8) it is matched on characters: PCRE2_UTF with
+ * PCRE2_MATCH_INVALID_UTF, so '.', brackets and -i work on characters and a byte that is not
+ * UTF-8 matches nothing but is searched past; otherwise on bytes. Classes, \w and -w's word
+ * characters are the C library's for the locale. -o and --color show leftmost-longest
+ * matches (as grep) except with back-references, where PCRE2's leftmost-first is shown.
+ * -F takes PATTERN literally (memmem when it can). A newline in PATTERN separates patterns,
+ * any of which may match (several -e). CJA_GREP_NO_JIT=1 in the environment turns the JIT
+ * off (for valgrind, which cannot follow JIT code).
  *
  * Whole decompressed buffers are searched at once; line boundaries are found only around
  * matches, and a match that would span lines is checked again on its first line alone.
@@ -25,9 +26,16 @@ struct grep_opts {
         bool fixed;         /* -F */
         bool ignore_case;   /* -i */
         bool word;          /* -w */
+        bool line;          /* -x (wins over -w, as in grep) */
         bool invert;        /* -v */
         bool count;         /* -c */
         bool list;          /* -l */
+        bool list_without;  /* -L */
+        bool only;          /* -o */
+        bool quiet;         /* -q: nothing is written */
+        bool no_prefix;     /* -h: no job, no line number */
+        bool utf8;          /* the locale is UTF-8: match characters */
+        bool escape;        /* to a terminal: log text's control characters escaped */
         uint64_t max_count; /* -m N; 0 = no limit */
         unsigned before, after;
         bool color;
@@ -37,8 +45,8 @@ struct grep_opts {
 struct matcher;
 struct matcher_scratch;
 
-/* Compiles pattern for o. On failure fills err (PCRE2's message and offset) and returns
- * -EINVAL, or -ENOMEM. The matcher is read-only afterwards and shared by threads. */
+/* Compiles pattern for o. On failure fills err (grep's message for a refused pattern) and
+ * returns -EINVAL, or -ENOMEM. The matcher is read-only afterwards and shared by threads. */
 int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher **ret, char *err,
                 size_t errsz);
 void matcher_free(struct matcher *m);
@@ -102,6 +110,8 @@ bool grep_job_satisfied(const struct grep_job *g);
 uint64_t grep_job_count(const struct grep_job *g);
 /* True once the job wrote a line (for the "--" between jobs' context groups). */
 bool grep_job_printed(const struct grep_job *g);
+/* Reading the log failed: it is not listed by -L whatever was found. */
+void grep_job_mark_failed(struct grep_job *g);
 void grep_job_free(struct grep_job *g);
 
 /* Longest line the streaming path holds in memory (a longer one is an error). */

@@ -1,6 +1,7 @@
 /* connect-jobs: options, the command table, dispatch, exit status; nothing else. */
 #include <errno.h>
 #include <getopt.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -276,6 +277,9 @@ int main(int argc, char *argv[])
         struct cli c;
         int r, first;
 
+        /* The character type only: search matches characters in a UTF-8 locale; numbers
+         * and times stay as they are. */
+        (void) setlocale(LC_CTYPE, "");
         cli_init(&c);
         r = parse_options(argc, argv, NULL, &c, &inv);
         if (r != 1)
