@@ -347,6 +347,31 @@ static bool read_bracket_element(struct parser *ps, const unsigned char **q, str
         return true;
 }
 
+/* How regcomp -i folds a character: to lower case in a single-byte locale, to upper case in
+ * a multibyte one. */
+static uint32_t regex_fold(const struct parser *ps, uint32_t c)
+{
+        if (ps->utf8)
+                return (uint32_t) towupper((wint_t) c);
+        return (uint32_t) tolower((int) c);
+}
+
+/* regcomp -i's range [lo, hi] (ASCII ends, folded): the characters whose folded form is in
+ * it, which is not the range written ("[0-c]" holds no 'Z' in C, no '_' in UTF-8). */
+static int add_folded_range(struct parser *ps, struct ere_set *s, uint32_t lo, uint32_t hi)
+{
+        uint32_t top = ps->utf8 ? 0x2000 : 0xff; /* past the last with an ASCII fold */
+
+        lo = regex_fold(ps, lo);
+        hi = regex_fold(ps, hi);
+        for (uint32_t c = 0; c <= top; c++) {
+                uint32_t f = regex_fold(ps, c);
+                if (f >= lo && f <= hi && set_add(s, c, c) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 /* Parses the bracket expression whose '[' is at ps->p. */
 static struct ere_node *parse_bracket(struct parser *ps)
 {
@@ -427,10 +452,10 @@ static struct ere_node *parse_bracket(struct parser *ps)
                                 ps->e->needs_regex = true;
                         lo = a.ch;
                         hi = b.ch;
-                        /* regcomp -i reads the pattern lowercased, "[Z-a]" included */
+                        /* regcomp -i reads the pattern folded, "[Z-a]" included */
                         if (ps->icase && lo < 0x80 && hi < 0x80) {
-                                lo = (uint32_t) tolower((int) lo);
-                                hi = (uint32_t) tolower((int) hi);
+                                lo = regex_fold(ps, lo);
+                                hi = regex_fold(ps, hi);
                         }
                         if (lo > hi) {
                                 fail(ps, E_ERANGE, at);
@@ -440,7 +465,10 @@ static struct ere_node *parse_bracket(struct parser *ps)
                                 lo = a.ch; /* grep's DFA takes the range as written */
                                 hi = b.ch;
                         }
-                        if (set_add(s, lo, hi) < 0)
+                        if (ps->regex && ps->icase) {
+                                if (add_folded_range(ps, s, lo, hi) < 0)
+                                        goto nomem;
+                        } else if (set_add(s, lo, hi) < 0)
                                 goto nomem;
                         colon = (colon & ~2u) | 4 | 8;
                 } else if (a.type == B_CLASS) {
@@ -678,6 +706,8 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                         case 'B':
                         case '`':
                         case '\'':
+                                if (d != '`' && d != '\'' && ps->utf8)
+                                        ps->e->needs_regex = true;
                                 item = node_new(d == '<'   ? ERE_WORD_START
                                                 : d == '>' ? ERE_WORD_END
                                                 : d == 'b' ? ERE_WORD_EDGE

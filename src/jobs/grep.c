@@ -1,10 +1,13 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
+#include <wctype.h>
 
 #include <pcre2.h>
 #ifdef __SSE2__
@@ -20,6 +23,7 @@
 #define WINDOW    (256 * 1024) /* streaming: bytes searched at a time */
 #define LIT_MIN   3            /* a shorter required literal does not pay for a prefilter */
 #define DFA_WS    4096         /* ints of pcre2_dfa_match() workspace */
+#define DFA_ENDS  128          /* match ends at one place that word_next() tries */
 #define COLOR_MT  "\033[01;31m"
 #define COLOR_FN  "\033[35m"
 #define COLOR_LN  "\033[32m"
@@ -36,13 +40,18 @@ struct matcher {
         bool color;
         bool utf8;     /* compiled with PCRE2_UTF */
         bool backrefs; /* some \N: no leftmost-longest DFA matching for -o and colour */
+        bool word;     /* -w by word_next(), not by look-arounds in the pattern */
+        /* for pcre2_dfa_match(), which cannot take PCRE2_MATCH_INVALID_UTF: in UTF-8 mode
+         * the pattern compiled without it (for lines that are valid UTF-8), else code */
+        pcre2_code *dfa_code;
 };
 
 struct matcher_scratch {
         pcre2_match_data *md;
         pcre2_match_context *mc;
         pcre2_jit_stack *stack;
-        int *dfa_ws; /* pcre2_dfa_match()'s workspace (-o, colour) */
+        int *dfa_ws;              /* pcre2_dfa_match()'s workspace (-o, colour) */
+        pcre2_match_data *dfa_md; /* every match at one place, for word_next() */
 };
 
 /* ---- the pattern -------------------------------------------------------------------- */
@@ -109,7 +118,7 @@ static int parse_all(const char *pat, const struct grep_opts *o, struct ere ***r
  * (its sets as subroutines when asked); -x and -w wrap them.
  */
 static int translate(struct ere *const *v, size_t n, const struct grep_opts *o, bool subroutines,
-                     char **ret)
+                     bool word_wrap, char **ret)
 {
         struct ere_emit em = {.utf8 = o->utf8, .icase = o->ignore_case, .subroutines = subroutines};
         char *out = NULL;
@@ -118,7 +127,7 @@ static int translate(struct ere *const *v, size_t n, const struct grep_opts *o, 
 
         if (o->line)
                 r = append(&out, &len, &cap, "^(?:", 4);
-        else if (o->word) {
+        else if (word_wrap) {
                 r = append(&out, &len, &cap, "(?<!", 4);
                 if (r >= 0)
                         r = ere_emit_word_class(&em, &out, &len, &cap);
@@ -137,7 +146,7 @@ static int translate(struct ere *const *v, size_t n, const struct grep_opts *o, 
         }
         if (r >= 0 && o->line)
                 r = append(&out, &len, &cap, ")$", 2);
-        else if (r >= 0 && o->word) {
+        else if (r >= 0 && word_wrap) {
                 r = append(&out, &len, &cap, ")(?!", 4);
                 if (r >= 0)
                         r = ere_emit_word_class(&em, &out, &len, &cap);
@@ -244,8 +253,12 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
                 free(m);
                 return r;
         }
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 m->backrefs |= v[i]->has_backrefs;
+                /* grep -w with its regex matcher: its own search for a match between
+                 * non-word characters (word_next()); with its DFA, the pattern wrapped */
+                m->word = o->word && !o->line && v[i]->needs_regex;
+        }
         /* The required literal: -i matches other bytes than the pattern's. */
         if (!several && !o->ignore_case)
                 r = ere_required_literal(v[0], &lit, &lit_len);
@@ -268,18 +281,30 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
         }
         if (o->ignore_case)
                 flags |= PCRE2_CASELESS;
+        /* PCRE2 anchors a leading ".*" at line starts, which a byte that is not UTF-8 (that
+         * '.' does not match) would make wrong */
         if (o->utf8)
-                flags |= PCRE2_UTF | PCRE2_MATCH_INVALID_UTF;
+                flags |= PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | PCRE2_NO_DOTSTAR_ANCHOR;
         /* Sets are written in place (fastest) unless PCRE2 finds the pattern too large. */
         for (int subroutines = 0; subroutines < 2 && !m->code; subroutines++) {
-                r = translate(v, n, o, subroutines, &src);
+                r = translate(v, n, o, subroutines, o->word && !m->word, &src);
                 if (r < 0)
                         goto fail;
                 m->code = pcre2_compile((PCRE2_SPTR) src, PCRE2_ZERO_TERMINATED, flags, &errcode,
                                         &erroff, NULL);
+                if (m->code && o->utf8 && (o->only || o->color || m->word))
+                        m->dfa_code = pcre2_compile((PCRE2_SPTR) src, PCRE2_ZERO_TERMINATED,
+                                                    flags & ~PCRE2_MATCH_INVALID_UTF, &errcode,
+                                                    &erroff, NULL);
+                else
+                        m->dfa_code = m->code;
                 free(src);
                 src = NULL;
-                if (errcode != PCRE2_ERROR_PATTERN_TOO_LARGE)
+                if (m->code && !m->dfa_code) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if (m->code || errcode != PCRE2_ERROR_PATTERN_TOO_LARGE)
                         break;
         }
         if (!m->code) {
@@ -311,6 +336,8 @@ void matcher_free(struct matcher *m)
 {
         if (!m)
                 return;
+        if (m->dfa_code != m->code)
+                pcre2_code_free(m->dfa_code);
         pcre2_code_free(m->code);
         free(m->literal);
         free(m);
@@ -343,7 +370,8 @@ int matcher_scratch_new(const struct matcher *m, struct matcher_scratch **ret)
                         pcre2_jit_stack_assign(s->mc, NULL, s->stack);
                 }
                 s->dfa_ws = malloc(DFA_WS * sizeof(int));
-                if (!s->dfa_ws) {
+                s->dfa_md = pcre2_match_data_create(DFA_ENDS, NULL);
+                if (!s->dfa_ws || !s->dfa_md) {
                         matcher_scratch_free(s);
                         return -ENOMEM;
                 }
@@ -360,6 +388,7 @@ void matcher_scratch_free(struct matcher_scratch *s)
         pcre2_match_context_free(s->mc);
         pcre2_jit_stack_free(s->stack);
         free(s->dfa_ws);
+        pcre2_match_data_free(s->dfa_md);
         free(s);
 }
 
@@ -394,8 +423,8 @@ static int match_longest(const struct matcher *m, struct matcher_scratch *s, con
                          size_t len, size_t off, size_t *ms, size_t *me)
 {
         if (!m->backrefs) {
-                int rc = pcre2_dfa_match(m->code, (PCRE2_SPTR) subject, len, off, 0, s->md, s->mc,
-                                         s->dfa_ws, DFA_WS);
+                int rc = pcre2_dfa_match(m->dfa_code, (PCRE2_SPTR) subject, len, off, 0, s->md,
+                                         s->mc, s->dfa_ws, DFA_WS);
                 if (rc == PCRE2_ERROR_NOMATCH)
                         return 0;
                 if (rc >= 0) {
@@ -404,8 +433,8 @@ static int match_longest(const struct matcher *m, struct matcher_scratch *s, con
                         *me = ov[1];
                         return 1;
                 }
-                if (rc != PCRE2_ERROR_DFA_WSSIZE && rc != PCRE2_ERROR_DFA_RECURSE)
-                        return -E2BIG;
+                /* else a line that is not UTF-8 (only pcre2_match() takes it), an offset
+                 * inside a character, or too costly: PCRE2's own match */
         }
         return pcre_at(m, s, subject, len, off, ms, me);
 }
@@ -444,12 +473,98 @@ static size_t line_end(const char *buf, size_t pos, size_t end)
         return q ? (size_t) (q - buf) : end;
 }
 
+static bool is_word_char(const struct matcher *m, const char *s, size_t n)
+{
+        const unsigned char *u = (const unsigned char *) s;
+        wchar_t wc;
+        mbstate_t st = {0};
+        size_t k;
+
+        if (!m->utf8 || u[0] < 0x80)
+                return u[0] == '_' || isalnum(u[0]);
+        k = mbrtowc(&wc, s, n, &st);
+        return k != (size_t) -1 && k != (size_t) -2 && (wc == L'_' || iswalnum((wint_t) wc));
+}
+
+/* Whether the character before pos in line[0, len) is a word character. */
+static bool word_before(const struct matcher *m, const char *line, size_t pos)
+{
+        size_t p = pos;
+
+        if (pos == 0)
+                return false;
+        p--;
+        while (m->utf8 && p > 0 && pos - p < 4 && ((unsigned char) line[p] & 0xc0) == 0x80)
+                p--;
+        if (char_len(m, line + p, pos - p) != pos - p)
+                p = pos - 1;
+        return is_word_char(m, line + p, pos - p);
+}
+
+/*
+ * grep -w as grep does it with its regex matcher: at the leftmost place a match starts,
+ * its matches from the longest down (an empty one only when it is the longest) until one
+ * has no word character on either side; else from the next character on. 1 with
+ * [*ms, *me) in line[0, len), 0, or -E2BIG.
+ */
+static int word_next(const struct matcher *m, struct matcher_scratch *s, const char *line,
+                     size_t len, size_t off, size_t *ms, size_t *me)
+{
+        while (off <= len) {
+                size_t start, end;
+                int r = match_longest(m, s, line, len, off, &start, &end), rc = 1;
+                PCRE2_SIZE one[2], *ov = one;
+
+                if (r <= 0)
+                        return r;
+                one[0] = start;
+                one[1] = end;
+                if (!m->backrefs) {
+                        rc = pcre2_dfa_match(m->dfa_code, (PCRE2_SPTR) line, len, start,
+                                             PCRE2_ANCHORED, s->dfa_md, s->mc, s->dfa_ws, DFA_WS);
+                        if (rc == 0)
+                                rc = DFA_ENDS;
+                        if (rc > 0)
+                                ov = pcre2_get_ovector_pointer(s->dfa_md);
+                        else
+                                rc = 1;
+                }
+                for (int i = 0; i < rc; i++) {
+                        end = ov[2 * i + 1];
+                        if (end == start && i > 0)
+                                continue;
+                        if (!word_before(m, line, start) &&
+                            !(end < len && is_word_char(m, line + end, len - end))) {
+                                *ms = start;
+                                *me = end;
+                                return 1;
+                        }
+                }
+                if (start >= len)
+                        return 0;
+                off = start + char_len(m, line + start, len - start);
+        }
+        return 0;
+}
+
+/* The next match in line[0, len) from off that grep shows (-o, colour): leftmost-longest,
+ * and with -w one between non-word characters. */
+static int next_match(const struct matcher *m, struct matcher_scratch *s, const char *line,
+                      size_t len, size_t off, size_t *ms, size_t *me)
+{
+        if (m->word)
+                return word_next(m, s, line, len, off, ms, me);
+        return match_longest(m, s, line, len, off, ms, me);
+}
+
 /* Whether buf[ls, le), one line, holds a match: 1, 0 or -E2BIG. */
 static int line_matches(const struct matcher *m, struct matcher_scratch *s, const char *buf,
                         size_t ls, size_t le)
 {
         size_t ms, me;
 
+        if (m->word)
+                return word_next(m, s, buf + ls, le - ls, 0, &ms, &me);
         return pcre_at(m, s, buf + ls, le - ls, 0, &ms, &me);
 }
 
@@ -487,7 +602,7 @@ int matcher_find_line(const struct matcher *m, struct matcher_scratch *s, const 
                         ls = from;
                 le = line_end(buf, ms, end);
                 /* A match that ran past the line's end: does the line alone match? */
-                r = me <= le ? 1 : line_matches(m, s, buf, ls, le);
+                r = me <= le && !m->word ? 1 : line_matches(m, s, buf, ls, le);
                 if (r != 0)
                         goto found;
                 from = le + 1;
@@ -860,7 +975,7 @@ static void put_colored(struct grep_job *g, const char *line, size_t len)
         size_t off = 0, done = 0, ms, me;
 
         while (off <= len) {
-                int r = match_longest(g->m, g->s, line, len, off, &ms, &me);
+                int r = next_match(g->m, g->s, line, len, off, &ms, &me);
                 if (r <= 0)
                         break;
                 if (me == ms) {
@@ -886,7 +1001,7 @@ static void emit_only(struct grep_job *g, const char *line, size_t len, uint64_t
         size_t off = 0, ms, me;
 
         while (off <= len) {
-                int r = match_longest(g->m, g->s, line, len, off, &ms, &me);
+                int r = next_match(g->m, g->s, line, len, off, &ms, &me);
                 if (r <= 0)
                         break;
                 if (me == ms) {
