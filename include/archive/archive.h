@@ -52,6 +52,14 @@ int archive_open(const char *dir, int compression_level, int threads, struct arc
 /* The same on a store of any kind (store.h), which the archive takes over (freed on failure
  * too). archive_open() is this with store_local_open(dir). */
 int archive_open_store(struct store *s, int compression_level, int threads, struct archive **ret);
+/*
+ * Keeps the search catalog (catalog.h) in <dir>/.catalog as jobs are committed: trigrams are
+ * collected as logs are written, and each batch's rows and folder states appended once the
+ * batch is durable. dir is the archive's local folder; only under the writer lock. seal_jobs
+ * 0 for the default. Errors of the catalog never fail a job: its folders are then read from
+ * their records. Returns 0 or -errno.
+ */
+int archive_catalog_enable(struct archive *a, const char *dir, unsigned seal_jobs);
 /* Releases the lock too (if taken). */
 void archive_free(struct archive *a);
 /* The archive's store, borrowed. */

@@ -32,6 +32,8 @@ struct gzjob_result {
         uint64_t bytes_in;  /* uncompressed bytes written */
         uint64_t bytes_out; /* gzip bytes written to the fd */
         char sha256[GZPOOL_SHA256_HEX_LEN + 1];
+        const uint32_t *member_sizes; /* each member's size in order; NULL when unknown */
+        size_t n_members;
 };
 
 /* r is 0, or the job's first error as -errno (a failed write(2) or close(2), or -EIO from
@@ -66,6 +68,10 @@ int gzjob_new(struct gzpool *p, int fd, struct gzjob **ret);
  * job's first error once a worker has met it (it is reported again by done).
  */
 int gzjob_write(struct gzjob *j, const void *buf, size_t len);
+/* Calls fn on the owner's thread with each block's bytes (a member's worth of the log, the
+ * last one possibly shorter, an empty log's one empty block) before it is compressed. */
+typedef void gzjob_block_fn(void *userdata, const void *data, size_t len);
+void gzjob_on_block(struct gzjob *j, gzjob_block_fn *fn, void *userdata);
 /*
  * No more bytes: queues the last block, closes the fd once every block is written and, from
  * gzpool_dispatch(), calls done once with the outcome. The job then belongs to the pool and

@@ -94,6 +94,7 @@ void archive_free(struct archive *a)
 {
         if (!a)
                 return;
+        archive_catalog_close(a);
         gzpool_free(a->gz);
         store_free(a->store);
         free(a);
@@ -442,6 +443,21 @@ static void batch_sync(struct archive_batch *b, struct batch_entry *entries, siz
                         entries[i].r = results[slot[entries[i].dir] - 1];
 }
 
+/* The search catalog (catalog_archive.c), after g: rows of the committed jobs, then the state of
+ * every folder the batch touched (failed jobs changed it too), appended in one write. */
+static void catalog_note(struct archive_batch *b, const struct batch_entry *entries, size_t n)
+{
+        if (!b->archive->trigrams)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (entries[i].r == 0)
+                        archive_catalog_job(b->archive, &entries[i].loc, entries[i].record_json,
+                                            entries[i].log);
+        for (size_t k = 0; k < b->n_dirs; k++)
+                archive_catalog_folder(b->archive, b->dirs[k].path, false);
+        archive_catalog_flush(b->archive);
+}
+
 /*
  * Why this order is crash-safe, in terms of the store's promises (store.h, P1-P5).
  *
@@ -608,6 +624,9 @@ int archive_batch_commit(struct archive_batch *b)
                         committed++;
                 }
         }
+        /* The jobs are durable and the failed ones undone: the catalog learns of them, and of
+         * their folders' state. */
+        catalog_note(&this, entries, n);
         for (size_t i = 0; i < n; i++)
                 if (entries[i].done)
                         entries[i].done(entries[i].userdata, entries[i].r);

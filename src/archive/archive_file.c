@@ -46,6 +46,7 @@ int archive_file_open(struct archive *a, const struct archive_loc *loc, struct a
         r = gzjob_new(a->gz, fd, &f->job);
         if (r < 0)
                 goto fail;
+        archive_catalog_file_open(f);
         *ret = f;
         return 0;
 fail:
@@ -83,6 +84,7 @@ static void file_finished(void *userdata, int r, const struct gzjob_result *res)
                 return;
         }
         f->finished = true;
+        archive_catalog_file_finished(f, res->member_sizes, res->n_members, res->bytes_in);
         info.bytes_in = res->bytes_in;
         info.bytes_out = res->bytes_out;
         memcpy(info.sha256, res->sha256, sizeof(info.sha256));
@@ -127,5 +129,6 @@ void archive_file_abort(struct archive_file *f)
                         store_dir_close(d);
                 }
         }
+        archive_catalog_file_free(f);
         free(f);
 }

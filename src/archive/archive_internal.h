@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "archive.h"
+#include "catalog.h"
 #include "store.h"
 #include "util.h"
 
@@ -21,6 +22,11 @@
 struct archive {
         struct store *store; /* owned */
         struct gzpool *gz;
+        /* The search catalog, when enabled (archive_catalog_enable; catalog_archive.c). */
+        struct catalog_writer *cat;
+        struct catalog_trigrams *trigrams;
+        int cat_rootfd;
+        unsigned cat_seal_jobs; /* the writer is opened at the first job (nothing before) */
 };
 
 /* A log on its way into its temporary: compressed by the gzip pool, then queued in a
@@ -36,6 +42,10 @@ struct archive_file {
         void *userdata;
         char dir[REL_PATH_MAX];  /* its day folder, relative to the root */
         char name[REL_PATH_MAX]; /* its final name, "<key>.log.gz" */
+        /* For the catalog: the log's trigrams per member, and its members. */
+        struct catalog_tri tri;
+        struct catalog_member *members;
+        uint32_t n_members;
 };
 
 enum archive_kind {
@@ -95,3 +105,15 @@ bool archive_is_month_or_day_name(const char *s);
 /* The subfolders of path that match pred, sorted (store_list_dirs, filtered). */
 int archive_list_dirs(struct archive *a, const char *path, bool (*pred)(const char *name),
                       char ***ret, size_t *ret_n);
+
+/* The catalog's side of the archive (catalog_archive.c); each is a no-op without it. */
+void archive_catalog_close(struct archive *a);
+void archive_catalog_file_open(struct archive_file *f);
+void archive_catalog_file_finished(struct archive_file *f, const uint32_t *member_sizes, size_t n,
+                                   uint64_t bytes_in);
+void archive_catalog_file_free(struct archive_file *f);
+/* After a batch's last sync: a committed job's row, then the state of each folder written. */
+void archive_catalog_job(struct archive *a, const struct archive_loc *loc, const char *record_json,
+                         const struct archive_file *log);
+void archive_catalog_folder(struct archive *a, const char *path, bool removed);
+void archive_catalog_flush(struct archive *a);

@@ -70,6 +70,8 @@ struct gzjob {
         EVP_MD_CTX *md;
         gzjob_done_fn *done;
         void *userdata;
+        gzjob_block_fn *block_fn; /* sees each block's bytes before it is handed over */
+        void *block_userdata;
         uint64_t next_seq; /* the number of the next block handed over */
         /* Under the lock: */
         bool finish_requested;
@@ -83,6 +85,8 @@ struct gzjob {
          * result is the owner's, set before finish_requested. */
         int fd;
         struct gzjob_result result;
+        uint32_t *member_sizes; /* of the members written, in order (the writer's) */
+        size_t n_members, cap_members;
 };
 
 struct worker {
@@ -236,8 +240,21 @@ static void job_write_locked(struct gzjob *j, struct block *b, const unsigned ch
                 pthread_mutex_lock(&p->lock);
                 if (r < 0 && j->error == 0)
                         j->error = r;
-                if (r == 0)
+                if (r == 0) {
                         j->result.bytes_out += len;
+                        if (j->n_members == j->cap_members) {
+                                size_t cap = j->cap_members ? 2 * j->cap_members : 4;
+                                uint32_t *m = reallocarray(j->member_sizes, cap, sizeof(*m));
+                                if (m) {
+                                        j->member_sizes = m;
+                                        j->cap_members = cap;
+                                }
+                        }
+                        /* Without room the sizes are incomplete, and the result says none. */
+                        if (j->n_members < j->cap_members)
+                                j->member_sizes[j->n_members] = (uint32_t) len;
+                        j->n_members++;
+                }
                 j->next_write++;
                 block_drop_locked(j, b);
                 if (j->error < 0 || j->aborted) {
@@ -410,6 +427,7 @@ int gzpool_new(int level, int threads, struct gzpool **ret)
 static void job_free(struct gzjob *j)
 {
         EVP_MD_CTX_free(j->md);
+        free(j->member_sizes);
         free(j);
 }
 
@@ -483,6 +501,10 @@ size_t gzpool_dispatch(struct gzpool *p)
                 pthread_mutex_unlock(&p->lock);
                 if (!j)
                         return n;
+                if (j->n_members <= j->cap_members) {
+                        j->result.member_sizes = j->member_sizes;
+                        j->result.n_members = j->n_members;
+                }
                 j->done(j->userdata, j->error, j->error == 0 ? &j->result : NULL);
                 job_free(j);
                 n++;
@@ -658,6 +680,8 @@ int gzjob_write(struct gzjob *j, const void *buf, size_t len)
                 src += n;
                 len -= n;
                 if (j->fill->len == GZBLOCK_SIZE) {
+                        if (j->block_fn)
+                                j->block_fn(j->block_userdata, j->fill->data, j->fill->len);
                         pthread_mutex_lock(&j->pool->lock);
                         r = job_submit_locked(j);
                         pthread_mutex_unlock(&j->pool->lock);
@@ -666,6 +690,12 @@ int gzjob_write(struct gzjob *j, const void *buf, size_t len)
                 }
         }
         return 0;
+}
+
+void gzjob_on_block(struct gzjob *j, gzjob_block_fn *fn, void *userdata)
+{
+        j->block_fn = fn;
+        j->block_userdata = userdata;
 }
 
 int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata)
@@ -685,6 +715,8 @@ int gzjob_finish(struct gzjob *j, gzjob_done_fn *done, void *userdata)
         /* An empty log is one empty member: a file of no bytes is not gzip. */
         if (r == 0 && !j->fill && j->next_seq == 0)
                 r = block_get(p, 0, &j->fill);
+        if (r == 0 && j->block_fn && j->fill && (j->fill->len > 0 || j->next_seq == 0))
+                j->block_fn(j->block_userdata, j->fill->data, j->fill->len);
 
         pthread_mutex_lock(&p->lock);
         if (r < 0 && j->error == 0)

@@ -69,8 +69,10 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
                                                                  STORE_REMOVE_FILES);
                                         if (e < 0)
                                                 keep_first_error(&r, e);
-                                        else
+                                        else {
                                                 removed++;
+                                                archive_catalog_folder(a, path, true);
+                                        }
                                 }
                                 store_names_free(days, n_days);
                                 /* Fails harmlessly with ENOTEMPTY while days remain. */
@@ -85,6 +87,7 @@ int archive_prune(struct archive *a, int year, int month, int day, unsigned *ret
                 store_names_free(years, n_years);
         }
         store_names_free(guids, n_guids);
+        archive_catalog_flush(a);
         if (ret_removed)
                 *ret_removed = removed;
         return r;

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -118,6 +120,18 @@ int daemon_archive_setup(struct daemon *d)
         if (removed > 0)
                 log_printf(LOG_NOTICE, "removed %u temporary files left by an earlier run",
                            removed);
+        /* The search catalog (README "Searching the archive"); CJA_CATALOG=0 turns it off, for
+         * the benchmark's comparison. Without it, connect-jobs reads the records and logs. */
+        const char *cat = getenv("CJA_CATALOG"), *seal = getenv("CJA_CATALOG_SEAL_JOBS");
+        if (!cat || strcmp(cat, "0") != 0) {
+                r = archive_catalog_enable(d->archive, d->config->archive_dir,
+                                           seal ? (unsigned) strtoul(seal, NULL, 10) : 0);
+                if (r < 0)
+                        (void) log_errno(LOG_WARNING, r,
+                                         "cannot open the search catalog in %s/.catalog: %m; "
+                                         "connect-jobs will read the records instead",
+                                         d->config->archive_dir);
+        }
         d->batch = archive_batch_new(d->archive);
         if (!d->batch)
                 return log_errno(LOG_ERR, -ENOMEM, "out of memory");

@@ -46,6 +46,8 @@ DEFAULT_API_KEY = "secret"
 # The writer lock in the archive root (archive.h: ARCHIVE_LOCK_NAME); it holds the PID of
 # the archiver that last took it. Not part of the archive's contents.
 LOCK_FILE = ".lock"
+# The search catalog (README "Searching the archive"): the archiver's own state, not jobs.
+CATALOG_DIR = ".catalog"
 
 # Variables that would change what the archiver does behind a test's back.
 _SCRUBBED_ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
@@ -508,6 +510,8 @@ def read_archive(archive_dir):
     if not os.path.isdir(archive_dir):
         return arch
     for root, dirs, files in os.walk(archive_dir):
+        if root == archive_dir and CATALOG_DIR in dirs:
+            dirs.remove(CATALOG_DIR)
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
@@ -580,6 +584,8 @@ def find_temporaries(archive_dir, allow=()):
     reported."""
     bad = []
     for root, dirs, files in os.walk(archive_dir):
+        if root == archive_dir and CATALOG_DIR in dirs:
+            dirs.remove(CATALOG_DIR)
         for name in files + [d for d in dirs if _TEMP_HINT.search(d)]:
             rel = os.path.relpath(os.path.join(root, name), archive_dir).replace(os.sep, "/")
             if rel == LOCK_FILE or any(re.search(a, rel) for a in allow):

@@ -1,0 +1,330 @@
+/* The search catalog's format (src/archive/catalog*.c): round trips through the open segment,
+ * sealing and merging, the torn tail, and corruption at every offset detected. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "catalog.h"
+#include "macro.h"
+#include "testutil.h"
+
+#define G1  "38400000-8cf0-11bd-b23e-10b96e4ef00d"
+#define DAY G1 "/2026/09/01"
+
+/* Job i's log: a line that names it, and a shared one. */
+static void job_log(unsigned i, char *buf, size_t size)
+{
+        (void) snprintf(buf, size, "2026/09/01 10:00:00 Start\nrequest id Q%05uZ done\nEnd\n", i);
+}
+
+static void make_day(const char *root, unsigned n)
+{
+        char cmd[512];
+
+        (void) snprintf(cmd, sizeof(cmd), "mkdir -p '%s/%s'", root, DAY);
+        assert_int_equal(system(cmd), 0);
+        for (unsigned i = 0; i < n; i++) {
+                char name[64], rec[512], dir[300];
+                (void) snprintf(dir, sizeof(dir), "%s/%s", root, DAY);
+                (void) snprintf(name, sizeof(name), "k%04u.json", i);
+                (void) snprintf(rec, sizeof(rec),
+                                "{\"job\":{\"key\":\"k%04u\",\"tag\":\"run_app\",\"status\":2,"
+                                "\"exit_code\":%d,\"start_time\":\"2026-09-01T10:%02u:00Z\"},"
+                                "\"error\":null,\"content_name\":\"app\",\"log_bytes\":40,"
+                                "\"log_gzip_bytes\":60}",
+                                i, i % 3 == 0 ? 1 : 0, i % 60);
+                free(write_text(dir, name, rec, 0640));
+        }
+}
+
+static int open_root(const char *root)
+{
+        int fd = open(root, O_RDONLY | O_DIRECTORY);
+        assert_true(fd >= 0);
+        return fd;
+}
+
+/* Writes n jobs of DAY through a writer sealing every seal_jobs (0: never, flush only). */
+static void write_jobs(const char *root, unsigned from, unsigned to, unsigned seal_jobs, bool seal)
+{
+        struct catalog_writer *w;
+        struct catalog_trigrams *t;
+        int rootfd = open_root(root);
+
+        make_day(root, to);
+        assert_int_equal(catalog_trigrams_new(&t), 0);
+        assert_int_equal(catalog_writer_open(rootfd, seal_jobs ? seal_jobs : 1000000, &w), 0);
+        for (unsigned i = from; i < to; i++) {
+                char log[128], rec[512], key[16], *strings = NULL;
+                struct catalog_tri tri = {0};
+                struct catalog_member m = {.offset = 0, .size = 60, .usize = 40};
+                struct catalog_row row;
+
+                job_log(i, log, sizeof(log));
+                (void) snprintf(key, sizeof(key), "k%04u", i);
+                (void) snprintf(rec, sizeof(rec),
+                                "{\"job\":{\"key\":\"k%04u\",\"tag\":\"run_app\",\"status\":2,"
+                                "\"exit_code\":%d,\"start_time\":\"2026-09-01T10:%02u:00Z\"},"
+                                "\"error\":null,\"content_name\":\"app\",\"log_bytes\":40,"
+                                "\"log_gzip_bytes\":60}",
+                                i, i % 3 == 0 ? 1 : 0, i % 60);
+                assert_int_equal(catalog_row_from_record(DAY, key, 2026, 9, 1, rec, strlen(rec),
+                                                         &row, &strings),
+                                 0);
+                assert_int_equal(catalog_trigrams_member(t, log, strlen(log), &tri), 0);
+                row.n_members = 1;
+                row.members = &m;
+                assert_int_equal(catalog_writer_add(w, &row, &tri), 0);
+                catalog_tri_done(&tri);
+                free(strings);
+                if (i + 1 == to)
+                        assert_int_equal(catalog_writer_folder(w, DAY), 0);
+                assert_int_equal(catalog_writer_flush(w), 0);
+        }
+        if (seal)
+                assert_int_equal(catalog_writer_seal(w), 0);
+        catalog_writer_free(w);
+        catalog_trigrams_free(t);
+        close(rootfd);
+}
+
+static struct catalog_query *q_tri(const char *s)
+{
+        struct catalog_query *q = calloc(1, sizeof(*q));
+        q->op = CATALOG_Q_TRI;
+        q->tri = catalog_trigram((const unsigned char *) s);
+        return q;
+}
+
+/* A query for the literal s (at least 3 bytes): AND of its trigrams. */
+static struct catalog_query *q_lit(const char *s)
+{
+        struct catalog_query *q = calloc(1, sizeof(*q));
+        size_t n = strlen(s) - 2;
+
+        q->op = CATALOG_Q_AND;
+        q->sub = calloc(n, sizeof(*q->sub));
+        for (size_t i = 0; i < n; i++)
+                q->sub[q->n_sub++] = q_tri(s + i);
+        return q;
+}
+
+static int64_t day_mtime(const char *root)
+{
+        char path[300];
+        struct stat st;
+
+        (void) snprintf(path, sizeof(path), "%s/%s", root, DAY);
+        assert_int_equal(stat(path, &st), 0);
+        return (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+/* The catalog answers DAY with n rows, and the literal of job `want` only there. */
+static void check(const char *root, unsigned n, int want)
+{
+        struct catalog *c;
+        unsigned damaged = 9;
+        int rootfd = open_root(root);
+        const uint32_t *rows;
+        size_t k = 0;
+        char lit[16];
+
+        assert_int_equal(catalog_open(rootfd, &c, &damaged), 0);
+        assert_int_equal(damaged, 0);
+        rows = catalog_folder_rows(c, DAY, day_mtime(root), &k);
+        assert_non_null(rows);
+        assert_int_equal(k, n);
+        assert_null(catalog_folder_rows(c, DAY, day_mtime(root) + 1, &k));
+        (void) snprintf(lit, sizeof(lit), "q%05uz", want >= 0 ? (unsigned) want : 99999u);
+        struct catalog_query *q = q_lit(lit);
+        assert_int_equal(catalog_match(c, q), 0);
+        for (size_t i = 0; i < n; i++) {
+                struct catalog_row row;
+                catalog_row_get(c, rows[i], &row);
+                char key[16];
+                (void) snprintf(key, sizeof(key), "k%04d", want);
+                assert_int_equal(catalog_row_may_match(c, rows[i]), strcmp(row.key, key) == 0);
+                assert_string_equal(row.tag, "run_app");
+                assert_string_equal(row.name, "app");
+                assert_int_equal(row.status, 2);
+                assert_true(row.has_exit_code);
+                assert_int_equal(row.log_bytes, 40);
+        }
+        catalog_query_free(q);
+        catalog_free(c);
+        close(rootfd);
+}
+
+static void test_trigrams(void **state)
+{
+        struct catalog_trigrams *t;
+        struct catalog_tri tri = {0};
+
+        (void) state;
+        assert_int_equal(catalog_trigrams_new(&t), 0);
+        assert_int_equal(catalog_trigrams_member(t, "AbCd\nabcd", 9, &tri), 0);
+        /* abc, bcd (folded, once each); none across the newline. */
+        assert_int_equal(tri.n_members, 1);
+        assert_int_equal(tri.data[0], 2);
+        assert_int_equal(catalog_trigram((const unsigned char *) "a\nb"), UINT32_MAX);
+        assert_int_equal(catalog_trigram((const unsigned char *) "ABC"),
+                         catalog_trigram((const unsigned char *) "abc"));
+        catalog_tri_done(&tri);
+        catalog_trigrams_free(t);
+}
+
+static void test_segment_round_trip(void **state)
+{
+        struct tmpdir *td = *state;
+
+        write_jobs(td->dir, 0, 20, 0, false);
+        check(td->dir, 20, 7);
+        check(td->dir, 20, -1);
+}
+
+static void test_seal_and_merge(void **state)
+{
+        struct tmpdir *td = *state;
+        struct catalog_stats st;
+        int rootfd;
+
+        /* A seal every 2 jobs: 10 sealed segments, 8 of them merged into one level-1 file. */
+        write_jobs(td->dir, 0, 20, 2, false);
+        check(td->dir, 20, 13);
+        rootfd = open_root(td->dir);
+        assert_int_equal(catalog_stats(rootfd, &st), 0);
+        assert_int_equal(st.jobs, 20);
+        assert_true(st.files <= 4);
+        assert_int_equal(catalog_verify(rootfd, NULL), 0);
+        close(rootfd);
+}
+
+static void test_torn_tail(void **state)
+{
+        struct tmpdir *td = *state;
+        char path[256];
+        struct stat st;
+        struct catalog *c;
+        int rootfd;
+        size_t k;
+
+        write_jobs(td->dir, 0, 5, 0, false);
+        (void) snprintf(path, sizeof(path), "%s/.catalog/open", td->dir);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(truncate(path, st.st_size - 3), 0);
+        /* The last record (the folder's state) is gone: the folder is not covered. */
+        rootfd = open_root(td->dir);
+        assert_int_equal(catalog_open(rootfd, &c, NULL), 0);
+        assert_null(catalog_folder_rows(c, DAY, day_mtime(td->dir), &k));
+        catalog_free(c);
+        assert_int_equal(catalog_verify(rootfd, NULL), -EBADMSG);
+        close(rootfd);
+        /* The next writer cuts it off and the next batch's state covers the folder again. */
+        write_jobs(td->dir, 5, 8, 0, false);
+        check(td->dir, 8, 6);
+        rootfd = open_root(td->dir);
+        assert_int_equal(catalog_verify(rootfd, NULL), 0);
+        close(rootfd);
+}
+
+static void flip_everywhere(const char *root, const char *name)
+{
+        char path[256];
+        unsigned char *data;
+        size_t len;
+        int rootfd = open_root(root);
+
+        (void) snprintf(path, sizeof(path), "%s/.catalog/%s", root, name);
+        {
+                FILE *f = fopen(path, "rb");
+                assert_non_null(f);
+                fseek(f, 0, SEEK_END);
+                len = (size_t) ftell(f);
+                fseek(f, 0, SEEK_SET);
+                data = malloc(len);
+                assert_int_equal(fread(data, 1, len, f), len);
+                fclose(f);
+        }
+        for (size_t off = 0; off < len; off++) {
+                unsigned damaged = 0;
+                int fd = open(path, O_WRONLY);
+                unsigned char b = data[off] ^ 0x20;
+
+                assert_true(fd >= 0);
+                assert_int_equal(pwrite(fd, &b, 1, (off_t) off), 1);
+                close(fd);
+                assert_int_equal(catalog_verify(rootfd, &damaged), -EBADMSG);
+                assert_int_equal(damaged, 1);
+                /* And a reader never trusts a row it cannot check. */
+                {
+                        struct catalog *c;
+                        size_t k = 0;
+                        const uint32_t *rows;
+
+                        assert_int_equal(catalog_open(rootfd, &c, NULL), 0);
+                        rows = catalog_folder_rows(c, DAY, day_mtime(root), &k);
+                        if (rows) {
+                                struct catalog_query *q = q_lit("q00003z");
+                                assert_int_equal(catalog_match(c, q), 0);
+                                for (size_t i = 0; i < k; i++) {
+                                        struct catalog_row row;
+                                        catalog_row_get(c, rows[i], &row);
+                                        if (strcmp(row.key, "k0003") == 0)
+                                                assert_true(catalog_row_may_match(c, rows[i]));
+                                }
+                                catalog_query_free(q);
+                        }
+                        catalog_free(c);
+                }
+                fd = open(path, O_WRONLY);
+                assert_int_equal(pwrite(fd, &data[off], 1, (off_t) off), 1);
+                close(fd);
+        }
+        free(data);
+        assert_int_equal(catalog_verify(rootfd, NULL), 0);
+        close(rootfd);
+}
+
+static void test_corruption_sealed(void **state)
+{
+        struct tmpdir *td = *state;
+
+        write_jobs(td->dir, 0, 6, 0, true);
+        check(td->dir, 6, 3);
+        flip_everywhere(td->dir, "L0-1-1.cat");
+}
+
+static void test_corruption_segment(void **state)
+{
+        struct tmpdir *td = *state;
+
+        write_jobs(td->dir, 0, 4, 0, false);
+        flip_everywhere(td->dir, "open");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_trigrams),
+                cmocka_unit_test_setup_teardown(test_segment_round_trip, tmpdir_setup,
+                                                tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_seal_and_merge, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_torn_tail, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_corruption_sealed, tmpdir_setup,
+                                                tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_corruption_segment, tmpdir_setup,
+                                                tmpdir_teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
