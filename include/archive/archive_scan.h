@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct catalog;
+
 /*
  * Read-only walk over the archive (see archive.h for the layout) for connect-jobs' ls and
  * search: folders are pruned by content and date before any file is opened, then each
@@ -24,6 +26,9 @@ struct scan_filter {
         size_t n_tags;
         const char *const *keys; /* any of these (exact); NULL: any */
         size_t n_keys;
+        /* The search catalog (catalog.h), or NULL: a day folder it covers as the folder is now
+         * is answered from its rows instead of the records (the same jobs, the same fields). */
+        const struct catalog *catalog;
 };
 
 struct scan_job {
@@ -40,6 +45,7 @@ struct scan_job {
         char *error_summary;  /* error.summary, or NULL */
         int64_t log_bytes;    /* -1 when null: no log file */
         int year, month, day; /* the folder */
+        int64_t catalog_row;  /* its row in f->catalog, or -1: read from its record */
 };
 
 /*

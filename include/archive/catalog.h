@@ -111,6 +111,8 @@ int catalog_writer_folder_removed(struct catalog_writer *w, const char *folder);
 int catalog_writer_flush(struct catalog_writer *w);
 /* Seals the open segment now (reindex at its end), then merges. */
 int catalog_writer_seal(struct catalog_writer *w);
+/* Appends without fdatasync (a rebuild, which a crash only makes start again). */
+void catalog_writer_nosync(struct catalog_writer *w);
 /* How many jobs the open segment holds. */
 size_t catalog_writer_open_jobs(const struct catalog_writer *w);
 
@@ -172,3 +174,16 @@ struct catalog_stats {
         uint64_t files, bytes, jobs, members, trigrams, postings;
 };
 int catalog_stats(int rootfd, struct catalog_stats *ret);
+
+/* ---- rebuilding --------------------------------------------------------------------------- */
+
+/* Progress of catalog_reindex(): jobs done of total, log bytes read. */
+typedef void catalog_progress_fn(void *userdata, size_t done, size_t total, uint64_t bytes);
+
+/*
+ * Builds the catalog of the archive under rootfd from its records and logs, in place of any
+ * catalog there (moved to .catalog.old first, removed at the end). The caller holds the
+ * archive's writer lock. *ret_jobs counts the jobs indexed. A record or log that cannot be
+ * read leaves its folder to the records (its jobs are still found by ls and search).
+ */
+int catalog_reindex(int rootfd, catalog_progress_fn *progress, void *userdata, size_t *ret_jobs);

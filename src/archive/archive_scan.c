@@ -19,6 +19,7 @@
 #include "archive.h"
 #include "paths.h"
 #include "archive_scan.h"
+#include "catalog.h"
 #include "macro.h"
 #include "util.h"
 
@@ -381,6 +382,13 @@ static int found_push(struct found *fd, struct scan_job **ret)
         return 0;
 }
 
+static bool job_passes(const struct scan_filter *f, const struct scan_job *j)
+{
+        return (!f->has_since || j->start >= f->since) && (!f->has_until || j->start < f->until) &&
+               (!f->failed || j->has_error || (j->has_exit_code && j->exit_code != 0)) &&
+               in_list(f->tags, f->n_tags, j->tag);
+}
+
 /*
  * Reads and filters the record <key>.json in day folder dayfd; appends it when it passes.
  * A missing record is silently skipped when missing_ok (a key looked up by name).
@@ -431,7 +439,8 @@ static int read_record(struct scan *s, const struct day *day, int dayfd, const c
                                .day = day->day,
                                .status = -1,
                                .log_bytes = -1,
-                               .has_error = err != NULL};
+                               .has_error = err != NULL,
+                               .catalog_row = -1};
         j->guid = strdup(day->guid);
         j->key = strndup(name, key_len);
         j->start_text = dup_string(job, "start_time");
@@ -453,13 +462,75 @@ static int read_record(struct scan *s, const struct day *day, int dayfd, const c
                 scan_job_done(j);
                 return -ENOMEM;
         }
-        if ((!f->has_since || j->start >= f->since) && (!f->has_until || j->start < f->until) &&
-            (!f->failed || j->has_error || (j->has_exit_code && j->exit_code != 0)) &&
-            in_list(f->tags, f->n_tags, j->tag))
+        if (job_passes(f, j))
                 out->n++;
         else
                 scan_job_done(j);
         return 0;
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+        char *d;
+
+        if (!s)
+                return NULL;
+        d = strdup(s);
+        if (!d)
+                *failed = true;
+        return d;
+}
+
+/* The folder from the catalog, when it covers the folder as it is now: 1, 0 (it does not:
+ * read the records), or -ENOMEM. */
+static int read_day_catalog(struct scan *s, const struct day *day, int dayfd, const char *path,
+                            struct found *out)
+{
+        const struct catalog *c = s->f->catalog;
+        const uint32_t *rows;
+        struct stat st;
+        size_t n = 0;
+
+        if (fstat(dayfd, &st) < 0)
+                return 0;
+        rows = catalog_folder_rows(
+                c, path, (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &n);
+        if (!rows)
+                return 0;
+        for (size_t i = 0; i < n; i++) {
+                struct catalog_row row;
+                struct scan_job *j;
+                bool failed = false;
+
+                catalog_row_get(c, rows[i], &row);
+                if (found_push(out, &j) < 0)
+                        return -ENOMEM;
+                *j = (struct scan_job){.year = day->year,
+                                       .month = day->month,
+                                       .day = day->day,
+                                       .start = row.start,
+                                       .status = row.status,
+                                       .has_exit_code = row.has_exit_code,
+                                       .exit_code = row.exit_code,
+                                       .has_error = row.has_error,
+                                       .log_bytes = row.log_bytes >= 0 ? row.log_bytes : -1,
+                                       .catalog_row = rows[i]};
+                j->guid = dup_or_null(day->guid, &failed);
+                j->key = dup_or_null(row.key, &failed);
+                j->tag = dup_or_null(row.tag, &failed);
+                j->start_text = dup_or_null(row.start_text, &failed);
+                j->record_name = dup_or_null(row.name, &failed);
+                j->error_summary = dup_or_null(row.error_summary, &failed);
+                if (failed) {
+                        scan_job_done(j);
+                        return -ENOMEM;
+                }
+                if (job_passes(s->f, j))
+                        out->n++;
+                else
+                        scan_job_done(j);
+        }
+        return 1;
 }
 
 static int read_day(struct scan *s, const struct day *day, struct json_tokener *tok,
@@ -481,6 +552,11 @@ static int read_day(struct scan *s, const struct day *day, struct json_tokener *
                 r = fd < 0 ? fd : -errno;
                 scan_warn(s, path, r, "cannot open folder");
                 return 0;
+        }
+        if (s->f->catalog && !s->f->keys) {
+                r = read_day_catalog(s, day, dirfd(dir), path, out);
+                if (r != 0)
+                        return r < 0 ? r : 0;
         }
         if (s->f->keys) {
                 /* Named keys: look each up, no listing (finding one job by key is cheap). */

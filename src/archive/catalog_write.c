@@ -44,8 +44,14 @@ struct catalog_writer {
         uint64_t seg_id, seg_end;
         size_t seg_jobs, pending_jobs;
         unsigned seal_jobs;
+        bool nosync; /* reindex: only sealed files are synced */
         struct cat_buf pending;
 };
+
+void catalog_writer_nosync(struct catalog_writer *w)
+{
+        w->nosync = true;
+}
 
 static void seg_release(struct catalog_writer *w);
 
@@ -869,7 +875,7 @@ static int flush(struct catalog_writer *w)
                         }
                         off += (size_t) n;
                 }
-                if (fdatasync(w->segfd) < 0) {
+                if (!w->nosync && fdatasync(w->segfd) < 0) {
                         r = -errno;
                         (void) ftruncate(w->segfd, (off_t) w->seg_end);
                         w->pending.len = 0;

@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 
 #include "archive_cmd.h"
+#include "catalog_cmd.h"
 #include "cli.h"
 #include "cli_archive.h"
 #include "config.h"
@@ -104,6 +105,12 @@ static int run_search(struct cli *c, const struct cli_content *ct, const char *k
         return archive_cmd_search(c, inv->argc, inv->argv);
 }
 
+static int run_reindex(struct cli *c, const struct cli_content *ct, const char *key,
+                       const struct invocation *inv)
+{
+        return catalog_cmd_reindex(c);
+}
+
 static int run_content(struct cli *c, const struct cli_content *ct, const char *key,
                        const struct invocation *inv)
 {
@@ -128,6 +135,7 @@ static const struct command commands[] = {
         {"ls", "[FILTERS] [-r]", "archived jobs, oldest first", CMD_OWN_ARGS, run_ls},
         {"search", "[FILTERS] PATTERN", "search archived logs (regex; GREP OPTIONS below)",
          CMD_OWN_ARGS, run_search},
+        {"reindex", "", "(re)build the archive's search catalog", 0, run_reindex},
         {"content", "", "the content the daemon watches (listed and discovered) and why",
          CMD_CONNECT, run_content},
 };
