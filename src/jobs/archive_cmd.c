@@ -11,6 +11,8 @@
 
 #include "archive_cmd.h"
 #include "archive_scan.h"
+#include "catalog.h"
+#include "catalog_plan.h"
 #include "cli.h"
 #include "config.h"
 #include "ere.h"
@@ -370,6 +372,7 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         struct common c;
         _cleanup_close_ int rootfd = -1;
         struct scan_job *jobs = NULL;
+        struct catalog *cat = NULL;
         size_t n = 0;
         unsigned warnings = 0;
         bool reverse = false;
@@ -415,6 +418,8 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
                 common_done(&c);
                 return 1;
         }
+        cat = catalog_plan_open(rootfd, NULL, NULL, NULL); /* the job table, where it covers */
+        c.f.catalog = cat;
         r = archive_scan(rootfd, &c.f, scan_warn_print, &c, &jobs, &n, &warnings);
         if (r < 0) {
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
@@ -464,6 +469,7 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         if (fflush(stdout) != 0)
                 status = 1;
         scan_jobs_free(jobs, n);
+        catalog_free(cat);
         common_done(&c);
         return status;
 }
@@ -481,6 +487,7 @@ struct engine {
         const struct common *c;
         const struct grep_opts *o;
         const struct matcher *m;
+        const struct catalog *cat; /* its rows' matches: a job it rules out is not read */
         int rootfd;
         pthread_t *th;
         unsigned started;
@@ -563,6 +570,9 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
         s->out.limit = OUT_LIMIT;
         if (j->log_bytes < 0)
                 return 0; /* archived as its record alone: no log to search */
+        if (e->cat && j->catalog_row >= 0 &&
+            !catalog_row_may_match(e->cat, (uint32_t) j->catalog_row))
+                return 0; /* its trigrams cannot hold a match: it prints nothing */
         if (!scan_job_path(j, ".log.gz", rel, sizeof(rel)) ||
             asprintf(&path, "%s/%s", e->c->ctx->archive_dir, rel) < 0)
                 return -ENOMEM;
@@ -1036,6 +1046,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         struct engine e = {.c = &c, .o = &o};
         struct search_args a = {.color = "auto", .threads = scan_cpu_count()};
         struct matcher *m = NULL;
+        struct catalog *cat = NULL;
         _cleanup_close_ int rootfd = -1;
         unsigned warnings = 0;
         char err[300];
@@ -1076,6 +1087,9 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         rootfd = open_root(&c);
         if (rootfd < 0)
                 goto out;
+        cat = catalog_plan_open(rootfd, a.pattern, &o, m);
+        c.f.catalog = cat;
+        e.cat = cat;
         e.m = m;
         e.rootfd = rootfd;
         /* The search starts on the first date's jobs while the later dates are scanned. */
@@ -1107,6 +1121,7 @@ out:
         free(sargv);
         free(a.patterns);
         matcher_free(m);
+        catalog_free(cat);
         common_done(&c);
         return status;
 }
