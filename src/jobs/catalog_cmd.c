@@ -45,9 +45,7 @@ int catalog_cmd_reindex(struct cli *c)
         size_t jobs = 0;
         int r;
 
-        r = cli_load_settings(c);
-        if (r != 0)
-                return r;
+        /* The settings are read (main.c). */
         if (!c->config->archive_dir) {
                 cli_say("no archive folder: give -c CONFIG or --archive DIR");
                 return CLI_EXIT_CONFIG;

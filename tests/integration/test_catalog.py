@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The search catalog: the daemon writes it as it archives, and connect-jobs ls and search
+print byte-identical output with it and without it (CJA_CATALOG=0: a full scan), for random
+literals (-F, -i, -w, several -e, -v, -c, -l) over a generated archive; a catalog truncated or
+with a byte flipped anywhere in it changes nothing; reindex rebuilds it."""
+import os
+import random
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (FakeConnect, make_jobspec, new_guid, run_archiver, run_jobs,  # noqa: E402
+                     write_config)
+
+WORDS = ["alpha", "Bravo", "charlie", "DELTA", "echo", "foxtrot", "golf", "hotel", "india",
+         "juliet", "kilo", "Lima", "mike", "november", "oscar", "papa"]
+
+
+def gen_log(rng, i, big=False):
+    lines = []
+    n = 3000 if big else rng.randint(1, 40)
+    for k in range(n):
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+        lines.append("2026/09/0%d 10:00:%02d.%09d [stdout] %s req-%06d\n"
+                     % (1 + i % 3, k % 60, k, words, rng.randint(0, 999999)))
+    return "".join(lines)
+
+
+class CatalogTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        rng = random.Random(int(os.environ.get("CJA_CATALOG_SEED", "23")))
+        cls.rng = rng
+        cls.tmp = tempfile.mkdtemp(prefix="cja-catalog-")
+        cls.archive = os.path.join(cls.tmp, "archive")
+        items = {}
+        cls.logs = []
+        for g in range(3):
+            specs = []
+            for i in range(25):
+                log = gen_log(rng, i, big=(g == 0 and i == 0))
+                cls.logs.append(log)
+                specs.append(make_jobspec("job%02d%010d" % (g, i),
+                                          start_time="2026-09-0%dT10:%02d:00Z" % (1 + i % 3, i),
+                                          exit_code=i % 4 == 0, log=log))
+            items[new_guid()] = specs
+        cls.fc = FakeConnect(items)
+        cls.fc.start()
+        cls.cfg = write_config(cls.tmp, cls.fc.url, cls.archive,
+                               content=[(g, None) for g in items])
+        # Small segments: sealed every 20 jobs, merged by 8, so every kind of file is there.
+        p = run_archiver(["--config", cls.cfg, "--once"], env={"CJA_CATALOG_SEAL_JOBS": "20"})
+        assert p.returncode == 0, p.stderr
+        cls.catdir = os.path.join(cls.archive, ".catalog")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fc.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def cj(self, args, catalog=True):
+        env = {} if catalog else {"CJA_CATALOG": "0"}
+        return run_jobs(["--archive", self.archive] + args, env=env, text=False)
+
+    def same(self, args):
+        a, b = self.cj(args), self.cj(args, catalog=False)
+        self.assertEqual((a.returncode, a.stdout, a.stderr), (b.returncode, b.stdout, b.stderr),
+                         args)
+        return a
+
+    def queries(self, n=30):
+        rng = random.Random(7)
+        out = []
+        for _ in range(n):
+            log = rng.choice(self.logs)
+            line = rng.choice(log.splitlines())
+            start = rng.randrange(0, max(1, len(line) - 12))
+            lit = line[start:start + rng.randint(3, 12)]
+            opts = rng.choice([[], ["-F"], ["-i"], ["-w"], ["-c"], ["-l"], ["-F", "-i"], ["-v", "-c"],
+                               ["-L"], ["-x"], ["-o"], ["-q"], ["-i", "-w"]])
+            out.append(opts + ["-e", lit])
+        out.append(["-e", "absent-zzz-string"])
+        out.append(["-e", "req-0", "-e", "no-such-thing"])
+        out.append(["-i", "-e", "BRAVO CHARLIE"])
+        out.append(["-i", "-e", "KILO"])
+        out.append(["-L", "-e", "absent-zzz-string"])
+        out.append(["-e", "alpha.*golf"])
+        out.append(["-C", "2", "-e", "hotel india"])
+        return out
+
+    def test_daemon_wrote_the_catalog(self):
+        names = os.listdir(self.catdir)
+        self.assertIn("open", names)
+        self.assertTrue(any(n.endswith(".cat") for n in names), names)
+
+    def test_ls_identical(self):
+        for args in (["ls"], ["ls", "--failed"], ["ls", "-r", "-o", "json"],
+                     ["ls", "--since", "2026-09-02", "--until", "2026-09-02"]):
+            self.same(args)
+
+    def test_search_identical(self):
+        for q in self.queries():
+            self.same(["search", "--color=never"] + q)
+
+    def test_damaged_catalog_identical(self):
+        files = sorted(os.listdir(self.catdir))
+        saved = {n: open(os.path.join(self.catdir, n), "rb").read() for n in files}
+        rng = random.Random(5)
+        qs = self.queries(6)
+        try:
+            for name, data in saved.items():
+                for _ in range(4):
+                    path = os.path.join(self.catdir, name)
+                    if rng.random() < 0.5:
+                        damaged = data[:rng.randrange(len(data))]
+                    else:
+                        off = rng.randrange(len(data))
+                        damaged = data[:off] + bytes([data[off] ^ 0x41]) + data[off + 1:]
+                    with open(path, "wb") as f:
+                        f.write(damaged)
+                    self.same(["ls"])
+                    for q in qs:
+                        self.same(["search", "--color=never"] + q)
+                    with open(path, "wb") as f:
+                        f.write(data)
+        finally:
+            for name, data in saved.items():
+                with open(os.path.join(self.catdir, name), "wb") as f:
+                    f.write(data)
+
+    def test_reindex(self):
+        p = run_jobs(["--archive", self.archive, "reindex"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("catalog: 75 jobs", p.stderr)
+        for q in self.queries(10):
+            self.same(["search", "--color=never"] + q)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
