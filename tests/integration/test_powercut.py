@@ -53,8 +53,9 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "powercut"))
-from harness import (LOCK_FILE, FakeConnect, make_jobspec, new_guid,  # noqa: E402
-                     served_log, start_archiver, stop_process, write_config)
+from harness import (CATALOG_DIR, LOCK_FILE, FakeConnect, make_jobspec,  # noqa: E402
+                     new_guid, run_jobs, served_log, start_archiver, stop_process,
+                     write_config)
 from powercut import SKIP_EXIT, PowercutFS, shim_env, skip_reason  # noqa: E402
 
 KEY = "cja-POWERCUT-key-7e31c0d9"
@@ -232,8 +233,9 @@ class PowerCutTest(unittest.TestCase):
         for top, dirs, names in os.walk(root):
             for name in names:
                 rel = os.path.relpath(os.path.join(top, name), root).replace(os.sep, "/")
-                if rel == LOCK_FILE or _TEMP.match(name):
-                    continue
+                if (rel == LOCK_FILE or _TEMP.match(name) or
+                        rel.startswith(CATALOG_DIR + "/")):
+                    continue  # the catalog is checked by its answers (check_catalog)
                 m = _FINAL.match(name)
                 if not m or not re.match(r"^[^/]+/\d{4}/\d\d/\d\d/[^/]+$", rel):
                     self.fail_with_seed("%s: unexpected file %s" % (when, rel))
@@ -368,6 +370,19 @@ class PowerCutTest(unittest.TestCase):
                                 % (when_after, sorted(fetched.get("download", [])), want))
         if sc.active in fetched.get("download", []) + fetched.get("error", []):
             self.fail_with_seed("%s: the active job was fetched" % when_after)
+        self.check_catalog(backing, when_after)
+
+    def check_catalog(self, root, when):
+        """Whatever the cut left of the catalog, ls and search answer as a full scan does."""
+        for args in (["ls", "-o", "json"], ["search", "-c", "-F", "e"],
+                     ["search", "-n", "-F", "line 1"]):
+            got = [run_jobs(["--archive", root] + args, env=env)
+                   for env in ({}, {"CJA_CATALOG": "0"})]
+            if (got[0].returncode, got[0].stdout) != (got[1].returncode, got[1].stdout):
+                self.fail_with_seed("%s: connect-jobs %s with the catalog differs from a "
+                                    "full scan:\n%s\n---\n%s" % (when, " ".join(args),
+                                                                   got[0].stdout[-1500:],
+                                                                   got[1].stdout[-1500:]))
 
     # ---- one cut, checked
     def cut_case(self, name, args, arm=None, at_time=None, restart="plain", while_running=None,
