@@ -58,6 +58,8 @@ struct tag_tree;
 #define SPOOL_BUFFER (64 * 1024)
 /* A job failing this many polls in a row is reported as stuck (log line and metric). */
 #define STUCK_AFTER_FAILURES 5
+/* Failures of one item's poll said one by one; the rest are summed up in one line at its end. */
+#define FAILURES_SAID_PER_POLL 3
 /* How often the service checks free space, and prunes past the retention window. */
 #define DISK_CHECK_EVERY_USEC (5 * USEC_PER_SEC)
 #define RETENTION_EVERY_USEC  (3600 * USEC_PER_SEC)
@@ -100,6 +102,10 @@ struct item {
         uint64_t poll_started_usec;
         double last_poll_seconds;
         struct failure *failures; /* jobs that failed in a row, until archived */
+        /* This poll's failures (job_failed): how many, how many were not said one by one, of
+         * those how many just became stuck, and the last of their reasons. */
+        unsigned poll_failures, poll_failures_quiet, poll_stuck_quiet;
+        char *poll_failure_last;
         struct item *next_retired;
 
         /* The job list as it arrives (on_list_done says how it works). */
