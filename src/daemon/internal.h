@@ -208,6 +208,12 @@ struct daemon {
         size_t feed_next;  /* the item feed_tasks() starts with */
         int64_t start_epoch;
         bool connect_up;
+        /* A job list answered 401: the key is rejected, so polling stops but for one job list
+         * now and then (key_retry_usec, the wait doubling from the poll interval to its
+         * ceiling), until one is answered or a reload brings a new key. */
+        bool key_rejected;
+        uint64_t key_retry_usec, key_backoff_usec;
+        size_t key_probe_next;
         bool disk_low; /* free space under min_free_mb: no new jobs start */
         uint64_t free_mb;
         uint64_t next_disk_check_usec;

@@ -443,6 +443,44 @@ static bool list_refused(struct item *it, const struct http_result *res)
 }
 
 /*
+ * A job list answered 401: Connect rejects the key itself (revoked, expired), so every other
+ * request would be refused too. Said once, for the daemon, not once per item and poll; the
+ * service then stops polling but for one job list now and then (daemon.c, key_rejected_tick)
+ * and resumes when one is answered, or a reload tries the key again at once. In --once mode
+ * it is a failure of the item like any other. Returns whether res was a 401.
+ */
+static bool key_rejected(struct item *it, const struct http_result *res)
+{
+        struct daemon *d = it->d;
+        char why[512];
+
+        if (d->once || res->outcome != HTTP_AUTH || res->status != 401)
+                return false;
+        (void) result_reason(res, d->config->server_url, why, sizeof(why));
+        d->stats.items_failed++;
+        it->failing = true;
+        if (!d->key_rejected) {
+                uint64_t interval = (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+                d->key_rejected = true;
+                d->key_backoff_usec = interval;
+                d->key_retry_usec = now_usec(CLOCK_MONOTONIC) + interval;
+                log_printf(LOG_ERR,
+                           "Connect rejects the API key (%s, listing the jobs of %s); polling "
+                           "stops: one job list is tried every %u to %u s until the key is "
+                           "accepted; put a valid key in place and reload (systemctl reload "
+                           "connect-job-archiver)",
+                           why, it->guid, d->config->poll_interval_seconds,
+                           d->config->poll_max_interval_seconds);
+                (void) snprintf(d->problem, sizeof(d->problem), "%s",
+                                "Connect rejects the API key; polling paused until a key is "
+                                "accepted (replace it and reload)");
+        } else
+                log_job(LOG_DEBUG, it, NULL, "cannot list jobs: %s", why);
+        item_drop_pending(it);
+        return true;
+}
+
+/*
  * The end of a job list. Its body went through the stream as it came (list_element), so
  * memory never held more than one element and the bytes of the jobs to act on are in the
  * spool. Only now, the list being whole and valid, do they start: feed_tasks() reads them
@@ -474,6 +512,8 @@ static void on_list_done(void *userdata, const struct http_result *res)
         it->stream = NULL;
         if (res->outcome != HTTP_OK && r == 0 && list_refused(it, res))
                 return;
+        if (res->outcome != HTTP_OK && r == 0 && key_rejected(it, res))
+                return;
         if (res->outcome != HTTP_OK && r == 0) {
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
@@ -490,6 +530,10 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 return;
         }
         it->failing = false;
+        if (d->key_rejected) {
+                d->key_rejected = false;
+                log_printf(LOG_NOTICE, "the API key is accepted again; polling resumes");
+        }
         if (it->forbidden)
                 log_job(LOG_NOTICE, it, NULL, "its jobs can be read again");
         it->forbidden = false;
