@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FakeConnect, binary_has_asan, jobs_binary, new_guid,  # noqa: E402
                      run_archiver, start_archiver, stop_process, wait_for, write_config)
 from fake_connect import make_jobspec  # noqa: E402
-from probe_util import jobs_measured, report, rss_limit_kb, vm_hwm_kb  # noqa: E402
+from probe_util import jobs_measured, probe_env, report, rss_limit_kb, vm_hwm_kb  # noqa: E402
 
 N_JOBS = int(os.environ.get("CJA_PROBE_SCALE_JOBS", "20000"))
 N_ITEMS = 50
@@ -193,7 +193,9 @@ class ScaleWatched(unittest.TestCase):
                                    poll__interval_seconds=interval,
                                    server__max_concurrent_requests=16)
                 t0 = time.monotonic()
-                p = start_archiver(["-c", cfg])
+                # (probe_env: the ASan quarantine cut to 16 MiB, or freed blocks count.)
+                p = start_archiver(["-c", cfg], env={
+                    "ASAN_OPTIONS": probe_env().get("ASAN_OPTIONS")})
                 try:
                     wait_for(lambda: "watching 5000 content items" in p.read_stderr(), 30,
                              message="the start")
