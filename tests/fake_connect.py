@@ -68,6 +68,8 @@ Control API (no auth, JSON bodies, never recorded nor faulted):
     DELETE /__control__/content/{guid}       delete the item (its endpoints answer 404 code 4)
     PUT    /__control__/tags                 body: the tag list
     PUT    /__control__/user                 body: the user (null: no /v1/user)
+    PUT    /__control__/api_key              body: the key the server accepts from now on
+                                             (a JSON string; null: any), e.g. a key revoked
     POST   /__control__/faults               body FAULT or [FAULT, ...]
     GET    /__control__/faults               active faults with "remaining"
     DELETE /__control__/faults
@@ -1322,6 +1324,12 @@ class Handler(BaseHTTPRequestHandler):
         if what == "content" and len(parts) == 2 and method == "DELETE":
             if not state.delete_content(parts[1]):
                 return json_resp(404, {"ok": False, "error": "no such content"})
+            return json_resp(200, {"ok": True})
+        if what == "api_key" and len(parts) == 1 and method == "PUT":
+            if obj is not None and not isinstance(obj, str):
+                raise BadRequest("body must be the key (a string) or null")
+            with state.lock:
+                state.api_key = obj
             return json_resp(200, {"ok": True})
         if what in ("tags", "user") and len(parts) == 1 and method == "PUT":
             with state.lock:

@@ -29,6 +29,7 @@ struct scan_filter {
         /* The search catalog (catalog.h), or NULL: a day folder it covers as the folder is now
          * is answered from its rows instead of the records (the same jobs, the same fields). */
         const struct catalog *catalog;
+        bool newest_first; /* the order: the newest date first, each date's jobs newest first */
 };
 
 struct scan_job {
@@ -66,8 +67,9 @@ typedef void scan_warn_fn(void *userdata, const char *path, int error, const cha
 
 /*
  * Walks the archive under rootfd and returns the jobs that pass f, ordered by start time,
- * then key, then GUID. A record that cannot be read or parsed is reported through warn
- * (path relative to the root) and skipped; *ret_warnings counts them. Returns 0 or -errno
+ * then key, then GUID (f->newest_first: the reverse). A record that cannot be read or parsed is
+ * reported through warn (path relative to the root) and skipped; *ret_warnings counts them. Returns
+ * 0 or -errno
  * (-ENOMEM, or the root itself is unreadable). The caller frees with scan_jobs_free().
  */
 int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, void *userdata,
@@ -76,8 +78,10 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
 /*
  * archive_scan() a date at a time, for a reader that starts on the first jobs while the
  * later dates are still being read: fn gets the jobs filed under each date (every content
- * item's folder of that day), ordered as archive_scan() orders them, dates in order, and
- * owns them (free with scan_jobs_free()). last is true on the final call, which comes even
+ * item's folder of that day), ordered as archive_scan() orders them, dates in order (the
+ * newest first with f->newest_first), and owns them (free with scan_jobs_free()). A job's
+ * place is its date folder's, then its start time's: memory holds one date's records, not
+ * the archive's. last is true on the final call, which comes even
  * when nothing matched (n == 0). fn returns 0, or -errno to stop the walk with that error.
  */
 typedef int scan_batch_fn(void *userdata, struct scan_job *jobs, size_t n, bool last);

@@ -648,6 +648,11 @@ static int compare_jobs(const void *x, const void *y)
         return r ? r : strcmp(a->guid, b->guid);
 }
 
+static int compare_jobs_newest_first(const void *x, const void *y)
+{
+        return compare_jobs(y, x);
+}
+
 void scan_job_done(struct scan_job *j)
 {
         free(j->guid);
@@ -734,7 +739,8 @@ static int read_date(struct scan *s, struct reader *readers, unsigned n_readers,
                 total += readers[t].out.n;
                 readers[t].out.n = 0;
         }
-        qsort(batch, total, sizeof(*batch), compare_jobs);
+        qsort(batch, total, sizeof(*batch),
+              s->f->newest_first ? compare_jobs_newest_first : compare_jobs);
         return fn(fn_userdata, batch, total, last);
 }
 
@@ -784,11 +790,22 @@ int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *wa
                 readers[t].s = &s;
         if (s.n_days == 0)
                 r = fn(fn_userdata, NULL, 0, true);
-        for (size_t from = 0, to; from < s.n_days && r >= 0; from = to) {
-                for (to = from + 1; to < s.n_days && date_compare(&s.days[from], &s.days[to]) == 0;
-                     to++)
-                        ;
-                r = read_date(&s, readers, n_readers, from, to, to == s.n_days, fn, fn_userdata);
+        /* A date's folders are [from, to); newest first, the dates are taken from the end. */
+        for (size_t done = 0, from, to; done < s.n_days && r >= 0; done += to - from) {
+                if (f->newest_first) {
+                        to = s.n_days - done;
+                        for (from = to - 1;
+                             from > 0 && date_compare(&s.days[from - 1], &s.days[to - 1]) == 0;
+                             from--)
+                                ;
+                } else {
+                        from = done;
+                        for (to = from + 1;
+                             to < s.n_days && date_compare(&s.days[from], &s.days[to]) == 0; to++)
+                                ;
+                }
+                r = read_date(&s, readers, n_readers, from, to, done + (to - from) == s.n_days, fn,
+                              fn_userdata);
         }
         if (r >= 0 && ret_warnings)
                 *ret_warnings = s.warnings;
@@ -844,7 +861,8 @@ int archive_scan(int rootfd, const struct scan_filter *f, scan_warn_fn *warn, vo
         /* (The final call always comes, so c.jobs is allocated.) Dates in order, jobs of a date in
          * order: only a job filed under a date other than its start's (see the record's
          * date_source) can be out of place. */
-        qsort(c.jobs, c.n, sizeof(*c.jobs), compare_jobs);
+        qsort(c.jobs, c.n, sizeof(*c.jobs),
+              f->newest_first ? compare_jobs_newest_first : compare_jobs);
         *ret = c.jobs;
         *ret_n = c.n;
         return 0;

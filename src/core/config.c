@@ -1429,13 +1429,26 @@ int config_load(const char *path, struct config **ret, struct config_error *rete
         size_t len = 0, alloc = 0;
         struct stat st;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO opens at once, without waiting for a writer, and is refused
+         * below like a device (/dev/zero, a terminal): a config is a file, read whole. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return set_error(reterr, path, NULL, -errno, "cannot open the config file: %m");
         if (fstat(fd, &st) < 0)
                 return set_error(reterr, path, NULL, -errno, "cannot stat the config file: %m");
         if (S_ISDIR(st.st_mode))
                 return set_error(reterr, path, NULL, -EISDIR, "cannot read the config file: %m");
+        if (!S_ISREG(st.st_mode))
+                return set_error(reterr, path, NULL, -EINVAL,
+                                 "the config file is not a regular file (%s)",
+                                 S_ISFIFO(st.st_mode)   ? "a FIFO"
+                                 : S_ISCHR(st.st_mode)  ? "a character device"
+                                 : S_ISBLK(st.st_mode)  ? "a block device"
+                                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                                        : "not a file");
+        if (st.st_size > CONFIG_FILE_MAX)
+                return set_error(reterr, path, NULL, -EFBIG,
+                                 "the config file is larger than %d bytes", CONFIG_FILE_MAX);
 
         for (;;) {
                 ssize_t n;

@@ -303,11 +303,42 @@ static void daemon_reload(struct daemon *d, const char *path)
         d->config = c;
         c = NULL;
         discovery_reset(d);
+        if (d->key_rejected) {
+                /* Perhaps a new key: one job list tries it at once. */
+                d->key_retry_usec = now_usec(CLOCK_MONOTONIC);
+                d->key_backoff_usec = (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+        }
         log_printf(LOG_NOTICE, "reloaded: watching %zu content items", d->n_items);
 out:
         config_free(c);
         d->status_dirty = true;
         notify_ready("reloaded");
+}
+
+/*
+ * While Connect rejects the key (item.c, key_rejected): no item is polled on its schedule;
+ * one job list, of each item in turn, is tried when key_retry_usec comes, the wait doubling
+ * from the poll interval up to poll.max_interval_seconds. The first list answered ends it.
+ */
+static void key_rejected_tick(struct daemon *d, uint64_t now, uint64_t *deadline)
+{
+        uint64_t ceiling = (uint64_t) d->config->poll_max_interval_seconds * USEC_PER_SEC;
+
+        if (now >= d->key_retry_usec && d->n_listing == 0 && !d->disk_low && backlog_has_room(d)) {
+                for (size_t k = 0; k < d->n_items; k++) {
+                        struct item *it = d->items[(d->key_probe_next + k) % d->n_items];
+                        if (it->gone || !it->polled)
+                                continue;
+                        d->key_probe_next = (d->key_probe_next + k + 1) % d->n_items;
+                        item_poll(it);
+                        break;
+                }
+                d->key_retry_usec = now + d->key_backoff_usec;
+                d->key_backoff_usec =
+                        2 * d->key_backoff_usec < ceiling ? 2 * d->key_backoff_usec : ceiling;
+        }
+        if (d->key_retry_usec < *deadline)
+                *deadline = d->key_retry_usec;
 }
 
 int daemon_run_forever(struct daemon *d, const char *config_path)
@@ -358,12 +389,15 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
                 /* While the disk is low, due polls wait for the next disk check; while the
                  * backlog is full, for the jobs in flight to finish (they wake the loop). */
                 size_t i = 0;
-                while (!d->disk_low && (i = schedule_next_due(d->items, d->n_items, i, now,
-                                                              &deadline)) < d->n_items) {
-                        if (backlog_has_room(d))
-                                item_poll(d->items[i]);
-                        i++;
-                }
+                if (d->key_rejected)
+                        key_rejected_tick(d, now, &deadline);
+                else
+                        while (!d->disk_low && (i = schedule_next_due(d->items, d->n_items, i, now,
+                                                                      &deadline)) < d->n_items) {
+                                if (backlog_has_room(d))
+                                        item_poll(d->items[i]);
+                                i++;
+                        }
                 if (notify_watchdog_deadline(&d->watchdog) < deadline)
                         deadline = notify_watchdog_deadline(&d->watchdog);
                 if (d->status_dirty && last_status + USEC_PER_SEC < deadline)

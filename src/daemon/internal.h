@@ -58,6 +58,8 @@ struct tag_tree;
 #define SPOOL_BUFFER (64 * 1024)
 /* A job failing this many polls in a row is reported as stuck (log line and metric). */
 #define STUCK_AFTER_FAILURES 5
+/* Failures of one item's poll said one by one; the rest are summed up in one line at its end. */
+#define FAILURES_SAID_PER_POLL 3
 /* How often the service checks free space, and prunes past the retention window. */
 #define DISK_CHECK_EVERY_USEC (5 * USEC_PER_SEC)
 #define RETENTION_EVERY_USEC  (3600 * USEC_PER_SEC)
@@ -100,6 +102,10 @@ struct item {
         uint64_t poll_started_usec;
         double last_poll_seconds;
         struct failure *failures; /* jobs that failed in a row, until archived */
+        /* This poll's failures (job_failed): how many, how many were not said one by one, of
+         * those how many just became stuck, and the last of their reasons. */
+        unsigned poll_failures, poll_failures_quiet, poll_stuck_quiet;
+        char *poll_failure_last;
         struct item *next_retired;
 
         /* The job list as it arrives (on_list_done says how it works). */
@@ -202,6 +208,12 @@ struct daemon {
         size_t feed_next;  /* the item feed_tasks() starts with */
         int64_t start_epoch;
         bool connect_up;
+        /* A job list answered 401: the key is rejected, so polling stops but for one job list
+         * now and then (key_retry_usec, the wait doubling from the poll interval to its
+         * ceiling), until one is answered or a reload brings a new key. */
+        bool key_rejected;
+        uint64_t key_retry_usec, key_backoff_usec;
+        size_t key_probe_next;
         bool disk_low; /* free space under min_free_mb: no new jobs start */
         uint64_t free_mb;
         uint64_t next_disk_check_usec;

@@ -33,6 +33,7 @@ void item_free(struct item *it)
                 it->failures = f->next;
                 free(f);
         }
+        free(it->poll_failure_last);
         free(it->guid);
         free(it->name);
         free(it->connect_name);
@@ -52,6 +53,8 @@ static int set_string(char **field, const char *value)
         return 0;
 }
 
+static void failures_summary(struct item *it);
+
 void item_idle_check(struct item *it)
 {
         struct daemon *d = it->d;
@@ -68,6 +71,7 @@ void item_idle_check(struct item *it)
                 return;
         }
         it->polled = true;
+        failures_summary(it);
         d->last_cycle_usec = now_usec(CLOCK_MONOTONIC);
         it->last_poll_seconds =
                 (double) (d->last_cycle_usec - it->poll_started_usec) / (double) USEC_PER_SEC;
@@ -119,7 +123,9 @@ static void failure_clear(struct item *it, const char *key)
  * Reports one failure of a job and counts it. The first few failures in a row are warnings;
  * the STUCK_AFTER_FAILURES-th is an error saying it keeps failing; after that the job is
  * still retried every poll, but only debug lines and the metric speak of it, so a job that
- * can never be archived does not flood the journal.
+ * can never be archived does not flood the journal. Nor do many jobs failing at once (a
+ * download endpoint that refuses them all): a poll says its first FAILURES_SAID_PER_POLL
+ * failures one by one and the rest in one line at its end (failures_summary).
  */
 _printf_(3, 4) static void job_failed(struct item *it, const char *key, const char *fmt, ...)
 {
@@ -138,13 +144,42 @@ _printf_(3, 4) static void job_failed(struct item *it, const char *key, const ch
         d->stats.jobs_failed++;
         it->failing = true;
         n = d->once ? 1 : failure_count(it, key);
-        if (n < STUCK_AFTER_FAILURES)
+        if (n <= STUCK_AFTER_FAILURES && ++it->poll_failures > FAILURES_SAID_PER_POLL) {
+                it->poll_failures_quiet++;
+                it->poll_stuck_quiet += n == STUCK_AFTER_FAILURES;
+                char *last = strdup(msg);
+                if (last) {
+                        free(it->poll_failure_last);
+                        it->poll_failure_last = last;
+                }
+                log_job(LOG_DEBUG, it, key, "%s; failed %u polls in a row", msg, n);
+        } else if (n < STUCK_AFTER_FAILURES)
                 log_job(LOG_WARNING, it, key, "%s; will retry next cycle", msg);
         else if (n == STUCK_AFTER_FAILURES)
                 log_job(LOG_ERR, it, key, "%s; failed %u polls in a row, still retrying every poll",
                         msg, n);
         else
                 log_job(LOG_DEBUG, it, key, "%s; failed %u polls in a row", msg, n);
+}
+
+/* The end of a poll: one line for the failures job_failed() did not say one by one. */
+static void failures_summary(struct item *it)
+{
+        if (it->poll_failures_quiet > 0) {
+                char stuck[128] = "";
+                if (it->poll_stuck_quiet > 0)
+                        (void) snprintf(stuck, sizeof(stuck),
+                                        "; %u of them failed %u polls in a row, still retrying "
+                                        "every poll",
+                                        it->poll_stuck_quiet, STUCK_AFTER_FAILURES);
+                log_job(it->poll_stuck_quiet > 0 ? LOG_ERR : LOG_WARNING, it, NULL,
+                        "%u more jobs failed this poll (the last: %s)%s; will retry next cycle",
+                        it->poll_failures_quiet,
+                        it->poll_failure_last ? it->poll_failure_last : "out of memory", stuck);
+        }
+        it->poll_failures = it->poll_failures_quiet = it->poll_stuck_quiet = 0;
+        free(it->poll_failure_last);
+        it->poll_failure_last = NULL;
 }
 
 /* A task's end (job.c): the job is archived, or it failed and is retried next poll. */
@@ -408,6 +443,44 @@ static bool list_refused(struct item *it, const struct http_result *res)
 }
 
 /*
+ * A job list answered 401: Connect rejects the key itself (revoked, expired), so every other
+ * request would be refused too. Said once, for the daemon, not once per item and poll; the
+ * service then stops polling but for one job list now and then (daemon.c, key_rejected_tick)
+ * and resumes when one is answered, or a reload tries the key again at once. In --once mode
+ * it is a failure of the item like any other. Returns whether res was a 401.
+ */
+static bool key_rejected(struct item *it, const struct http_result *res)
+{
+        struct daemon *d = it->d;
+        char why[512];
+
+        if (d->once || res->outcome != HTTP_AUTH || res->status != 401)
+                return false;
+        (void) result_reason(res, d->config->server_url, why, sizeof(why));
+        d->stats.items_failed++;
+        it->failing = true;
+        if (!d->key_rejected) {
+                uint64_t interval = (uint64_t) d->config->poll_interval_seconds * USEC_PER_SEC;
+                d->key_rejected = true;
+                d->key_backoff_usec = interval;
+                d->key_retry_usec = now_usec(CLOCK_MONOTONIC) + interval;
+                log_printf(LOG_ERR,
+                           "Connect rejects the API key (%s, listing the jobs of %s); polling "
+                           "stops: one job list is tried every %u to %u s until the key is "
+                           "accepted; put a valid key in place and reload (systemctl reload "
+                           "connect-job-archiver)",
+                           why, it->guid, d->config->poll_interval_seconds,
+                           d->config->poll_max_interval_seconds);
+                (void) snprintf(d->problem, sizeof(d->problem), "%s",
+                                "Connect rejects the API key; polling paused until a key is "
+                                "accepted (replace it and reload)");
+        } else
+                log_job(LOG_DEBUG, it, NULL, "cannot list jobs: %s", why);
+        item_drop_pending(it);
+        return true;
+}
+
+/*
  * The end of a job list. Its body went through the stream as it came (list_element), so
  * memory never held more than one element and the bytes of the jobs to act on are in the
  * spool. Only now, the list being whole and valid, do they start: feed_tasks() reads them
@@ -439,6 +512,8 @@ static void on_list_done(void *userdata, const struct http_result *res)
         it->stream = NULL;
         if (res->outcome != HTTP_OK && r == 0 && list_refused(it, res))
                 return;
+        if (res->outcome != HTTP_OK && r == 0 && key_rejected(it, res))
+                return;
         if (res->outcome != HTTP_OK && r == 0) {
                 it->failing = true;
                 log_job(LOG_WARNING, it, NULL, "cannot list jobs: %s; will retry next cycle",
@@ -455,6 +530,10 @@ static void on_list_done(void *userdata, const struct http_result *res)
                 return;
         }
         it->failing = false;
+        if (d->key_rejected) {
+                d->key_rejected = false;
+                log_printf(LOG_NOTICE, "the API key is accepted again; polling resumes");
+        }
         if (it->forbidden)
                 log_job(LOG_NOTICE, it, NULL, "its jobs can be read again");
         it->forbidden = false;
@@ -614,6 +693,7 @@ void item_poll(struct item *it)
         item_ask_name(it);
 
         it->polled = false;
+        it->poll_failures = it->poll_failures_quiet = it->poll_stuck_quiet = 0;
         it->listing = true;
         it->d->n_listing++;
         it->generation++;

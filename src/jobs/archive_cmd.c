@@ -296,17 +296,6 @@ static void human_size(int64_t n, char *buf, size_t size)
         }
 }
 
-/* Text safe for one terminal line: control characters become '?', at most max bytes. */
-static void put_sanitized(FILE *f, const char *s, size_t max)
-{
-        size_t n = 0;
-
-        for (; *s && n < max; s++, n++)
-                fputc((unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s, f);
-        if (*s)
-                fputs("...", f);
-}
-
 static int ls_json(const struct common *c, const struct scan_job *j)
 {
         struct obuf b = {0};
@@ -364,6 +353,240 @@ static int ls_json(const struct common *c, const struct scan_job *j)
         return b.error;
 }
 
+/*
+ * The table ls prints. Its columns are as wide as their widest cell, so no row can be
+ * printed before every record is read; what is kept of a job is only what its row shows,
+ * packed (struct row, then its key and its sanitized error summary) into chunks, with the
+ * content name and the tag interned: about 60 bytes a job instead of the record's 300 (the
+ * struct scan_job and its seven strings), which the scan frees a date at a time.
+ */
+#define ROW_CHUNK   (256 * 1024)
+#define SUMMARY_MAX 120 /* bytes of an error summary shown; longer ones end in "..." */
+
+struct row {
+        int64_t start;
+        int64_t log_bytes;
+        int32_t exit_code;
+        uint32_t name; /* interned: the content's name, or its GUID */
+        uint32_t tag;  /* interned; UINT32_MAX: none */
+        int16_t status;
+        uint8_t has_exit_code, has_error;
+        uint16_t key_len, summary_len; /* the bytes that follow the struct */
+};
+
+struct row_chunk {
+        struct row_chunk *next;
+        size_t used;
+        char data[ROW_CHUNK];
+};
+
+struct strings {
+        char **s; /* by id */
+        size_t n, cap;
+        uint32_t *slots; /* open addressing: id + 1, 0 free */
+        size_t n_slots;
+};
+
+struct table {
+        const struct common *c;
+        struct row_chunk *first, *last;
+        struct strings names, tags;
+        size_t n;
+        size_t wname, wkey, wtag;
+        int status;
+};
+
+static void strings_done(struct strings *t)
+{
+        for (size_t i = 0; i < t->n; i++)
+                free(t->s[i]);
+        free(t->s);
+        free(t->slots);
+}
+
+/* The id of s in t, added when new; -ENOMEM. */
+static int64_t strings_intern(struct strings *t, const char *s)
+{
+        size_t len = strlen(s), mask;
+        uint32_t *slot;
+
+        if (2 * (t->n + 1) > t->n_slots) {
+                size_t n_slots = t->n_slots ? 2 * t->n_slots : 64;
+                uint32_t *slots = calloc(n_slots, sizeof(*slots));
+
+                if (!slots)
+                        return -ENOMEM;
+                for (size_t i = 0; i < t->n; i++) {
+                        size_t h = (size_t) hash64(t->s[i], strlen(t->s[i])) & (n_slots - 1);
+                        while (slots[h])
+                                h = (h + 1) & (n_slots - 1);
+                        slots[h] = (uint32_t) i + 1;
+                }
+                free(t->slots);
+                t->slots = slots;
+                t->n_slots = n_slots;
+        }
+        mask = t->n_slots - 1;
+        for (size_t h = (size_t) hash64(s, len) & mask;; h = (h + 1) & mask) {
+                slot = &t->slots[h];
+                if (!*slot)
+                        break;
+                if (strcmp(t->s[*slot - 1], s) == 0)
+                        return *slot - 1;
+        }
+        if (t->n == t->cap) {
+                size_t cap = t->cap ? 2 * t->cap : 16;
+                char **v = reallocarray(t->s, cap, sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                t->s = v;
+                t->cap = cap;
+        }
+        t->s[t->n] = strdup(s);
+        if (!t->s[t->n])
+                return -ENOMEM;
+        *slot = (uint32_t) ++t->n;
+        return (int64_t) t->n - 1;
+}
+
+/* The summary as the table shows it: control characters as '?', at most SUMMARY_MAX bytes
+ * then "...". */
+static size_t sanitize_summary(const char *s, char *buf)
+{
+        size_t n = 0;
+
+        for (; *s && n < SUMMARY_MAX; s++)
+                buf[n++] = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
+        if (*s) {
+                memcpy(buf + n, "...", 3);
+                n += 3;
+        }
+        return n;
+}
+
+static int table_add(struct table *t, const struct scan_job *j)
+{
+        const char *name = job_name(t->c->ctx, j);
+        char summary[SUMMARY_MAX + 3];
+        struct row row = {
+                .start = j->start,
+                .log_bytes = j->log_bytes,
+                .exit_code = j->exit_code,
+                .tag = UINT32_MAX,
+                .status = (int16_t) (j->status >= -1 && j->status <= 3 ? j->status : -1),
+                .has_exit_code = j->has_exit_code,
+                .has_error = j->has_error,
+        };
+        size_t key_len = strlen(j->key), need, l;
+        int64_t id;
+
+        if (key_len > UINT16_MAX)
+                return -EINVAL; /* a file name is at most 255 bytes */
+        if (j->has_error)
+                row.summary_len = (uint16_t) sanitize_summary(
+                        j->error_summary ? j->error_summary : "(error)", summary);
+        row.key_len = (uint16_t) key_len;
+        id = strings_intern(&t->names, name ? name : j->guid);
+        if (id < 0)
+                return (int) id;
+        row.name = (uint32_t) id;
+        if (j->tag) {
+                id = strings_intern(&t->tags, j->tag);
+                if (id < 0)
+                        return (int) id;
+                row.tag = (uint32_t) id;
+        }
+        need = sizeof(row) + key_len + row.summary_len;
+        if (!t->last || t->last->used + need > ROW_CHUNK) {
+                struct row_chunk *ch = malloc(sizeof(*ch));
+
+                if (!ch)
+                        return -ENOMEM;
+                ch->next = NULL;
+                ch->used = 0;
+                if (t->last)
+                        t->last->next = ch;
+                else
+                        t->first = ch;
+                t->last = ch;
+        }
+        char *p = t->last->data + t->last->used;
+        memcpy(p, &row, sizeof(row));
+        memcpy(p + sizeof(row), j->key, key_len);
+        memcpy(p + sizeof(row) + key_len, summary, row.summary_len);
+        t->last->used += need;
+        t->n++;
+        l = strlen(name ? name : j->guid);
+        t->wname = l > t->wname ? l : t->wname;
+        t->wkey = key_len > t->wkey ? key_len : t->wkey;
+        l = j->tag ? strlen(j->tag) : 1;
+        t->wtag = l > t->wtag ? l : t->wtag;
+        return 0;
+}
+
+static void table_print(struct table *t)
+{
+        const struct common *c = t->c;
+
+        if (t->n > 0)
+                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  %s\n", c->utc ? 20 : 19, "START",
+                       (int) t->wname, "CONTENT", (int) t->wkey, "KEY", (int) t->wtag, "TAG",
+                       "STATUS", "EXIT", "LOG", "ERROR");
+        for (const struct row_chunk *ch = t->first; ch; ch = ch->next)
+                for (size_t off = 0; off < ch->used;) {
+                        const char *p = ch->data + off;
+                        char when[32], size[16], ec[16];
+                        struct row row;
+
+                        memcpy(&row, p, sizeof(row));
+                        format_time(c, row.start, when, sizeof(when));
+                        human_size(row.log_bytes, size, sizeof(size));
+                        if (row.has_exit_code)
+                                (void) snprintf(ec, sizeof(ec), "%d", row.exit_code);
+                        else
+                                (void) snprintf(ec, sizeof(ec), "-");
+                        printf("%-*s  %-*s  %-*.*s%*s  %-*s  %-9s  %4s  %6s  ", c->utc ? 20 : 19,
+                               when, (int) t->wname, t->names.s[row.name], (int) row.key_len,
+                               (int) row.key_len, p + sizeof(row), (int) (t->wkey - row.key_len),
+                               "", (int) t->wtag, row.tag == UINT32_MAX ? "-" : t->tags.s[row.tag],
+                               status_word(row.status), ec, size);
+                        fwrite(p + sizeof(row) + row.key_len, 1, row.summary_len, stdout);
+                        putchar('\n');
+                        off += sizeof(row) + row.key_len + row.summary_len;
+                }
+}
+
+static void table_done(struct table *t)
+{
+        while (t->first) {
+                struct row_chunk *ch = t->first;
+                t->first = ch->next;
+                free(ch);
+        }
+        strings_done(&t->names);
+        strings_done(&t->tags);
+}
+
+/* A date's jobs, as the scan hands them over: printed at once with -o json (one date's records
+ * are all that is held), else kept as rows of the table. */
+static int ls_batch(void *userdata, struct scan_job *jobs, size_t n, bool last)
+{
+        struct table *t = userdata;
+        int r = 0;
+
+        (void) last;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                if (t->c->json) {
+                        if (ls_json(t->c, &jobs[i]) < 0)
+                                t->status = 1;
+                } else
+                        r = table_add(t, &jobs[i]);
+        }
+        scan_jobs_free(jobs, n);
+        return r;
+}
+
 int archive_cmd_ls(struct cli *cli, int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -371,13 +594,10 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         const struct archive_cmd_ctx *ctx;
         struct common c;
         _cleanup_close_ int rootfd = -1;
-        struct scan_job *jobs = NULL;
         struct catalog *cat = NULL;
-        size_t n = 0;
         unsigned warnings = 0;
         bool reverse = false;
-        int opt, r, status = 0;
-        size_t wname = 7, wkey = 3, wtag = 3;
+        int opt, r;
 
         common_init(&c, cli);
         ctx = c.ctx;
@@ -420,61 +640,27 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         }
         cat = catalog_plan_open(rootfd, NULL, NULL, NULL); /* the job table, where it covers */
         c.f.catalog = cat;
-        r = archive_scan(rootfd, &c.f, scan_warn_print, &c, &jobs, &n, &warnings);
+        struct table t = {.c = &c, .wname = 7, .wkey = 3, .wtag = 3};
+        c.f.newest_first = reverse;
+        r = archive_scan_dates(rootfd, &c.f, scan_warn_print, &c, ls_batch, &t, &warnings);
         if (r < 0) {
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
+                table_done(&t);
+                catalog_free(cat);
                 common_done(&c);
                 return 1;
         }
         if (warnings > 0)
-                status = 1;
-
-        for (size_t i = 0; i < n && !c.json; i++) {
-                const char *name = job_name(ctx, &jobs[i]);
-                size_t l = strlen(name ? name : jobs[i].guid);
-                wname = l > wname ? l : wname;
-                l = strlen(jobs[i].key);
-                wkey = l > wkey ? l : wkey;
-                l = jobs[i].tag ? strlen(jobs[i].tag) : 1;
-                wtag = l > wtag ? l : wtag;
-        }
-        if (!c.json && n > 0)
-                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  %s\n", c.utc ? 20 : 19, "START",
-                       (int) wname, "CONTENT", (int) wkey, "KEY", (int) wtag, "TAG", "STATUS",
-                       "EXIT", "LOG", "ERROR");
-        for (size_t k = 0; k < n; k++) {
-                const struct scan_job *j = &jobs[reverse ? n - 1 - k : k];
-                char when[32], size[16], ec[16];
-                const char *name;
-
-                if (c.json) {
-                        if (ls_json(&c, j) < 0)
-                                status = 1;
-                        continue;
-                }
-                name = job_name(ctx, j);
-                format_time(&c, j->start, when, sizeof(when));
-                human_size(j->log_bytes, size, sizeof(size));
-                if (j->has_exit_code)
-                        (void) snprintf(ec, sizeof(ec), "%d", j->exit_code);
-                else
-                        (void) snprintf(ec, sizeof(ec), "-");
-                printf("%-*s  %-*s  %-*s  %-*s  %-9s  %4s  %6s  ", c.utc ? 20 : 19, when,
-                       (int) wname, name ? name : j->guid, (int) wkey, j->key, (int) wtag,
-                       j->tag ? j->tag : "-", status_word(j->status), ec, size);
-                if (j->has_error)
-                        put_sanitized(stdout, j->error_summary ? j->error_summary : "(error)", 120);
-                putchar('\n');
-        }
+                t.status = 1;
+        if (!c.json)
+                table_print(&t);
         if (fflush(stdout) != 0)
-                status = 1;
-        scan_jobs_free(jobs, n);
+                t.status = 1;
+        table_done(&t);
         catalog_free(cat);
         common_done(&c);
-        return status;
+        return t.status;
 }
-
-/* ---- search ----------------------------------------------------------------------------- */
 
 struct slot {
         struct obuf out, err;

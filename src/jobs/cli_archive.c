@@ -56,7 +56,13 @@ int cli_archive_find(struct cli *c, const struct cli_content *ct, const char *ke
         *ret = NULL;
         if (dir && path_component_is_safe(key, strlen(key)) && key[0] != '.') {
                 rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (rootfd < 0)
+                /* No archive there is usual (a host without the service); one that cannot
+                 * be read (not in the service group) is said, or the answer that follows
+                 * (Connect's, or no key) would hide why the archive was not used. */
+                if (rootfd < 0 && errno != ENOENT)
+                        cli_say("cannot open the archive %s: %m%s", dir,
+                                c->config->server_url ? "; asking Connect" : "");
+                else if (rootfd < 0)
                         log_printf(LOG_DEBUG, "cannot open the archive %s: %m", dir);
         }
         if (rootfd >= 0) {

@@ -237,6 +237,11 @@ class FakeConnect:
     def set_tags(self, tags):
         self.control("PUT", "tags", tags)
 
+    def set_api_key(self, key):
+        """The key the server accepts from now on (None: any): the old one is revoked."""
+        self.control("PUT", "api_key", key)
+        self.api_key = key
+
     def set_user(self, user):
         """The key's user for GET /v1/user (None: the endpoint does not exist)."""
         self.control("PUT", "user", user)

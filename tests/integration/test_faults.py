@@ -490,7 +490,11 @@ class FaultTest(unittest.TestCase):
         with FakeConnect({g: [good, odd]}, api_key=KEY) as fc:
             fc.add_fault(path=r"/%s/jobs$" % g, kind="garbage", body=body, times=-1)
             cfg = self.config(fc, [g])
-            p = self.run_once(cfg, expect=1)
+            # -v: past the first three, a poll's failures are debug lines, and one line at
+            # the end of the poll sums them up (FAILURES_SAID_PER_POLL).
+            p = self.run_once(cfg, "-v", expect=1)
+            self.assertRegex(p.stderr, r"(?m)^<4>content=%s \(-\): %d more jobs failed this "
+                             r"poll \(the last: " % (g, len(wrong) - 3))
             arch = read_archive(self.archive)
             self.assertEqual(sorted(arch.jobs), ["goodAmongBad0001", "oddFieldTypes001"])
             self.assert_archived(arch, g, good)
