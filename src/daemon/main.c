@@ -57,7 +57,18 @@ static void print_summary(const struct config *c, FILE *f)
                 fprintf(f, "tls:                verified against the system CA store\n");
         fprintf(f, "timeout:            %u s\n", c->timeout_seconds);
         fprintf(f, "max concurrent:     %u requests\n", c->max_concurrent_requests);
-        fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
+        if (c->s3) {
+                fprintf(f, "archive:            s3 %s, bucket %s, %s%s%s, region %s\n",
+                        c->s3_endpoint, c->s3_bucket, c->s3_prefix ? "prefix " : "no prefix",
+                        c->s3_prefix ? c->s3_prefix : "", c->s3_prefix ? "/" : "", c->s3_region);
+                if (c->s3_credentials_source)
+                        fprintf(f, "s3 credentials:     from %s (not shown)\n",
+                                c->s3_credentials_source);
+                fprintf(f, "local state:        %s (lock, staging)\n",
+                        c->archive_dir ? c->archive_dir : "(none)");
+        } else {
+                fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
+        }
         fprintf(f, "compression level:  %d\n", c->compression_level);
         if (c->retention_days)
                 fprintf(f, "retention:          %u days\n", c->retention_days);
@@ -157,6 +168,8 @@ int main(int argc, char *argv[])
         r = config_load(arg_config, &config, &err);
         if (r >= 0)
                 r = config_resolve_api_key(config, &err);
+        if (r >= 0)
+                r = config_resolve_s3_credentials(config, &err);
         if (r < 0) {
                 log_printf(LOG_ERR, "%s", err.message);
                 config_free(config);
