@@ -16,5 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+        # DEPS_NO_RECOMMENDS=1 (tests/s3/rgw.sh: Ceph's recommends are large and unneeded).
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+                ${DEPS_NO_RECOMMENDS:+--no-install-recommends} "${missing[@]}" >/dev/null
 fi

@@ -162,7 +162,9 @@ struct archive_batch *archive_batch_new(struct archive *a);
  * error_json (NULL for none) and record_json are copied. done is called from
  * archive_batch_commit() with 0 once the record is in place, or -errno when this job could
  * not be archived (its temporaries are then gone and nothing of it is under a final name;
- * files it did not create itself are never replaced or removed: -EEXIST).
+ * files it did not create itself are never replaced or removed: -EEXIST). -EALREADY: another
+ * writer's record appeared first (two archivers on one store: an S3 HA pair), so the job is
+ * archived, by the other one; its files are left to that record.
  */
 int archive_batch_add(struct archive_batch *b, const struct archive_loc *loc,
                       struct archive_file *log, const char *error_json, const char *record_json,

@@ -59,6 +59,13 @@ enum {
 
 struct store_ops {
         const char *kind; /* "local", ... for messages and tests */
+        /*
+         * Writers on other machines may use the same store at once (an object store: its lock
+         * is only local), so a name published without replacing may at once be another
+         * writer's too. The archive then takes a record that exists already as the job
+         * archived by that writer, and leaves the job's other files to it.
+         */
+        bool shared;
         void (*free)(struct store *s);
 
         /*
@@ -137,6 +144,43 @@ struct store_dir {
  * when the root is not writable.
  */
 int store_local_open(const char *dir, struct store **ret);
+/* For a store that stages its temporaries in a local store (store_s3.c): name's temporary in
+ * d (a local store's folder) opened read-only, or -errno. */
+int store_local_tmp_open(struct store_dir *d, const char *name);
+
+/*
+ * An S3-compatible object store (store_s3.c): objects "[<prefix>/]<path>/<name>" in bucket,
+ * temporaries staged as files of a local store under staging_dir (which also holds the lock,
+ * the scratch files and the free-space answer). Opening asks the bucket once (one
+ * ListObjectsV2 of a single key), so that wrong credentials or a missing bucket are said at
+ * start: -EKEYREJECTED (403: InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied),
+ * -ENOMEDIUM (404 NoSuchBucket), -EIO (unreachable after the retries), or the local store's
+ * -errno; errbuf then says what S3 answered (never a secret).
+ */
+struct store_s3_options {
+        const char *endpoint; /* "http(s)://host[:port]" */
+        const char *bucket;
+        const char *prefix; /* NULL or "a/b" */
+        const char *region;
+        const char *access_key_id;
+        const char *secret_access_key;
+        const char *staging_dir;
+        unsigned timeout_seconds;
+        unsigned max_concurrent;
+        uint64_t multipart_threshold; /* a larger staged file goes up in parts; 0: 64 MiB */
+        uint64_t part_size;           /* >= 5 MiB; 0: 16 MiB */
+        /* sweep() aborts multipart uploads started longer ago than this; 0: an hour. */
+        unsigned abandoned_upload_seconds;
+        bool verbose;
+};
+int store_s3_open(const struct store_s3_options *o, struct store **ret, char *errbuf,
+                  size_t errsize);
+
+/* Counters of an S3 store's requests since it was opened, by kind (for tests and logs). */
+struct store_s3_counts {
+        uint64_t put, put_conflict, head, get, list, delete_, post, retried;
+};
+void store_s3_counts(const struct store *s, struct store_s3_counts *ret);
 
 void store_names_free(char **names, size_t n);
 

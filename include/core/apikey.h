@@ -33,3 +33,23 @@ int apikey_resolve(const struct apikey_sources *src, char **ret_key, char **ret_
 
 /* Wipes the key (explicit_bzero) and frees it. Accepts NULL. */
 void apikey_free(char *key);
+
+/* The S3 credentials (archive.s3): what the operator configured; every field may be NULL. */
+struct s3cred_sources {
+        const char *access_key_id_file;     /* archive.s3.access_key_id_file */
+        const char *secret_access_key_file; /* archive.s3.secret_access_key_file */
+        const char *origin;                 /* as in struct apikey_sources */
+};
+
+/*
+ * Finds the S3 access key id and secret access key, first found wins, always as a pair: the
+ * two files (both must be set, exist and hold a value; mode checked as for the API key);
+ * $CREDENTIALS_DIRECTORY/s3-access-key-id and s3-secret-access-key (systemd
+ * LoadCredential=); $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY. Half a pair at a
+ * source is an error, not a reason to try the next one. Whitespace is stripped as for the
+ * API key. On success the caller owns *ret_id and *ret_secret (apikey_free() each) and
+ * *ret_source (free()). Returns 0, -ENOKEY (nothing found) or another -errno; reterr never
+ * holds either value.
+ */
+int s3_credentials_resolve(const struct s3cred_sources *src, char **ret_id, char **ret_secret,
+                           char **ret_source, struct config_error *reterr);

@@ -41,6 +41,16 @@ struct config {
         unsigned retention_days; /* 0..36500, default 0 = keep forever */
         uint64_t min_free_mb;    /* 0..1048576, default 100 */
 
+        /* archive.s3: (optional) the archive in an S3-compatible object store; archive_dir
+         * then holds only local state (the lock, staged uploads). */
+        bool s3;                         /* the section is there */
+        char *s3_endpoint;               /* "http(s)://host[:port]", no trailing '/' */
+        char *s3_bucket;                 /* a valid bucket name */
+        char *s3_prefix;                 /* NULL, or "a/b" (no leading or trailing '/') */
+        char *s3_region;                 /* default "us-east-1" */
+        char *s3_access_key_id_file;     /* NULL when not set */
+        char *s3_secret_access_key_file; /* NULL when not set */
+
         /* poll: */
         unsigned poll_interval_seconds;     /* 1..86400, default 60 */
         unsigned poll_max_interval_seconds; /* quiet items back off to this; >= interval */
@@ -62,6 +72,11 @@ struct config {
         /* Filled by config_resolve_api_key(); wiped by config_free(). */
         char *api_key;
         char *api_key_source; /* where it came from, e.g. "file /etc/...", "$CONNECT_API_KEY" */
+
+        /* Filled by config_resolve_s3_credentials(); wiped by config_free(). */
+        char *s3_access_key_id;
+        char *s3_secret_access_key;
+        char *s3_credentials_source;
 };
 
 /*
@@ -82,6 +97,14 @@ int config_parse(const char *name, const char *data, size_t len, struct config *
  * c unchanged. The key never appears in reterr.
  */
 int config_resolve_api_key(struct config *c, struct config_error *reterr);
+
+/*
+ * With archive.s3, looks up the S3 credentials with s3_credentials_resolve() (apikey.h: the
+ * two files, then the systemd credentials, then $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY)
+ * into c, wiping earlier ones. Without archive.s3 it does nothing. Returns 0 or -errno with
+ * reterr set; neither secret ever appears in reterr.
+ */
+int config_resolve_s3_credentials(struct config *c, struct config_error *reterr);
 
 void config_free(struct config *c);
 void config_freep(struct config **c);

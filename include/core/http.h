@@ -21,6 +21,14 @@ void http_global_cleanup(void);
 
 struct http_options {
         const char *api_key; /* copied into the Authorization header; never logged */
+        /*
+         * Instead of api_key (which is then NULL): AWS Signature Version 4 on every request,
+         * through libcurl (CURLOPT_AWS_SIGV4 with this provider string, "aws:amz:REGION:s3",
+         * and CURLOPT_USERPWD "<access key id>:<secret>", copied and wiped on free). The
+         * caller writes URLs in SigV4's canonical form and sends x-amz-content-sha256.
+         */
+        const char *aws_sigv4;
+        const char *aws_userpwd;
         const char *ca_file; /* NULL for the system store */
         bool verify_tls;
         unsigned timeout_seconds; /* connect timeout, and the stall (low-speed) window */
@@ -46,6 +54,7 @@ struct http_result {
         int sink_error;           /* -errno from the body sink, 0 if none */
         unsigned attempts;        /* tries made */
         int64_t retry_after_usec; /* from Retry-After, -1 when absent */
+        char etag[128];           /* the response's ETag header as sent (quotes included), or "" */
         enum http_outcome outcome;
         char detail[256]; /* curl's error text or the server's error message, escaped */
         /* The whole body for requests without a sink (capped); the error body otherwise. */
@@ -86,6 +95,9 @@ int http_get(struct http_engine *e, const char *url, const struct http_sink *sin
 enum http_method {
         HTTP_METHOD_GET,
         HTTP_METHOD_DELETE,
+        HTTP_METHOD_PUT,  /* with a body (below), always with its Content-Length */
+        HTTP_METHOD_HEAD, /* no body comes back: done() sees the status and headers */
+        HTTP_METHOD_POST, /* with a body (below), possibly empty */
 };
 
 struct http_call {
@@ -99,6 +111,19 @@ struct http_call {
          */
         bool stream;
         const struct http_sink *sink; /* NULL: collect the body as http_get() does */
+        /* Extra request headers ("Name: value"), NULL-terminated; copied. */
+        const char *const *headers;
+        /*
+         * The request body of PUT and POST, sent with a Content-Length (never chunked):
+         * from memory (body, body_len; copied), or with body_is_fd the body_len bytes of
+         * body_fd from body_offset, read with pread (so the fd's offset is not used, and a
+         * retry reads them again); the fd is borrowed and must stay open until done().
+         */
+        const void *body;
+        bool body_is_fd;
+        int body_fd;
+        uint64_t body_offset;
+        uint64_t body_len;
 };
 #define HTTP_STREAM_KEEPALIVE_SECONDS 15
 

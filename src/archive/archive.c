@@ -29,6 +29,8 @@ struct batch_entry {
          * only names this entry created itself (see archive_batch_commit). */
         bool error_tmp, record_tmp;
         bool log_final, error_final, record_final;
+        /* Another writer's record won the publish: the job is archived, by it (-EALREADY). */
+        bool elsewhere;
 };
 
 /* A day folder of a batch, opened once through the store (beneath the root, never through a
@@ -350,6 +352,11 @@ static int entry_publish(struct archive_batch *b, struct batch_entry *e, enum ar
         if (r < 0)
                 return r;
         r = store_publish(d, name, 0);
+        /* A store shared with another writer: its record may be there by now, and then the
+         * job is its; nothing of ours is published over its files. */
+        if (r == -EEXIST && kind != ARCHIVE_KIND_RECORD && b->archive->store->ops->shared &&
+            archive_job_is_archived(b->archive, &e->loc))
+                return -EALREADY;
         /* A log or error file without its record (checked at archive_batch_add) is what a
          * writer killed between steps c and f left. Under the lock that writer is dead, so
          * the file is nobody's: replace it, atomically, and it is ours from then on. Without
@@ -388,6 +395,10 @@ static void entry_remove(struct archive_batch *b, struct batch_entry *e, enum ar
  */
 static void entry_rollback(struct archive_batch *b, struct batch_entry *e)
 {
+        /* The other writer's record may describe the very log and error objects we published
+         * (two writers of one job write the same names): they are its now. */
+        if (e->elsewhere)
+                e->log_final = e->error_final = false;
         if (e->record_final)
                 entry_remove(b, e, ARCHIVE_KIND_RECORD, false);
         if (e->record_tmp)
@@ -562,6 +573,7 @@ int archive_batch_commit(struct archive_batch *b)
                 if (e->log) {
                         r = entry_publish(&this, e, ARCHIVE_KIND_LOG);
                         if (r < 0) {
+                                e->elsewhere = r == -EALREADY;
                                 e->r = r;
                                 continue;
                         }
@@ -571,6 +583,7 @@ int archive_batch_commit(struct archive_batch *b)
                 if (e->error_tmp) {
                         r = entry_publish(&this, e, ARCHIVE_KIND_ERROR);
                         if (r < 0) {
+                                e->elsewhere = r == -EALREADY;
                                 e->r = r;
                                 continue;
                         }
@@ -602,6 +615,12 @@ int archive_batch_commit(struct archive_batch *b)
                 if (e->r < 0)
                         continue;
                 r = entry_publish(&this, e, ARCHIVE_KIND_RECORD);
+                if (r == -EEXIST && b->archive->store->ops->shared) {
+                        /* Checked absent at archive_batch_add, so another writer made it
+                         * since: the job is archived; never replace a record. */
+                        e->elsewhere = true;
+                        r = -EALREADY;
+                }
                 if (r < 0) {
                         e->r = r;
                         continue;
@@ -619,7 +638,9 @@ int archive_batch_commit(struct archive_batch *b)
 
                 if (e->r < 0) {
                         entry_rollback(&this, e);
-                        keep_first_error(&first_error, e->r);
+                        /* Archived by another writer is not a failure of the batch. */
+                        if (e->r != -EALREADY)
+                                keep_first_error(&first_error, e->r);
                 } else {
                         committed++;
                 }
@@ -635,7 +656,7 @@ int archive_batch_commit(struct archive_batch *b)
         free(entries);
         dirs_free(this.dirs, this.n_dirs);
 
-        return committed > 0 || n == 0 ? committed : first_error;
+        return committed > 0 || n == 0 || first_error == 0 ? committed : first_error;
 }
 
 void archive_batch_free(struct archive_batch *b)

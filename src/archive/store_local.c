@@ -397,6 +397,18 @@ static int local_tmp_create(struct store_dir *d, const char *name, int *ret_fd)
         return 0;
 }
 
+int store_local_tmp_open(struct store_dir *d, const char *name)
+{
+        char tmp[NAME_MAX + 1];
+        int fd, r;
+
+        r = tmp_name(tmp, sizeof(tmp), name);
+        if (r < 0)
+                return r;
+        fd = openat(dir_of(d)->fd, tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        return fd >= 0 ? fd : -errno;
+}
+
 static int local_tmp_remove(struct store_dir *d, const char *name)
 {
         char tmp[NAME_MAX + 1];

@@ -37,6 +37,10 @@ enum value_type {
         TYPE_CONTENT,  /* the content sequence, read by the state machine itself */
         TYPE_EXCLUDE,  /* discover.exclude: a sequence of GUIDs, read by the state machine */
         TYPE_RULES,    /* discover.rules: a sequence of rule mappings, likewise */
+        TYPE_S3,       /* archive.s3: a mapping of the "archive.s3" rows below */
+        TYPE_BUCKET,   /* an S3 bucket name: 3..63 of a-z 0-9 . -, alphanumeric at both ends */
+        TYPE_PREFIX,   /* an object name prefix: "a/b", no empty, "." or ".." component */
+        TYPE_REGION,   /* an AWS region name: a-z 0-9 - */
 };
 
 #define POLL_MAX_INTERVAL_DEFAULT 600
@@ -72,6 +76,14 @@ static const struct key_spec keys[] = {
         KEY("archive", "compression_level", TYPE_INT, false, 1, 9, 6, compression_level),
         KEY("archive", "retention_days", TYPE_UINT, false, 0, 36500, 0, retention_days),
         KEY("archive", "min_free_mb", TYPE_U64, false, 0, 1048576, 100, min_free_mb),
+        KEY("archive", "s3", TYPE_S3, false, 0, 0, 0, s3),
+        KEY("archive.s3", "endpoint", TYPE_URL, true, 0, 0, 0, s3_endpoint),
+        KEY("archive.s3", "bucket", TYPE_BUCKET, true, 0, 0, 0, s3_bucket),
+        KEY("archive.s3", "prefix", TYPE_PREFIX, false, 0, 0, 0, s3_prefix),
+        KEY("archive.s3", "region", TYPE_REGION, false, 0, 0, 0, s3_region),
+        KEY("archive.s3", "access_key_id_file", TYPE_PATH, false, 0, 0, 0, s3_access_key_id_file),
+        KEY("archive.s3", "secret_access_key_file", TYPE_PATH, false, 0, 0, 0,
+            s3_secret_access_key_file),
         KEY("poll", "interval_seconds", TYPE_UINT, false, 1, 86400, 60, poll_interval_seconds),
         KEY("poll", "max_interval_seconds", TYPE_UINT, false, 1, 86400, POLL_MAX_INTERVAL_DEFAULT,
             poll_max_interval_seconds),
@@ -84,8 +96,12 @@ static const struct key_spec keys[] = {
 };
 
 /* The top-level keys whose value is a mapping of the keys[] rows that name them. */
-static const char *const sections[] = {"server", "archive", "poll", "discover"};
+static const char *const sections[] = {"server", "archive", "poll", "discover", "archive.s3"};
+#define SECTION_ARCHIVE  1
 #define SECTION_DISCOVER 3
+/* A mapping inside archive: (the value of its key "s3"), not a top-level section. */
+#define SECTION_S3     4
+#define N_TOP_SECTIONS 4
 
 /* The keys of a discovery rule. */
 enum rule_key {
@@ -118,6 +134,7 @@ enum state {
         STATE_TOP_VALUE,     /* the value of p->section or p->key */
         STATE_SECTION_KEY,   /* a key of section p->section, or the end of the section */
         STATE_SECTION_VALUE, /* the scalar value of p->key */
+        STATE_S3_VALUE,      /* the value of archive.s3: a mapping, or null */
         STATE_CONTENT_ITEM,  /* a bare GUID, an item mapping, or the end of the content list */
         STATE_ITEM_KEY,      /* "guid" or "name", or the end of the item */
         STATE_ITEM_VALUE,    /* the scalar value of p->item_key */
@@ -280,6 +297,14 @@ static const char *type_expectation(enum value_type t)
                 return "a sequence of content GUIDs";
         case TYPE_RULES:
                 return "a sequence of rules";
+        case TYPE_S3:
+                return "a mapping";
+        case TYPE_BUCKET:
+                return "a bucket name";
+        case TYPE_PREFIX:
+                return "an object name prefix";
+        case TYPE_REGION:
+                return "a region name";
         }
         return "a value";
 }
@@ -298,7 +323,7 @@ static const char *allowed_keys(int section, char *buf, size_t size)
 {
         buf[0] = '\0';
         if (section < 0)
-                for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                for (size_t i = 0; i < N_TOP_SECTIONS; i++)
                         append_word(buf, size, sections[i]);
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 const char *s = keys[i].section;
@@ -324,7 +349,7 @@ static const struct key_spec *find_key(const char *section, const char *name)
 
 static int find_section(const char *name)
 {
-        for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+        for (size_t i = 0; i < N_TOP_SECTIONS; i++)
                 if (strcmp(name, sections[i]) == 0)
                         return (int) i;
         return -1;
@@ -562,6 +587,71 @@ static int store_number(const struct key_spec *k, struct config *c, uint64_t v)
         }
 }
 
+/*
+ * S3's bucket naming rules (the strict, DNS-compatible ones that AWS enforces for new
+ * buckets): 3 to 63 characters, lower-case letters, digits, '.' and '-', a letter or digit at
+ * both ends, no "..", and not shaped like an IP address.
+ */
+static const char *bucket_problem(const char *v)
+{
+        size_t len = strlen(v);
+        bool all_digits_dots = true;
+
+        if (len < 3 || len > 63)
+                return "is not a bucket name (3 to 63 characters)";
+        for (size_t i = 0; i < len; i++) {
+                char ch = v[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+                      ch == '-'))
+                        return "is not a bucket name (lower-case letters, digits, '.' and '-')";
+                if (ch != '.' && !(ch >= '0' && ch <= '9'))
+                        all_digits_dots = false;
+        }
+        if (!isalnum((unsigned char) v[0]) || !isalnum((unsigned char) v[len - 1]))
+                return "is not a bucket name (it must begin and end with a letter or digit)";
+        if (strstr(v, ".."))
+                return "is not a bucket name (\"..\" inside)";
+        if (all_digits_dots)
+                return "is not a bucket name (it looks like an IP address)";
+        return NULL;
+}
+
+/*
+ * archive.s3.prefix: object names begin "<prefix>/". Written with or without a trailing '/';
+ * stored without. Its components are checked as the archive's own path components are
+ * (no empty one, no "." or "..", no control characters), so that "<prefix>/<guid>/..."
+ * keys stay plain paths for every S3 client.
+ */
+static int store_prefix(struct parser_state *p, const struct key_spec *k, const yaml_event_t *e)
+{
+        const yaml_mark_t *m = &e->start_mark;
+        const char *v = scalar_value(e);
+        char full[64], esc[LOG_ESCAPE_MAX];
+        size_t len = strlen(v);
+
+        (void) key_full_name(k, full, sizeof(full));
+        while (len > 0 && v[len - 1] == '/')
+                len--;
+        if (len == 0)
+                return parse_error(p, m, "%s: must not be empty (leave it out for none)", full);
+        if (len > 512)
+                return parse_error(p, m, "%s: longer than 512 bytes", full);
+        if (has_control_chars(v))
+                return parse_error(p, m, "%s: \"%s\" contains control characters", full,
+                                   log_escape(v, esc, sizeof(esc)));
+        for (size_t i = 0; i < len;) {
+                size_t n = strcspn(v + i, "/");
+                if (n > len - i)
+                        n = len - i;
+                if (n == 0 || (n == 1 && v[i] == '.') || (n == 2 && v[i] == '.' && v[i + 1] == '.'))
+                        return parse_error(p, m,
+                                           "%s: \"%s\" has an empty, \".\" or \"..\" component",
+                                           full, log_escape(v, esc, sizeof(esc)));
+                i += n + 1;
+        }
+        return store_string(p, k, strndup(v, len));
+}
+
 /* Checks the scalar value of key k against its row and stores it in p->c. */
 static int store_value(struct parser_state *p, const struct key_spec *k, const yaml_event_t *e)
 {
@@ -630,9 +720,25 @@ static int store_value(struct parser_state *p, const struct key_spec *k, const y
                 if (r < 0)
                         return parse_error(p, m, "%s: internal error: no field of that type", full);
                 return 0;
+        case TYPE_BUCKET:
+                problem = bucket_problem(v);
+                if (problem)
+                        return parse_error(p, m, "%s: \"%s\" %s", full,
+                                           log_escape(v, esc, sizeof(esc)), problem);
+                return store_string(p, k, strdup(v));
+        case TYPE_PREFIX:
+                return store_prefix(p, k, e);
+        case TYPE_REGION:
+                if (*v == '\0' || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(v))
+                        return parse_error(p, m,
+                                           "%s: \"%s\" is not a region name (lower-case "
+                                           "letters, digits and '-', like us-east-1)",
+                                           full, log_escape(v, esc, sizeof(esc)));
+                return store_string(p, k, strdup(v));
         case TYPE_CONTENT:
         case TYPE_EXCLUDE:
         case TYPE_RULES:
+        case TYPE_S3:
                 break;
         }
         return parse_error(p, m, "%s: unexpected value", full);
@@ -864,8 +970,9 @@ static int on_section_key(struct parser_state *p, const yaml_event_t *e)
         int r;
 
         if (e->type == YAML_MAPPING_END_EVENT) {
-                p->section = -1;
-                p->state = STATE_TOP_KEY;
+                /* The end of archive.s3 goes back to the rest of archive:. */
+                p->section = p->section == SECTION_S3 ? SECTION_ARCHIVE : -1;
+                p->state = p->section < 0 ? STATE_TOP_KEY : STATE_SECTION_KEY;
                 return 0;
         }
         r = expect_scalar_key(p, e);
@@ -880,7 +987,7 @@ static int on_section_key(struct parser_state *p, const yaml_event_t *e)
         p->key_line[k - keys] = e->start_mark.line + 1;
         p->key_mark[k - keys] = e->start_mark;
         p->key = k;
-        p->state = STATE_SECTION_VALUE;
+        p->state = k->type == TYPE_S3 ? STATE_S3_VALUE : STATE_SECTION_VALUE;
         return 0;
 }
 
@@ -1157,6 +1264,22 @@ static int on_event(struct parser_state *p, const yaml_event_t *e)
                 return on_section_key(p, e);
         case STATE_SECTION_VALUE:
                 return on_section_value(p, e);
+        case STATE_S3_VALUE:
+                if (e->type == YAML_MAPPING_START_EVENT) {
+                        p->c->s3 = true;
+                        p->section_line[SECTION_S3] = e->start_mark.line + 1;
+                        p->section_mark[SECTION_S3] = p->key_mark[p->key - keys];
+                        p->section = SECTION_S3;
+                        p->state = STATE_SECTION_KEY;
+                        return 0;
+                }
+                if (scalar_is_null(e)) {
+                        /* "s3:" with every key commented out: no object store. */
+                        p->state = STATE_SECTION_KEY;
+                        return 0;
+                }
+                return parse_error(p, &e->start_mark, "archive.s3: expected a mapping, got %s",
+                                   describe(e, got, sizeof(got)));
         case STATE_EXCLUDE_ITEM:
                 if (e->type == YAML_SEQUENCE_END_EVENT) {
                         p->state = STATE_SECTION_KEY;
@@ -1279,6 +1402,29 @@ static int check_ca_file(struct parser_state *p)
         return 0;
 }
 
+/*
+ * archive.s3.endpoint is the service's root: "http(s)://host[:port]", no path (the bucket
+ * goes in the path, path-style, which every S3-compatible store takes). The region defaults
+ * to us-east-1, which is also what an S3-compatible store that ignores regions accepts.
+ */
+static int check_s3(struct parser_state *p)
+{
+        const struct key_spec *k = find_key("archive.s3", "endpoint");
+        struct config *c = p->c;
+        const char *path = strstr(c->s3_endpoint, "://");
+        char esc[LOG_ESCAPE_MAX];
+
+        path = path ? strpbrk(path + 3, "/?#") : NULL;
+        if (path)
+                return parse_error(p, &p->key_mark[k - keys],
+                                   "archive.s3.endpoint: \"%s\" has a path; give only "
+                                   "http(s)://host[:port] (the bucket is archive.s3.bucket)",
+                                   log_escape(c->s3_endpoint, esc, sizeof(esc)));
+        if (!c->s3_region && !(c->s3_region = strdup("us-east-1")))
+                return parse_oom(p);
+        return 0;
+}
+
 /* After the whole document: required keys, the $CONNECT_SERVER fallback, the CA file. */
 static int finish(struct parser_state *p)
 {
@@ -1303,11 +1449,15 @@ static int finish(struct parser_state *p)
         }
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 const struct key_spec *k = &keys[i];
-                const char *hint = k->type == TYPE_URL ? " (or set $CONNECT_SERVER)" : "";
+                const char *hint = k->offset == offsetof(struct config, server_url)
+                                           ? " (or set $CONNECT_SERVER)"
+                                           : "";
                 bool missing;
                 int s;
 
                 if (!k->required)
+                        continue;
+                if (k->section && strcmp(k->section, "archive.s3") == 0 && !c->s3)
                         continue;
                 if (k->type == TYPE_CONTENT) {
                         if (c->discover)
@@ -1324,7 +1474,10 @@ static int finish(struct parser_state *p)
                 if (!missing)
                         continue;
                 /* Point at the section the key belongs in when there is one. */
-                s = k->section ? find_section(k->section) : -1;
+                s = -1;
+                for (size_t j = 0; k->section && j < ELEMENTSOF(sections); j++)
+                        if (strcmp(k->section, sections[j]) == 0)
+                                s = (int) j;
                 (void) key_full_name(k, full, sizeof(full));
                 if (s >= 0 && p->section_line[s])
                         return parse_error(p, &p->section_mark[s], "%s is required%s", full, hint);
@@ -1342,6 +1495,11 @@ static int finish(struct parser_state *p)
                                            c->poll_max_interval_seconds, c->poll_interval_seconds);
         } else if (c->poll_max_interval_seconds < c->poll_interval_seconds) {
                 c->poll_max_interval_seconds = c->poll_interval_seconds;
+        }
+        if (c->s3) {
+                int r = check_s3(p);
+                if (r < 0)
+                        return r;
         }
         if (c->ca_file)
                 return check_ca_file(p);
@@ -1505,6 +1663,30 @@ int config_resolve_api_key(struct config *c, struct config_error *reterr)
         return 0;
 }
 
+int config_resolve_s3_credentials(struct config *c, struct config_error *reterr)
+{
+        const struct s3cred_sources src = {
+                .access_key_id_file = c->s3_access_key_id_file,
+                .secret_access_key_file = c->s3_secret_access_key_file,
+                .origin = c->path,
+        };
+        char *id, *secret, *source;
+        int r;
+
+        if (!c->s3)
+                return 0;
+        r = s3_credentials_resolve(&src, &id, &secret, &source, reterr);
+        if (r < 0)
+                return r;
+        apikey_free(c->s3_access_key_id);
+        apikey_free(c->s3_secret_access_key);
+        free(c->s3_credentials_source);
+        c->s3_access_key_id = id;
+        c->s3_secret_access_key = secret;
+        c->s3_credentials_source = source;
+        return 0;
+}
+
 /* Frees c and everything it owns, wiping the API key first. Accepts NULL and half-built. */
 void config_free(struct config *c)
 {
@@ -1517,6 +1699,15 @@ void config_free(struct config *c)
         free(c->ca_file);
         free(c->archive_dir);
         free(c->metrics_file);
+        free(c->s3_endpoint);
+        free(c->s3_bucket);
+        free(c->s3_prefix);
+        free(c->s3_region);
+        free(c->s3_access_key_id_file);
+        free(c->s3_secret_access_key_file);
+        apikey_free(c->s3_access_key_id);
+        apikey_free(c->s3_secret_access_key);
+        free(c->s3_credentials_source);
         for (size_t i = 0; i < c->n_content; i++) {
                 free(c->content[i].guid);
                 free(c->content[i].name);

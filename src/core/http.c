@@ -36,6 +36,14 @@ struct http_request {
         void *userdata;
         enum http_method method;
         bool stream;
+        /* Its own header list (the engine's plus the call's extra headers), or NULL. */
+        struct curl_slist *own_headers;
+        /* The request body (PUT, POST): a copy in memory, or a region of a borrowed fd. */
+        char *body_copy;
+        bool up_is_fd;
+        int up_fd;
+        uint64_t up_offset, up_len;
+        uint64_t up_pos; /* bytes of the body sent in this attempt */
         CURL *easy;
         unsigned attempts;
         uint64_t due_usec; /* when a delayed retry may start */
@@ -45,6 +53,7 @@ struct http_request {
         bool began;
         int sink_error;
         int64_t retry_after_usec;
+        char etag[128];
         char *body;
         size_t body_len, body_cap;
         char errbuf[CURL_ERROR_SIZE];
@@ -60,6 +69,8 @@ struct http_engine {
         size_t running_cap;
         size_t n_running, n_queued, n_delayed;
         char *ca_file;
+        char *aws_sigv4;   /* the SigV4 provider string, or NULL */
+        char *aws_userpwd; /* "<id>:<secret>", wiped on free */
         uint64_t rnd_state;
         bool cancelling;
 };
@@ -177,6 +188,15 @@ int64_t http_parse_retry_after(const char *value, int64_t now_epoch)
         return (when - now_epoch) * (int64_t) USEC_PER_SEC;
 }
 
+/* Wipes a secret string and frees it. */
+static void apikey_wipe_free(char *s)
+{
+        if (!s)
+                return;
+        explicit_bzero(s, strlen(s));
+        free(s);
+}
+
 static uint64_t next_random(struct http_engine *e)
 {
         /* xorshift64*: jitter needs spread, not secrecy. */
@@ -194,20 +214,28 @@ static void request_reset_attempt(struct http_request *req)
         req->began = false;
         req->sink_error = 0;
         req->retry_after_usec = -1;
+        req->etag[0] = '\0';
+        req->up_pos = 0;
         req->body_len = 0;
         req->errbuf[0] = '\0';
+}
+
+static void slist_free_wiped(struct curl_slist *list)
+{
+        for (struct curl_slist *l = list; l; l = l->next)
+                explicit_bzero(l->data, strlen(l->data));
+        curl_slist_free_all(list);
 }
 
 static void headers_unref(struct http_headers *h)
 {
         if (!h || --h->refs > 0)
                 return;
-        for (struct curl_slist *l = h->list; l; l = l->next)
-                explicit_bzero(l->data, strlen(l->data));
-        curl_slist_free_all(h->list);
+        slist_free_wiped(h->list);
         free(h);
 }
 
+/* api_key NULL: requests signed with SigV4, which needs no header of ours. */
 static int headers_new(const char *api_key, struct http_headers **ret)
 {
         struct http_headers *h = calloc(1, sizeof(*h));
@@ -217,6 +245,10 @@ static int headers_new(const char *api_key, struct http_headers **ret)
         if (!h)
                 return -ENOMEM;
         h->refs = 1;
+        if (!api_key) {
+                *ret = h;
+                return 0;
+        }
         if (asprintf(&auth, "Authorization: Key %s", api_key) < 0) {
                 free(h);
                 return -ENOMEM;
@@ -245,6 +277,8 @@ static void request_free(struct http_request *req)
         if (req->easy)
                 curl_easy_cleanup(req->easy);
         headers_unref(req->headers);
+        slist_free_wiped(req->own_headers);
+        free(req->body_copy);
         free(req->body);
         free(req->url);
         free(req);
@@ -340,6 +374,17 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
                 req->status = 0;
                 return len;
         }
+        if (len > 5 && len < sizeof(req->etag) + 5 && strncasecmp(buffer, "etag:", 5) == 0) {
+                size_t start = 5, end = len;
+                while (start < end && (buffer[start] == ' ' || buffer[start] == '\t'))
+                        start++;
+                while (end > start && (buffer[end - 1] == '\r' || buffer[end - 1] == '\n' ||
+                                       buffer[end - 1] == ' '))
+                        end--;
+                memcpy(req->etag, buffer + start, end - start);
+                req->etag[end - start] = '\0';
+                return len;
+        }
         if (len > sizeof(name) - 1 && len < 256 &&
             strncasecmp(buffer, name, sizeof(name) - 1) == 0) {
                 char value[256];
@@ -386,12 +431,98 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
  * The operator's requests: DELETE, and streams. A stream has no stall timeout (a quiet job
  * is not a dead server); keep-alive probes find a dead peer instead.
  */
+static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+        struct http_request *req = userdata;
+        uint64_t left = req->up_len - req->up_pos;
+        size_t want = size * nitems;
+
+        if (want > left)
+                want = (size_t) left;
+        if (want == 0)
+                return 0;
+        if (!req->up_is_fd) {
+                memcpy(buffer, req->body_copy + req->up_pos, want);
+        } else {
+                ssize_t n;
+                do
+                        n = pread(req->up_fd, buffer, want, (off_t) (req->up_offset + req->up_pos));
+                while (n < 0 && errno == EINTR);
+                if (n <= 0) {
+                        /* A file that shrank under us, or EIO: nothing to retry for. */
+                        req->sink_error = n < 0 ? -errno : -EIO;
+                        return CURL_READFUNC_ABORT;
+                }
+                want = (size_t) n;
+        }
+        req->up_pos += want;
+        return want;
+}
+
+/* libcurl rewinds the body when it must send it again (a redirect, a reused connection that
+ * was closed under it). */
+static int on_seek(void *userdata, curl_off_t offset, int origin)
+{
+        struct http_request *req = userdata;
+
+        if (origin != SEEK_SET || offset < 0 || (uint64_t) offset > req->up_len)
+                return CURL_SEEKFUNC_CANTSEEK;
+        req->up_pos = (uint64_t) offset;
+        return CURL_SEEKFUNC_OK;
+}
+
+static const char *method_name(enum http_method m)
+{
+        switch (m) {
+        case HTTP_METHOD_GET:
+                return "GET";
+        case HTTP_METHOD_DELETE:
+                return "DELETE";
+        case HTTP_METHOD_PUT:
+                return "PUT";
+        case HTTP_METHOD_HEAD:
+                return "HEAD";
+        case HTTP_METHOD_POST:
+                return "POST";
+        }
+        return "?";
+}
+
+/* The body of PUT and POST: always with a Content-Length (no chunked uploads). */
+static int request_setup_body(struct http_request *req)
+{
+        CURL *c = req->easy;
+
+        if (curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_READDATA, req) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_SEEKDATA, req) != CURLE_OK)
+                return -ENOMEM;
+        if (req->method == HTTP_METHOD_PUT)
+                return curl_easy_setopt(c, CURLOPT_UPLOAD, 1L) != CURLE_OK ||
+                                       curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+                                                        (curl_off_t) req->up_len) != CURLE_OK
+                               ? -ENOMEM
+                               : 0;
+        return curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK ||
+                               curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+                                                (curl_off_t) req->up_len) != CURLE_OK
+                       ? -ENOMEM
+                       : 0;
+}
+
 static int request_setup_call(struct http_request *req)
 {
         CURL *c = req->easy;
 
         if (req->method == HTTP_METHOD_DELETE &&
             curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE") != CURLE_OK)
+                return -ENOMEM;
+        /* CURLOPT_NOBODY, not a custom "HEAD", which would wait for a body. */
+        if (req->method == HTTP_METHOD_HEAD && curl_easy_setopt(c, CURLOPT_NOBODY, 1L) != CURLE_OK)
+                return -ENOMEM;
+        if ((req->method == HTTP_METHOD_PUT || req->method == HTTP_METHOD_POST) &&
+            request_setup_body(req) < 0)
                 return -ENOMEM;
         if (req->stream && (curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 0L) != CURLE_OK ||
                             curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE,
@@ -412,16 +543,41 @@ static int request_setup_easy(struct http_engine *e, struct http_request *req)
         req->easy = c;
         req->headers = e->headers;
         req->headers->refs++;
+        if (req->own_headers) {
+                /* The engine's headers go first, copied into the request's own list. */
+                struct curl_slist *l = NULL;
+                for (struct curl_slist *h = e->headers->list; h; h = h->next) {
+                        struct curl_slist *n = curl_slist_append(l, h->data);
+                        if (!n) {
+                                slist_free_wiped(l);
+                                return -ENOMEM;
+                        }
+                        l = n;
+                }
+                for (struct curl_slist *h = req->own_headers; h; h = h->next) {
+                        struct curl_slist *n = curl_slist_append(l, h->data);
+                        if (!n) {
+                                slist_free_wiped(l);
+                                return -ENOMEM;
+                        }
+                        l = n;
+                }
+                slist_free_wiped(req->own_headers);
+                req->own_headers = l;
+        }
         /* Every one of these is a plain setter that fails only on out-of-memory. */
         if (curl_easy_setopt(c, CURLOPT_URL, req->url) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_PRIVATE, req) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_HTTPHEADER, req->headers->list) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_HTTPHEADER,
+                             req->own_headers ? req->own_headers : req->headers->list) !=
+                    CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_USERAGENT, CJA_USER_AGENT) != CURLE_OK ||
             /* Job lists and content listings are JSON that compresses tenfold: ask for
              * gzip (libcurl decodes it before any sink or parser sees a byte). */
-            curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "gzip") != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, e->aws_sigv4 ? NULL : "gzip") !=
+                    CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, req) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
@@ -438,6 +594,10 @@ static int request_setup_easy(struct http_engine *e, struct http_request *req)
         /* CURLOPT_CAINFO copies the string, so a reload may free ours. */
         if (e->ca_file && curl_easy_setopt(c, CURLOPT_CAINFO, e->ca_file) != CURLE_OK)
                 return -ENOMEM;
+        /* libcurl signs the request as it sends it (the URL must already be canonical). */
+        if (e->aws_sigv4 && (curl_easy_setopt(c, CURLOPT_AWS_SIGV4, e->aws_sigv4) != CURLE_OK ||
+                             curl_easy_setopt(c, CURLOPT_USERPWD, e->aws_userpwd) != CURLE_OK))
+                return -ENOMEM;
         if (request_setup_call(req) < 0)
                 return -ENOMEM;
         if (o->verbose && (curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug) != CURLE_OK ||
@@ -451,7 +611,8 @@ static int engine_apply(struct http_engine *e, const struct http_options *opts)
         struct http_headers *h;
         int r;
 
-        if (!opts->api_key || opts->max_concurrent == 0 || opts->max_attempts == 0)
+        if (!opts->api_key == !opts->aws_sigv4 || !opts->aws_sigv4 != !opts->aws_userpwd ||
+            opts->max_concurrent == 0 || opts->max_attempts == 0)
                 return -EINVAL;
         /* The slot array only grows: after a lower cap, older transfers still hold slots. */
         if (opts->max_concurrent > e->running_cap) {
@@ -462,13 +623,27 @@ static int engine_apply(struct http_engine *e, const struct http_options *opts)
                 e->running = running;
                 e->running_cap = opts->max_concurrent;
         }
+        char *sigv4 = NULL, *userpwd = NULL;
+        if (opts->aws_sigv4 &&
+            (!(sigv4 = strdup(opts->aws_sigv4)) || !(userpwd = strdup(opts->aws_userpwd)))) {
+                free(sigv4);
+                return -ENOMEM;
+        }
         r = headers_new(opts->api_key, &h);
-        if (r < 0)
+        if (r < 0) {
+                free(sigv4);
+                apikey_wipe_free(userpwd);
                 return r;
+        }
+        free(e->aws_sigv4);
+        apikey_wipe_free(e->aws_userpwd);
+        e->aws_sigv4 = sigv4;
+        e->aws_userpwd = userpwd;
         headers_unref(e->headers);
         e->headers = h;
         e->opts = *opts;
-        e->opts.api_key = NULL; /* the only copy lives in the header list */
+        e->opts.api_key = NULL;                         /* the only copy lives in the header list */
+        e->opts.aws_sigv4 = e->opts.aws_userpwd = NULL; /* ours are e->aws_* */
         e->opts.ca_file = NULL; /* requests copy what they need at submission */
         free(e->ca_file);
         e->ca_file = NULL;
@@ -526,10 +701,12 @@ static void finish_request(struct http_request *req, enum http_outcome outcome, 
                 .attempts = req->attempts,
                 .retry_after_usec = req->retry_after_usec,
                 .outcome = outcome,
+                .etag = "",
                 .body = req->body,
                 .body_len = req->body_len,
         };
 
+        memcpy(res.etag, req->etag, sizeof(res.etag));
         if (req->sink_error == -EFBIG && !req->has_sink)
                 (void) snprintf(res.detail, sizeof(res.detail),
                                 "the response is larger than %u MiB, refused",
@@ -602,6 +779,32 @@ int http_submit(struct http_engine *e, const struct http_call *call, http_done_f
         if (!req->url) {
                 request_free(req);
                 return -ENOMEM;
+        }
+        for (const char *const *h = call->headers; h && *h; h++) {
+                struct curl_slist *l = curl_slist_append(req->own_headers, *h);
+                if (!l) {
+                        request_free(req);
+                        return -ENOMEM;
+                }
+                req->own_headers = l;
+        }
+        if (call->method == HTTP_METHOD_PUT || call->method == HTTP_METHOD_POST) {
+                req->up_len = call->body_len;
+                req->up_is_fd = call->body_is_fd;
+                req->up_fd = call->body_fd;
+                req->up_offset = call->body_offset;
+                if (!call->body_is_fd && call->body_len > 0) {
+                        if (!call->body || call->body_len > SIZE_MAX) {
+                                request_free(req);
+                                return -EINVAL;
+                        }
+                        req->body_copy = malloc((size_t) call->body_len);
+                        if (!req->body_copy) {
+                                request_free(req);
+                                return -ENOMEM;
+                        }
+                        memcpy(req->body_copy, call->body, (size_t) call->body_len);
+                }
         }
         /* The easy handle is made when the transfer starts, with the options (and key) in
          * force then, so a long queue costs little memory and a reload reaches it. */
@@ -694,7 +897,7 @@ static void attempt_done(struct http_engine *e, struct http_request *req, CURLco
                 }
                 char why[LOG_ESCAPE_MAX];
                 log_printf(LOG_DEBUG, "%s %s: %s (%s), retry %u in %.1f s",
-                           req->method == HTTP_METHOD_DELETE ? "DELETE" : "GET", req->url,
+                           method_name(req->method), req->url,
                            req->errbuf[0] ? log_escape_text(req->errbuf, why, sizeof(why))
                                           : "HTTP error",
                            http_outcome_to_string(outcome), req->attempts,
@@ -793,6 +996,8 @@ void http_engine_free(struct http_engine *e)
                 curl_multi_cleanup(e->multi);
         headers_unref(e->headers);
         free(e->ca_file);
+        free(e->aws_sigv4);
+        apikey_wipe_free(e->aws_userpwd);
         free(e->running);
         free(e);
 }

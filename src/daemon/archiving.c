@@ -14,6 +14,7 @@
 #include "config.h"
 #include "internal.h"
 #include "log.h"
+#include "store.h"
 #include "util.h"
 
 /* Retention: a job dated before the cutoff day is past the window and is not fetched. */
@@ -82,16 +83,66 @@ bool disk_check(struct daemon *d)
         return low;
 }
 
+/* Test knobs for the S3 store's multipart sizes (bytes; unset or invalid: the defaults). */
+static uint64_t s3_env_bytes(const char *name)
+{
+        const char *v = getenv(name);
+        char *end;
+        unsigned long long n;
+
+        if (!v || !*v)
+                return 0;
+        errno = 0;
+        n = strtoull(v, &end, 10);
+        return errno == 0 && *end == '\0' ? (uint64_t) n : 0;
+}
+
 int daemon_archive_setup(struct daemon *d)
 {
         unsigned removed = 0;
         int r;
 
-        r = archive_open(d->config->archive_dir, d->config->compression_level, ARCHIVE_THREADS_AUTO,
-                         &d->archive);
-        if (r < 0)
-                return log_errno(LOG_ERR, r, "cannot open the archive directory %s: %m",
-                                 d->config->archive_dir);
+        /* The one place the store is chosen: the local folder, or S3 with the folder as its
+         * staging area. */
+        if (d->config->s3) {
+                const struct config *c = d->config;
+                const struct store_s3_options o = {
+                        .endpoint = c->s3_endpoint,
+                        .bucket = c->s3_bucket,
+                        .prefix = c->s3_prefix,
+                        .region = c->s3_region,
+                        .access_key_id = c->s3_access_key_id,
+                        .secret_access_key = c->s3_secret_access_key,
+                        .staging_dir = c->archive_dir,
+                        .timeout_seconds = c->timeout_seconds,
+                        .max_concurrent = c->max_concurrent_requests,
+                        .multipart_threshold = s3_env_bytes("CJA_S3_MULTIPART_THRESHOLD"),
+                        .part_size = s3_env_bytes("CJA_S3_PART_SIZE"),
+                        .abandoned_upload_seconds =
+                                (unsigned) s3_env_bytes("CJA_S3_ABANDONED_SECONDS"),
+                        .verbose = d->verbose,
+                };
+                struct store *st = NULL;
+                char why[512];
+
+                r = store_s3_open(&o, &st, why, sizeof(why));
+                if (r < 0) {
+                        log_printf(LOG_ERR, "cannot open the archive in S3: %s", why);
+                        return r;
+                }
+                r = archive_open_store(st, c->compression_level, ARCHIVE_THREADS_AUTO, &d->archive);
+                if (r < 0)
+                        return log_errno(LOG_ERR, r, "cannot open the archive: %m");
+                log_printf(LOG_INFO, "archiving to s3 bucket %s%s%s at %s (staging in %s)",
+                           c->s3_bucket, c->s3_prefix ? ", prefix " : "",
+                           c->s3_prefix ? c->s3_prefix : "", c->s3_endpoint, c->archive_dir);
+        } else {
+                r = archive_open(d->config->archive_dir, d->config->compression_level,
+                                 ARCHIVE_THREADS_AUTO, &d->archive);
+                if (r < 0)
+                        return log_errno(LOG_ERR, r, "cannot open the archive directory %s: %m",
+                                         d->config->archive_dir);
+        }
         /* One writer per archive, before the sweep: another writer's temporaries are live. */
         pid_t holder = 0;
         r = archive_lock(d->archive, &holder);
@@ -121,9 +172,11 @@ int daemon_archive_setup(struct daemon *d)
                 log_printf(LOG_NOTICE, "removed %u temporary files left by an earlier run",
                            removed);
         /* The search catalog (README "Searching the archive"); CJA_CATALOG=0 turns it off, for
-         * the benchmark's comparison. Without it, connect-jobs reads the records and logs. */
+         * the benchmark's comparison. Without it, connect-jobs reads the records and logs. It
+         * lives beside a local archive only: in S3 it is not written yet (README "The archive
+         * in S3"). */
         const char *cat = getenv("CJA_CATALOG"), *seal = getenv("CJA_CATALOG_SEAL_JOBS");
-        if (!cat || strcmp(cat, "0") != 0) {
+        if (!d->config->s3 && (!cat || strcmp(cat, "0") != 0)) {
                 r = archive_catalog_enable(d->archive, d->config->archive_dir,
                                            seal ? (unsigned) strtoul(seal, NULL, 10) : 0);
                 if (r < 0)

@@ -18,6 +18,7 @@
 #include "daemon.h"
 #include "internal.h"
 #include "log.h"
+#include "store.h"
 #include "util.h"
 
 static struct http_options http_options_for(const struct config *c, bool verbose)
@@ -196,6 +197,24 @@ static void counts_get(const struct daemon *d, struct daemon_counts *ret)
         };
 }
 
+/* With archive.s3: what the store asked of S3 this run (the jobs another archiver of a pair
+ * archived first, and the requests by kind). */
+static void s3_summary(const struct daemon *d)
+{
+        struct store_s3_counts c;
+
+        if (!d->config->s3 || !d->archive)
+                return;
+        store_s3_counts(archive_store(d->archive), &c);
+        log_printf(LOG_NOTICE,
+                   "s3: %" PRIu64 " jobs archived by another archiver first; requests: %" PRIu64
+                   " PUT (%" PRIu64 " refused as existing), %" PRIu64 " HEAD, %" PRIu64
+                   " GET, %" PRIu64 " LIST, %" PRIu64 " DELETE, %" PRIu64 " POST, %" PRIu64
+                   " retries",
+                   d->stats.jobs_archived_elsewhere, c.put, c.put_conflict, c.head, c.get, c.list,
+                   c.delete_, c.post, c.retried);
+}
+
 int daemon_run_once(struct daemon *d, struct daemon_counts *ret_counts)
 {
         uint64_t start = now_usec(CLOCK_MONOTONIC);
@@ -244,6 +263,7 @@ int daemon_run_once(struct daemon *d, struct daemon_counts *ret_counts)
                    " bytes out, %.2f s",
                    d->n_items, d->stats.jobs_archived, d->stats.jobs_failed, d->stats.items_failed,
                    d->stats.bytes_in, d->stats.bytes_out, secs);
+        s3_summary(d);
         counts_get(d, ret_counts);
         return 0;
 }
@@ -425,5 +445,6 @@ int daemon_run_forever(struct daemon *d, const char *config_path)
         daemon_metrics_update(d);
         log_printf(LOG_NOTICE, "stopped: %" PRIu64 " jobs archived, %" PRIu64 " failed this run",
                    d->stats.jobs_archived, d->stats.jobs_failed);
+        s3_summary(d);
         return r < 0 ? r : 0;
 }

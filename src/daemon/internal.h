@@ -68,10 +68,11 @@ struct tag_tree;
 
 struct daemon_stats {
         uint64_t jobs_archived;
-        uint64_t jobs_failed;  /* jobs that could not be archived (this run) */
-        uint64_t items_failed; /* job lists that could not be fetched or parsed */
-        uint64_t bytes_in;     /* uncompressed log bytes */
-        uint64_t bytes_out;    /* gzip bytes written */
+        uint64_t jobs_archived_elsewhere; /* by the other archiver of a pair (S3) */
+        uint64_t jobs_failed;             /* jobs that could not be archived (this run) */
+        uint64_t items_failed;            /* job lists that could not be fetched or parsed */
+        uint64_t bytes_in;                /* uncompressed log bytes */
+        uint64_t bytes_out;               /* gzip bytes written */
 };
 
 /* One watched content item: listed in content:, found by a discover rule, or both. */

@@ -68,6 +68,15 @@ static void on_committed(void *userdata, int r)
         struct task *t = userdata;
         char folder[256];
 
+        if (r == -EALREADY) {
+                /* The other archiver of a pair on one bucket archived it first. */
+                log_job(LOG_INFO, t->item, t->job.key,
+                        "already archived in %s by another archiver; its record stays",
+                        task_folder(t, folder, sizeof(folder)));
+                t->d->stats.jobs_archived_elsewhere++;
+                task_end(t, NULL);
+                return;
+        }
         if (r < 0) {
                 errno = -r;
                 task_fail(t, "cannot write to %s/%s: %m", t->d->config->archive_dir,
@@ -125,6 +134,11 @@ static void task_queue(struct task *t, const struct archive_log_info *log)
         struct archive_file *file = t->file;
         t->file = NULL;
         r = archive_batch_add(d->batch, &t->loc, file, error, record, on_committed, t);
+        /* Its record appeared while it was downloaded: another archiver on the same store. */
+        if (r == -EEXIST && archive_job_is_archived(d->archive, &t->loc)) {
+                on_committed(t, -EALREADY);
+                return;
+        }
         if (r < 0 && !task_fail_symlink(t, r)) {
                 errno = -r;
                 task_fail(t, "cannot queue the job for writing: %m");

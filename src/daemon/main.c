@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
+#include "store.h"
 #include "version.h"
 
 #define EXIT_USAGE  2
@@ -57,7 +58,18 @@ static void print_summary(const struct config *c, FILE *f)
                 fprintf(f, "tls:                verified against the system CA store\n");
         fprintf(f, "timeout:            %u s\n", c->timeout_seconds);
         fprintf(f, "max concurrent:     %u requests\n", c->max_concurrent_requests);
-        fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
+        if (c->s3) {
+                fprintf(f, "archive:            s3 %s, bucket %s, %s%s%s, region %s\n",
+                        c->s3_endpoint, c->s3_bucket, c->s3_prefix ? "prefix " : "no prefix",
+                        c->s3_prefix ? c->s3_prefix : "", c->s3_prefix ? "/" : "", c->s3_region);
+                if (c->s3_credentials_source)
+                        fprintf(f, "s3 credentials:     from %s (not shown)\n",
+                                c->s3_credentials_source);
+                fprintf(f, "local state:        %s (lock, staging)\n",
+                        c->archive_dir ? c->archive_dir : "(none)");
+        } else {
+                fprintf(f, "archive directory:  %s\n", c->archive_dir ? c->archive_dir : "(none)");
+        }
         fprintf(f, "compression level:  %d\n", c->compression_level);
         if (c->retention_days)
                 fprintf(f, "retention:          %u days\n", c->retention_days);
@@ -84,6 +96,44 @@ static void print_summary(const struct config *c, FILE *f)
         }
         for (size_t i = 0; i < c->n_exclude; i++)
                 fprintf(f, "  exclude %s\n", c->exclude[i]);
+}
+
+/*
+ * --check-config with archive.s3: asks the bucket once (store_s3_open's probe), so wrong
+ * credentials or a missing bucket are found before the service starts. Unreachable is only
+ * a warning (the network may come later); refused credentials and no bucket fail (78).
+ */
+static int check_s3(const struct config *c)
+{
+        const struct store_s3_options o = {
+                .endpoint = c->s3_endpoint,
+                .bucket = c->s3_bucket,
+                .prefix = c->s3_prefix,
+                .region = c->s3_region,
+                .access_key_id = c->s3_access_key_id,
+                .secret_access_key = c->s3_secret_access_key,
+                .staging_dir = c->archive_dir,
+                .timeout_seconds = c->timeout_seconds,
+                .max_concurrent = 1,
+        };
+        struct store *s = NULL;
+        char why[512];
+        int r;
+
+        if (http_global_init() < 0)
+                return 0;
+        r = store_s3_open(&o, &s, why, sizeof(why));
+        store_free(s);
+        http_global_cleanup();
+        if (r == -EKEYREJECTED || r == -ENOMEDIUM) {
+                log_printf(LOG_ERR, "%s", why);
+                return r;
+        }
+        if (r < 0)
+                log_printf(LOG_WARNING, "%s", why);
+        else
+                printf("s3:                 bucket reachable, credentials accepted\n");
+        return 0;
 }
 
 /* Returns 1 to go on, 0 to exit successfully, or an exit status (> 1) for bad usage. */
@@ -157,6 +207,8 @@ int main(int argc, char *argv[])
         r = config_load(arg_config, &config, &err);
         if (r >= 0)
                 r = config_resolve_api_key(config, &err);
+        if (r >= 0)
+                r = config_resolve_s3_credentials(config, &err);
         if (r < 0) {
                 log_printf(LOG_ERR, "%s", err.message);
                 config_free(config);
@@ -164,8 +216,9 @@ int main(int argc, char *argv[])
         }
         if (arg_check_config) {
                 print_summary(config, stdout);
+                r = config->s3 ? check_s3(config) : 0;
                 config_free(config);
-                return EXIT_SUCCESS;
+                return r < 0 ? EXIT_CONFIG : EXIT_SUCCESS;
         }
 
         /* A closed connection must be an error return, never a signal. */
@@ -193,6 +246,9 @@ int main(int argc, char *argv[])
         http_global_cleanup();
         if (r == -EBUSY && !arg_once)
                 return EXIT_ARCHIVE_IN_USE;
+        /* S3 refused the credentials or has no such bucket: a restart would not help. */
+        if (r == -EKEYREJECTED || r == -ENOMEDIUM)
+                return EXIT_CONFIG;
         if (r < 0)
                 return EXIT_FAILURE;
         /* --once: 1 unless everything due was archived. */

@@ -464,6 +464,169 @@ static void test_apikey_failure_leaves_outputs_untouched(void **state)
         free(path);
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* S3 credentials (archive.s3) */
+
+#define S3_ID     "AKIAS3IDFORTESTS0001"
+#define S3_SECRET "s3-Secret/Access+Key-0123456789abcdefABCD"
+
+static struct config *s3_config(const char *id_file, const char *secret_file)
+{
+        struct config *c = parse_ok(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: "
+                                           "http://127.0.0.1:1\n    bucket: logs\n" CONTENT);
+        if (id_file)
+                assert_non_null(c->s3_access_key_id_file = strdup(id_file));
+        if (secret_file)
+                assert_non_null(c->s3_secret_access_key_file = strdup(secret_file));
+        return c;
+}
+
+static void assert_s3_ok(struct config *c, const char *source)
+{
+        struct config_error err = {{0}};
+        int r = config_resolve_s3_credentials(c, &err);
+
+        if (r < 0)
+                fail_msg("unexpected failure (%d): %s", r, err.message);
+        assert_string_equal(c->s3_access_key_id, S3_ID);
+        assert_string_equal(c->s3_secret_access_key, S3_SECRET);
+        assert_string_equal(c->s3_credentials_source, source);
+}
+
+static void assert_s3_error(struct config *c, int want_r, const char *want)
+{
+        struct config_error err = {{0}};
+
+        assert_int_equal(config_resolve_s3_credentials(c, &err), want_r);
+        assert_string_equal(err.message, want);
+        assert_null(strstr(err.message, S3_SECRET));
+        assert_null(strstr(err.message, S3_ID));
+        assert_null(c->s3_access_key_id);
+        assert_null(c->s3_secret_access_key);
+}
+
+static void test_s3_credentials_order(void **state)
+{
+        struct tmpdir *fx = *state;
+        char *id, *secret, *want = NULL;
+        struct config *c;
+
+        /* Without archive.s3 nothing is looked up. */
+        c = parse_ok(MINIMAL);
+        assert_int_equal(config_resolve_s3_credentials(c, &(struct config_error){{0}}), 0);
+        assert_null(c->s3_access_key_id);
+        config_free(c);
+
+        /* The environment, last. */
+        assert_int_equal(setenv("AWS_ACCESS_KEY_ID", S3_ID, 1), 0);
+        assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", " " S3_SECRET "\n", 1), 0);
+        c = s3_config(NULL, NULL);
+        assert_s3_ok(c, "environment variables $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY");
+        config_free(c);
+
+        /* systemd credentials beat it. */
+        assert_int_equal(setenv("AWS_ACCESS_KEY_ID", "LOSES", 1), 0);
+        free(write_text(fx->dir, "s3-access-key-id", S3_ID "\n", 0600));
+        free(write_text(fx->dir, "s3-secret-access-key", S3_SECRET "\n", 0600));
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
+        c = s3_config(NULL, NULL);
+        assert_s3_ok(c, "systemd credentials s3-access-key-id and s3-secret-access-key");
+        config_free(c);
+
+        /* The files beat both. */
+        id = write_text(fx->dir, "id", "\n" S3_ID "\n", 0600);
+        secret = write_text(fx->dir, "secret", S3_SECRET, 0640);
+        c = s3_config(id, secret);
+        assert_true(asprintf(&want, "files %s and %s", id, secret) > 0);
+        assert_s3_ok(c, want);
+        config_free(c);
+        free(want);
+        free(id);
+        free(secret);
+}
+
+static void test_s3_credentials_errors(void **state)
+{
+        struct tmpdir *fx = *state;
+        char *id, *secret, *want = NULL;
+        struct config *c;
+
+        c = s3_config(NULL, NULL);
+        assert_s3_error(c, -ENOKEY,
+                        NAME ": no S3 credentials found: set archive.s3.access_key_id_file and "
+                             "secret_access_key_file, add LoadCredential=s3-access-key-id:... and "
+                             "s3-secret-access-key:... to the unit, or set $AWS_ACCESS_KEY_ID and "
+                             "$AWS_SECRET_ACCESS_KEY");
+        config_free(c);
+
+        /* Half a pair is a mistake to report, not a reason to look further. */
+        assert_int_equal(setenv("AWS_ACCESS_KEY_ID", S3_ID, 1), 0);
+        c = s3_config(NULL, NULL);
+        assert_s3_error(c, -ENOKEY,
+                        NAME ": environment: found the S3 access key id but not the secret "
+                             "access key");
+        config_free(c);
+        assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET, 1), 0);
+        free(write_text(fx->dir, "s3-secret-access-key", S3_SECRET "\n", 0600));
+        assert_int_equal(setenv("CREDENTIALS_DIRECTORY", fx->dir, 1), 0);
+        c = s3_config(NULL, NULL);
+        assert_s3_error(c, -ENOKEY,
+                        NAME ": systemd credentials: found the S3 secret access key but not the "
+                             "access key id");
+        config_free(c);
+
+        id = write_text(fx->dir, "id", S3_ID, 0600);
+        c = s3_config(id, NULL);
+        assert_s3_error(c, -EINVAL,
+                        NAME ": archive.s3: set both access_key_id_file and "
+                             "secret_access_key_file, or neither");
+        config_free(c);
+
+        secret = write_text(fx->dir, "secret", S3_SECRET, 0604);
+        c = s3_config(id, secret);
+        assert_true(asprintf(&want,
+                             NAME ": S3 secret access key file %s is readable by others (mode "
+                                  "0604); chmod 600 it",
+                             secret) > 0);
+        assert_s3_error(c, -EPERM, want);
+        config_free(c);
+        free(want);
+        free(secret);
+
+        secret = write_text(fx->dir, "secret2", "", 0600);
+        c = s3_config(id, secret);
+        assert_true(asprintf(&want, NAME ": S3 secret access key file %s is empty", secret) > 0);
+        assert_s3_error(c, -ENOKEY, want);
+        config_free(c);
+        free(want);
+        free(secret);
+        free(id);
+
+        id = write_text(fx->dir, "id2", "AKIA:X", 0600);
+        secret = write_text(fx->dir, "secret3", S3_SECRET, 0600);
+        c = s3_config(id, secret);
+        assert_true(asprintf(&want, NAME ": the S3 access key id from file %s contains a colon",
+                             id) > 0);
+        assert_s3_error(c, -EINVAL, want);
+        config_free(c);
+        free(want);
+        free(secret);
+        free(id);
+
+        id = write_text(fx->dir, "id3", S3_ID, 0600);
+        secret = write_text(fx->dir, "secret4", "a b" S3_SECRET, 0600);
+        c = s3_config(id, secret);
+        assert_true(asprintf(&want,
+                             NAME ": the S3 secret access key from file %s contains whitespace, "
+                                  "control or non-ASCII characters",
+                             secret) > 0);
+        assert_s3_error(c, -EINVAL, want);
+        config_free(c);
+        free(want);
+        free(secret);
+        free(id);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
 
 int main(void)
@@ -488,6 +651,8 @@ int main(void)
                 T(test_config_key_with_control_characters_is_refused),
                 T(test_apikey_resolve_without_config),
                 T(test_apikey_failure_leaves_outputs_untouched),
+                T(test_s3_credentials_order),
+                T(test_s3_credentials_errors),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

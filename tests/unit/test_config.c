@@ -611,7 +611,7 @@ static void test_config_rejects_unknown_key_in_section(void **state)
                              "max_concurrent_requests");
         assert_rejected(SERVER ARCHIVE "  colour: blue\n" CONTENT,
                         NAME ":5:3: unknown key \"colour\" in archive; allowed: directory, "
-                             "compression_level, retention_days, min_free_mb");
+                             "compression_level, retention_days, min_free_mb, s3");
         assert_rejected(SERVER ARCHIVE CONTENT "poll:\n  interval: 5\n",
                         NAME ":8:3: unknown key \"interval\" in poll; allowed: interval_seconds, "
                              "max_interval_seconds");
@@ -633,7 +633,7 @@ static void test_config_unknown_key_hints_its_place(void **state)
                              "poll, discover, metrics_file, content; did you mean server.url?");
         assert_rejected(SERVER ARCHIVE "  interval_seconds: 5\n" CONTENT,
                         NAME ":5:3: unknown key \"interval_seconds\" in archive; allowed: "
-                             "directory, compression_level, retention_days, min_free_mb; did "
+                             "directory, compression_level, retention_days, min_free_mb, s3; did "
                              "you mean poll.interval_seconds?");
         assert_rejected(SERVER "  metrics_file: /m\n" ARCHIVE CONTENT,
                         NAME ":3:3: unknown key \"metrics_file\" in server; allowed: url, "
@@ -1257,6 +1257,118 @@ static void test_config_max_interval(void **state)
                              "poll.interval_seconds (60)");
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* archive.s3 */
+
+#define S3_ARCHIVE                                                                                 \
+        "archive:\n  directory: /var/lib/cja\n  s3:\n    endpoint: http://127.0.0.1:7480/\n"       \
+        "    bucket: connect-logs\n"
+
+static void test_config_s3_full_and_defaults(void **state)
+{
+        struct config *c;
+
+        (void) state;
+        c = parse_ok(MINIMAL);
+        assert_false(c->s3);
+        assert_null(c->s3_endpoint);
+        config_free(c);
+
+        c = parse_ok(SERVER S3_ARCHIVE CONTENT);
+        assert_true(c->s3);
+        assert_string_equal(c->s3_endpoint, "http://127.0.0.1:7480");
+        assert_string_equal(c->s3_bucket, "connect-logs");
+        assert_null(c->s3_prefix);
+        assert_string_equal(c->s3_region, "us-east-1");
+        assert_string_equal(c->archive_dir, "/var/lib/cja");
+        config_free(c);
+
+        /* Keys of archive: after the s3 mapping are archive's again. */
+        c = parse_ok(SERVER S3_ARCHIVE "    prefix: prod/connect-a/\n    region: eu-west-3\n"
+                                       "    access_key_id_file: /etc/cja/id\n"
+                                       "    secret_access_key_file: /etc/cja/secret\n"
+                                       "  retention_days: 30\n" CONTENT);
+        assert_string_equal(c->s3_prefix, "prod/connect-a");
+        assert_string_equal(c->s3_region, "eu-west-3");
+        assert_string_equal(c->s3_access_key_id_file, "/etc/cja/id");
+        assert_string_equal(c->s3_secret_access_key_file, "/etc/cja/secret");
+        assert_int_equal(c->retention_days, 30);
+        config_free(c);
+
+        /* "s3:" with everything commented out: no object store. */
+        c = parse_ok(SERVER "archive:\n  s3:\n  directory: /x\n" CONTENT);
+        assert_false(c->s3);
+        config_free(c);
+}
+
+static void test_config_s3_rejects_bad_values(void **state)
+{
+        (void) state;
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    bucket: logs\n" CONTENT,
+                        NAME ":5:3: archive.s3.endpoint is required");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: http://h\n" CONTENT,
+                        NAME ":5:3: archive.s3.bucket is required");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3: yes\n" CONTENT,
+                        NAME ":5:7: archive.s3: expected a mapping, got \"yes\"");
+        assert_rejected(SERVER S3_ARCHIVE "    colour: red\n" CONTENT,
+                        NAME ":8:5: unknown key \"colour\" in archive.s3; allowed: endpoint, "
+                             "bucket, prefix, region, access_key_id_file, "
+                             "secret_access_key_file");
+        assert_rejected(SERVER S3_ARCHIVE "    bucket: again\n" CONTENT,
+                        NAME ":8:5: duplicate key archive.s3.bucket (first at line 7)");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: ftp://h\n"
+                               "    bucket: logs\n" CONTENT,
+                        NAME ":6:15: archive.s3.endpoint: \"ftp://h\" is not an http:// or "
+                             "https:// URL");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: https://h/b\n"
+                               "    bucket: logs\n" CONTENT,
+                        NAME ":6:5: archive.s3.endpoint: \"https://h/b\" has a path; give only "
+                             "http(s)://host[:port] (the bucket is archive.s3.bucket)");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: https://k:s@h\n"
+                               "    bucket: logs\n" CONTENT,
+                        NAME ":6:15: archive.s3.endpoint: credentials in the URL "
+                             "(user:password@) are refused and not shown; the API key goes in "
+                             "server.api_key_file");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: http://h\n"
+                               "    bucket: Logs\n" CONTENT,
+                        NAME ":7:13: archive.s3.bucket: \"Logs\" is not a bucket name (lower-case "
+                             "letters, digits, '.' and '-')");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: http://h\n"
+                               "    bucket: b1\n" CONTENT,
+                        NAME ":7:13: archive.s3.bucket: \"b1\" is not a bucket name (3 to 63 "
+                             "characters)");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: http://h\n"
+                               "    bucket: -logs\n" CONTENT,
+                        NAME ":7:13: archive.s3.bucket: \"-logs\" is not a bucket name (it must "
+                             "begin and end with a letter or digit)");
+        assert_rejected(SERVER "archive:\n  directory: /x\n  s3:\n    endpoint: http://h\n"
+                               "    bucket: 10.0.0.1\n" CONTENT,
+                        NAME ":7:13: archive.s3.bucket: \"10.0.0.1\" is not a bucket name (it "
+                             "looks like an IP address)");
+        assert_rejected(SERVER S3_ARCHIVE "    prefix: a//b\n" CONTENT,
+                        NAME ":8:13: archive.s3.prefix: \"a//b\" has an empty, \".\" or \"..\" "
+                             "component");
+        assert_rejected(SERVER S3_ARCHIVE "    prefix: /abs\n" CONTENT,
+                        NAME ":8:13: archive.s3.prefix: \"/abs\" has an empty, \".\" or \"..\" "
+                             "component");
+        assert_rejected(SERVER S3_ARCHIVE "    prefix: a/../b\n" CONTENT,
+                        NAME ":8:13: archive.s3.prefix: \"a/../b\" has an empty, \".\" or \"..\" "
+                             "component");
+        assert_rejected(SERVER S3_ARCHIVE "    prefix: /\n" CONTENT,
+                        NAME ":8:13: archive.s3.prefix: must not be empty (leave it out for "
+                             "none)");
+        assert_rejected(SERVER S3_ARCHIVE "    region: US_EAST\n" CONTENT,
+                        NAME ":8:13: archive.s3.region: \"US_EAST\" is not a region name "
+                             "(lower-case letters, digits and '-', like us-east-1)");
+        /* The mapping belongs under archive:, nowhere else. */
+        assert_rejected(MINIMAL "s3:\n  bucket: x\n",
+                        NAME ":7:1: unknown top-level key \"s3\"; allowed: server, archive, "
+                             "poll, discover, metrics_file, content; did you mean archive.s3?");
+        assert_rejected(MINIMAL "archive.s3:\n  bucket: x\n",
+                        NAME ":7:1: unknown top-level key \"archive.s3\"; allowed: server, "
+                             "archive, poll, discover, metrics_file, content");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
 
 int main(void)
@@ -1268,6 +1380,8 @@ int main(void)
                 T(test_config_discover_rejects_bad_rules),
                 T(test_config_discover_rejects_bad_exclude),
                 T(test_config_max_interval),
+                T(test_config_s3_full_and_defaults),
+                T(test_config_s3_rejects_bad_values),
                 T(test_config_reads_every_key),
                 T(test_config_content_both_forms),
                 T(test_config_flow_style),

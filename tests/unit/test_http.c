@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -235,6 +236,281 @@ static void test_unverified_tls_warns_at_start_and_every_reload(void **state)
         free(text);
 }
 
+/* ---------------------------------------------------------------------------------- */
+/* A one-thread HTTP/1.1 server on loopback: answers each request with the next canned
+ * response (then closes the connection) and keeps what it was sent. */
+
+#define MINI_MAX 8
+
+struct mini {
+        int listen_fd, port;
+        pthread_t thread;
+        const char *responses[MINI_MAX]; /* whole responses, sent as written */
+        size_t n_responses;
+        char *requests[MINI_MAX]; /* the head of each request */
+        char *bodies[MINI_MAX];
+        size_t body_len[MINI_MAX];
+        size_t n_requests;
+};
+
+static void *mini_run(void *userdata)
+{
+        struct mini *m = userdata;
+
+        for (size_t i = 0; i < m->n_responses; i++) {
+                char head[8192];
+                size_t len = 0;
+                char *end = NULL, *cl;
+                int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+                if (fd < 0)
+                        break;
+                while (!end && len < sizeof(head) - 1) {
+                        ssize_t n = read(fd, head + len, sizeof(head) - 1 - len);
+                        if (n <= 0)
+                                break;
+                        len += (size_t) n;
+                        head[len] = '\0';
+                        end = strstr(head, "\r\n\r\n");
+                }
+                if (!end) {
+                        close(fd);
+                        break;
+                }
+                size_t head_len = (size_t) (end - head) + 4, body_len = 0;
+                m->requests[i] = strndup(head, head_len);
+                cl = strcasestr(m->requests[i], "\r\ncontent-length:");
+                if (cl)
+                        body_len = strtoul(cl + 17, NULL, 10);
+                m->bodies[i] = calloc(1, body_len + 1);
+                size_t have = len - head_len;
+                memcpy(m->bodies[i], head + head_len, have < body_len ? have : body_len);
+                while (have < body_len) {
+                        ssize_t n = read(fd, m->bodies[i] + have, body_len - have);
+                        if (n <= 0)
+                                break;
+                        have += (size_t) n;
+                }
+                m->body_len[i] = have;
+                m->n_requests = i + 1;
+                (void) !write(fd, m->responses[i], strlen(m->responses[i]));
+                close(fd);
+        }
+        return NULL;
+}
+
+static void mini_start(struct mini *m)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t len = sizeof(sa);
+
+        m->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(m->listen_fd >= 0);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        assert_int_equal(bind(m->listen_fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(m->listen_fd, 8), 0);
+        assert_int_equal(getsockname(m->listen_fd, (struct sockaddr *) &sa, &len), 0);
+        m->port = ntohs(sa.sin_port);
+        assert_int_equal(pthread_create(&m->thread, NULL, mini_run, m), 0);
+}
+
+static void mini_stop(struct mini *m)
+{
+        (void) shutdown(m->listen_fd, SHUT_RDWR);
+        assert_int_equal(pthread_join(m->thread, NULL), 0);
+        close(m->listen_fd);
+}
+
+static void mini_free(struct mini *m)
+{
+        for (size_t i = 0; i < m->n_requests; i++) {
+                free(m->requests[i]);
+                free(m->bodies[i]);
+        }
+}
+
+struct full_outcome {
+        bool done;
+        long status;
+        enum http_outcome outcome;
+        unsigned attempts;
+        char etag[128];
+        char body[256];
+};
+
+static void on_full_done(void *userdata, const struct http_result *res)
+{
+        struct full_outcome *o = userdata;
+
+        o->done = true;
+        o->status = res->status;
+        o->outcome = res->outcome;
+        o->attempts = res->attempts;
+        memcpy(o->etag, res->etag, sizeof(o->etag));
+        (void) snprintf(o->body, sizeof(o->body), "%.*s", (int) res->body_len,
+                        res->body ? res->body : "");
+}
+
+static const struct http_options s3_opts = {
+        .aws_sigv4 = "aws:amz:us-east-1:s3",
+        .aws_userpwd = "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        .verify_tls = true,
+        .timeout_seconds = 5,
+        .max_concurrent = 2,
+        .max_attempts = 4,
+        .backoff_base_usec = 1000,
+        .backoff_cap_usec = 2000,
+};
+
+static void run_until(struct http_engine *e, const bool *done)
+{
+        for (int i = 0; i < 200 && !*done; i++)
+                assert_true(http_engine_run(e, 50 * USEC_PER_MSEC, NULL, 0) >= 0);
+        assert_true(*done);
+}
+
+/* PUT from an fd region, with its Content-Length, extra headers and a SigV4 signature; a
+ * 503 SlowDown with Retry-After is retried and the second try reads the region again. */
+static void test_put_fd_region_signed_and_retried(void **state)
+{
+        struct mini m = {
+                .responses =
+                        {
+                                "HTTP/1.1 503 Slow Down\r\nRetry-After: 0\r\nContent-Length: 61\r\n"
+                                "Connection: close\r\n\r\n<Error><Code>SlowDown</Code><Message>x"
+                                "</Message></Error>\n",
+                                "HTTP/1.1 200 OK\r\nETag: \"abc123\"\r\nContent-Length: 0\r\n"
+                                "Connection: close\r\n\r\n",
+                        },
+                .n_responses = 2,
+        };
+        static const char *const headers[] = {"x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                                              "If-None-Match: *", NULL};
+        struct http_engine *e = NULL;
+        struct full_outcome o = {0};
+        char url[128], path[] = "/tmp/cja-test-http-put-XXXXXX";
+        int fd = mkstemp(path);
+
+        (void) state;
+        assert_true(fd >= 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(write(fd, "0123456789abcdefghij", 20), 20);
+        mini_start(&m);
+        (void) snprintf(url, sizeof(url), "http://127.0.0.1:%d/bucket/a/b.log.gz", m.port);
+        assert_int_equal(http_engine_new(&s3_opts, &e), 0);
+        assert_int_equal(http_submit(e,
+                                     &(struct http_call){.url = url,
+                                                         .method = HTTP_METHOD_PUT,
+                                                         .headers = headers,
+                                                         .body_is_fd = true,
+                                                         .body_fd = fd,
+                                                         .body_offset = 5,
+                                                         .body_len = 10},
+                                     on_full_done, &o),
+                         0);
+        run_until(e, &o.done);
+        http_engine_free(e);
+        mini_stop(&m);
+        close(fd);
+        assert_int_equal(o.outcome, HTTP_OK);
+        assert_int_equal(o.status, 200);
+        assert_int_equal(o.attempts, 2);
+        assert_string_equal(o.etag, "\"abc123\"");
+        assert_int_equal(m.n_requests, 2);
+        for (size_t i = 0; i < 2; i++) {
+                const char *r = m.requests[i];
+                assert_true(strncmp(r, "PUT /bucket/a/b.log.gz HTTP/1.1\r\n", 33) == 0);
+                assert_non_null(strcasestr(r, "\r\nContent-Length: 10\r\n"));
+                assert_null(strcasestr(r, "Transfer-Encoding"));
+                assert_non_null(strcasestr(r, "\r\nIf-None-Match: *\r\n"));
+                assert_non_null(strcasestr(r, "\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\n"));
+                assert_non_null(strstr(r, "\r\nAuthorization: AWS4-HMAC-SHA256 "
+                                          "Credential=AKIDEXAMPLE/"));
+                assert_non_null(strstr(r, "/us-east-1/s3/aws4_request"));
+                /* The secret never goes on the wire. */
+                assert_null(strstr(r, "wJalrXUtnFEMI"));
+                assert_int_equal(m.body_len[i], 10);
+                assert_memory_equal(m.bodies[i], "56789abcde", 10);
+        }
+        mini_free(&m);
+}
+
+/* HEAD (no body expected), POST from memory, DELETE; a 412 is the caller's to read. */
+static void test_head_post_delete(void **state)
+{
+        struct mini m = {
+                .responses =
+                        {
+                                "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\nETag: \"e\"\r\n"
+                                "Connection: close\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n"
+                                "\r\n<Result/>",
+                                "HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n"
+                                "Connection: close\r\n\r\n",
+                                "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+                        },
+                .n_responses = 4,
+        };
+        static const char *const sha[] = {"x-amz-content-sha256: UNSIGNED-PAYLOAD", NULL};
+        struct http_engine *e = NULL;
+        struct full_outcome o[4] = {{0}};
+        char url[128];
+
+        (void) state;
+        mini_start(&m);
+        (void) snprintf(url, sizeof(url), "http://127.0.0.1:%d/bucket/k?uploads=", m.port);
+        assert_int_equal(http_engine_new(&s3_opts, &e), 0);
+        assert_int_equal(
+                http_submit(
+                        e,
+                        &(struct http_call){.url = url, .method = HTTP_METHOD_HEAD, .headers = sha},
+                        on_full_done, &o[0]),
+                0);
+        run_until(e, &o[0].done);
+        assert_int_equal(http_submit(e,
+                                     &(struct http_call){.url = url,
+                                                         .method = HTTP_METHOD_POST,
+                                                         .headers = sha,
+                                                         .body = "<x/>",
+                                                         .body_len = 4},
+                                     on_full_done, &o[1]),
+                         0);
+        run_until(e, &o[1].done);
+        assert_int_equal(http_submit(e,
+                                     &(struct http_call){.url = url,
+                                                         .method = HTTP_METHOD_PUT,
+                                                         .headers = sha,
+                                                         .body = "",
+                                                         .body_len = 0},
+                                     on_full_done, &o[2]),
+                         0);
+        run_until(e, &o[2].done);
+        assert_int_equal(http_submit(e,
+                                     &(struct http_call){.url = url,
+                                                         .method = HTTP_METHOD_DELETE,
+                                                         .headers = sha},
+                                     on_full_done, &o[3]),
+                         0);
+        run_until(e, &o[3].done);
+        http_engine_free(e);
+        mini_stop(&m);
+        assert_int_equal(o[0].outcome, HTTP_OK);
+        assert_string_equal(o[0].etag, "\"e\"");
+        assert_true(strncmp(m.requests[0], "HEAD /bucket/k?uploads= HTTP/1.1\r\n", 34) == 0);
+        assert_int_equal(o[1].outcome, HTTP_OK);
+        assert_string_equal(o[1].body, "<Result/>");
+        assert_true(strncmp(m.requests[1], "POST /bucket/k?uploads= HTTP/1.1\r\n", 34) == 0);
+        assert_non_null(strcasestr(m.requests[1], "\r\nContent-Length: 4\r\n"));
+        assert_memory_equal(m.bodies[1], "<x/>", 4);
+        assert_int_equal(o[2].outcome, HTTP_FAILED);
+        assert_int_equal(o[2].status, 412);
+        assert_int_equal(o[2].attempts, 1);
+        assert_non_null(strcasestr(m.requests[2], "\r\nContent-Length: 0\r\n"));
+        assert_int_equal(o[3].status, 204);
+        assert_true(strncmp(m.requests[3], "DELETE /bucket/k?uploads= HTTP/1.1\r\n", 36) == 0);
+        mini_free(&m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -244,6 +520,8 @@ int main(void)
                 cmocka_unit_test(test_library_text_escaping),
                 cmocka_unit_test(test_curl_error_text_as_written),
                 cmocka_unit_test(test_unverified_tls_warns_at_start_and_every_reload),
+                cmocka_unit_test(test_put_fd_region_signed_and_retried),
+                cmocka_unit_test(test_head_post_delete),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,8 @@ void clear_environment(void)
         (void) unsetenv("CONNECT_API_KEY");
         (void) unsetenv("CREDENTIALS_DIRECTORY");
         (void) unsetenv("CJA_TEST_KEY");
+        (void) unsetenv("AWS_ACCESS_KEY_ID");
+        (void) unsetenv("AWS_SECRET_ACCESS_KEY");
 }
 
 int tmpdir_setup(void **state)
