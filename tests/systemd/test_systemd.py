@@ -7,7 +7,12 @@ through systemctl.
 
 It boots a throw-away systemd 252 in systemd-nspawn over an overlayfs of this machine's / (the
 container sees every file here, has only loopback, and every change it makes is discarded),
-inside a private mount namespace so that no mount outlives the test. Then, for the Debian
+inside a private mount namespace so that no mount outlives the test. The checkout (the
+built .deb in build-pkg/ included) is mounted at its own path in the container with
+nspawn's --overlay over a temporary upper layer: the README's commands see it as they
+would here and may write in it (the source install builds in it), the host's checkout is
+never written, and the checkout may be anywhere, under /tmp too (the container's /tmp is
+its own tmpfs, so the overlay of / alone does not show a checkout there). Then, for the Debian
 package and again for the source install (after purging the package), it runs the README's
 install block as written ("$EDITOR FILE" lines become writes of the test's config and key),
 serves a fake Connect on the container's loopback, and checks: enable --now -> active,
@@ -19,6 +24,10 @@ systemctl status, a missing key file -> failed after one attempt, a watchdog tim
 (SIGSTOP under WatchdogSec=2) -> killed and restarted with nothing lost or duplicated; and
 that the purge leaves no config, statoverride or unit behind.
 
+A command inside that cannot start (no such folder, nsenter refused) fails the test at once
+with its output, whatever it was run for; a boot that does not finish says what
+`systemctl is-system-running` said last.
+
 Where it cannot run (not root, no systemd-nspawn or nsenter, no overlayfs), it prints
 "skipped: <why>" and exits 77, which scripts/test.sh reports as skipped. CJA_KEEP_MACHINE=1
 leaves the container's console log in /var/tmp for a post-mortem.
@@ -29,6 +38,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -53,6 +63,8 @@ CONTAINER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
                  "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb", "SYSTEMD_PAGER": "",
                  "SYSTEMD_COLORS": "0", "DEBIAN_FRONTEND": "noninteractive"}
 T0 = time.monotonic()
+# Machine.run's exit status when the command's folder is missing in the container.
+EXIT_NO_CWD = 125
 
 
 def log(msg):
@@ -120,10 +132,14 @@ class Machine:
         self._mount("-t", "overlay", "overlay", "-o",
                     "lowerdir=/,upperdir=%s/upper,workdir=%s/work" % (self.layer, self.layer),
                     self.root)
+        # The checkout at its own path, writable through a temporary upper layer that nspawn
+        # makes below /var/tmp and removes when the container ends ("::" = no upper given).
+        checkout = ROOT.replace("\\", "\\\\").replace(":", "\\:")
         with open(self.console, "wb") as out:
             self.nspawn = subprocess.Popen(
                 ["systemd-nspawn", "-q", "-D", self.root, "--private-network", "--register=no",
-                 "--keep-unit", "-M", self.name, "-b", "systemd.firstboot=off"],
+                 "--keep-unit", "-M", self.name, "--overlay=%s::%s" % (checkout, checkout),
+                 "-b", "systemd.firstboot=off"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -146,10 +162,25 @@ class Machine:
             return None
         self.pid1 = wait_for(find_pid1, 20, "the container's PID 1")
 
+        # is-system-running exits non-zero until the boot is over ("starting"), and may
+        # print nothing while systemd cannot answer yet; what it said last goes into the
+        # timeout's message.
+        last = {}
+
         def booted():
-            p = self.run("systemctl is-system-running", check=False, timeout=10)
+            p = self.run("systemctl is-system-running", check=False, timeout=10, cwd="/")
+            last.update(rc=p.returncode, out=p.stdout.strip(), err=p.stderr.strip())
             return p.stdout.strip() in ("running", "degraded")
-        wait_for(booted, timeout, "the container to finish booting")
+        try:
+            wait_for(booted, timeout, "the container to finish booting")
+        except AssertionError as e:
+            raise AssertionError("%s; `systemctl is-system-running` said last: exit %s, %r%s"
+                                 % (e, last.get("rc"), last.get("out"),
+                                    ", stderr %r" % last["err"] if last.get("err") else ""))
+        # The checkout is where the commands run: it must be there, with this tree in it.
+        p = self.run("test -f README.md && test -f tests/systemd/test_systemd.py", check=False)
+        if p.returncode != 0:
+            raise AssertionError("the checkout %s is not visible in the container" % ROOT)
 
     def console_tail(self, n=40):
         try:
@@ -159,12 +190,22 @@ class Machine:
             return ""
 
     def run(self, cmd, input=None, check=True, timeout=60, cwd=ROOT):
-        """Runs a shell command inside (in every namespace of PID 1); CompletedProcess."""
-        p = subprocess.run(["nsenter", "-t", str(self.pid1), "-a", "--", "sh", "-c",
-                            "cd %s && %s" % (cwd, cmd)],
+        """Runs a shell command inside (in every namespace of PID 1), in the folder cwd;
+        CompletedProcess. A command that could not be started there (cwd missing in the
+        container, nsenter failing) raises whatever check says: it was never run."""
+        script = ("cd %s 2>/dev/null || { echo %s >&2; exit %d; }\n%s"
+                  % (shlex.quote(cwd), shlex.quote("no folder %s in the container" % cwd),
+                     EXIT_NO_CWD, cmd))
+        p = subprocess.run(["nsenter", "-t", str(self.pid1), "-a", "--", "sh", "-c", script],
                            input=input, env=CONTAINER_ENV, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, errors="replace",
                            timeout=timeout)
+        if p.returncode == EXIT_NO_CWD and p.stderr.startswith("no folder %s in" % cwd):
+            raise AssertionError("in the container, `%s` could not run: %s"
+                                 % (cmd, p.stderr.strip()))
+        if p.returncode != 0 and p.stderr.startswith("nsenter:"):
+            raise AssertionError("cannot enter the container to run `%s`: %s"
+                                 % (cmd, p.stderr.strip()))
         if check and p.returncode != 0:
             raise AssertionError("in the container, `%s` exited %d:\n%s%s"
                                  % (cmd, p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
