@@ -8,11 +8,11 @@ through systemctl.
 It boots a throw-away systemd 252 in systemd-nspawn over an overlayfs of this machine's / (the
 container sees every file here, has only loopback, and every change it makes is discarded),
 inside a private mount namespace so that no mount outlives the test. The checkout (the
-built .deb in build-pkg/ included) is mounted at its own path in the container with
-nspawn's --overlay over a temporary upper layer: the README's commands see it as they
-would here and may write in it (the source install builds in it), the host's checkout is
-never written, and the checkout may be anywhere, under /tmp too (the container's /tmp is
-its own tmpfs, so the overlay of / alone does not show a checkout there). Then, for the Debian
+built .deb in build-pkg/ included) is bound into the container at its own path
+(systemd-nspawn --bind), as an overlay with a tmpfs upper layer: the README's commands see
+it as they would here and may write in it (the source install builds in it), the host's
+checkout is never written, and the checkout may be anywhere, under /tmp too (the
+container's /tmp is its own tmpfs, so the overlay of / alone does not show it there). Then, for the Debian
 package and again for the source install (after purging the package), it runs the README's
 install block as written ("$EDITOR FILE" lines become writes of the test's config and key),
 serves a fake Connect on the container's loopback, and checks: enable --now -> active,
@@ -103,6 +103,16 @@ def preflight():
         skip("systemd is not installed (nothing to boot)")
 
 
+def nspawn_escape(path):
+    """A path in a systemd-nspawn --bind= argument (":" separates its fields)."""
+    return path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def overlay_escape(path):
+    """A path in overlayfs's lowerdir= option ("," and ":" are separators there)."""
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
 class Machine:
     """A systemd booted by systemd-nspawn over an overlay of /, with a tmpfs upper layer."""
 
@@ -112,6 +122,7 @@ class Machine:
         self.root = os.path.join(self.dir, "root")
         self.layer = os.path.join(self.dir, "layer")
         self.console = os.path.join(self.dir, "console.log")
+        self.checkout = os.path.join(self.dir, "checkout")
         self.mounts = []
         self.nspawn = None
         self.pid1 = None
@@ -132,13 +143,20 @@ class Machine:
         self._mount("-t", "overlay", "overlay", "-o",
                     "lowerdir=/,upperdir=%s/upper,workdir=%s/work" % (self.layer, self.layer),
                     self.root)
-        # The checkout at its own path, writable through a temporary upper layer that nspawn
-        # makes below /var/tmp and removes when the container ends ("::" = no upper given).
-        checkout = ROOT.replace("\\", "\\\\").replace(":", "\\:")
+        # The checkout at its own path, writable through an upper layer on the same tmpfs:
+        # an overlay of it here, bound into the container (a bind's mount point is made
+        # with its parents, in the container's own /tmp too).
+        os.makedirs(os.path.join(self.layer, "checkout-upper"))
+        os.makedirs(os.path.join(self.layer, "checkout-work"))
+        os.makedirs(self.checkout)
+        self._mount("-t", "overlay", "overlay", "-o",
+                    "lowerdir=%s,upperdir=%s/checkout-upper,workdir=%s/checkout-work"
+                    % (overlay_escape(ROOT), self.layer, self.layer), self.checkout)
+        bind = "%s:%s" % (nspawn_escape(self.checkout), nspawn_escape(ROOT))
         with open(self.console, "wb") as out:
             self.nspawn = subprocess.Popen(
                 ["systemd-nspawn", "-q", "-D", self.root, "--private-network", "--register=no",
-                 "--keep-unit", "-M", self.name, "--overlay=%s::%s" % (checkout, checkout),
+                 "--keep-unit", "-M", self.name, "--bind=" + bind,
                  "-b", "systemd.firstboot=off"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
