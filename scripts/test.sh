@@ -8,12 +8,13 @@
 # (tests/systemd/test_systemd.py, from a copy of this tree under /tmp: the checkout's path
 # must not matter; reported as skipped where it cannot run).
 #
-# The stages run in three lanes at once, so that the two cores are busy while the
-# integration tests wait on sockets, timers and kill loops:
+# After the format check and the ASan build, the stages run in four lanes at once, so that
+# the two cores stay busy while the integration tests wait on sockets, timers and kill loops:
 #
-#   tests:   ctest (ASan) -> ctest (TSan) -> the real systemd (once the package is built)
-#   builds:  build TSan -> build Release -> build fuzz -> valgrind (two at a time)
-#   package: scripts/package.sh -> fuzzing (once build-fuzz is built)
+#   asan:     ctest (ASan + UBSan, every test)
+#   tsan:     build TSan -> ctest (TSan subset)
+#   release:  build Release -> the unit tests under valgrind (two at a time)
+#   package:  scripts/package.sh -> the real systemd, and beside it: build fuzz -> fuzzing
 #
 # Each stage's output goes to build-logs/<stage>.log; the script prints a line when a stage
 # starts and one when it ends (its time and its last word), and a table of the times at the
@@ -182,30 +183,35 @@ systemd_test() {
 
 # ---- the lanes
 
-lane_tests() {
+lane_asan() {
         set +m # the stages' jobs stay in the lane's process group
         summary='tests passed' stage ctest-asan ctest_asan
-        await build-tsan
-        summary='tests passed' stage ctest-tsan ctest_tsan
-        await package
-        summary='passed in|SKIPPED' stage systemd systemd_test
 }
 
-lane_builds() {
-        set +m # the stages' jobs stay in the lane's process group
+lane_tsan() {
+        set +m
         stage build-tsan build build-tsan -DCJA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+        summary='tests passed' stage ctest-tsan ctest_tsan
+}
+
+lane_release() {
+        set +m
         # -O3 finds -Wmaybe-uninitialized cases that -O2 does not; -g keeps valgrind's
         # traces useful.
         stage build-release build build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g
-        stage build-fuzz scripts/fuzz.sh --build-only
         stage valgrind valgrind_all
 }
 
+# The package, then the real systemd (mostly waiting on the container) beside the fuzzers.
 lane_package() {
-        set +m # the stages' jobs stay in the lane's process group
+        local systemd
+        set +m
         stage package scripts/package.sh
-        await build-fuzz
+        summary='passed in|SKIPPED' stage systemd systemd_test &
+        systemd=$!
+        stage build-fuzz scripts/fuzz.sh --build-only
         stage fuzz scripts/fuzz.sh 20
+        wait "$systemd"
 }
 
 stage format format_check
@@ -221,12 +227,10 @@ stop_lanes() {
 trap 'stop_lanes' EXIT
 trap 'exit 130' INT TERM
 set -m
-lane_tests &
-lanes+=($!)
-lane_builds &
-lanes+=($!)
-lane_package &
-lanes+=($!)
+for lane in lane_asan lane_tsan lane_release lane_package; do
+        "$lane" &
+        lanes+=($!)
+done
 set +m
 
 for _ in "${lanes[@]}"; do
@@ -237,9 +241,9 @@ for _ in "${lanes[@]}"; do
 done
 lanes=()
 
-say "all stages passed; times (s, each lane's stages one after another):"
-for s in format build-asan ctest-asan ctest-tsan systemd build-tsan build-release build-fuzz \
-        valgrind package fuzz; do
+say "all stages passed; times (s; the lanes ran at once, each lane's stages in turn):"
+for s in format build-asan ctest-asan build-tsan ctest-tsan build-release valgrind package \
+        systemd build-fuzz fuzz; do
         printf '    %-14s %6s\n' "$s" "$(cat "$logs/$s.time")"
 done
 say "suite: passed in $(since "$t0") s"
