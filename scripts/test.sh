@@ -67,6 +67,15 @@ stage() {
                 grep -E "${summary:-.}" | tail -n 1)"
 }
 
+# nice_ stage ...: a stage that only needs CPU, not time (builds, valgrind), at a lower
+# priority, so that the tests with timeouts beside it get a core whenever they want one.
+nice_() {
+        (
+                renice -n 10 -p "$BASHPID" >/dev/null
+                "$@"
+        )
+}
+
 # await NAME: waits until stage NAME (in another lane) has ended; fails if it failed.
 await() {
         while [ ! -e "$logs/$1.rc" ]; do sleep 0.5; done
@@ -190,7 +199,7 @@ lane_asan() {
 
 lane_tsan() {
         set +m
-        stage build-tsan build build-tsan -DCJA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
+        nice_ stage build-tsan build build-tsan -DCJA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug
         summary='tests passed' stage ctest-tsan ctest_tsan
 }
 
@@ -198,8 +207,8 @@ lane_release() {
         set +m
         # -O3 finds -Wmaybe-uninitialized cases that -O2 does not; -g keeps valgrind's
         # traces useful.
-        stage build-release build build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g
-        stage valgrind valgrind_all
+        nice_ stage build-release build build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-g
+        nice_ stage valgrind valgrind_all
 }
 
 # The package, then the real systemd (mostly waiting on the container) beside the fuzzers.
@@ -209,7 +218,7 @@ lane_package() {
         stage package scripts/package.sh
         summary='passed in|SKIPPED' stage systemd systemd_test &
         systemd=$!
-        stage build-fuzz scripts/fuzz.sh --build-only
+        nice_ stage build-fuzz scripts/fuzz.sh --build-only
         stage fuzz scripts/fuzz.sh 20
         wait "$systemd"
 }
