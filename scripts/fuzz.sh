@@ -2,6 +2,7 @@
 # Builds the libFuzzer targets in tests/fuzz with clang and runs each for a bounded time.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [LIBFUZZER_OPTION...]     (default 20 s per target)
+#   scripts/fuzz.sh --build-only                       (builds build-fuzz/; scripts/test.sh)
 #
 # Each target starts from a copy of its seed corpus (tests/fuzz/corpus/<target>) in a
 # temporary folder, so the committed corpus is never changed. Crashing inputs are kept in
@@ -15,6 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+build_only=0
+if [ "${1:-}" = --build-only ]; then
+        build_only=1
+        shift
+fi
 seconds=${1:-20}
 [ $# -gt 0 ] && shift
 case "$seconds" in
@@ -32,10 +38,15 @@ if ! grep -q 'add_subdirectory(tests/fuzz)' CMakeLists.txt; then
         exit 1
 fi
 
+# ccache, when it is there, as in scripts/test.sh.
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache)
+
 echo "== build (clang, libFuzzer + ASan + UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCJA_FUZZ=ON -DCJA_TESTS=OFF \
-        -DCMAKE_BUILD_TYPE=Debug >/dev/null
+        -DCMAKE_BUILD_TYPE=Debug "${launcher[@]}" >/dev/null
 cmake --build build-fuzz -j"$jobs" --target fuzz_config fuzz_connect fuzz_gzblock
+[ "$build_only" -eq 0 ] || exit 0
 
 work=${CJA_FUZZ_WORKDIR:-}
 tmp=$(mktemp -d /tmp/cja-fuzz.XXXXXX)

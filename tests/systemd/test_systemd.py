@@ -7,7 +7,12 @@ through systemctl.
 
 It boots a throw-away systemd 252 in systemd-nspawn over an overlayfs of this machine's / (the
 container sees every file here, has only loopback, and every change it makes is discarded),
-inside a private mount namespace so that no mount outlives the test. Then, for the Debian
+inside a private mount namespace so that no mount outlives the test. The checkout (the
+built .deb in build-pkg/ included) is bound into the container at its own path
+(systemd-nspawn --bind), as an overlay with a tmpfs upper layer: the README's commands see
+it as they would here and may write in it (the source install builds in it), the host's
+checkout is never written, and the checkout may be anywhere, under /tmp too (the
+container's /tmp is its own tmpfs, so the overlay of / alone does not show it there). Then, for the Debian
 package and again for the source install (after purging the package), it runs the README's
 install block as written ("$EDITOR FILE" lines become writes of the test's config and key),
 serves a fake Connect on the container's loopback, and checks: enable --now -> active,
@@ -19,6 +24,10 @@ systemctl status, a missing key file -> failed after one attempt, a watchdog tim
 (SIGSTOP under WatchdogSec=2) -> killed and restarted with nothing lost or duplicated; and
 that the purge leaves no config, statoverride or unit behind.
 
+A command inside that cannot start (no such folder, nsenter refused) fails the test at once
+with its output, whatever it was run for; a boot that does not finish says what
+`systemctl is-system-running` said last.
+
 Where it cannot run (not root, no systemd-nspawn or nsenter, no overlayfs), it prints
 "skipped: <why>" and exits 77, which scripts/test.sh reports as skipped. CJA_KEEP_MACHINE=1
 leaves the container's console log in /var/tmp for a post-mortem.
@@ -29,6 +38,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -53,6 +63,8 @@ CONTAINER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
                  "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb", "SYSTEMD_PAGER": "",
                  "SYSTEMD_COLORS": "0", "DEBIAN_FRONTEND": "noninteractive"}
 T0 = time.monotonic()
+# Machine.run's exit status when the command's folder is missing in the container.
+EXIT_NO_CWD = 125
 
 
 def log(msg):
@@ -91,6 +103,16 @@ def preflight():
         skip("systemd is not installed (nothing to boot)")
 
 
+def nspawn_escape(path):
+    """A path in a systemd-nspawn --bind= argument (":" separates its fields)."""
+    return path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def overlay_escape(path):
+    """A path in overlayfs's lowerdir= option ("," and ":" are separators there)."""
+    return path.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+
 class Machine:
     """A systemd booted by systemd-nspawn over an overlay of /, with a tmpfs upper layer."""
 
@@ -100,6 +122,7 @@ class Machine:
         self.root = os.path.join(self.dir, "root")
         self.layer = os.path.join(self.dir, "layer")
         self.console = os.path.join(self.dir, "console.log")
+        self.checkout = os.path.join(self.dir, "checkout")
         self.mounts = []
         self.nspawn = None
         self.pid1 = None
@@ -120,10 +143,21 @@ class Machine:
         self._mount("-t", "overlay", "overlay", "-o",
                     "lowerdir=/,upperdir=%s/upper,workdir=%s/work" % (self.layer, self.layer),
                     self.root)
+        # The checkout at its own path, writable through an upper layer on the same tmpfs:
+        # an overlay of it here, bound into the container (a bind's mount point is made
+        # with its parents, in the container's own /tmp too).
+        os.makedirs(os.path.join(self.layer, "checkout-upper"))
+        os.makedirs(os.path.join(self.layer, "checkout-work"))
+        os.makedirs(self.checkout)
+        self._mount("-t", "overlay", "overlay", "-o",
+                    "lowerdir=%s,upperdir=%s/checkout-upper,workdir=%s/checkout-work"
+                    % (overlay_escape(ROOT), self.layer, self.layer), self.checkout)
+        bind = "%s:%s" % (nspawn_escape(self.checkout), nspawn_escape(ROOT))
         with open(self.console, "wb") as out:
             self.nspawn = subprocess.Popen(
                 ["systemd-nspawn", "-q", "-D", self.root, "--private-network", "--register=no",
-                 "--keep-unit", "-M", self.name, "-b", "systemd.firstboot=off"],
+                 "--keep-unit", "-M", self.name, "--bind=" + bind,
+                 "-b", "systemd.firstboot=off"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
 
@@ -146,10 +180,25 @@ class Machine:
             return None
         self.pid1 = wait_for(find_pid1, 20, "the container's PID 1")
 
+        # is-system-running exits non-zero until the boot is over ("starting"), and may
+        # print nothing while systemd cannot answer yet; what it said last goes into the
+        # timeout's message.
+        last = {}
+
         def booted():
-            p = self.run("systemctl is-system-running", check=False, timeout=10)
+            p = self.run("systemctl is-system-running", check=False, timeout=10, cwd="/")
+            last.update(rc=p.returncode, out=p.stdout.strip(), err=p.stderr.strip())
             return p.stdout.strip() in ("running", "degraded")
-        wait_for(booted, timeout, "the container to finish booting")
+        try:
+            wait_for(booted, timeout, "the container to finish booting")
+        except AssertionError as e:
+            raise AssertionError("%s; `systemctl is-system-running` said last: exit %s, %r%s"
+                                 % (e, last.get("rc"), last.get("out"),
+                                    ", stderr %r" % last["err"] if last.get("err") else ""))
+        # The checkout is where the commands run: it must be there, with this tree in it.
+        p = self.run("test -f README.md && test -f tests/systemd/test_systemd.py", check=False)
+        if p.returncode != 0:
+            raise AssertionError("the checkout %s is not visible in the container" % ROOT)
 
     def console_tail(self, n=40):
         try:
@@ -159,12 +208,22 @@ class Machine:
             return ""
 
     def run(self, cmd, input=None, check=True, timeout=60, cwd=ROOT):
-        """Runs a shell command inside (in every namespace of PID 1); CompletedProcess."""
-        p = subprocess.run(["nsenter", "-t", str(self.pid1), "-a", "--", "sh", "-c",
-                            "cd %s && %s" % (cwd, cmd)],
+        """Runs a shell command inside (in every namespace of PID 1), in the folder cwd;
+        CompletedProcess. A command that could not be started there (cwd missing in the
+        container, nsenter failing) raises whatever check says: it was never run."""
+        script = ("cd %s 2>/dev/null || { echo %s >&2; exit %d; }\n%s"
+                  % (shlex.quote(cwd), shlex.quote("no folder %s in the container" % cwd),
+                     EXIT_NO_CWD, cmd))
+        p = subprocess.run(["nsenter", "-t", str(self.pid1), "-a", "--", "sh", "-c", script],
                            input=input, env=CONTAINER_ENV, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, errors="replace",
                            timeout=timeout)
+        if p.returncode == EXIT_NO_CWD and p.stderr.startswith("no folder %s in" % cwd):
+            raise AssertionError("in the container, `%s` could not run: %s"
+                                 % (cmd, p.stderr.strip()))
+        if p.returncode != 0 and p.stderr.startswith("nsenter:"):
+            raise AssertionError("cannot enter the container to run `%s`: %s"
+                                 % (cmd, p.stderr.strip()))
         if check and p.returncode != 0:
             raise AssertionError("in the container, `%s` exited %d:\n%s%s"
                                  % (cmd, p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
@@ -559,6 +618,9 @@ def main():
         env = dict(os.environ, CJA_SYSTEMD_UNSHARED="1")
         os.execvpe("unshare", ["unshare", "--mount", "--propagation", "private",
                                sys.executable, os.path.abspath(__file__)] + sys.argv[1:], env)
+    # A SIGTERM (scripts/test.sh ending its other stages after a failure) still shuts the
+    # container down: SystemExit runs the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     version = build_deb()
     m = Machine()
     ok = False
