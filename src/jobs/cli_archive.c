@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,7 +382,12 @@ struct lines {
         struct obuf json;
         char *line; /* a line split across chunks */
         size_t len, cap;
+        uint64_t cut; /* bytes of the line under way past LOG_SHOWN_MAX, not shown */
 };
+
+/* `log` shows at most this much of one line (a log of one endless line must not take the
+ * memory); it says so on stderr. `download` gives the whole file. */
+#define LOG_SHOWN_MAX (32u * 1024 * 1024)
 
 static void line_done(struct lines *l, const char *s, size_t n)
 {
@@ -393,7 +399,12 @@ static void line_done(struct lines *l, const char *s, size_t n)
                         print_entry_json(&l->json, &e);
                 else
                         output_log_entry_text(stdout, &e, l->c->utc);
+                if (l->cut > 0)
+                        cli_say("warning: line %" PRIu64 " is longer than %u MiB: %" PRIu64
+                                " bytes of it not shown (download gives the whole log)",
+                                l->n + 1, LOG_SHOWN_MAX / (1024 * 1024), l->cut);
         }
+        l->cut = 0;
         l->n++;
 }
 
@@ -411,8 +422,10 @@ static int lines_feed(struct lines *l, const char *p, size_t n)
                         l->len = 0;
                         line_done(l, NULL, 0);
                 } else if (l->print) {
-                        if (buf_append(&l->line, &l->len, &l->cap, p, k, 256) < 0)
+                        size_t room = LOG_SHOWN_MAX - l->len, keep = k < room ? k : room;
+                        if (buf_append(&l->line, &l->len, &l->cap, p, keep, 256) < 0)
                                 return -ENOMEM;
+                        l->cut += k - keep;
                         if (nl) {
                                 line_done(l, l->line, l->len);
                                 l->len = 0;
@@ -435,6 +448,7 @@ static int lines_pass(const struct cli_archived *a, struct lines *l)
 
         l->n = 0;
         l->len = 0;
+        l->cut = 0;
         r = open_log(a, &rd);
         if (r != 0)
                 return r;

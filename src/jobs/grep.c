@@ -1185,12 +1185,15 @@ int grep_job_feed(struct grep_job *g, const char *data, size_t len)
                 take = g->win_cap - g->win_len;
                 if (take > len)
                         take = len;
+                /* Only the new bytes can hold a newline: what the window held past its last
+                 * line is a line under way (scanning it again made a long line quadratic). */
+                size_t fresh = g->win_len > g->win_start ? g->win_len : g->win_start;
                 memcpy(g->win + g->win_len, data, take);
                 data += take;
                 len -= take;
                 g->win_len += take;
 
-                nl = memrchr(g->win + g->win_start, '\n', g->win_len - g->win_start);
+                nl = memrchr(g->win + fresh, '\n', g->win_len - fresh);
                 if (!nl)
                         continue; /* a long line: the window grows */
                 end = (size_t) (nl - g->win) + 1;

@@ -114,5 +114,7 @@ bool grep_job_printed(const struct grep_job *g);
 void grep_job_mark_failed(struct grep_job *g);
 void grep_job_free(struct grep_job *g);
 
-/* Longest line the streaming path holds in memory (a longer one is an error). */
-#define GREP_MAX_LINE (256u * 1024 * 1024)
+/* Longest line the streaming path holds in memory: a longer one is an error that names the
+ * log (exit 2, the rest of that log unsearched), so that a log of one endless line cannot
+ * hold the search's memory (README "Failure modes"). */
+#define GREP_MAX_LINE (32u * 1024 * 1024)
