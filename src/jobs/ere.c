@@ -347,13 +347,13 @@ static bool read_bracket_element(struct parser *ps, const unsigned char **q, str
         return true;
 }
 
-/* How regcomp -i folds a character: to lower case in a single-byte locale, to upper case in
- * a multibyte one. */
+/* How regcomp -i folds a range's ends and the characters it tests against them: to upper
+ * case ("[0-c]" is "[0-C]" folded, so it holds no '[', and "[_-a]" is an invalid range). */
 static uint32_t regex_fold(const struct parser *ps, uint32_t c)
 {
         if (ps->utf8)
                 return (uint32_t) towupper((wint_t) c);
-        return (uint32_t) tolower((int) c);
+        return (uint32_t) toupper((int) c);
 }
 
 /* regcomp -i's range [lo, hi] (ASCII ends, folded): the characters whose folded form is in
@@ -392,7 +392,7 @@ static struct ere_node *parse_bracket(struct parser *ps)
         n->set = s;
         if (q < ps->end && *q == '^') {
                 s->negated = true;
-                ps->e->needs_regex |= ps->utf8;
+                n->regex |= ps->utf8;
                 q++;
         }
         first = q;
@@ -448,8 +448,10 @@ static struct ere_node *parse_bracket(struct parser *ps)
                                 fail(ps, E_ECOLLATE, at);
                                 goto bad;
                         }
-                        if (a.type != B_CHAR || b.type != B_CHAR)
-                                ps->e->needs_regex = true;
+                        /* dfa.c takes ranges only in the C locale, or of two digits */
+                        if (a.type != B_CHAR || b.type != B_CHAR ||
+                            (ps->utf8 && !(isdigit((int) a.ch) && isdigit((int) b.ch))))
+                                n->regex = true;
                         lo = a.ch;
                         hi = b.ch;
                         /* regcomp -i reads the pattern folded, "[Z-a]" included */
@@ -479,7 +481,7 @@ static struct ere_node *parse_bracket(struct parser *ps)
                         }
                         s->classes |= 1u << c;
                         if (c != ERE_CLASS_DIGIT && c != ERE_CLASS_XDIGIT)
-                                ps->e->needs_regex |= ps->utf8;
+                                n->regex |= ps->utf8;
                         colon = (colon & ~2u) | 8;
                 } else {
                         if (!elem_char(ps, &a, at))
@@ -490,8 +492,12 @@ static struct ere_node *parse_bracket(struct parser *ps)
                         }
                         if (set_add(s, a.ch, a.ch) < 0)
                                 goto nomem;
-                        if (a.type != B_CHAR)
-                                ps->e->needs_regex = true;
+                        /* dfa.c hands a set with a multibyte character to regex (MBCSET), and
+                         * with -i one of i or s, which fold to U+0131 and U+017F too */
+                        if (a.type != B_CHAR ||
+                            (ps->utf8 && (a.ch >= 0x80 || (ps->icase && a.ch && a.ch < 0x80 &&
+                                                           strchr("iIsS", (int) a.ch)))))
+                                n->regex = true;
                         if (a.type != B_CHAR)
                                 colon = (colon & ~2u) | 8;
                         else
@@ -578,7 +584,7 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                 item = NULL;
                 if (c == '|')
                         break;
-                if (c == ')' && depth > 0 && !was_skipped)
+                if (c == ')' && depth > 0 && !(was_skipped && ps->regex))
                         break;
                 if (skip && ps->regex && (c == '*' || c == '+' || c == '?' || c == '{')) {
                         /* regcomp: skipped, an interval's '{' alone */
@@ -693,10 +699,11 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                                         goto out;
                                 }
                                 item = node_new(ERE_BACKREF);
-                                if (item)
+                                if (item) {
                                         item->group = d - '0';
+                                        item->regex = true;
+                                }
                                 ps->e->has_backrefs = true;
-                                ps->e->needs_regex = true;
                                 break;
                         }
                         switch (d) {
@@ -706,25 +713,27 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                         case 'B':
                         case '`':
                         case '\'':
-                                if (d != '`' && d != '\'' && ps->utf8)
-                                        ps->e->needs_regex = true;
                                 item = node_new(d == '<'   ? ERE_WORD_START
                                                 : d == '>' ? ERE_WORD_END
                                                 : d == 'b' ? ERE_WORD_EDGE
                                                 : d == 'B' ? ERE_NOT_EDGE
                                                 : d == '`' ? ERE_BOL
                                                            : ERE_EOL);
+                                if (item && d != '`' && d != '\'')
+                                        item->regex = ps->utf8;
                                 skip = true;
                                 break;
                         case 'w':
                         case 'W':
-                                ps->e->needs_regex |= ps->utf8;
                                 item = class_set(ps, ERE_CLASS_ALNUM, true, d == 'W');
+                                if (item)
+                                        item->regex = ps->utf8;
                                 break;
                         case 's':
                         case 'S':
-                                ps->e->needs_regex |= ps->utf8;
                                 item = class_set(ps, ERE_CLASS_SPACE, false, d == 'S');
+                                if (item)
+                                        item->regex = ps->utf8;
                                 break;
                         default:
                                 n = char_at(ps, at + 1, &cp);
@@ -811,6 +820,20 @@ static struct ere_node *parse_alt(struct parser *ps, int depth)
         return alt;
 }
 
+/* Whether grep's DFA would hand n to regex: a node of a kind it cannot match, unless a
+ * repetition {0} (or {0,0}) above it took it out of the DFA's tokens. */
+static bool tree_needs_regex(const struct ere_node *n)
+{
+        if (n->regex)
+                return true;
+        if (n->kind == ERE_REPEAT && n->max == 0)
+                return false;
+        for (size_t i = 0; i < n->n_sub; i++)
+                if (tree_needs_regex(n->sub[i]))
+                        return true;
+        return false;
+}
+
 int ere_parse(const char *pat, size_t len, unsigned flags, struct ere **ret, struct ere_error *err)
 {
         bool utf8 = flags & ERE_UTF8, fixed = flags & ERE_FIXED;
@@ -839,6 +862,18 @@ int ere_parse(const char *pat, size_t len, unsigned flags, struct ere **ret, str
                 if (!ps.error)
                         e->root = len ? literal_node(&ps, ps.p, len) : node_new(ERE_EMPTY);
         } else {
+                /* What grep refuses is regcomp's to say, what a pattern means its DFA's:
+                 * where the two read a pattern differently ("(+)" is an unmatched '(' to
+                 * regcomp), regcomp's reading decides first whether it is valid. */
+                if (!(flags & ERE_REGEX)) {
+                        struct ere *re = NULL;
+                        int r = ere_parse(pat, len, flags | ERE_REGEX, &re, err);
+                        ere_free(re);
+                        if (r < 0) {
+                                free(e);
+                                return r;
+                        }
+                }
                 e->root = parse_alt(&ps, 0);
                 /* parse_alt stops at a ')' only inside a group */
                 if (e->root && ps.p < ps.end && !ps.error)
@@ -856,6 +891,7 @@ int ere_parse(const char *pat, size_t len, unsigned flags, struct ere **ret, str
                 ere_free(e);
                 return -ENOMEM;
         }
+        e->needs_regex = tree_needs_regex(e->root);
         *ret = e;
         return 0;
 }
