@@ -1193,6 +1193,49 @@ static bool plain_zero_width(const struct ere_node *n)
         }
 }
 
+/*
+ * A repetition n as one repetition of what is under a stack of them, where that means the
+ * same: (x{0,d}){m,n} is x{0,d*n}, (x{k,}){m,} with m > 0 is x{k*m,}, (x+)* is x*. PCRE2's
+ * backtracking would try every way to split a line between the stacked repetitions
+ * ("\w?{2}{1,3}+" runs out of its match limit on a short line). Not with back-references,
+ * which could name a group in between.
+ */
+static void flatten(const struct ere *e, const struct ere_node *n, int *min, int *max,
+                    const struct ere_node **base)
+{
+        const struct ere_node *b2;
+        int m2, x2;
+
+        const struct ere_node *k = n->sub[0];
+
+        *min = n->min;
+        *max = n->max;
+        *base = n->sub[0];
+        if (e->has_backrefs)
+                return;
+        while (k->kind == ERE_GROUP) /* no back-reference: it captures nothing */
+                k = k->sub[0];
+        if (k->kind != ERE_REPEAT)
+                return;
+        flatten(e, k, &m2, &x2, &b2);
+        if (m2 == 0) {
+                if (*max != 0 && x2 != ERE_INF && *max != ERE_INF && (long) x2 * *max > 65535)
+                        return;
+                *max = *max == 0 || x2 == 0                 ? 0
+                       : (x2 == ERE_INF || *max == ERE_INF) ? ERE_INF
+                                                            : x2 * *max;
+                *min = 0;
+        } else if (x2 == ERE_INF && *min >= 1 && (long) m2 * *min <= 65535) {
+                *min = m2 * *min;
+                *max = ERE_INF;
+        } else if (x2 == ERE_INF && m2 == 1 && *max == ERE_INF) {
+                *min = 0;
+        } else {
+                return;
+        }
+        *base = b2;
+}
+
 static void emit_node(struct ere_emit *em, struct out *o, const struct ere *e,
                       const struct ere_node *n)
 {
@@ -1247,13 +1290,16 @@ static void emit_node(struct ere_emit *em, struct out *o, const struct ere *e,
                 break;
         case ERE_REPEAT: {
                 const struct ere_node *kid = n->sub[0];
-                bool atom = kid->kind == ERE_ANY || kid->kind == ERE_SET ||
-                            kid->kind == ERE_GROUP || kid->kind == ERE_BACKREF ||
-                            kid->kind == ERE_ALT;
+                int min, max;
+                bool atom;
+
+                flatten(e, n, &min, &max, &kid);
+                atom = kid->kind == ERE_ANY || kid->kind == ERE_SET || kid->kind == ERE_GROUP ||
+                       kid->kind == ERE_BACKREF || kid->kind == ERE_ALT;
 
                 if (plain_zero_width(kid)) {
                         /* grep: (^)* is empty, (^)+ is ^ */
-                        if (n->min > 0)
+                        if (min > 0)
                                 emit_node(em, o, e, kid);
                         break;
                 }
@@ -1269,18 +1315,18 @@ static void emit_node(struct ere_emit *em, struct out *o, const struct ere *e,
                 emit_node(em, o, e, kid);
                 if (!atom)
                         put(o, ")", 1);
-                if (n->min == 0 && n->max == ERE_INF)
+                if (min == 0 && max == ERE_INF)
                         k = snprintf(b, sizeof(b), "*");
-                else if (n->min == 1 && n->max == ERE_INF)
+                else if (min == 1 && max == ERE_INF)
                         k = snprintf(b, sizeof(b), "+");
-                else if (n->min == 0 && n->max == 1)
+                else if (min == 0 && max == 1)
                         k = snprintf(b, sizeof(b), "?");
-                else if (n->max == ERE_INF)
-                        k = snprintf(b, sizeof(b), "{%d,}", n->min);
-                else if (n->min == n->max)
-                        k = snprintf(b, sizeof(b), "{%d}", n->min);
+                else if (max == ERE_INF)
+                        k = snprintf(b, sizeof(b), "{%d,}", min);
+                else if (min == max)
+                        k = snprintf(b, sizeof(b), "{%d}", min);
                 else
-                        k = snprintf(b, sizeof(b), "{%d,%d}", n->min, n->max);
+                        k = snprintf(b, sizeof(b), "{%d,%d}", min, max);
                 put(o, b, (size_t) k);
                 break;
         }
