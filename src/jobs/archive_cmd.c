@@ -17,6 +17,7 @@
 #include "config.h"
 #include "ere.h"
 #include "grep.h"
+#include "output.h"
 #include "logreader.h"
 #include "log.h"
 #include "macro.h"
@@ -296,6 +297,15 @@ static void human_size(int64_t n, char *buf, size_t size)
         }
 }
 
+/* s in a column width bytes wide, escaped on a terminal (output_sanitized()). */
+static void put_column(FILE *f, const char *s, size_t len, size_t width)
+{
+        output_sanitized(f, s, len);
+        for (; len < width; len++)
+                fputc(' ', f);
+        fputs("  ", f);
+}
+
 static int ls_json(const struct common *c, const struct scan_job *j)
 {
         struct obuf b = {0};
@@ -348,7 +358,7 @@ static int ls_json(const struct common *c, const struct scan_job *j)
         }
         obuf_puts(&b, "}\n");
         if (!b.error)
-                fwrite(b.data, 1, b.len, stdout);
+                output_sanitized(stdout, b.data, b.len);
         obuf_done(&b);
         return b.error;
 }
@@ -356,7 +366,7 @@ static int ls_json(const struct common *c, const struct scan_job *j)
 /*
  * The table ls prints. Its columns are as wide as their widest cell, so no row can be
  * printed before every record is read; what is kept of a job is only what its row shows,
- * packed (struct row, then its key and its sanitized error summary) into chunks, with the
+ * packed (struct row, then its key and its error summary, as archived) into chunks, with the
  * content name and the tag interned: about 60 bytes a job instead of the record's 300 (the
  * struct scan_job and its seven strings), which the scan frees a date at a time.
  */
@@ -450,19 +460,23 @@ static int64_t strings_intern(struct strings *t, const char *s)
         return (int64_t) t->n - 1;
 }
 
-/* The summary as the table shows it: control characters as '?', at most SUMMARY_MAX bytes
- * then "...". */
+/* The summary as the table keeps it: at most SUMMARY_MAX bytes (not cutting a UTF-8
+ * character) then "...", the bytes as archived; table_print() escapes them on a terminal
+ * through output_escape(), as every other column. */
 static size_t sanitize_summary(const char *s, char *buf)
 {
-        size_t n = 0;
+        size_t n = strlen(s);
 
-        for (; *s && n < SUMMARY_MAX; s++)
-                buf[n++] = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
-        if (*s) {
-                memcpy(buf + n, "...", 3);
-                n += 3;
+        if (n <= SUMMARY_MAX) {
+                memcpy(buf, s, n);
+                return n;
         }
-        return n;
+        n = SUMMARY_MAX;
+        while (n > 0 && ((unsigned char) s[n] & 0xc0) == 0x80)
+                n--;
+        memcpy(buf, s, n);
+        memcpy(buf + n, "...", 3);
+        return n + 3;
 }
 
 static int table_add(struct table *t, const struct scan_job *j)
@@ -546,12 +560,15 @@ static void table_print(struct table *t)
                                 (void) snprintf(ec, sizeof(ec), "%d", row.exit_code);
                         else
                                 (void) snprintf(ec, sizeof(ec), "-");
-                        printf("%-*s  %-*s  %-*.*s%*s  %-*s  %-9s  %4s  %6s  ", c->utc ? 20 : 19,
-                               when, (int) t->wname, t->names.s[row.name], (int) row.key_len,
-                               (int) row.key_len, p + sizeof(row), (int) (t->wkey - row.key_len),
-                               "", (int) t->wtag, row.tag == UINT32_MAX ? "-" : t->tags.s[row.tag],
-                               status_word(row.status), ec, size);
-                        fwrite(p + sizeof(row) + row.key_len, 1, row.summary_len, stdout);
+                        const char *name = t->names.s[row.name];
+                        const char *tag = row.tag == UINT32_MAX ? "-" : t->tags.s[row.tag];
+
+                        printf("%-*s  ", c->utc ? 20 : 19, when);
+                        put_column(stdout, name, strlen(name), t->wname);
+                        put_column(stdout, p + sizeof(row), row.key_len, t->wkey);
+                        put_column(stdout, tag, strlen(tag), t->wtag);
+                        printf("%-9s  %4s  %6s  ", status_word(row.status), ec, size);
+                        output_sanitized(stdout, p + sizeof(row) + row.key_len, row.summary_len);
                         putchar('\n');
                         off += sizeof(row) + row.key_len + row.summary_len;
                 }
@@ -714,7 +731,12 @@ static void write_slot(struct engine *e, struct slot *s)
                 if (!s->started && e->any_printed && (e->o->before || e->o->after) && !e->o->json &&
                     !e->o->count && !e->o->list)
                         fputs(e->o->color ? "\033[36m--\033[m\n" : "--\n", stdout);
-                fwrite(s->out.data, 1, s->out.len, stdout);
+                /* text was escaped for a terminal as it was written (our colours are not);
+                 * JSON only here */
+                if (e->o->json)
+                        output_sanitized(stdout, s->out.data, s->out.len);
+                else
+                        fwrite(s->out.data, 1, s->out.len, stdout);
                 s->out.len = 0;
                 s->started = true;
                 e->any_printed = true;

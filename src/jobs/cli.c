@@ -265,10 +265,10 @@ static int malformed(const char *what, const char *shape)
         return CLI_EXIT_FAILURE;
 }
 
-/* The server's JSON as received (with a final newline). */
+/* The server's JSON as received (with a final newline), escaped on a terminal. */
 static void print_body(const struct client_reply *r)
 {
-        (void) fwrite(r->body, 1, r->body_len, stdout);
+        output_sanitized(stdout, r->body, r->body_len);
         if (r->body_len == 0 || r->body[r->body_len - 1] != '\n')
                 (void) fputc('\n', stdout);
 }

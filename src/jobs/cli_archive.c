@@ -149,7 +149,8 @@ int cli_archive_show(struct cli *c, const struct cli_content *ct, const struct c
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
         say_from(a, ".json");
         if (c->json) {
-                (void) printf("%s\n", text);
+                output_sanitized(stdout, text, strlen(text));
+                (void) fputc('\n', stdout);
         } else if (connect_parse_job(text, strlen(text), &job) == 0 &&
                    asprintf(&path, "%s/%s.json", a->dir, a->job.key) >= 0) {
                 output_job_detail(stdout, &job, ct->guid, ct->name ? ct->name : a->job.record_name,
@@ -186,7 +187,7 @@ int cli_archive_error(struct cli *c, const struct cli_archived *a)
         }
         say_from(a, ".error.json");
         if (c->json) {
-                (void) fwrite(data, 1, len, stdout);
+                output_sanitized(stdout, data, len);
                 if (len == 0 || data[len - 1] != '\n')
                         (void) fputc('\n', stdout);
         } else if (connect_parse_error(data, len, &error) == 0) {
@@ -371,7 +372,7 @@ static void print_entry_json(struct obuf *b, const struct log_entry *e)
         obuf_json_string(b, e->data, e->data_len);
         obuf_puts(b, "}\n");
         if (!b->error)
-                (void) fwrite(b->data, 1, b->len, stdout);
+                output_sanitized(stdout, b->data, b->len);
 }
 
 /* Walks the log's lines: counts them all, and prints those from number `from` (0-based). */

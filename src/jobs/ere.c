@@ -347,13 +347,13 @@ static bool read_bracket_element(struct parser *ps, const unsigned char **q, str
         return true;
 }
 
-/* How regcomp -i folds a character: to lower case in a single-byte locale, to upper case in
- * a multibyte one. */
+/* How regcomp -i folds a range's ends and the characters it tests against them: to upper
+ * case ("[0-c]" is "[0-C]" folded, so it holds no '[', and "[_-a]" is an invalid range). */
 static uint32_t regex_fold(const struct parser *ps, uint32_t c)
 {
         if (ps->utf8)
                 return (uint32_t) towupper((wint_t) c);
-        return (uint32_t) tolower((int) c);
+        return (uint32_t) toupper((int) c);
 }
 
 /* regcomp -i's range [lo, hi] (ASCII ends, folded): the characters whose folded form is in
@@ -392,7 +392,7 @@ static struct ere_node *parse_bracket(struct parser *ps)
         n->set = s;
         if (q < ps->end && *q == '^') {
                 s->negated = true;
-                ps->e->needs_regex |= ps->utf8;
+                n->regex |= ps->utf8;
                 q++;
         }
         first = q;
@@ -448,8 +448,10 @@ static struct ere_node *parse_bracket(struct parser *ps)
                                 fail(ps, E_ECOLLATE, at);
                                 goto bad;
                         }
-                        if (a.type != B_CHAR || b.type != B_CHAR)
-                                ps->e->needs_regex = true;
+                        /* dfa.c takes ranges only in the C locale, or of two digits */
+                        if (a.type != B_CHAR || b.type != B_CHAR ||
+                            (ps->utf8 && !(isdigit((int) a.ch) && isdigit((int) b.ch))))
+                                n->regex = true;
                         lo = a.ch;
                         hi = b.ch;
                         /* regcomp -i reads the pattern folded, "[Z-a]" included */
@@ -479,7 +481,7 @@ static struct ere_node *parse_bracket(struct parser *ps)
                         }
                         s->classes |= 1u << c;
                         if (c != ERE_CLASS_DIGIT && c != ERE_CLASS_XDIGIT)
-                                ps->e->needs_regex |= ps->utf8;
+                                n->regex |= ps->utf8;
                         colon = (colon & ~2u) | 8;
                 } else {
                         if (!elem_char(ps, &a, at))
@@ -490,8 +492,12 @@ static struct ere_node *parse_bracket(struct parser *ps)
                         }
                         if (set_add(s, a.ch, a.ch) < 0)
                                 goto nomem;
-                        if (a.type != B_CHAR)
-                                ps->e->needs_regex = true;
+                        /* dfa.c hands a set with a multibyte character to regex (MBCSET), and
+                         * with -i one of i or s, which fold to U+0131 and U+017F too */
+                        if (a.type != B_CHAR ||
+                            (ps->utf8 && (a.ch >= 0x80 || (ps->icase && a.ch && a.ch < 0x80 &&
+                                                           strchr("iIsS", (int) a.ch)))))
+                                n->regex = true;
                         if (a.type != B_CHAR)
                                 colon = (colon & ~2u) | 8;
                         else
@@ -578,7 +584,7 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                 item = NULL;
                 if (c == '|')
                         break;
-                if (c == ')' && depth > 0 && !was_skipped)
+                if (c == ')' && depth > 0 && !(was_skipped && ps->regex))
                         break;
                 if (skip && ps->regex && (c == '*' || c == '+' || c == '?' || c == '{')) {
                         /* regcomp: skipped, an interval's '{' alone */
@@ -693,10 +699,11 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                                         goto out;
                                 }
                                 item = node_new(ERE_BACKREF);
-                                if (item)
+                                if (item) {
                                         item->group = d - '0';
+                                        item->regex = true;
+                                }
                                 ps->e->has_backrefs = true;
-                                ps->e->needs_regex = true;
                                 break;
                         }
                         switch (d) {
@@ -706,25 +713,27 @@ static struct ere_node *parse_branch(struct parser *ps, int depth)
                         case 'B':
                         case '`':
                         case '\'':
-                                if (d != '`' && d != '\'' && ps->utf8)
-                                        ps->e->needs_regex = true;
                                 item = node_new(d == '<'   ? ERE_WORD_START
                                                 : d == '>' ? ERE_WORD_END
                                                 : d == 'b' ? ERE_WORD_EDGE
                                                 : d == 'B' ? ERE_NOT_EDGE
                                                 : d == '`' ? ERE_BOL
                                                            : ERE_EOL);
+                                if (item && d != '`' && d != '\'')
+                                        item->regex = ps->utf8;
                                 skip = true;
                                 break;
                         case 'w':
                         case 'W':
-                                ps->e->needs_regex |= ps->utf8;
                                 item = class_set(ps, ERE_CLASS_ALNUM, true, d == 'W');
+                                if (item)
+                                        item->regex = ps->utf8;
                                 break;
                         case 's':
                         case 'S':
-                                ps->e->needs_regex |= ps->utf8;
                                 item = class_set(ps, ERE_CLASS_SPACE, false, d == 'S');
+                                if (item)
+                                        item->regex = ps->utf8;
                                 break;
                         default:
                                 n = char_at(ps, at + 1, &cp);
@@ -811,6 +820,20 @@ static struct ere_node *parse_alt(struct parser *ps, int depth)
         return alt;
 }
 
+/* Whether grep's DFA would hand n to regex: a node of a kind it cannot match, unless a
+ * repetition {0} (or {0,0}) above it took it out of the DFA's tokens. */
+static bool tree_needs_regex(const struct ere_node *n)
+{
+        if (n->regex)
+                return true;
+        if (n->kind == ERE_REPEAT && n->max == 0)
+                return false;
+        for (size_t i = 0; i < n->n_sub; i++)
+                if (tree_needs_regex(n->sub[i]))
+                        return true;
+        return false;
+}
+
 int ere_parse(const char *pat, size_t len, unsigned flags, struct ere **ret, struct ere_error *err)
 {
         bool utf8 = flags & ERE_UTF8, fixed = flags & ERE_FIXED;
@@ -839,6 +862,18 @@ int ere_parse(const char *pat, size_t len, unsigned flags, struct ere **ret, str
                 if (!ps.error)
                         e->root = len ? literal_node(&ps, ps.p, len) : node_new(ERE_EMPTY);
         } else {
+                /* What grep refuses is regcomp's to say, what a pattern means its DFA's:
+                 * where the two read a pattern differently ("(+)" is an unmatched '(' to
+                 * regcomp), regcomp's reading decides first whether it is valid. */
+                if (!(flags & ERE_REGEX)) {
+                        struct ere *re = NULL;
+                        int r = ere_parse(pat, len, flags | ERE_REGEX, &re, err);
+                        ere_free(re);
+                        if (r < 0) {
+                                free(e);
+                                return r;
+                        }
+                }
                 e->root = parse_alt(&ps, 0);
                 /* parse_alt stops at a ')' only inside a group */
                 if (e->root && ps.p < ps.end && !ps.error)
@@ -856,6 +891,7 @@ int ere_parse(const char *pat, size_t len, unsigned flags, struct ere **ret, str
                 ere_free(e);
                 return -ENOMEM;
         }
+        e->needs_regex = tree_needs_regex(e->root);
         *ret = e;
         return 0;
 }
@@ -1157,6 +1193,49 @@ static bool plain_zero_width(const struct ere_node *n)
         }
 }
 
+/*
+ * A repetition n as one repetition of what is under a stack of them, where that means the
+ * same: (x{0,d}){m,n} is x{0,d*n}, (x{k,}){m,} with m > 0 is x{k*m,}, (x+)* is x*. PCRE2's
+ * backtracking would try every way to split a line between the stacked repetitions
+ * ("\w?{2}{1,3}+" runs out of its match limit on a short line). Not with back-references,
+ * which could name a group in between.
+ */
+static void flatten(const struct ere *e, const struct ere_node *n, int *min, int *max,
+                    const struct ere_node **base)
+{
+        const struct ere_node *b2;
+        int m2, x2;
+
+        const struct ere_node *k = n->sub[0];
+
+        *min = n->min;
+        *max = n->max;
+        *base = n->sub[0];
+        if (e->has_backrefs)
+                return;
+        while (k->kind == ERE_GROUP) /* no back-reference: it captures nothing */
+                k = k->sub[0];
+        if (k->kind != ERE_REPEAT)
+                return;
+        flatten(e, k, &m2, &x2, &b2);
+        if (m2 == 0) {
+                if (*max != 0 && x2 != ERE_INF && *max != ERE_INF && (long) x2 * *max > 65535)
+                        return;
+                *max = *max == 0 || x2 == 0                 ? 0
+                       : (x2 == ERE_INF || *max == ERE_INF) ? ERE_INF
+                                                            : x2 * *max;
+                *min = 0;
+        } else if (x2 == ERE_INF && *min >= 1 && (long) m2 * *min <= 65535) {
+                *min = m2 * *min;
+                *max = ERE_INF;
+        } else if (x2 == ERE_INF && m2 == 1 && *max == ERE_INF) {
+                *min = 0;
+        } else {
+                return;
+        }
+        *base = b2;
+}
+
 static void emit_node(struct ere_emit *em, struct out *o, const struct ere *e,
                       const struct ere_node *n)
 {
@@ -1211,13 +1290,16 @@ static void emit_node(struct ere_emit *em, struct out *o, const struct ere *e,
                 break;
         case ERE_REPEAT: {
                 const struct ere_node *kid = n->sub[0];
-                bool atom = kid->kind == ERE_ANY || kid->kind == ERE_SET ||
-                            kid->kind == ERE_GROUP || kid->kind == ERE_BACKREF ||
-                            kid->kind == ERE_ALT;
+                int min, max;
+                bool atom;
+
+                flatten(e, n, &min, &max, &kid);
+                atom = kid->kind == ERE_ANY || kid->kind == ERE_SET || kid->kind == ERE_GROUP ||
+                       kid->kind == ERE_BACKREF || kid->kind == ERE_ALT;
 
                 if (plain_zero_width(kid)) {
                         /* grep: (^)* is empty, (^)+ is ^ */
-                        if (n->min > 0)
+                        if (min > 0)
                                 emit_node(em, o, e, kid);
                         break;
                 }
@@ -1233,18 +1315,18 @@ static void emit_node(struct ere_emit *em, struct out *o, const struct ere *e,
                 emit_node(em, o, e, kid);
                 if (!atom)
                         put(o, ")", 1);
-                if (n->min == 0 && n->max == ERE_INF)
+                if (min == 0 && max == ERE_INF)
                         k = snprintf(b, sizeof(b), "*");
-                else if (n->min == 1 && n->max == ERE_INF)
+                else if (min == 1 && max == ERE_INF)
                         k = snprintf(b, sizeof(b), "+");
-                else if (n->min == 0 && n->max == 1)
+                else if (min == 0 && max == 1)
                         k = snprintf(b, sizeof(b), "?");
-                else if (n->max == ERE_INF)
-                        k = snprintf(b, sizeof(b), "{%d,}", n->min);
-                else if (n->min == n->max)
-                        k = snprintf(b, sizeof(b), "{%d}", n->min);
+                else if (max == ERE_INF)
+                        k = snprintf(b, sizeof(b), "{%d,}", min);
+                else if (min == max)
+                        k = snprintf(b, sizeof(b), "{%d}", min);
                 else
-                        k = snprintf(b, sizeof(b), "{%d,%d}", n->min, n->max);
+                        k = snprintf(b, sizeof(b), "{%d,%d}", min, max);
                 put(o, b, (size_t) k);
                 break;
         }

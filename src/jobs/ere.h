@@ -90,6 +90,7 @@ struct ere_node {
         struct ere_set *set; /* SET */
         int min, max;        /* REPEAT */
         unsigned group;      /* GROUP, BACKREF */
+        bool regex;          /* grep's DFA cannot match this node: see ere->needs_regex */
 };
 
 /* One parsed pattern. */

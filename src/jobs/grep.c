@@ -20,15 +20,16 @@
 #include "output.h"
 #include "util.h"
 
-#define WINDOW    (256 * 1024) /* streaming: bytes searched at a time */
-#define LIT_MIN   3            /* a shorter required literal does not pay for a prefilter */
-#define DFA_WS    4096         /* ints of pcre2_dfa_match() workspace */
-#define DFA_ENDS  128          /* match ends at one place that word_next() tries */
-#define COLOR_MT  "\033[01;31m"
-#define COLOR_FN  "\033[35m"
-#define COLOR_LN  "\033[32m"
-#define COLOR_SE  "\033[36m"
-#define COLOR_END "\033[m"
+#define WINDOW     (256 * 1024) /* streaming: bytes searched at a time */
+#define LIT_MIN    3            /* a shorter required literal does not pay for a prefilter */
+#define DFA_WS     4096         /* ints of pcre2_dfa_match() workspace */
+#define DFA_ENDS   128          /* match ends at one place that word_next() tries */
+#define ENDS_LIMIT 200000       /* match limit of one longest_at() by its callout */
+#define COLOR_MT   "\033[01;31m"
+#define COLOR_FN   "\033[35m"
+#define COLOR_LN   "\033[32m"
+#define COLOR_SE   "\033[36m"
+#define COLOR_END  "\033[m"
 
 struct matcher {
         pcre2_code *code; /* NULL when literal_find alone decides */
@@ -44,14 +45,21 @@ struct matcher {
         /* for pcre2_dfa_match(), which cannot take PCRE2_MATCH_INVALID_UTF: in UTF-8 mode
          * the pattern compiled without it (for lines that are valid UTF-8), else code */
         pcre2_code *dfa_code;
+        /* "(?:pattern)(?C1)" anchored, with PCRE2's optimizations off: its callout sees
+         * every place a match from one start can end (ends_longest()), where
+         * pcre2_dfa_match() cannot go (back-references, lines that are not UTF-8) */
+        pcre2_code *ends_code;
 };
 
 struct matcher_scratch {
         pcre2_match_data *md;
         pcre2_match_context *mc;
         pcre2_jit_stack *stack;
-        int *dfa_ws;              /* pcre2_dfa_match()'s workspace (-o, colour) */
-        pcre2_match_data *dfa_md; /* every match at one place, for word_next() */
+        int *dfa_ws;                  /* pcre2_dfa_match()'s workspace (-o, colour) */
+        pcre2_match_data *dfa_md;     /* every match at one place */
+        pcre2_match_context *ends_mc; /* ends_code's: the callout, a bounded match limit */
+        pcre2_match_data *ends_md;
+        size_t ends_max; /* the callout's: the longest end seen, or SIZE_MAX for none */
 };
 
 /* ---- the pattern -------------------------------------------------------------------- */
@@ -91,7 +99,7 @@ static int parse_all(const char *pat, const struct grep_opts *o, struct ere ***r
                                 (void) snprintf(err, errsz, "%s", ee.message);
                         if (r < 0)
                                 break;
-                        again |= v[n++]->needs_regex;
+                        again |= v[n++]->needs_regex || (o->word && !o->line && o->utf8);
                         if (!nl)
                                 break;
                         p = nl + 1;
@@ -256,8 +264,9 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
         for (size_t i = 0; i < n; i++) {
                 m->backrefs |= v[i]->has_backrefs;
                 /* grep -w with its regex matcher: its own search for a match between
-                 * non-word characters (word_next()); with its DFA, the pattern wrapped */
-                m->word = o->word && !o->line && v[i]->needs_regex;
+                 * non-word characters (word_next()); with its DFA, the pattern wrapped. In
+                 * UTF-8 the wrapper's [^[:alnum:]_] is beyond the DFA: always regex. */
+                m->word |= o->word && !o->line && (v[i]->needs_regex || o->utf8);
         }
         /* The required literal: -i matches other bytes than the pattern's. */
         if (!several && !o->ignore_case)
@@ -298,6 +307,26 @@ int matcher_new(const char *pattern, const struct grep_opts *o, struct matcher *
                                                     &erroff, NULL);
                 else
                         m->dfa_code = m->code;
+                if (m->code && (o->only || o->color || m->word)) {
+                        char *es = NULL;
+                        size_t el = 0, ec = 0;
+                        if (append(&es, &el, &ec, "(?:", 3) < 0 ||
+                            append(&es, &el, &ec, src, strlen(src)) < 0 ||
+                            append(&es, &el, &ec, ")(?C1)", 6) < 0) {
+                                free(es);
+                                free(src);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        m->ends_code = pcre2_compile(
+                                (PCRE2_SPTR) es, PCRE2_ZERO_TERMINATED,
+                                flags | PCRE2_ANCHORED | PCRE2_NO_AUTO_POSSESS |
+                                        PCRE2_NO_START_OPTIMIZE | PCRE2_NO_DOTSTAR_ANCHOR,
+                                &errcode, &erroff, NULL);
+                        free(es);
+                        if (m->ends_code)
+                                (void) pcre2_jit_compile(m->ends_code, PCRE2_JIT_COMPLETE);
+                }
                 free(src);
                 src = NULL;
                 if (m->code && !m->dfa_code) {
@@ -338,6 +367,7 @@ void matcher_free(struct matcher *m)
                 return;
         if (m->dfa_code != m->code)
                 pcre2_code_free(m->dfa_code);
+        pcre2_code_free(m->ends_code);
         pcre2_code_free(m->code);
         free(m->literal);
         free(m);
@@ -346,6 +376,17 @@ void matcher_free(struct matcher *m)
 const char *matcher_required_literal(const struct matcher *m)
 {
         return m->literal;
+}
+
+/* ends_code's callout, where a match would end: keep the longest end, then fail, so that
+ * PCRE2 backtracks into every other way to match. */
+static int ends_callout(pcre2_callout_block *cb, void *data)
+{
+        struct matcher_scratch *s = data;
+
+        if (s->ends_max == SIZE_MAX || cb->current_position > s->ends_max)
+                s->ends_max = cb->current_position;
+        return 1;
 }
 
 int matcher_scratch_new(const struct matcher *m, struct matcher_scratch **ret)
@@ -369,6 +410,18 @@ int matcher_scratch_new(const struct matcher *m, struct matcher_scratch **ret)
                         }
                         pcre2_jit_stack_assign(s->mc, NULL, s->stack);
                 }
+                if (m->ends_code) {
+                        s->ends_mc = pcre2_match_context_create(NULL);
+                        s->ends_md = pcre2_match_data_create_from_pattern(m->ends_code, NULL);
+                        if (!s->ends_mc || !s->ends_md) {
+                                matcher_scratch_free(s);
+                                return -ENOMEM;
+                        }
+                        (void) pcre2_set_callout(s->ends_mc, ends_callout, s);
+                        (void) pcre2_set_match_limit(s->ends_mc, ENDS_LIMIT);
+                        if (s->stack)
+                                pcre2_jit_stack_assign(s->ends_mc, NULL, s->stack);
+                }
                 s->dfa_ws = malloc(DFA_WS * sizeof(int));
                 s->dfa_md = pcre2_match_data_create(DFA_ENDS, NULL);
                 if (!s->dfa_ws || !s->dfa_md) {
@@ -389,6 +442,8 @@ void matcher_scratch_free(struct matcher_scratch *s)
         pcre2_jit_stack_free(s->stack);
         free(s->dfa_ws);
         pcre2_match_data_free(s->dfa_md);
+        pcre2_match_context_free(s->ends_mc);
+        pcre2_match_data_free(s->ends_md);
         free(s);
 }
 
@@ -414,14 +469,62 @@ static int pcre_at(const struct matcher *m, struct matcher_scratch *s, const cha
 }
 
 /*
+ * The longest match anchored at start in subject[0, len), as regexec finds it (flags:
+ * PCRE2_NOTEOL for grep -w's shorter tries): pcre2_dfa_match() where it can, else every
+ * end that PCRE2's backtracking reaches (ends_code), else PCRE2's own match. 1 with *me,
+ * 0 or -E2BIG.
+ */
+static int longest_at(const struct matcher *m, struct matcher_scratch *s, const char *subject,
+                      size_t len, size_t start, uint32_t flags, size_t *me)
+{
+        size_t ms;
+        int rc;
+
+        if (!m->backrefs) {
+                rc = pcre2_dfa_match(m->dfa_code, (PCRE2_SPTR) subject, len, start,
+                                     PCRE2_ANCHORED | flags, s->md, s->mc, s->dfa_ws, DFA_WS);
+                if (rc == PCRE2_ERROR_NOMATCH)
+                        return 0;
+                if (rc >= 0) {
+                        *me = pcre2_get_ovector_pointer(s->md)[1];
+                        return 1;
+                }
+        }
+        if (m->ends_code) {
+                s->ends_max = SIZE_MAX;
+                rc = pcre2_match(m->ends_code, (PCRE2_SPTR) subject, len, start, flags, s->ends_md,
+                                 s->ends_mc);
+                if (rc == PCRE2_ERROR_NOMATCH) {
+                        if (s->ends_max == SIZE_MAX)
+                                return 0;
+                        *me = s->ends_max;
+                        return 1;
+                }
+                /* else the match limit: PCRE2's own match */
+        }
+        rc = pcre2_match(m->code, (PCRE2_SPTR) subject, len, start, PCRE2_ANCHORED | flags, s->md,
+                         s->mc);
+        if (rc == PCRE2_ERROR_NOMATCH)
+                return 0;
+        if (rc < 0)
+                return -E2BIG;
+        ms = pcre2_get_ovector_pointer(s->md)[0];
+        *me = pcre2_get_ovector_pointer(s->md)[1];
+        return ms == start ? 1 : 0;
+}
+
+/*
  * The leftmost-longest match in subject[0, len) from off, which grep -o and colour show
- * (POSIX's rule): pcre2_dfa_match() finds every match at the leftmost place a match starts,
- * longest first. It cannot follow back-references; with them (or when its workspace is too
- * small) PCRE2's own leftmost-first match is taken. 1 with [*ms, *me), 0, or -E2BIG.
+ * (POSIX's rule), and grep -w starts from: pcre2_dfa_match() finds every match at the
+ * leftmost place a match starts, longest first. Where it cannot (back-references, a line
+ * that is not UTF-8, too small a workspace), PCRE2's leftmost start, and there the longest
+ * end by longest_at(). 1 with [*ms, *me), 0, or -E2BIG.
  */
 static int match_longest(const struct matcher *m, struct matcher_scratch *s, const char *subject,
                          size_t len, size_t off, size_t *ms, size_t *me)
 {
+        int r;
+
         if (!m->backrefs) {
                 int rc = pcre2_dfa_match(m->dfa_code, (PCRE2_SPTR) subject, len, off, 0, s->md,
                                          s->mc, s->dfa_ws, DFA_WS);
@@ -433,10 +536,17 @@ static int match_longest(const struct matcher *m, struct matcher_scratch *s, con
                         *me = ov[1];
                         return 1;
                 }
-                /* else a line that is not UTF-8 (only pcre2_match() takes it), an offset
-                 * inside a character, or too costly: PCRE2's own match */
         }
-        return pcre_at(m, s, subject, len, off, ms, me);
+        r = pcre_at(m, s, subject, len, off, ms, me);
+        if (r > 0 && m->ends_code) {
+                size_t e;
+                int k = longest_at(m, s, subject, len, *ms, 0, &e);
+                if (k < 0)
+                        return k;
+                if (k > 0 && e > *me)
+                        *me = e;
+        }
+        return r;
 }
 
 /* The length of the character at s[0, n) (n > 0): 1 in byte mode or for an invalid byte. */
@@ -502,49 +612,52 @@ static bool word_before(const struct matcher *m, const char *line, size_t pos)
 }
 
 /*
- * grep -w as grep does it with its regex matcher: at the leftmost place a match starts,
- * its matches from the longest down (an empty one only when it is the longest) until one
- * has no word character on either side; else from the next character on. 1 with
- * [*ms, *me) in line[0, len), 0, or -E2BIG.
+ * grep -w as grep does it with its regex matcher (EGexecute()): from the leftmost-longest
+ * match, while a word character is on either side, the longest match from the same start
+ * in the line cut one byte (here: one character) before its end, where '$' does not match;
+ * when that is empty or none, the leftmost-longest match from the next character on. 1
+ * with [*ms, *me) in line[0, len), 0, or -E2BIG.
  */
 static int word_next(const struct matcher *m, struct matcher_scratch *s, const char *line,
                      size_t len, size_t off, size_t *ms, size_t *me)
 {
-        while (off <= len) {
-                size_t start, end;
-                int r = match_longest(m, s, line, len, off, &start, &end), rc = 1;
-                PCRE2_SIZE one[2], *ov = one;
+        size_t start, end;
+        int r = match_longest(m, s, line, len, off, &start, &end);
 
-                if (r <= 0)
-                        return r;
-                one[0] = start;
-                one[1] = end;
-                if (!m->backrefs) {
-                        rc = pcre2_dfa_match(m->dfa_code, (PCRE2_SPTR) line, len, start,
-                                             PCRE2_ANCHORED, s->dfa_md, s->mc, s->dfa_ws, DFA_WS);
-                        if (rc == 0)
-                                rc = DFA_ENDS;
-                        if (rc > 0)
-                                ov = pcre2_get_ovector_pointer(s->dfa_md);
-                        else
-                                rc = 1;
+        while (r > 0) {
+                bool shorter = false;
+
+                if (!word_before(m, line, start) &&
+                    !(end < len && is_word_char(m, line + end, len - end))) {
+                        *ms = start;
+                        *me = end;
+                        return 1;
                 }
-                for (int i = 0; i < rc; i++) {
-                        end = ov[2 * i + 1];
-                        if (end == start && i > 0)
-                                continue;
-                        if (!word_before(m, line, start) &&
-                            !(end < len && is_word_char(m, line + end, len - end))) {
-                                *ms = start;
-                                *me = end;
-                                return 1;
+                if (end > start) {
+                        size_t cut = end - 1, e = 0;
+
+                        while (m->utf8 && cut > start && end - cut < 4 &&
+                               ((unsigned char) line[cut] & 0xc0) == 0x80)
+                                cut--;
+                        if (char_len(m, line + cut, end - cut) != end - cut)
+                                cut = end - 1;
+                        r = longest_at(m, s, line, cut, start, PCRE2_NOTEOL, &e);
+                        if (r < 0)
+                                return r;
+                        if (r > 0 && e > start) {
+                                end = e;
+                                shorter = true;
                         }
                 }
-                if (start >= len)
-                        return 0;
-                off = start + char_len(m, line + start, len - start);
+                if (!shorter) {
+                        if (start >= len)
+                                return 0;
+                        r = match_longest(m, s, line, len,
+                                          start + char_len(m, line + start, len - start), &start,
+                                          &end);
+                }
         }
-        return 0;
+        return r;
 }
 
 /* The next match in line[0, len) from off that grep shows (-o, colour): leftmost-longest,

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -120,27 +121,65 @@ static void put_file(void *ctx, const char *s, size_t n)
         (void) fwrite(s, 1, n, ctx);
 }
 
-void output_sanitized(FILE *f, const char *s, size_t len)
+static int forced = -1;
+
+void output_force_escapes(int on)
 {
-        output_escape(s, len, put_file, f);
+        forced = on;
 }
 
-/* A server string for a column: sanitized text measured in bytes (good enough: the values
- * that vary in width are ASCII keys, tags and host names). */
-static void sanitized_to(const char *s, char *buf, size_t size)
+bool output_escapes(FILE *f)
 {
-        size_t o = 0;
+        static int tty[3] = {-1, -1, -1}; /* stdin, stdout, stderr: asked once */
+        int fd = fileno(f);
+
+        if (forced >= 0)
+                return forced;
+        if (fd < 0)
+                return false;
+        if (fd > 2)
+                return isatty(fd) == 1;
+        if (tty[fd] < 0)
+                tty[fd] = isatty(fd) == 1;
+        return tty[fd] == 1;
+}
+
+void output_sanitized(FILE *f, const char *s, size_t len)
+{
+        if (output_escapes(f))
+                output_escape(s, len, put_file, f);
+        else
+                (void) fwrite(s, 1, len, f);
+}
+
+struct cell {
+        char *buf;
+        size_t len, size;
+};
+
+static void put_cell(void *ctx, const char *s, size_t n)
+{
+        struct cell *c = ctx;
+
+        if (n > c->size - 1 - c->len)
+                n = c->size - 1 - c->len;
+        memcpy(c->buf + c->len, s, n);
+        c->len += n;
+}
+
+/* A server string for a column, escaped when f is a terminal, measured in bytes (good
+ * enough: the values that vary in width are ASCII keys, tags and host names). */
+static void sanitized_to(FILE *f, const char *s, char *buf, size_t size)
+{
+        struct cell c = {buf, 0, size};
 
         if (!s)
                 s = "-";
-        for (; *s && o + 5 < size; s++) {
-                unsigned char c = (unsigned char) *s;
-                if (c < 0x20 || c == 0x7f)
-                        o += (size_t) snprintf(buf + o, size - o, "\\x%02x", c);
-                else
-                        buf[o++] = (char) c;
-        }
-        buf[o] = '\0';
+        if (output_escapes(f))
+                output_escape(s, strlen(s), put_cell, &c);
+        else
+                put_cell(&c, s, strlen(s));
+        buf[c.len] = '\0';
 }
 
 enum column {
@@ -177,14 +216,14 @@ static int64_t job_duration(const struct job *j, const struct job_detail *d, int
         return -1;
 }
 
-static void job_cells(const struct job *j, bool archived, bool utc, int64_t now,
+static void job_cells(FILE *f, const struct job *j, bool archived, bool utc, int64_t now,
                       char cells[COL_MAX][CELL_MAX])
 {
         struct job_detail d;
         int64_t start;
 
         connect_job_detail(j, &d);
-        sanitized_to(j->key, cells[COL_KEY], CELL_MAX);
+        sanitized_to(f, j->key, cells[COL_KEY], CELL_MAX);
         (void) snprintf(cells[COL_STATUS], CELL_MAX, "%s", connect_job_status_to_string(j->status));
         if (job_started(j, &start))
                 (void) output_time(start, utc, false, cells[COL_STARTED], CELL_MAX);
@@ -195,8 +234,8 @@ static void job_cells(const struct job *j, bool archived, bool utc, int64_t now,
                 (void) snprintf(cells[COL_EXIT], CELL_MAX, "%lld", (long long) d.exit_code);
         else
                 (void) snprintf(cells[COL_EXIT], CELL_MAX, "-");
-        sanitized_to(d.tag, cells[COL_TAG], CELL_MAX);
-        sanitized_to(d.hostname, cells[COL_HOST], CELL_MAX);
+        sanitized_to(f, d.tag, cells[COL_TAG], CELL_MAX);
+        sanitized_to(f, d.hostname, cells[COL_HOST], CELL_MAX);
         (void) snprintf(cells[COL_ARCHIVED], CELL_MAX, "%s", archived ? "yes" : "no");
 }
 
@@ -230,14 +269,14 @@ void output_job_table(FILE *f, const struct job *jobs, size_t n, const bool *arc
         for (size_t c = 0; c < COL_MAX; c++)
                 width[c] = strlen(head[c]);
         for (size_t i = 0; i < n; i++) {
-                job_cells(&jobs[i], archived && archived[i], utc, now, cells);
+                job_cells(f, &jobs[i], archived && archived[i], utc, now, cells);
                 for (size_t c = 0; c < COL_MAX; c++)
                         if (strlen(cells[c]) > width[c])
                                 width[c] = strlen(cells[c]);
         }
         print_row(f, head, width, ncol);
         for (size_t i = 0; i < n; i++) {
-                job_cells(&jobs[i], archived && archived[i], utc, now, cells);
+                job_cells(f, &jobs[i], archived && archived[i], utc, now, cells);
                 print_row(f, cells, width, ncol);
         }
 }

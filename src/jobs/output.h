@@ -31,7 +31,12 @@ const char *output_duration(int64_t seconds, char *buf, size_t size);
  */
 typedef void (*output_put_fn)(void *ctx, const char *s, size_t n);
 void output_escape(const char *s, size_t len, output_put_fn put, void *ctx);
-/* output_escape() to f. */
+/* Whether f is a terminal, where server and log text is escaped (asked once for stdout). */
+bool output_escapes(FILE *f);
+/* For tests: 1 every FILE escapes, 0 none does, -1 (the default) as isatty() says. */
+void output_force_escapes(int on);
+/* Server or log text to f: through output_escape() when f is a terminal, else the bytes as
+ * received (a pipe or a file gets what the server sent). */
 void output_sanitized(FILE *f, const char *s, size_t len);
 
 /*

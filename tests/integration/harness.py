@@ -652,3 +652,37 @@ def binary_has_asan(path):
     program's own)."""
     with open(path, "rb") as f:
         return b"__asan_init" in f.read()
+
+
+def run_jobs_pty(args, env=None, timeout=60):
+    """Runs connect-jobs with args, its standard output a terminal (a pty in raw mode, so
+    the bytes are the program's); returns (exit status, stdout bytes, stderr bytes)."""
+    import pty
+    import select
+    import tty
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    try:
+        p = subprocess.Popen([jobs_binary()] + list(args), env=archiver_env(env),
+                             stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE)
+    finally:
+        os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if not r:
+            if p.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the last writer closed the pty
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    err = p.stderr.read()
+    p.stderr.close()
+    return p.wait(timeout=timeout), out, err

@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, make_jobspec, new_guid, run_jobs,  # noqa: E402
+from harness import (FakeConnect, make_jobspec, new_guid, run_jobs, run_jobs_pty,  # noqa: E402
                      served_log, wait_for, write_config)
 
 KEY = "cja-TEST-key-4e1d9a7c2b"  # distinctive, so a leak is easy to find
@@ -154,8 +154,12 @@ class CliTest(unittest.TestCase):
         p = self.jobs("log", "sales-dashboard", "finalOK000000001", "--utc")
         self.assertEqual(p.stdout.splitlines(), [
             "2024-11-25 22:17:43.386 stdout Running on host",
-            "2024-11-25 22:17:44.000 stderr \\x1b[31mred\\x1b[0m",  # no terminal control
+            "2024-11-25 22:17:44.000 stderr \x1b[31mred\x1b[0m",  # to a pipe: as received
             "2024-11-25 22:17:45.000 stdout done"])
+        rc, out, err = run_jobs_pty(["-c", self.cfg, "log", "sales-dashboard",
+                                     "finalOK000000001", "--utc"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn(b"stderr \\x1b[31mred\\x1b[0m\n", out)  # a terminal: no control
         p = self.jobs("log", "sales-dashboard", "finalOK000000001", "-n", "2", "-o", "json")
         served = json.loads(self.served(self.a + "/jobs/finalOK000000001/log?maxLogLines=2"))
         self.assertEqual([json.loads(ln) for ln in p.stdout.splitlines()], served["entries"])

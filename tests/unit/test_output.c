@@ -157,5 +157,7 @@ int main(void)
                 cmocka_unit_test(test_log_entry_json_round_trips),
         };
 
+        /* the memory streams here stand for a terminal: server text escaped */
+        output_force_escapes(1);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
