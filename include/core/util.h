@@ -28,6 +28,10 @@ const char *rfc3339_format_utc(int64_t epoch, char *buf, size_t size);
  */
 bool path_component_is_safe(const char *s, size_t len);
 
+/* The length of the character at s[0, n): 1 for ASCII, 2..4 for a valid UTF-8 sequence
+ * (shortest form, no surrogates, at most U+10FFFF), 0 for anything else. */
+size_t utf8_valid_len(const unsigned char *s, size_t n);
+
 /* A 64-bit FNV-1a hash of len bytes (not for security: for telling lists apart). */
 uint64_t hash64(const void *data, size_t len);
 

@@ -798,36 +798,6 @@ void obuf_printf(struct obuf *b, const char *fmt, ...)
         b->len += (size_t) n;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-        unsigned char c = s[0];
-        size_t len;
-        uint32_t cp;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf)
-                len = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-                len = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-                len = 4, cp = c & 0x07;
-        else
-                return 0;
-        if (n < len)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                return 0;
-        return len;
-}
-
 bool obuf_json_string(struct obuf *b, const char *str, size_t n)
 {
         const unsigned char *s = (const unsigned char *) str;
@@ -865,7 +835,7 @@ bool obuf_json_string(struct obuf *b, const char *str, size_t n)
                                 obuf_printf(b, "\\u%04x", c);
                         }
                         i++;
-                } else if ((l = utf8_len(s + i, n - i)) > 0) {
+                } else if ((l = utf8_valid_len(s + i, n - i)) > 0) {
                         obuf_put(b, (const char *) s + i, l);
                         i += l;
                 } else {

@@ -7,6 +7,7 @@
 
 #include "connect.h"
 #include "output.h"
+#include "util.h"
 
 const char *output_time(int64_t epoch, bool utc, bool with_zone, char *buf, size_t size)
 {
@@ -40,34 +41,6 @@ const char *output_duration(int64_t s, char *buf, size_t size)
         return buf;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-        unsigned char c = s[0];
-        size_t len;
-        uint32_t cp;
-
-        if (c >= 0xc2 && c <= 0xdf)
-                len = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-                len = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-                len = 4, cp = c & 0x07;
-        else
-                return 0;
-        if (n < len)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-                return 0;
-        return len;
-}
-
 void output_escape(const char *str, size_t len, output_put_fn put, void *ctx)
 {
         const unsigned char *s = (const unsigned char *) str;
@@ -84,7 +57,7 @@ void output_escape(const char *str, size_t len, output_put_fn put, void *ctx)
                         continue;
                 }
                 if (c >= 0x80) {
-                        l = utf8_seq(s + i, len - i);
+                        l = utf8_valid_len(s + i, len - i);
                         /* text, but not the C1 controls U+0080..U+009F, nor a stray byte of
                          * that range (an 8-bit CSI to a terminal that is not UTF-8) */
                         if (l > 0 && !(l == 2 && c == 0xc2 && s[i + 1] < 0xa0)) {
