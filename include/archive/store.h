@@ -175,6 +175,10 @@ struct store_s3_options {
 };
 int store_s3_open(const struct store_s3_options *o, struct store **ret, char *errbuf,
                   size_t errsize);
+/* The options a config's archive.s3 gives (its server timeout and request cap too); the
+ * test knobs and verbose stay 0. The strings are borrowed from c. */
+struct config;
+void store_s3_options_from_config(const struct config *c, struct store_s3_options *ret);
 
 /* Counters of an S3 store's requests since it was opened, by kind (for tests and logs). */
 struct store_s3_counts {

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "macro.h"
 #include "paths.h"
+#include "config.h"
 #include "store.h"
 #include "util.h"
 
@@ -1211,6 +1212,21 @@ static int probe(struct s3_store *s, char *errbuf, size_t errsize)
         }
         call_clear(&c);
         return r;
+}
+
+void store_s3_options_from_config(const struct config *c, struct store_s3_options *ret)
+{
+        *ret = (struct store_s3_options){
+                .endpoint = c->s3_endpoint,
+                .bucket = c->s3_bucket,
+                .prefix = c->s3_prefix,
+                .region = c->s3_region,
+                .access_key_id = c->s3_access_key_id,
+                .secret_access_key = c->s3_secret_access_key,
+                .staging_dir = c->archive_dir,
+                .timeout_seconds = c->timeout_seconds,
+                .max_concurrent = c->max_concurrent_requests,
+        };
 }
 
 int store_s3_open(const struct store_s3_options *o, struct store **ret, char *errbuf,

@@ -106,25 +106,15 @@ int daemon_archive_setup(struct daemon *d)
          * staging area. */
         if (d->config->s3) {
                 const struct config *c = d->config;
-                const struct store_s3_options o = {
-                        .endpoint = c->s3_endpoint,
-                        .bucket = c->s3_bucket,
-                        .prefix = c->s3_prefix,
-                        .region = c->s3_region,
-                        .access_key_id = c->s3_access_key_id,
-                        .secret_access_key = c->s3_secret_access_key,
-                        .staging_dir = c->archive_dir,
-                        .timeout_seconds = c->timeout_seconds,
-                        .max_concurrent = c->max_concurrent_requests,
-                        .multipart_threshold = s3_env_bytes("CJA_S3_MULTIPART_THRESHOLD"),
-                        .part_size = s3_env_bytes("CJA_S3_PART_SIZE"),
-                        .abandoned_upload_seconds =
-                                (unsigned) s3_env_bytes("CJA_S3_ABANDONED_SECONDS"),
-                        .verbose = d->verbose,
-                };
+                struct store_s3_options o;
                 struct store *st = NULL;
                 char why[512];
 
+                store_s3_options_from_config(c, &o);
+                o.multipart_threshold = s3_env_bytes("CJA_S3_MULTIPART_THRESHOLD");
+                o.part_size = s3_env_bytes("CJA_S3_PART_SIZE");
+                o.abandoned_upload_seconds = (unsigned) s3_env_bytes("CJA_S3_ABANDONED_SECONDS");
+                o.verbose = d->verbose;
                 r = store_s3_open(&o, &st, why, sizeof(why));
                 if (r < 0) {
                         log_printf(LOG_ERR, "cannot open the archive in S3: %s", why);

@@ -105,21 +105,13 @@ static void print_summary(const struct config *c, FILE *f)
  */
 static int check_s3(const struct config *c)
 {
-        const struct store_s3_options o = {
-                .endpoint = c->s3_endpoint,
-                .bucket = c->s3_bucket,
-                .prefix = c->s3_prefix,
-                .region = c->s3_region,
-                .access_key_id = c->s3_access_key_id,
-                .secret_access_key = c->s3_secret_access_key,
-                .staging_dir = c->archive_dir,
-                .timeout_seconds = c->timeout_seconds,
-                .max_concurrent = 1,
-        };
+        struct store_s3_options o;
         struct store *s = NULL;
         char why[512];
         int r;
 
+        store_s3_options_from_config(c, &o);
+        o.max_concurrent = 1;
         if (http_global_init() < 0)
                 return 0;
         r = store_s3_open(&o, &s, why, sizeof(why));
