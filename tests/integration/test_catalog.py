@@ -6,13 +6,15 @@ with a byte flipped anywhere in it changes nothing; reindex rebuilds it."""
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (FakeConnect, make_jobspec, new_guid, run_archiver, run_jobs,  # noqa: E402
-                     write_config)
+from harness import (FakeConnect, make_jobspec, new_guid, read_archive,  # noqa: E402
+                     run_archiver, run_jobs, start_archiver, write_config)
 
 WORDS = ["alpha", "Bravo", "charlie", "DELTA", "echo", "foxtrot", "golf", "hotel", "india",
          "juliet", "kilo", "Lima", "mike", "november", "oscar", "papa"]
@@ -136,6 +138,67 @@ class CatalogTest(unittest.TestCase):
         self.assertIn("catalog: 75 jobs", p.stderr)
         for q in self.queries(10):
             self.same(["search", "--color=never"] + q)
+
+
+class CatalogKillTest(unittest.TestCase):
+    """kill -9 while the catalog is appended, sealed and merged (a seal every 3 jobs, so most
+    kills land in one): the catalog left behind answers as a full scan does, and the next run
+    archives the rest once."""
+
+    def test_kill_while_sealing_and_merging(self):
+        rng = random.Random(int(os.environ.get("CJA_CATALOG_SEED", "23")))
+        tmp = tempfile.mkdtemp(prefix="cja-catalog-kill-")
+        archive = os.path.join(tmp, "archive")
+        items, keys = {}, []
+        for g in range(3):
+            specs = []
+            for i in range(40):
+                key = "kill%02d%010d" % (g, i)
+                keys.append(key)
+                specs.append(make_jobspec(key, start_time="2026-09-0%dT10:%02d:00Z"
+                                          % (1 + i % 3, i), log=gen_log(rng, i)))
+            items[new_guid()] = specs
+        env = {"CJA_CATALOG_SEAL_JOBS": "3"}
+        kills = 0
+        try:
+            with FakeConnect(items) as fc:
+                # Slow enough that a run lasts a while: every download trickles a little.
+                fc.add_fault(path="/download$", kind="slow", delay=0.02, times=-1)
+                cfg = write_config(tmp, fc.url, archive, content=[(g, None) for g in items],
+                                   server__max_concurrent_requests=2)
+                for round_ in range(8):
+                    p = start_archiver(["--config", cfg, "--once"], env=env)
+                    time.sleep(rng.uniform(0.1, 0.9))
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGKILL)
+                        kills += 1
+                    p.wait()
+                    self.assert_catalog_answers_as_a_scan(archive, "after kill %d" % round_)
+                p = run_archiver(["--config", cfg, "--once"], env=env)
+                self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+                got = [j for j in read_archive(archive).jobs]
+                self.assertEqual(sorted(got), sorted(keys))
+                downloads = [r["path"].split("/")[6] for r in fc.requests(path="/download$")
+                             if r["status"] == 200]
+                # Each job's log fetched once, or again only when a kill cut its first try.
+                self.assertEqual(set(downloads), set(keys))
+                self.assert_catalog_answers_as_a_scan(archive, "at the end")
+                sealed = [f for f in os.listdir(os.path.join(archive, ".catalog"))
+                          if f.endswith(".cat")]
+                self.assertTrue(sealed, "no sealed catalog file was written")
+            self.assertGreater(kills, 0)
+            print("catalog: %d kills -9 during runs sealing every 3 jobs" % kills,
+                  file=sys.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def assert_catalog_answers_as_a_scan(self, archive, when):
+        for args in (["ls", "-o", "json"], ["search", "-c", "-F", "juliet"],
+                     ["search", "-n", "-i", "-e", "kilo lima"]):
+            a = run_jobs(["--archive", archive] + args, text=False)
+            b = run_jobs(["--archive", archive] + args, env={"CJA_CATALOG": "0"}, text=False)
+            self.assertEqual((a.returncode, a.stdout), (b.returncode, b.stdout),
+                             "%s: %s" % (when, args))
 
 
 if __name__ == "__main__":
