@@ -10,13 +10,14 @@
  * every other job of a folder the catalog covers cannot match, so results are the same as a
  * full scan. A pattern with no usable literal plans to "all" (no pruning).
  *
- * Today's planner knows literals: -F patterns, patterns with no ERE operator, and the literal
- * the matcher requires of a single regex (grep.c's prefilter). The ERE tree (ere.h, issue 20)
- * is meant to be walked into such queries node by node, as Cox's method does.
+ * -F patterns are literals; every other pattern is parsed as the matcher parses it (ere.h)
+ * and its tree walked node by node, as Cox's method does (catalog_plan_ere). Several patterns
+ * are ORed; -v and -L plan to "all".
  */
 
 struct catalog;
 struct catalog_query;
+struct ere;
 struct grep_opts;
 struct matcher;
 
@@ -24,6 +25,13 @@ struct matcher;
  * trigrams; any other literal plans to "all". The building block for the ERE tree's walker
  * (Cox's exact/prefix/suffix sets end in such ANDs, combined with OR). NULL: -ENOMEM. */
 struct catalog_query *catalog_plan_literal(const char *s, size_t len, bool icase);
+
+/* The query every match of one parsed ERE satisfies, by Cox's method: for each node of the
+ * tree whether it can match empty, the set of strings it matches exactly or sets its matches
+ * start and end with, and an AND/OR of trigrams; sets that grow too large become trigrams.
+ * Under icase only trigrams the index folds safely (no 'k', 's' or byte beyond ASCII) are
+ * required. NULL: -ENOMEM. */
+struct catalog_query *catalog_plan_ere(const struct ere *e, bool icase);
 
 /* The query for newline-separated patterns searched with o (m: their matcher). NULL:
  * -ENOMEM. */
