@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -713,6 +714,9 @@ struct engine {
         bool no_messages; /* -s */
         bool stop;        /* -q found a line: nothing more to do */
         int fatal;
+        /* Jobs with a log the search came to, and those of them it read (the others the
+         * catalog ruled out): CJA_CATALOG_STATS=1 prints them. */
+        atomic_size_t jobs_seen, jobs_read;
 };
 
 struct flush_ctx {
@@ -778,9 +782,11 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
         s->out.limit = OUT_LIMIT;
         if (j->log_bytes < 0)
                 return 0; /* archived as its record alone: no log to search */
+        atomic_fetch_add(&e->jobs_seen, 1);
         if (e->cat && j->catalog_row >= 0 &&
             !catalog_row_may_match(e->cat, (uint32_t) j->catalog_row))
                 return 0; /* its trigrams cannot hold a match: it prints nothing */
+        atomic_fetch_add(&e->jobs_read, 1);
         if (!scan_job_path(j, ".log.gz", rel, sizeof(rel)) ||
             asprintf(&path, "%s/%s", e->c->ctx->archive_dir, rel) < 0)
                 return -ENOMEM;
@@ -1310,6 +1316,9 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         r = archive_scan_dates(rootfd, &c.f, a.no_messages ? scan_warn_silent : scan_warn_print, &c,
                                engine_push, &e, &warnings);
         engine_finish(&e);
+        if (getenv("CJA_CATALOG_STATS") && strcmp(getenv("CJA_CATALOG_STATS"), "1") == 0)
+                fprintf(stderr, "%s: catalog: %zu of %zu jobs read\n", ctx->prog,
+                        atomic_load(&e.jobs_read), atomic_load(&e.jobs_seen));
         if (r < 0 && r != e.fatal && r != -ECANCELED) {
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
                 goto out;

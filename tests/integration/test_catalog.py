@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """The search catalog: the daemon writes it as it archives, and connect-jobs ls and search
 print byte-identical output with it and without it (CJA_CATALOG=0: a full scan), for random
-literals (-F, -i, -w, several -e, -v, -c, -l) over a generated archive; a catalog truncated or
-with a byte flipped anywhere in it changes nothing; reindex rebuilds it."""
+literals (-F, -i, -w, several -e, -v, -c, -l) and generated EREs (alternations, brackets,
+repetitions, groups, anchors, back-references, in the C and C.UTF-8 locales) over a generated
+archive; a selective regex reads only the jobs that can match (CJA_CATALOG_STATS=1); a
+catalog truncated or with a byte flipped anywhere in it changes nothing; reindex rebuilds
+it."""
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -15,6 +19,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (FakeConnect, make_jobspec, new_guid, read_archive,  # noqa: E402
                      run_archiver, run_jobs, start_archiver, write_config)
+from test_search_ere import Gen  # noqa: E402
 
 WORDS = ["alpha", "Bravo", "charlie", "DELTA", "echo", "foxtrot", "golf", "hotel", "india",
          "juliet", "kilo", "Lima", "mike", "november", "oscar", "papa"]
@@ -43,6 +48,9 @@ class CatalogTest(unittest.TestCase):
             specs = []
             for i in range(25):
                 log = gen_log(rng, i, big=(g == 0 and i == 0))
+                if g == 1 and i in (3, 17):
+                    # What the selective regex of test_regex_prunes finds, in two jobs only.
+                    log += "2026/09/01 10:00:59.000000001 [stdout] token barbaz%d done\n" % (7 * i)
                 cls.logs.append(log)
                 specs.append(make_jobspec("job%02d%010d" % (g, i),
                                           start_time="2026-09-0%dT10:%02d:00Z" % (1 + i % 3, i),
@@ -92,6 +100,69 @@ class CatalogTest(unittest.TestCase):
         out.append(["-C", "2", "-e", "hotel india"])
         return out
 
+    def ere_queries(self, n=90):
+        """Generated EREs made of the archive's own text, so that many of them match."""
+        rng = random.Random(int(os.environ.get("CJA_CATALOG_ERE_SEED", "11")))
+        lines = [ln for log in self.logs for ln in log.splitlines()]
+
+        def piece():
+            line = rng.choice(lines)
+            a = rng.randrange(len(line))
+            t = line[a:a + rng.randint(1, 7)]
+            if rng.random() < 0.3:
+                t = t.swapcase()
+            return re.sub(r"([][\\.*+?{}()|^$])", r"\\\1", t)
+
+        def atom(depth, groups):
+            k = rng.random()
+            if k < 0.45:
+                return piece()
+            if k < 0.5:
+                return rng.choice(WORDS)
+            if k < 0.6:
+                return rng.choice(["[a-z]", "[0-9]", "[aeiou]", "[^ ]", "[[:digit:]]", "[A-Fa-f]",
+                                   "[kK]", "[-0-9]", "\\w", "\\s", "\\W", "[[:alpha:]]", "[st]"])
+            if k < 0.65:
+                return "."
+            if k < 0.72:
+                return rng.choice(["^", "$", "\\<", "\\>", "\\b", "\\B"])
+            if k < 0.75 and groups[0] > 0:
+                return "\\%d" % rng.randint(1, groups[0])
+            if depth < 3:
+                groups[0] += 1
+                return "(" + alt(depth + 1, groups) + ")"
+            return piece()
+
+        def branch(depth, groups):
+            out = ""
+            for _ in range(rng.randint(1, 4)):
+                out += atom(depth, groups)
+                if rng.random() < 0.3:
+                    out += rng.choice(["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{2,}", "{1}"])
+            return out
+
+        def alt(depth, groups):
+            parts = [branch(depth, groups)]
+            while rng.random() < 0.35:
+                parts.append(branch(depth, groups) if rng.random() < 0.9 else "")
+            return "|".join(parts)
+
+        gen = Gen(rng)
+        out = []
+        for k in range(n):
+            pats = [alt(0, [0]) if k % 6 else gen.pattern()]
+            while rng.random() < 0.2:
+                pats.append(alt(0, [0]))
+            opts = rng.choice([[], [], ["-i"], ["-w"], ["-x"], ["-c"], ["-l"], ["-o"], ["-i", "-w"],
+                               ["-i", "-c"], ["-v", "-c"], ["-L"]])
+            loc = "C.UTF-8" if k % 2 else "C"
+            out.append((loc, opts + [a for p in pats for a in ("-e", p)]))
+        out.append(("C", ["-e", "(foo|bar)baz[0-9]+"]))
+        out.append(("C.UTF-8", ["-i", "-e", "(alpha|bravo) (golf|hotel)"]))
+        out.append(("C", ["-e", "req-0{3}[1-9]"]))
+        out.append(("C", ["-e", "\\[stdout\\] (kilo|lima)+ "]))
+        return out
+
     def test_daemon_wrote_the_catalog(self):
         names = os.listdir(self.catdir)
         self.assertIn("open", names)
@@ -105,6 +176,43 @@ class CatalogTest(unittest.TestCase):
     def test_search_identical(self):
         for q in self.queries():
             self.same(["search", "--color=never"] + q)
+
+    def test_search_ere_identical(self):
+        matched = 0
+        for loc, q in self.ere_queries():
+            args = ["search", "--color=never"] + q
+            env = {"LC_ALL": loc}
+            a = run_jobs(["--archive", self.archive] + args, env=env, text=False)
+            b = run_jobs(["--archive", self.archive] + args, env=dict(env, CJA_CATALOG="0"),
+                         text=False)
+            self.assertEqual((a.returncode, a.stdout, a.stderr),
+                             (b.returncode, b.stdout, b.stderr), (loc, args))
+            matched += a.returncode == 0
+        # The generated patterns are not all trivial misses.
+        self.assertGreater(matched, 20)
+
+    def stats(self, args):
+        p = run_jobs(["--archive", self.archive, "search", "--color=never"] + args,
+                     env={"CJA_CATALOG_STATS": "1"}, text=True)
+        m = re.search(r"catalog: (\d+) of (\d+) jobs read", p.stderr)
+        self.assertIsNotNone(m, p.stderr)
+        return p, int(m.group(1)), int(m.group(2))
+
+    def test_regex_prunes(self):
+        p, read, seen = self.stats(["-e", "(foo|bar)baz[0-9]+"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.count("barbaz"), 2, p.stdout)
+        self.assertEqual(seen, 75)
+        self.assertEqual(read, 2)
+        p, read, seen = self.stats(["-i", "-e", "TOKEN (foo|bar)BAZ", "-e", "absent-zzz"])
+        self.assertEqual((p.returncode, read, seen), (0, 2, 75), p.stderr)
+        p, read, seen = self.stats(["-e", "x(yz|zy)w+q"])
+        self.assertEqual((p.returncode, read, seen), (1, 0, 75), p.stderr)
+        # Broad or unplannable patterns read every job.
+        for args in (["-e", "req-[0-9]+"], ["-e", "(ab)?.*"], ["-v", "-e", "barbaz"],
+                     ["-e", "barbaz", "-e", "[0-9]"]):
+            p, read, seen = self.stats(args)
+            self.assertEqual((read, seen), (75, 75), (args, p.stderr))
 
     def test_damaged_catalog_identical(self):
         files = sorted(os.listdir(self.catdir))
