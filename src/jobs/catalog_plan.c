@@ -142,7 +142,8 @@ static void q_merge(struct plan *p, struct catalog_query *q, struct catalog_quer
                 q_drop(sub);
                 return;
         }
-        for (size_t i = 0; i < q->n_sub; i++)
+        /* (Only among the first children: an alternation of thousands stays linear.) */
+        for (size_t i = 0; i < q->n_sub && i < 64; i++)
                 if (q_equal(q->sub[i], sub)) {
                         q_drop(sub);
                         return;

@@ -167,11 +167,59 @@ static void test_matching_lines_hold(void **state)
         }
 }
 
+/* Thousands of alternatives, and of patterns, plan quickly into an OR of each one's trigrams. */
+static void test_large(void **state)
+{
+        struct grep_opts o = {0};
+        size_t n = 5000, len = 0;
+        char *alt = malloc(n * 16), *list = malloc(n * 16);
+        struct catalog_query *q;
+
+        (void) state;
+        assert_non_null(alt);
+        assert_non_null(list);
+        for (size_t i = 0; i < n; i++)
+                len += (size_t) sprintf(alt + len, "%sword%05zu", i ? "|" : "", i);
+        memcpy(list, alt, len + 1);
+        for (size_t i = 0; i < len; i++)
+                if (list[i] == '|')
+                        list[i] = '\n';
+        q = catalog_plan(alt, &o, NULL);
+        assert_non_null(q);
+        assert_true(holds(q, "a word04321 b"));
+        assert_false(holds(q, "a word b"));
+        catalog_query_free(q);
+        q = catalog_plan(list, &o, NULL);
+        assert_non_null(q);
+        assert_int_equal(q->n_sub, n);
+        assert_true(holds(q, "a word04321 b"));
+        catalog_query_free(q);
+        free(alt);
+        free(list);
+}
+
+/* -F takes the pattern literally; -i drops trigrams with k or s; UTF-8 brackets of ASCII. */
+static void test_options(void **state)
+{
+        struct grep_opts of = {.fixed = true}, oi = {.ignore_case = true}, ou = {.utf8 = true},
+                         ol = {.list_without = true};
+
+        (void) state;
+        expect("a.c(d", &of, "((a.c .c( c(d))");
+        expect("Hotel|Lima", &oi, "(((hot ote tel)|(lim ima)))");
+        expect("desk", &oi, "(*)");
+        expect("[ab]cd", &ou, "((acd|bcd))");
+        expect("[aé]cde", &ou, "(cde)");
+        expect("x", &ol, "*");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_queries),
                 cmocka_unit_test(test_matching_lines_hold),
+                cmocka_unit_test(test_large),
+                cmocka_unit_test(test_options),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
