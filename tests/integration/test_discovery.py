@@ -299,22 +299,28 @@ class DiscoveryServiceTest(unittest.TestCase):
 
                 # An item leaves the set (its owner changes): no longer polled.
                 fc.set_content(g["reports"], owner="zed")
-                wait_for(lambda: "no longer" in p.read_stderr(), 10, message="item left")
+                left = re.compile(r"\(\d+ new, [1-9]\d* no longer\)")
+                wait_for(lambda: left.search(p.read_stderr()), 10, message="item left")
                 time.sleep(1.5)
                 n = self.jobs_requests(fc, g["reports"])
                 time.sleep(2.5)
                 self.assertEqual(self.jobs_requests(fc, g["reports"]), n)
 
-                # Content deleted on the server: its job list answers 404 code 4 (said once),
-                # and the next listing no longer has it; not polled again.
-                fc.delete_content(g["quarterly"])
+                # Content deleted on the server: its job list answers 404 code 4 while a
+                # listing still has it (said once, not polled again), then it leaves the
+                # listing and the set.
+                fc.set_content(g["quarterly"], status=404)
                 wait_for(lambda: "no longer exists on the server" in p.read_stderr(), 10,
                          message="404 said")
-                time.sleep(3)
+                time.sleep(2)
                 n = self.jobs_requests(fc, g["quarterly"])
                 time.sleep(2.5)
                 self.assertEqual(self.jobs_requests(fc, g["quarterly"]), n)
                 self.assertEqual(p.read_stderr().count("no longer exists on the server"), 1)
+                n_left = len(left.findall(p.read_stderr()))
+                fc.delete_content(g["quarterly"])
+                wait_for(lambda: len(left.findall(p.read_stderr())) > n_left, 10,
+                         message="the deleted item left the set")
 
                 # 403 on a job list: said once, then polled at the ceiling only.
                 fc.set_content(new, status=403)
