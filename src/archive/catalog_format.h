@@ -182,6 +182,22 @@ int cat_seg_read(int fd, uint64_t *ret_id, uint64_t *ret_good_end, bool *ret_tor
 /* Parses "L<level>-<first>-<last>.cat". */
 bool cat_sealed_name(const char *name, unsigned *level, uint64_t *first, uint64_t *last);
 
+/* A sealed file of the catalog folder, as its name says. */
+struct cat_file_ref {
+        char name[64];
+        unsigned level;
+        uint64_t first, last;
+};
+/*
+ * The sealed files of the catalog folder dfd, oldest first (by first id): the one rule that
+ * the reader and the writer share. A file whose range lies inside another's was merged into
+ * it (the merge died before removing it): it is left out, and with writer set removed, with
+ * the temporaries a dead writer left. *ret_max_last (may be NULL): the highest last id of
+ * any file, merged ones included. Returns 0 or -errno; free *ret.
+ */
+int cat_list_sealed(int dfd, bool writer, struct cat_file_ref **ret, size_t *ret_n,
+                    uint64_t *ret_max_last);
+
 /* A sealed file, mapped and checked (all but the posting lists, checked when read). */
 struct cat_sealed {
         unsigned char *map;

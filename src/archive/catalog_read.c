@@ -257,45 +257,45 @@ static int seg_record(void *userdata, unsigned char type, const unsigned char *p
         return cur.bad ? 0 : set_folder(c, &st);
 }
 
-struct name_ref {
-        char name[64];
-        unsigned level;
-        uint64_t first, last;
-};
-
-static int compare_names(const void *x, const void *y)
+static int compare_refs(const void *x, const void *y)
 {
-        const struct name_ref *a = x, *b = y;
+        const struct cat_file_ref *a = x, *b = y;
 
         return a->first < b->first ? -1 : a->first > b->first;
 }
 
-/* The sealed files to read, oldest first; files merged already (inside another's range)
- * left out. *ret_max_last: the highest last id of any. */
-static int list_files(int dfd, struct name_ref **ret, size_t *ret_n, uint64_t *ret_max_last)
+int cat_list_sealed(int dfd, bool writer, struct cat_file_ref **ret, size_t *ret_n,
+                    uint64_t *ret_max_last)
 {
         _cleanup_(closedirp) DIR *d = NULL;
-        struct name_ref *refs = NULL;
+        struct cat_file_ref *refs = NULL;
         size_t n = 0, cap = 0, k = 0;
         uint64_t max_last = 0;
-        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int r, fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
         if (fd < 0)
                 return -errno;
         d = fdopendir(fd);
         if (!d) {
+                r = -errno;
                 (void) close(fd);
-                return -ENOMEM;
+                return r;
         }
         for (struct dirent *de; (de = readdir(d));) {
-                struct name_ref r;
+                size_t len = strlen(de->d_name);
+                struct cat_file_ref ref;
 
-                if (!cat_sealed_name(de->d_name, &r.level, &r.first, &r.last) ||
-                    strlen(de->d_name) >= sizeof(r.name))
+                if (writer && de->d_name[0] == '.' && len > 5 &&
+                    strcmp(de->d_name + len - 4, ".tmp") == 0) {
+                        (void) unlinkat(dfd, de->d_name, 0);
                         continue;
-                memcpy(r.name, de->d_name, strlen(de->d_name) + 1);
+                }
+                if (!cat_sealed_name(de->d_name, &ref.level, &ref.first, &ref.last) ||
+                    len >= sizeof(ref.name))
+                        continue;
+                memcpy(ref.name, de->d_name, len + 1);
                 if (n == cap) {
-                        struct name_ref *p;
+                        struct cat_file_ref *p;
                         cap = cap ? 2 * cap : 32;
                         p = reallocarray(refs, cap, sizeof(*p));
                         if (!p) {
@@ -304,9 +304,9 @@ static int list_files(int dfd, struct name_ref **ret, size_t *ret_n, uint64_t *r
                         }
                         refs = p;
                 }
-                refs[n++] = r;
-                if (r.last > max_last)
-                        max_last = r.last;
+                refs[n++] = ref;
+                if (ref.last > max_last)
+                        max_last = ref.last;
         }
         for (size_t i = 0; i < n; i++) {
                 bool inside = false;
@@ -316,21 +316,26 @@ static int list_files(int dfd, struct name_ref **ret, size_t *ret_n, uint64_t *r
                                  refs[i].last <= refs[j].last &&
                                  (refs[j].first != refs[i].first || refs[j].last != refs[i].last ||
                                   refs[j].level > refs[i].level);
-                if (!inside)
-                        refs[k++] = refs[i];
+                if (inside) {
+                        if (writer)
+                                (void) unlinkat(dfd, refs[i].name, 0);
+                        continue;
+                }
+                refs[k++] = refs[i];
         }
         if (k)
-                qsort(refs, k, sizeof(*refs), compare_names);
+                qsort(refs, k, sizeof(*refs), compare_refs);
         *ret = refs;
         *ret_n = k;
-        *ret_max_last = max_last;
+        if (ret_max_last)
+                *ret_max_last = max_last;
         return 0;
 }
 
 int catalog_open(int rootfd, struct catalog **ret, unsigned *ret_damaged)
 {
         _cleanup_close_ int dfd = -1, segfd = -1;
-        struct name_ref *refs = NULL;
+        struct cat_file_ref *refs = NULL;
         size_t n = 0;
         uint64_t max_last = 0;
         unsigned damaged = 0;
@@ -340,7 +345,7 @@ int catalog_open(int rootfd, struct catalog **ret, unsigned *ret_damaged)
         dfd = openat(rootfd, CATALOG_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0)
                 return errno == ENOTDIR || errno == ELOOP ? -ENOENT : -errno;
-        r = list_files(dfd, &refs, &n, &max_last);
+        r = cat_list_sealed(dfd, false, &refs, &n, &max_last);
         if (r < 0)
                 return r;
         c = calloc(1, sizeof(*c));

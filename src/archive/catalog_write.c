@@ -32,11 +32,6 @@
 #define MERGE_FAN         8
 #define PAIRS_MAX         (256u * 1024) /* (trigram, member) pairs sorted at once when sealing */
 
-struct sealed_ref {
-        unsigned level;
-        uint64_t first, last;
-};
-
 struct catalog_writer {
         int rootfd; /* borrowed */
         int dfd;
@@ -89,76 +84,6 @@ static int seg_create(struct catalog_writer *w, uint64_t id)
         return 0;
 }
 
-static void closedirp(DIR **d)
-{
-        if (*d)
-                (void) closedir(*d);
-}
-
-/* The sealed files, and the leftovers removed: temporaries and files merged already. */
-static int list_sealed(struct catalog_writer *w, struct sealed_ref **ret, size_t *ret_n)
-{
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct sealed_ref *refs = NULL;
-        size_t n = 0, cap = 0, k = 0;
-        int fd, r;
-
-        fd = openat(w->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                r = -errno;
-                (void) close(fd);
-                return r;
-        }
-        for (struct dirent *de; (de = readdir(d));) {
-                struct sealed_ref ref;
-                size_t len = strlen(de->d_name);
-
-                if (de->d_name[0] == '.' && len > 5 && strcmp(de->d_name + len - 4, ".tmp") == 0) {
-                        (void) unlinkat(w->dfd, de->d_name, 0);
-                        continue;
-                }
-                if (!cat_sealed_name(de->d_name, &ref.level, &ref.first, &ref.last))
-                        continue;
-                if (n == cap) {
-                        struct sealed_ref *p;
-                        cap = cap ? 2 * cap : 32;
-                        p = reallocarray(refs, cap, sizeof(*p));
-                        if (!p) {
-                                free(refs);
-                                return -ENOMEM;
-                        }
-                        refs = p;
-                }
-                refs[n++] = ref;
-        }
-        /* A file inside another's range was merged into it: the merge died before removing
-         * it. */
-        for (size_t i = 0; i < n; i++) {
-                bool inside = false;
-
-                for (size_t j = 0; j < n && !inside; j++)
-                        inside = j != i && refs[j].first <= refs[i].first &&
-                                 refs[i].last <= refs[j].last &&
-                                 (refs[j].first != refs[i].first || refs[j].last != refs[i].last ||
-                                  refs[j].level > refs[i].level);
-                if (inside) {
-                        char name[64];
-                        (void) snprintf(name, sizeof(name), "L%u-%llu-%llu.cat", refs[i].level,
-                                        (unsigned long long) refs[i].first,
-                                        (unsigned long long) refs[i].last);
-                        (void) unlinkat(w->dfd, name, 0);
-                        continue;
-                }
-                refs[k++] = refs[i];
-        }
-        *ret = refs;
-        *ret_n = k;
-        return 0;
-}
-
 static int count_jobs(void *userdata, unsigned char type, const unsigned char *p, size_t len)
 {
         size_t *n = userdata;
@@ -173,7 +98,7 @@ static int count_jobs(void *userdata, unsigned char type, const unsigned char *p
 int catalog_writer_open(int rootfd, unsigned seal_jobs, struct catalog_writer **ret)
 {
         struct catalog_writer *w;
-        struct sealed_ref *refs = NULL;
+        struct cat_file_ref *refs = NULL;
         size_t n = 0;
         uint64_t max_last = 0;
         int r;
@@ -195,12 +120,9 @@ int catalog_writer_open(int rootfd, unsigned seal_jobs, struct catalog_writer **
                 free(w);
                 return r;
         }
-        r = list_sealed(w, &refs, &n);
+        r = cat_list_sealed(w->dfd, true, &refs, &n, &max_last);
         if (r < 0)
                 goto fail;
-        for (size_t i = 0; i < n; i++)
-                if (refs[i].last > max_last)
-                        max_last = refs[i].last;
         free(refs);
 
         w->segfd = openat(w->dfd, "open", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
@@ -646,14 +568,7 @@ out:
 
 /* ---- merging ----------------------------------------------------------------------------- */
 
-static int compare_refs(const void *x, const void *y)
-{
-        const struct sealed_ref *a = x, *b = y;
-
-        return a->first < b->first ? -1 : a->first > b->first;
-}
-
-static int merge_files(struct catalog_writer *w, const struct sealed_ref *in, size_t n)
+static int merge_files(struct catalog_writer *w, const struct cat_file_ref *in, size_t n)
 {
         struct cat_sealed f[MERGE_FAN];
         struct cat_sealed_writer *sw = NULL;
@@ -665,12 +580,8 @@ static int merge_files(struct catalog_writer *w, const struct sealed_ref *in, si
         int r = 0;
 
         memset(f, 0, sizeof(f));
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                char name[64];
-                (void) snprintf(name, sizeof(name), "L%u-%llu-%llu.cat", in[i].level,
-                                (unsigned long long) in[i].first, (unsigned long long) in[i].last);
-                r = cat_sealed_open(w->dfd, name, &f[i]);
-        }
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = cat_sealed_open(w->dfd, in[i].name, &f[i]);
         if (r < 0)
                 goto out; /* a damaged file stays as it is (the reader leaves it out) */
         /* The latest state of each folder: files in order, each file's table sorted. */
@@ -775,12 +686,8 @@ static int merge_files(struct catalog_writer *w, const struct sealed_ref *in, si
                 r = cat_sealed_writer_commit(sw);
         /* The inputs go only once the merged file is durable; a crash before leaves files
          * inside its range, which the next open removes. */
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                char name[64];
-                (void) snprintf(name, sizeof(name), "L%u-%llu-%llu.cat", in[i].level,
-                                (unsigned long long) in[i].first, (unsigned long long) in[i].last);
-                (void) unlinkat(w->dfd, name, 0);
-        }
+        for (size_t i = 0; i < n && r >= 0; i++)
+                (void) unlinkat(w->dfd, in[i].name, 0);
 out:
         cat_sealed_writer_free(sw);
         for (size_t i = 0; i < n; i++) {
@@ -796,13 +703,12 @@ out:
 static int merge(struct catalog_writer *w)
 {
         for (;;) {
-                struct sealed_ref *refs = NULL, group[MERGE_FAN];
+                struct cat_file_ref *refs = NULL, group[MERGE_FAN];
                 size_t n = 0, k = 0;
-                int r = list_sealed(w, &refs, &n);
+                int r = cat_list_sealed(w->dfd, true, &refs, &n, NULL);
 
                 if (r < 0)
                         return r;
-                qsort(refs, n, sizeof(*refs), compare_refs);
                 for (unsigned level = 0; level < 64 && k < MERGE_FAN; level++) {
                         k = 0;
                         for (size_t i = 0; i < n && k < MERGE_FAN; i++)
