@@ -581,6 +581,44 @@ def served_log(spec):
                                spec["job"]["start_time"])
 
 
+class JobScenario:
+    """The jobs a crash test gives the fake server, spread over n_items content items in
+    turn, and what the archive must hold for them. Subclasses make the jobs (add())."""
+
+    def __init__(self, rng, n_items):
+        self.rng = rng
+        self.guids = [new_guid() for _ in range(n_items)]
+        self.specs = {}    # key -> JOBSPEC
+        self.guid_of = {}  # key -> guid
+        self.seq = 0
+        self._served = {}
+
+    def add(self, spec):
+        """Files spec under the next item; returns (guid, spec)."""
+        key = spec["job"]["key"]
+        guid = self.guids[self.seq % len(self.guids)]
+        self.specs[key] = spec
+        self.guid_of[key] = guid
+        return guid, spec
+
+    def content(self):
+        out = {g: [] for g in self.guids}
+        for key, spec in self.specs.items():
+            out[self.guid_of[key]].append(spec)
+        return out
+
+    def due(self):
+        return {k for k, s in self.specs.items() if s["job"]["status"] in (2, 3)}
+
+    def has_log(self, key):
+        return self.specs[key].get("download_status") != 404
+
+    def served(self, key):
+        if key not in self._served:
+            self._served[key] = served_log(self.specs[key])
+        return self._served[key]
+
+
 def find_temporaries(archive_dir, allow=()):
     """Relative paths of files that look like leftover temporaries: a hidden or
     temp-looking name anywhere, or a file in a <guid>/<YYYY>/<MM>/<DD>/ folder that is

@@ -37,9 +37,9 @@ import unittest
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOCK_FILE, FakeConnect, assert_no_temporaries,  # noqa: E402
-                     make_jobspec, new_guid, run_archiver, start_archiver, stop_process,
-                     wait_for, write_config, served_log)
+from harness import (LOCK_FILE, FakeConnect, JobScenario,  # noqa: E402
+                     assert_no_temporaries, make_jobspec, run_archiver, start_archiver,
+                     stop_process, wait_for, write_config)
 
 KEY = "cja-CRASH-key-4d2f8b6a01"
 
@@ -59,16 +59,11 @@ def day_folder(start_time):
     return dt.astimezone(datetime.timezone.utc).strftime("%Y/%m/%d")
 
 
-class Scenario:
+class Scenario(JobScenario):
     """The jobs the fake server holds, and what the archive must look like for them."""
 
     def __init__(self, rng, n_items=3):
-        self.rng = rng
-        self.guids = [new_guid() for _ in range(n_items)]
-        self.specs = {}     # key -> spec
-        self.guid_of = {}   # key -> guid
-        self.seq = 0
-        self._served = {}
+        super().__init__(rng, n_items)
 
     def new_job(self, slow, status=2, error=None, download_status=None, size=None):
         self.seq += 1
@@ -76,29 +71,9 @@ class Scenario:
                             "".join(self.rng.choice("abcdefghjkmnpqrstuvwxyzABCDEFGH23456789")
                                     for _ in range(9)))
         size = self.rng.randint(200_000, 800_000) if size is None else size
-        spec = make_jobspec(key, status=status, start_time=self.rng.choice(DATES),
-                            log_size=size, error=error, download_status=download_status)
-        guid = self.guids[self.seq % len(self.guids)]
-        self.specs[key] = spec
-        self.guid_of[key] = guid
-        return guid, spec
-
-    def content(self):
-        out = {g: [] for g in self.guids}
-        for key, spec in self.specs.items():
-            out[self.guid_of[key]].append(spec)
-        return out
-
-    def due(self):
-        return {k for k, s in self.specs.items() if s["job"]["status"] in (2, 3)}
-
-    def served(self, key):
-        if key not in self._served:
-            self._served[key] = served_log(self.specs[key])
-        return self._served[key]
-
-    def has_log(self, key):
-        return self.specs[key].get("download_status") != 404
+        return self.add(make_jobspec(key, status=status, start_time=self.rng.choice(DATES),
+                                     log_size=size, error=error,
+                                     download_status=download_status))
 
     def error(self, key):
         return self.specs[key].get("error")

@@ -53,9 +53,8 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "powercut"))
-from harness import (CATALOG_DIR, LOCK_FILE, FakeConnect, make_jobspec,  # noqa: E402
-                     new_guid, run_jobs, served_log, start_archiver, stop_process,
-                     write_config)
+from harness import (CATALOG_DIR, LOCK_FILE, FakeConnect, JobScenario,  # noqa: E402
+                     make_jobspec, run_jobs, start_archiver, stop_process, write_config)
 from powercut import SKIP_EXIT, PowercutFS, shim_env, skip_reason  # noqa: E402
 
 KEY = "cja-POWERCUT-key-7e31c0d9"
@@ -72,15 +71,11 @@ def day_folder(start_time):
     return dt.astimezone(datetime.timezone.utc).strftime("%Y/%m/%d")
 
 
-class Scenario:
+class Scenario(JobScenario):
     """The jobs of the fake server; what each must look like in the archive."""
 
     def __init__(self, rng, n_fast, n_slow, n_items=2):
-        self.rng = rng
-        self.guids = [new_guid() for _ in range(n_items)]
-        self.specs, self.guid_of = {}, {}
-        self.seq = 0
-        self._served = {}
+        super().__init__(rng, n_items)
         for i in range(n_fast + n_slow):
             err = None
             if i % 3 == 1:
@@ -103,29 +98,8 @@ class Scenario:
         start = "2025-%02d-%02dT%02d:17:42Z" % (self.rng.randint(1, 12),
                                                  self.rng.randint(1, 28),
                                                  self.rng.randint(0, 23))
-        spec = make_jobspec(key, status=status, start_time=start, log_size=size, error=error,
-                            download_status=download_status)
-        guid = self.guids[self.seq % len(self.guids)]
-        self.specs[key] = spec
-        self.guid_of[key] = guid
-        return guid, spec
-
-    def content(self):
-        out = {g: [] for g in self.guids}
-        for key, spec in self.specs.items():
-            out[self.guid_of[key]].append(spec)
-        return out
-
-    def due(self):
-        return {k for k, s in self.specs.items() if s["job"]["status"] in (2, 3)}
-
-    def has_log(self, key):
-        return self.specs[key].get("download_status") != 404
-
-    def served(self, key):
-        if key not in self._served:
-            self._served[key] = served_log(self.specs[key])
-        return self._served[key]
+        return self.add(make_jobspec(key, status=status, start_time=start, log_size=size,
+                                     error=error, download_status=download_status))
 
 
 class PowerCutTest(unittest.TestCase):
