@@ -1052,27 +1052,39 @@ static void line_head(struct grep_job *g, uint64_t n, char sep)
                 obuf_printf(g->out, "%llu%c", (unsigned long long) n, sep);
 }
 
+/*
+ * The next non-empty match [*ms, *me) at or after *off, and *off moved past it: 1, or 0 when
+ * there is none. An empty match shows nothing (no colour, no -o line): it is stepped over by
+ * one character.
+ */
+static int next_shown_match(struct grep_job *g, const char *line, size_t len, size_t *off,
+                            size_t *ms, size_t *me)
+{
+        while (*off <= len) {
+                if (next_match(g->m, g->s, line, len, *off, ms, me) <= 0)
+                        return 0;
+                if (*me > *ms) {
+                        *off = *me;
+                        return 1;
+                }
+                if (*ms >= len)
+                        return 0;
+                *off = *ms + char_len(g->m, line + *ms, len - *ms);
+        }
+        return 0;
+}
+
 /* The line with its matches in color (leftmost-longest, as grep). */
 static void put_colored(struct grep_job *g, const char *line, size_t len)
 {
         size_t off = 0, done = 0, ms, me;
 
-        while (off <= len) {
-                int r = next_match(g->m, g->s, line, len, off, &ms, &me);
-                if (r <= 0)
-                        break;
-                if (me == ms) {
-                        /* An empty match colors nothing; step over one character. */
-                        if (ms >= len)
-                                break;
-                        off = ms + char_len(g->m, line + ms, len - ms);
-                        continue;
-                }
+        while (next_shown_match(g, line, len, &off, &ms, &me)) {
                 put_text(g, line + done, ms - done);
                 obuf_puts(g->out, COLOR_MT);
                 put_text(g, line + ms, me - ms);
                 obuf_puts(g->out, COLOR_END);
-                off = done = me;
+                done = me;
         }
         if (done < len)
                 put_text(g, line + done, len - done);
@@ -1083,16 +1095,7 @@ static void emit_only(struct grep_job *g, const char *line, size_t len, uint64_t
 {
         size_t off = 0, ms, me;
 
-        while (off <= len) {
-                int r = next_match(g->m, g->s, line, len, off, &ms, &me);
-                if (r <= 0)
-                        break;
-                if (me == ms) {
-                        if (ms >= len)
-                                break;
-                        off = ms + char_len(g->m, line + ms, len - ms);
-                        continue;
-                }
+        while (next_shown_match(g, line, len, &off, &ms, &me)) {
                 if (g->o->json) {
                         json_head(g, "match");
                         obuf_printf(g->out,
@@ -1111,7 +1114,6 @@ static void emit_only(struct grep_job *g, const char *line, size_t len, uint64_t
                                 obuf_puts(g->out, COLOR_END);
                         obuf_put(g->out, "\n", 1);
                 }
-                off = me;
         }
         g->last_printed = n;
         obuf_maybe_flush(g->out);
