@@ -113,6 +113,9 @@ struct store_ops {
         /* The names of the subfolders of path ("" the root) that may be folders, sorted
          * bytewise, malloc'd (free with store_names_free). */
         int (*list_dirs)(struct store *s, const char *path, char ***ret, size_t *ret_n);
+        /* The final names (never a temporary: P1) of the files in the folder path, sorted
+         * bytewise, malloc'd (free with store_names_free). -ENOENT when it is missing. */
+        int (*list_files)(struct store *s, const char *path, char ***ret, size_t *ret_n);
         /* Removes the folder path: with STORE_REMOVE_FILES its files first; else only when
          * empty (-ENOTEMPTY). A store without real folders answers 0. */
         int (*remove_dir)(struct store *s, const char *path, unsigned flags);
@@ -257,6 +260,11 @@ static inline int store_has(struct store *s, const char *path, const char *name)
 static inline int store_list_dirs(struct store *s, const char *path, char ***ret, size_t *ret_n)
 {
         return s->ops->list_dirs(s, path, ret, ret_n);
+}
+
+static inline int store_list_files(struct store *s, const char *path, char ***ret, size_t *ret_n)
+{
+        return s->ops->list_files(s, path, ret, ret_n);
 }
 
 static inline int store_remove_dir(struct store *s, const char *path, unsigned flags)

@@ -27,6 +27,14 @@ struct archive {
         struct catalog_trigrams *trigrams;
         int cat_rootfd;
         unsigned cat_seal_jobs; /* the writer is opened at the first job (nothing before) */
+        /* A store that is not the local folder holding the catalog (an object store): the
+         * sealed files are copied to it under ".catalog/<cat_id>/" (catalog_archive.c). */
+        bool cat_remote, cat_remote_listed, cat_remote_failing;
+        char cat_id[17];
+        char **cat_remote_names; /* what that folder holds, sorted */
+        size_t cat_remote_n;
+        int64_t cat_open_since; /* monotonic seconds: the open segment's oldest unsealed job */
+        unsigned cat_seal_seconds;
 };
 
 /* A log on its way into its temporary: compressed by the gzip pool, then queued in a

@@ -529,8 +529,9 @@ static int compare_names(const void *x, const void *y)
         return strcmp(*(char *const *) x, *(char *const *) y);
 }
 
-/* Names in the folder that may be sub-folders (d_type), sorted. */
-static int local_list_dirs(struct store *s, const char *path, char ***ret, size_t *ret_n)
+/* Names in the folder that may be sub-folders (d_type), or with files its final names (regular
+ * files not starting with '.': temporaries are ".<name>.tmp"), sorted. */
+static int list_names(struct store *s, const char *path, bool files, char ***ret, size_t *ret_n)
 {
         char **names = NULL;
         size_t n = 0, allocated = 0;
@@ -555,8 +556,9 @@ static int local_list_dirs(struct store *s, const char *path, char ***ret, size_
                         r = -errno;
                         break;
                 }
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-                    (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+                if (files ? de->d_name[0] == '.' || (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+                          : strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                                    (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
                         continue;
                 if (n + 1 >= allocated) {
                         size_t na = allocated ? allocated * 2 : 16;
@@ -585,6 +587,16 @@ static int local_list_dirs(struct store *s, const char *path, char ***ret, size_
         *ret = names;
         *ret_n = n;
         return 0;
+}
+
+static int local_list_dirs(struct store *s, const char *path, char ***ret, size_t *ret_n)
+{
+        return list_names(s, path, false, ret, ret_n);
+}
+
+static int local_list_files(struct store *s, const char *path, char ***ret, size_t *ret_n)
+{
+        return list_names(s, path, true, ret, ret_n);
 }
 
 /* Removes the regular files of folder `name` under dfd (never through a symlink), then the
@@ -688,6 +700,7 @@ static const struct store_ops local_ops = {
         .remove = local_remove,
         .has = local_has,
         .list_dirs = local_list_dirs,
+        .list_files = local_list_files,
         .remove_dir = local_remove_dir,
         .find_symlink = local_find_symlink,
         .scratch_fd = local_scratch_fd,

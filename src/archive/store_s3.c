@@ -1072,6 +1072,13 @@ static int s3_list_dirs(struct store *st, const char *path, char ***ret, size_t 
         return list_level(s3_of(st), path, false, ret, ret_n);
 }
 
+static int s3_list_files(struct store *st, const char *path, char ***ret, size_t *ret_n)
+{
+        if (!path || (*path && !archive_path_is_plain(path)))
+                return -EINVAL;
+        return list_level(s3_of(st), path, true, ret, ret_n);
+}
+
 /*
  * Retention's removal of a day folder: its objects, the records first (so a job stops
  * counting as archived before its files go, as on disk), the deletes running at once. A
@@ -1161,6 +1168,7 @@ static const struct store_ops s3_ops = {
         .remove = s3_remove,
         .has = s3_has,
         .list_dirs = s3_list_dirs,
+        .list_files = s3_list_files,
         .remove_dir = s3_remove_dir,
         .find_symlink = NULL,
         .scratch_fd = s3_scratch_fd,

@@ -162,11 +162,11 @@ int daemon_archive_setup(struct daemon *d)
                 log_printf(LOG_NOTICE, "removed %u temporary files left by an earlier run",
                            removed);
         /* The search catalog (README "Searching the archive"); CJA_CATALOG=0 turns it off, for
-         * the benchmark's comparison. Without it, connect-jobs reads the records and logs. It
-         * lives beside a local archive only: in S3 it is not written yet (README "The archive
-         * in S3"). */
+         * the benchmark's comparison. Without it, connect-jobs reads the records and logs. With
+         * the archive in S3 it is written in the local folder and its sealed files copied to
+         * the bucket (README "The archive in S3"). */
         const char *cat = getenv("CJA_CATALOG"), *seal = getenv("CJA_CATALOG_SEAL_JOBS");
-        if (!d->config->s3 && (!cat || strcmp(cat, "0") != 0)) {
+        if (!cat || strcmp(cat, "0") != 0) {
                 r = archive_catalog_enable(d->archive, d->config->archive_dir,
                                            seal ? (unsigned) strtoul(seal, NULL, 10) : 0);
                 if (r < 0)

@@ -105,6 +105,22 @@ def s3_summary(stderr):
     return dict(zip(names, map(int, m.groups())))
 
 
+def live_sealed(names):
+    """The catalog's sealed files that readers use: a file whose segment range lies inside
+    another's was merged into it (src/archive/catalog_read.c, cat_list_sealed)."""
+    refs = []
+    for n in names:
+        m = re.match(r"^L(\d+)-(\d+)-(\d+)\.cat$", n)
+        if m:
+            refs.append((int(m.group(1)), int(m.group(2)), int(m.group(3)), n))
+
+    def inside(i, j):
+        return (i is not j and j[1] <= i[1] and i[2] <= j[2]
+                and ((j[1], j[2]) != (i[1], i[2]) or j[0] > i[0]))
+
+    return sorted(i[3] for i in refs if not any(inside(i, j) for j in refs))
+
+
 class SlowDownProxy:
     """A loopback HTTP proxy in front of the gateway that answers every `every`-th request
     503 SlowDown (with Retry-After: 0) and forwards the others unchanged (Host included,
@@ -197,12 +213,45 @@ class S3Test(unittest.TestCase):
                             archive=dict(archive or {}, s3=s3), **kw)
 
     def assert_staging_empty(self, name="a"):
+        """Nothing staged is left: only the lock and the search catalog's local part."""
         state = os.path.join(self.tmp, name, "state")
         left = []
         for root, dirs, files in os.walk(state):
-            left += [os.path.join(root, f) for f in files if f != ".lock"]
+            if root == state:
+                files = [f for f in files if f not in (".lock", ".catalog-id")]
+                dirs[:] = [d for d in dirs if d != ".catalog"]
+            left += [os.path.join(root, f) for f in files]
             left += [os.path.join(root, d) for d in dirs]
         self.assertEqual(left, [], "staging left files or folders behind")
+        cat = os.path.join(state, ".catalog")
+        if os.path.isdir(cat):
+            self.assertEqual([f for f in os.listdir(cat) if f != "open"
+                              and not re.match(r"^L\d+-\d+-\d+\.cat$", f)], [],
+                             "the catalog's staging left files behind")
+
+    def check_catalog(self, prefix, names=("a",)):
+        """The bucket's .catalog/<id>/ of each archiver holds exactly its live sealed files
+        (none merged away), byte for byte; returns the number of sealed files."""
+        keys = list_keys(self.s3, self.bucket, prefix + "/.catalog/")
+        ids = {k.split("/")[-2] for k in keys}
+        total = 0
+        for name in names:
+            state = os.path.join(self.tmp, name, "state")
+            with open(os.path.join(state, ".catalog-id")) as f:
+                cid = f.read().strip()
+            local = live_sealed(os.listdir(os.path.join(state, ".catalog")))
+            if local:
+                ids.remove(cid)
+            remote = sorted(k.split("/")[-1] for k in keys if k.split("/")[-2] == cid)
+            self.assertEqual(remote, local)
+            for n in local:
+                body = self.s3.get_object(Bucket=self.bucket,
+                                          Key="%s/.catalog/%s/%s" % (prefix, cid, n))["Body"]
+                with open(os.path.join(state, ".catalog", n), "rb") as f:
+                    self.assertEqual(body.read(), f.read(), n)
+            total += len(local)
+        self.assertEqual(ids, set(), "catalog folders of no archiver")
+        return total
 
     def check_bucket(self, prefix, jobs_by_guid):
         """Every job's objects are there, byte for byte: the record names the log's size and
@@ -280,6 +329,26 @@ class S3Test(unittest.TestCase):
         print("\nonce: %d jobs in %.2f s; requests %s" % (len(jobs), t1, first),
               file=sys.stderr)
 
+    def test_catalog_sealed_files_go_to_the_bucket(self):
+        """With the archive in S3 the catalog is written in the local folder and each sealed
+        file copied to <prefix>/.catalog/<id>/; merged files leave the bucket too."""
+        g = new_guid()
+        env = s3_env(CJA_CATALOG_SEAL_SECONDS=0, CJA_CATALOG_SEAL_JOBS=1000)
+        jobs = []
+        with FakeConnect({g: []}) as fc:
+            cfg = self.config(fc, guids=[g])
+            # Ten runs of two jobs: ten sealed segments, eight of them merged into one.
+            for i in range(10):
+                for _ in range(2):
+                    jobs.append(make_jobspec(new_key(), log_size=4000))
+                    fc.add_job(g, jobs[-1])
+                p = run_archiver(["-c", cfg, "--once"], env=env)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertNotIn("cannot copy the search catalog", p.stderr)
+        self.check_bucket("prod/connect", {g: jobs})
+        self.assertEqual(self.check_catalog("prod/connect"), 3)  # L1-1-8, L0-9-9, L0-10-10
+        self.assert_staging_empty()
+
     def test_kill_9_mid_upload_then_restart(self):
         g = new_guid()
         small = [make_jobspec(new_key(), log_size=2000) for _ in range(5)]
@@ -324,7 +393,8 @@ class S3Test(unittest.TestCase):
                    for g in guids}
         with FakeConnect(content) as fc:
             cfgs = [self.config(fc, name=n, guids=guids) for n in ("a", "b")]
-            procs = [start_archiver(["-c", c], env=s3_env()) for c in cfgs]
+            procs = [start_archiver(["-c", c], env=s3_env(CJA_CATALOG_SEAL_SECONDS=0))
+                     for c in cfgs]
             try:
                 wait_for(lambda: len([k for k in list_keys(self.s3, self.bucket, "prod/")
                                       if k.endswith(".json") and ".error" not in k]) >= 60,
@@ -351,6 +421,7 @@ class S3Test(unittest.TestCase):
         for e in errs:
             self.assertNotRegex(e, r"<[34]>")
         self.check_bucket("prod/connect", content)
+        self.assertGreaterEqual(self.check_catalog("prod/connect", ("a", "b")), 2)
         print("\ntwo archivers: %d archived, %d found archived by the other; %s"
               % (archived, elsewhere, puts), file=sys.stderr)
 
