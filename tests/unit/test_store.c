@@ -90,7 +90,7 @@ static void test_kind(void **state)
         assert_string_equal(fx->s->ops->kind, "local");
 }
 
-/* P1: a temporary is not under its final name, nor seen by has() or list_dirs(). */
+/* P1: a temporary is not under its final name, nor seen by has(), list_dirs() or list_files(). */
 static void test_temporary_is_invisible(void **state)
 {
         struct fixture *fx = *state;
@@ -107,12 +107,29 @@ static void test_temporary_is_invisible(void **state)
         assert_int_equal(store_list_dirs(fx->s, DAY, &names, &n), 0);
         assert_int_equal(n, 0);
         store_names_free(names, n);
+        assert_int_equal(store_list_files(fx->s, DAY, &names, &n), 0);
+        assert_int_equal(n, 0);
+        store_names_free(names, n);
 
         /* Exclusive: a second temporary of the same name is refused, the first stays. */
         assert_int_equal(store_tmp_create(d, "k.json", &fd), -EEXIST);
 
         assert_int_equal(store_publish(d, "k.json", 0), 0);
         assert_int_equal(store_has(fx->s, DAY, "k.json"), 1);
+        /* Final names only, sorted; folders are list_dirs()' business. */
+        put(d, "a.log.gz", "x");
+        assert_int_equal(store_publish(d, "a.log.gz", 0), 0);
+        put(d, "z.json", "x");
+        assert_int_equal(store_list_files(fx->s, DAY, &names, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(names[0], "a.log.gz");
+        assert_string_equal(names[1], "k.json");
+        store_names_free(names, n);
+        assert_int_equal(store_tmp_remove(d, "z.json"), 0);
+        assert_int_equal(store_list_files(fx->s, "g/2024/03", &names, &n), 0);
+        assert_int_equal(n, 0);
+        store_names_free(names, n);
+        assert_int_equal(store_list_files(fx->s, "g/2024/03/16", &names, &n), -ENOENT);
         char *text = slurp(fx, DAY "/k.json");
         assert_string_equal(text, "{}");
         free(text);
