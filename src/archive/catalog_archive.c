@@ -314,8 +314,8 @@ static int remote_publish(struct archive *a)
                         continue;
                 r = upload(a, d, catfd, refs[i].name);
                 if (r >= 0) {
-                        char **p = reallocarray(a->cat_remote_names, a->cat_remote_n + 1,
-                                                sizeof(*p));
+                        char **p =
+                                reallocarray(a->cat_remote_names, a->cat_remote_n + 1, sizeof(*p));
                         if (!p || !(p[a->cat_remote_n] = strdup(refs[i].name))) {
                                 if (p)
                                         a->cat_remote_names = p;

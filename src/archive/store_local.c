@@ -556,7 +556,8 @@ static int list_names(struct store *s, const char *path, bool files, char ***ret
                         r = -errno;
                         break;
                 }
-                if (files ? de->d_name[0] == '.' || (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+                if (files ? de->d_name[0] == '.' ||
+                                    (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
                           : strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
                                     (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
                         continue;
