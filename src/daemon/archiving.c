@@ -104,6 +104,7 @@ int daemon_archive_setup(struct daemon *d)
 
         /* The one place the store is chosen: the local folder, or S3 with the folder as its
          * staging area. */
+        (void) snprintf(d->archive_name, sizeof(d->archive_name), "%s", d->config->archive_dir);
         if (d->config->s3) {
                 const struct config *c = d->config;
                 struct store_s3_options o;
@@ -123,6 +124,9 @@ int daemon_archive_setup(struct daemon *d)
                 r = archive_open_store(st, c->compression_level, ARCHIVE_THREADS_AUTO, &d->archive);
                 if (r < 0)
                         return log_errno(LOG_ERR, r, "cannot open the archive: %m");
+                (void) snprintf(d->archive_name, sizeof(d->archive_name), "s3://%s%s%s",
+                                c->s3_bucket, c->s3_prefix ? "/" : "",
+                                c->s3_prefix ? c->s3_prefix : "");
                 log_printf(LOG_INFO, "archiving to s3 bucket %s%s%s at %s (staging in %s)",
                            c->s3_bucket, c->s3_prefix ? ", prefix " : "",
                            c->s3_prefix ? c->s3_prefix : "", c->s3_endpoint, c->archive_dir);
@@ -181,14 +185,42 @@ int daemon_archive_setup(struct daemon *d)
         return 0;
 }
 
+/* The retries of an S3 store's requests so far (0 for a local archive). */
+static uint64_t store_retries(const struct daemon *d)
+{
+        struct store_s3_counts c;
+
+        if (!d->config->s3)
+                return 0;
+        store_s3_counts(archive_store(d->archive), &c);
+        return c.retried;
+}
+
 void batch_commit(struct daemon *d)
 {
+        uint64_t retries, t0;
         int r;
 
         if (archive_batch_size(d->batch) == 0)
                 return;
+        retries = store_retries(d);
+        t0 = now_usec(CLOCK_MONOTONIC);
         r = archive_batch_commit(d->batch);
         if (r < 0)
                 (void) log_errno(LOG_ERR, r, "cannot commit archived jobs to %s: %m",
-                                 d->config->archive_dir);
+                                 d->archive_name);
+        if (!d->config->s3)
+                return;
+        /* The store sleeps and retries inside the commit (the loop waits): said once while it
+         * lasts, and once when a batch goes through without a retry again. */
+        retries = store_retries(d) - retries;
+        if (retries > 0 && !d->store_slow)
+                log_printf(LOG_WARNING,
+                           "the S3 store at %s is failing or slow: %" PRIu64
+                           " requests retried in a batch of %.1f s (the loop waits meanwhile)",
+                           d->config->s3_endpoint, retries,
+                           (double) (now_usec(CLOCK_MONOTONIC) - t0) / 1e6);
+        else if (retries == 0 && r >= 0 && d->store_slow)
+                log_printf(LOG_NOTICE, "the S3 store at %s answers again", d->config->s3_endpoint);
+        d->store_slow = retries > 0 || (r < 0 && d->store_slow);
 }

@@ -194,6 +194,8 @@ struct daemon {
         struct archive *archive;
         struct archive_batch *batch;
         uint64_t batch_since_usec;
+        bool store_slow;        /* archive.s3: the last batch needed retries of its requests */
+        char archive_name[512]; /* for messages: the folder, or "s3://<bucket>[/<prefix>]" */
         struct item **items;
         size_t n_items;
         struct discovery discovery;

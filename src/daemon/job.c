@@ -79,7 +79,7 @@ static void on_committed(void *userdata, int r)
         }
         if (r < 0) {
                 errno = -r;
-                task_fail(t, "cannot write to %s/%s: %m", t->d->config->archive_dir,
+                task_fail(t, "cannot write to %s/%s: %m", t->d->archive_name,
                           task_folder(t, folder, sizeof(folder)));
                 return;
         }

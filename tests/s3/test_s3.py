@@ -105,6 +105,54 @@ def s3_summary(stderr):
     return dict(zip(names, map(int, m.groups())))
 
 
+def gateway_pid():
+    """The running radosgw of the gateway (its latest line in RGW_DIR/pids)."""
+    pid = None
+    with open(os.path.join(RGW["RGW_DIR"], "pids")) as f:
+        for line in f:
+            name, _, p = line.strip().partition(" ")
+            if name == "rgw.gw":
+                pid = int(p)
+    return pid
+
+
+def gateway_stop():
+    """Stops the gateway's radosgw (the mon and the OSD keep the data); returns its command
+    line for gateway_start()."""
+    pid = gateway_pid()
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    os.kill(pid, signal.SIGTERM)
+
+    def gone():
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return not f.read()  # a zombie has none
+        except FileNotFoundError:
+            return True
+    wait_for(gone, timeout=20, interval=0.05, message="radosgw to stop")
+    return argv
+
+
+def gateway_start(argv):
+    """Starts radosgw again as it ran (rgw.sh stop stops it: its PID goes into the list)."""
+    log = open(os.path.join(RGW["RGW_DIR"], "log", "rgw.gw.stdout"), "ab")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True)
+    log.close()
+    with open(os.path.join(RGW["RGW_DIR"], "pids"), "a") as f:
+        f.write("rgw.gw %d\n" % p.pid)
+
+    def up():
+        try:
+            s3client().list_buckets()
+            return True
+        except Exception:
+            return False
+    wait_for(up, timeout=60, interval=0.1, message="radosgw to answer again")
+    return p
+
+
 def live_sealed(names):
     """The catalog's sealed files that readers use: a file whose segment range lies inside
     another's was merged into it (src/archive/catalog_read.c, cat_list_sealed)."""
@@ -424,6 +472,57 @@ class S3Test(unittest.TestCase):
         self.assertGreaterEqual(self.check_catalog("prod/connect", ("a", "b")), 2)
         print("\ntwo archivers: %d archived, %d found archived by the other; %s"
               % (archived, elsewhere, puts), file=sys.stderr)
+
+    def test_store_stopped_and_started_during_a_run(self):
+        """The gateway goes away while the service archives (connections refused, uploads
+        cut) and comes back: every job ends archived exactly once, byte for byte, nothing
+        half-written counts as archived, and the service neither dies nor floods its log."""
+        g = new_guid()
+        first = [make_jobspec(new_key(), log_size=200000) for _ in range(10)]
+        later = [make_jobspec(new_key(), log_size=200000) for _ in range(20)]
+        with FakeConnect({g: first}) as fc:
+            cfg = self.config(fc, guids=[g], server__timeout_seconds=3,
+                              poll={"interval_seconds": 1, "max_interval_seconds": 1})
+            proc = start_archiver(["-c", cfg], env=s3_env(CJA_CATALOG_SEAL_SECONDS=0))
+            gw = None
+            try:
+                wait_for(lambda: len([k for k in list_keys(self.s3, self.bucket, "prod/")
+                                      if k.endswith(".json") and ".error" not in k]) >= 10,
+                         timeout=60, message="the first 10 records")
+                argv = gateway_stop()
+                for spec in later:
+                    fc.add_job(g, spec)
+                # The service polls, downloads and fails to upload for a while.
+                wait_for(lambda: len([r for r in fc.requests()
+                                      if r["path"].endswith("/download")]) >= 15,
+                         timeout=60, message="downloads while the store is down")
+                # Long enough for a batch's requests to outlive their retries.
+                wait_for(lambda: "cannot commit" in proc.read_stderr()
+                         or "cannot archive" in proc.read_stderr(), timeout=60,
+                         message="a commit that failed while the store was down")
+                self.assertIsNone(proc.poll(), "the service died while the store was down")
+                gw = gateway_start(argv)
+                wait_for(lambda: len([k for k in list_keys(self.s3, self.bucket, "prod/")
+                                      if k.endswith(".json") and ".error" not in k]) >= 30,
+                         timeout=120, message="all 30 records after the store came back")
+                time.sleep(1.5)
+            finally:
+                if gw is None and "argv" in locals():
+                    gateway_start(argv)
+                stop_process(proc)
+            err = proc.read_stderr()
+        self.check_bucket("prod/connect", {g: first + later})
+        archived = re.findall(r"job=(\S+): archived in \d{4}/", err)
+        self.assertEqual(sorted(archived), sorted(s["job"]["key"] for s in first + later), err)
+        self.assertRegex(err, r"cannot (commit|archive)")
+        self.assertEqual(len(re.findall(r"the S3 store at \S+ is failing or slow", err)), 1, err)
+        self.assertRegex(err, r"the S3 store at \S+ answers again")
+        # Said, not flooded: a few lines a second while the store was down.
+        self.assertLess(len(err.splitlines()), 400, err[-3000:])
+        self.assert_staging_empty()
+        self.check_catalog("prod/connect")
+        print("\nstore stopped and started: %d log lines; %s"
+              % (len(err.splitlines()), s3_summary(err)), file=sys.stderr)
 
     def test_wrong_credentials(self):
         with FakeConnect({}) as fc:
