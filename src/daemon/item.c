@@ -221,7 +221,8 @@ static void undated_free(struct lh_entry *e)
  * the window; a restarted process would then archive it again under a new day, if Connect
  * still lists it). The walk costs one look per day folder of the item, only for these rare
  * jobs and once per process. A job that has a start time never takes this path.
- * Returns 0, or -errno when the walk failed or memory ran out.
+ * Returns 0, or -errno when the walk failed or memory ran out. ret_archived may be NULL (only
+ * where: no look for the record of a dated job).
  */
 static int job_locate(struct item *it, const struct job *j, struct archive_loc *ret_loc,
                       enum job_date_source *ret_source, bool *ret_archived)
@@ -234,7 +235,8 @@ static int job_locate(struct item *it, const struct job *j, struct archive_loc *
         if (j->date_source == JOB_DATE_START_TIME) {
                 *ret_loc = loc;
                 *ret_source = j->date_source;
-                *ret_archived = archive_job_is_archived(d->archive, &loc);
+                if (ret_archived)
+                        *ret_archived = archive_job_is_archived(d->archive, &loc);
                 return 0;
         }
         if (it->undated && lh_table_lookup_ex(it->undated, j->key, (void **) &u)) {
@@ -244,7 +246,8 @@ static int job_locate(struct item *it, const struct job *j, struct archive_loc *
                 loc.day = u->day;
                 *ret_loc = loc;
                 *ret_source = u->source;
-                *ret_archived = archive_job_is_archived(d->archive, &loc);
+                if (ret_archived)
+                        *ret_archived = archive_job_is_archived(d->archive, &loc);
                 return 0;
         }
         if (!it->undated) {
@@ -290,7 +293,8 @@ static int job_locate(struct item *it, const struct job *j, struct archive_loc *
         }
         *ret_loc = loc;
         *ret_source = u->source;
-        *ret_archived = r > 0;
+        if (ret_archived)
+                *ret_archived = r > 0;
         return 0;
 }
 
@@ -345,7 +349,7 @@ static int list_element(void *userdata, const char *elem, size_t len, const stru
                 /* Retried with the next poll, which must not take the list as complete. */
                 if (r != -ENOMEM)
                         job_failed(it, j->key, "cannot look for the job in %s/%s: %s",
-                                   it->d->config->archive_dir, it->guid, strerror(-r));
+                                   it->d->archive_name, it->guid, strerror(-r));
                 it->list_error = true;
                 return r == -ENOMEM ? r : 0;
         }
@@ -584,7 +588,6 @@ static void item_feed_one(struct item *it)
         enum job_date_source source;
         struct job j;
         size_t len;
-        bool archived;
         int r;
 
         r = spool_next(it, &elem, &len);
@@ -606,10 +609,12 @@ static void item_feed_one(struct item *it)
                 job_failed(it, j.key ? j.key : "(none)", "skipped: %s", j.invalid);
                 connect_job_done(&j);
         } else {
-                r = job_locate(it, &j, &loc, &source, &archived);
+                /* Where it goes; whether it is archived was asked when it was listed, and
+                 * the batch asks again before it commits (another archiver may have). */
+                r = job_locate(it, &j, &loc, &source, NULL);
                 if (r < 0) {
                         job_failed(it, j.key, "cannot look for the job in %s/%s: %s",
-                                   d->config->archive_dir, it->guid, strerror(-r));
+                                   d->archive_name, it->guid, strerror(-r));
                         connect_job_done(&j);
                 } else {
                         j.date_source = source;
