@@ -123,12 +123,20 @@ static struct catalog_writer *writer(struct archive *a)
         return a->cat;
 }
 
+static int remote_publish(struct archive *a);
+
 void archive_catalog_close(struct archive *a)
 {
         if (!a->trigrams)
                 return;
         if (a->cat)
                 (void) catalog_writer_flush(a->cat);
+        /* In a store, what only the open segment holds is sealed and copied now: a run
+         * (--once from a timer, a stop) leaves every job it archived in the store's catalog. */
+        if (a->cat && a->cat_remote && catalog_writer_open_jobs(a->cat) > 0 &&
+            catalog_writer_seal(a->cat) >= 0 && remote_publish(a) < 0)
+                log_printf(LOG_WARNING, "cannot copy the search catalog to the store; "
+                                        "connect-jobs reads the records of the jobs it lacks");
         catalog_writer_free(a->cat);
         catalog_trigrams_free(a->trigrams);
         (void) close(a->cat_rootfd);

@@ -397,6 +397,19 @@ class S3Test(unittest.TestCase):
         self.assertEqual(self.check_catalog("prod/connect"), 3)  # L1-1-8, L0-9-9, L0-10-10
         self.assert_staging_empty()
 
+    def test_catalog_sealed_at_the_end_of_a_run(self):
+        """A run's jobs are in the bucket's catalog when it ends, though they are fewer than
+        a segment and younger than the time bound: the open segment is sealed at exit."""
+        g = new_guid()
+        jobs = [make_jobspec(new_key(), log_size=3000) for _ in range(3)]
+        with FakeConnect({g: jobs}) as fc:
+            cfg = self.config(fc, guids=[g])
+            p = run_archiver(["-c", cfg, "--once"], env=s3_env())
+            self.assertEqual(p.returncode, 0, p.stderr)
+            p = run_archiver(["-c", cfg, "--once"], env=s3_env())  # nothing new: no file
+            self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.check_catalog("prod/connect"), 1)
+
     def test_kill_9_mid_upload_then_restart(self):
         g = new_guid()
         small = [make_jobspec(new_key(), log_size=2000) for _ in range(5)]
