@@ -98,6 +98,15 @@ struct store_ops {
          * (P2); the temporary is gone afterwards. */
         int (*publish)(struct store_dir *d, const char *name, unsigned flags);
         /*
+         * Optional: publish() of names[i] in dirs[i] for every i, all with flags, in any order
+         * or at once; results[i] gets each one's outcome as publish() would have given it.
+         * A store whose operations are requests that can overlap (an object store) has it;
+         * store_publish_many() calls publish() in turn for the others. Returns 0 when all
+         * succeeded, else the first error.
+         */
+        int (*publish_many)(struct store *s, struct store_dir *const *dirs,
+                            const char *const *names, size_t n, unsigned flags, int *results);
+        /*
          * Makes the folders' temporaries, publishes and removes durable (P3). results[i]
          * gets dirs[i]'s outcome (folders on one file system or device share it). Returns 0
          * when all succeeded, else the first error.
@@ -240,6 +249,22 @@ static inline int store_tmp_remove(struct store_dir *d, const char *name)
 static inline int store_publish(struct store_dir *d, const char *name, unsigned flags)
 {
         return d->store->ops->publish(d, name, flags);
+}
+
+static inline int store_publish_many(struct store *s, struct store_dir *const *dirs,
+                                     const char *const *names, size_t n, unsigned flags,
+                                     int *results)
+{
+        int r = 0;
+
+        if (s->ops->publish_many)
+                return s->ops->publish_many(s, dirs, names, n, flags, results);
+        for (size_t i = 0; i < n; i++) {
+                results[i] = store_publish(dirs[i], names[i], flags);
+                if (r == 0 && results[i] < 0)
+                        r = results[i];
+        }
+        return r;
 }
 
 static inline int store_sync(struct store *s, struct store_dir *const *dirs, size_t n, int *results)

@@ -342,16 +342,10 @@ static int entry_write(struct archive_batch *b, struct batch_entry *e, enum arch
         return store_put_tmp(b->dirs[e->dir].dir, name, data, strlen(data));
 }
 
-static int entry_publish(struct archive_batch *b, struct batch_entry *e, enum archive_kind kind)
+/* What a publish of e's file of that kind answered, after the cases EEXIST asks for. */
+static int entry_published(struct archive_batch *b, struct batch_entry *e, enum archive_kind kind,
+                           const char *name, int r)
 {
-        struct store_dir *d = b->dirs[e->dir].dir;
-        char name[REL_PATH_MAX];
-        int r;
-
-        r = format_name(name, sizeof(name), &e->loc, kind);
-        if (r < 0)
-                return r;
-        r = store_publish(d, name, 0);
         /* A store shared with another writer: its record may be there by now, and then the
          * job is its; nothing of ours is published over its files. */
         if (r == -EEXIST && kind != ARCHIVE_KIND_RECORD && b->archive->store->ops->shared &&
@@ -362,8 +356,90 @@ static int entry_publish(struct archive_batch *b, struct batch_entry *e, enum ar
          * the file is nobody's: replace it, atomically, and it is ours from then on. Without
          * the lock it may be a live writer's, about to get its record: leave it (EEXIST). */
         if (r == -EEXIST && kind != ARCHIVE_KIND_RECORD && store_locked(b->archive->store))
-                r = store_publish(d, name, STORE_REPLACE);
+                r = store_publish(b->dirs[e->dir].dir, name, STORE_REPLACE);
+        if (r == -EEXIST && kind == ARCHIVE_KIND_RECORD && b->archive->store->ops->shared) {
+                /* Checked absent at archive_batch_add, so another writer made it since: the
+                 * job is archived; never replace a record. */
+                r = -EALREADY;
+        }
         return r;
+}
+
+/*
+ * Steps c (logs and error records) and f (records): every file of that step of the entries
+ * still on track is published without replacing, all at once where the store can
+ * (store_publish_many), and each entry marks what it now has under a final name.
+ */
+static void batch_publish(struct archive_batch *b, struct batch_entry *entries, size_t n,
+                          bool records)
+{
+        size_t cap = records ? n : 2 * n, m = 0;
+        _cleanup_free_ struct store_dir **dirs = calloc(cap ? cap : 1, sizeof(*dirs));
+        _cleanup_free_ char **names = calloc(cap ? cap : 1, sizeof(*names));
+        _cleanup_free_ size_t *who = calloc(cap ? cap : 1, sizeof(*who));
+        _cleanup_free_ enum archive_kind *kinds = calloc(cap ? cap : 1, sizeof(*kinds));
+        _cleanup_free_ int *results = calloc(cap ? cap : 1, sizeof(*results));
+        char name[REL_PATH_MAX];
+
+        if (!dirs || !names || !who || !kinds || !results) {
+                for (size_t i = 0; i < n; i++)
+                        keep_first_error(&entries[i].r, -ENOMEM);
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct batch_entry *e = &entries[i];
+                enum archive_kind want[2];
+                size_t k = 0;
+
+                if (e->r < 0)
+                        continue;
+                if (records)
+                        want[k++] = ARCHIVE_KIND_RECORD;
+                if (!records && e->log)
+                        want[k++] = ARCHIVE_KIND_LOG;
+                if (!records && e->error_tmp)
+                        want[k++] = ARCHIVE_KIND_ERROR;
+                for (size_t j = 0; j < k; j++) {
+                        int r = format_name(name, sizeof(name), &e->loc, want[j]);
+                        if (r >= 0 && !(names[m] = strdup(name)))
+                                r = -ENOMEM;
+                        if (r < 0) {
+                                keep_first_error(&e->r, r);
+                                break;
+                        }
+                        dirs[m] = b->dirs[e->dir].dir;
+                        who[m] = i;
+                        kinds[m++] = want[j];
+                }
+        }
+        (void) store_publish_many(b->archive->store, dirs, (const char *const *) names, m, 0,
+                                  results);
+        for (size_t k = 0; k < m; k++) {
+                struct batch_entry *e = &entries[who[k]];
+                int r = entry_published(b, e, kinds[k], names[k], results[k]);
+
+                free(names[k]);
+                if (r < 0) {
+                        if (r == -EALREADY)
+                                e->elsewhere = true;
+                        keep_first_error(&e->r, r);
+                        continue;
+                }
+                switch (kinds[k]) {
+                case ARCHIVE_KIND_LOG:
+                        e->log->created = false;
+                        e->log_final = true;
+                        break;
+                case ARCHIVE_KIND_ERROR:
+                        e->error_tmp = false;
+                        e->error_final = true;
+                        break;
+                case ARCHIVE_KIND_RECORD:
+                        e->record_tmp = false;
+                        e->record_final = true;
+                        break;
+                }
+        }
 }
 
 static void entry_remove(struct archive_batch *b, struct batch_entry *e, enum archive_kind kind,
@@ -489,7 +565,7 @@ static void catalog_note(struct archive_batch *b, const struct batch_entry *entr
  * whole files plus temporaries (P1: invisible to has() and list); the sweep at start removes
  * the latter (P5). A job killed between c and f has its log and error under final names but no
  * record, so it is not archived: it is fetched again and the retry's publishes replace those
- * files atomically (STORE_REPLACE, only under the writer lock; see entry_publish).
+ * files atomically (STORE_REPLACE, only under the writer lock; see entry_published).
  *
  * Power loss: before b completes, only temporaries can be damaged. Between b and e, each
  * publish of c is either lost or names durable data. Between e and g, each record's publish is
@@ -565,32 +641,7 @@ int archive_batch_commit(struct archive_batch *b)
         batch_sync(&this, entries, n);
 
         /* c. Logs and error records into place. */
-        for (size_t i = 0; i < n; i++) {
-                struct batch_entry *e = &entries[i];
-
-                if (e->r < 0)
-                        continue;
-                if (e->log) {
-                        r = entry_publish(&this, e, ARCHIVE_KIND_LOG);
-                        if (r < 0) {
-                                e->elsewhere = r == -EALREADY;
-                                e->r = r;
-                                continue;
-                        }
-                        e->log->created = false;
-                        e->log_final = true;
-                }
-                if (e->error_tmp) {
-                        r = entry_publish(&this, e, ARCHIVE_KIND_ERROR);
-                        if (r < 0) {
-                                e->elsewhere = r == -EALREADY;
-                                e->r = r;
-                                continue;
-                        }
-                        e->error_tmp = false;
-                        e->error_final = true;
-                }
-        }
+        batch_publish(&this, entries, n, false);
 
         /* d. Job records to temporaries. */
         for (size_t i = 0; i < n; i++) {
@@ -609,25 +660,7 @@ int archive_batch_commit(struct archive_batch *b)
         batch_sync(&this, entries, n);
 
         /* f. Job records into place. */
-        for (size_t i = 0; i < n; i++) {
-                struct batch_entry *e = &entries[i];
-
-                if (e->r < 0)
-                        continue;
-                r = entry_publish(&this, e, ARCHIVE_KIND_RECORD);
-                if (r == -EEXIST && b->archive->store->ops->shared) {
-                        /* Checked absent at archive_batch_add, so another writer made it
-                         * since: the job is archived; never replace a record. */
-                        e->elsewhere = true;
-                        r = -EALREADY;
-                }
-                if (r < 0) {
-                        e->r = r;
-                        continue;
-                }
-                e->record_tmp = false;
-                e->record_final = true;
-        }
+        batch_publish(&this, entries, n, true);
 
         /* g. */
         batch_sync(&this, entries, n);

@@ -876,6 +876,99 @@ static int s3_publish(struct store_dir *dd, const char *name, unsigned flags)
         return 0;
 }
 
+/* How many PUTs publish_many() has open at once (each holds its staged file open); the
+ * engine's cap (max_concurrent) decides how many are on the wire. */
+#define PUBLISH_MANY_WINDOW 64
+
+/* The single PUTs of up to PUBLISH_MANY_WINDOW names, submitted at once and run together. */
+static int publish_window(struct s3_store *s, struct store_dir *const *dirs,
+                          const char *const *names, size_t n, bool replace, int *results)
+{
+        struct s3_call calls[PUBLISH_MANY_WINDOW];
+        int fds[PUBLISH_MANY_WINDOW];
+        bool submitted[PUBLISH_MANY_WINDOW] = {false};
+        char url[2 * S3_PATH_MAX], key[S3_PATH_MAX];
+        int r = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                struct s3_dir *d = dir_of(dirs[i]);
+                const char *headers[] = {unsigned_payload, content_type(names[i]),
+                                         replace ? NULL : "If-None-Match: *", NULL};
+                struct stat st;
+
+                fds[i] = -1;
+                results[i] =
+                        d->local ? object_key(s, d->path, names[i], key, sizeof(key)) : -ENOENT;
+                if (results[i] >= 0)
+                        results[i] = build_url(s, key, NULL, url, sizeof(url));
+                if (results[i] >= 0) {
+                        fds[i] = store_local_tmp_open(d->local, names[i]);
+                        results[i] = fds[i] < 0 ? fds[i] : fstat(fds[i], &st) < 0 ? -errno : 0;
+                }
+                if (results[i] >= 0 && (uint64_t) st.st_size > s->multipart_threshold &&
+                    !name_is_record(names[i])) {
+                        /* Big: the one-at-a-time path (a check, then its parts at once). */
+                        results[i] = s3_publish(dirs[i], names[i], replace ? STORE_REPLACE : 0);
+                        continue;
+                }
+                if (results[i] >= 0)
+                        results[i] = submit(s,
+                                            &(struct http_call){.url = url,
+                                                                .method = HTTP_METHOD_PUT,
+                                                                .headers = headers,
+                                                                .body_is_fd = true,
+                                                                .body_fd = fds[i],
+                                                                .body_len = (uint64_t) st.st_size},
+                                            &calls[i]);
+                submitted[i] = results[i] >= 0;
+        }
+        r = run_all(s);
+        for (size_t i = 0; i < n; i++) {
+                if (submitted[i]) {
+                        struct s3_dir *d = dir_of(dirs[i]);
+
+                        count(s, HTTP_METHOD_PUT, &calls[i]);
+                        results[i] = r < 0 ? r : call_errno(&calls[i]);
+                        if (calls[i].outcome != HTTP_OK) {
+                                char why[512];
+                                describe_failure(&calls[i], names[i], why, sizeof(why));
+                                log_printf(LOG_DEBUG, "s3: PUT %s/%s", d->path, why);
+                        }
+                        call_clear(&calls[i]);
+                        if (results[i] >= 0) {
+                                if (name_is_record(names[i]) &&
+                                    object_key(s, d->path, names[i], key, sizeof(key)) >= 0)
+                                        cache_add(s, key);
+                                (void) store_tmp_remove(d->local, names[i]);
+                        }
+                }
+                if (fds[i] >= 0)
+                        (void) close(fds[i]);
+        }
+        return r;
+}
+
+static int s3_publish_many(struct store *st, struct store_dir *const *dirs,
+                           const char *const *names, size_t n, unsigned flags, int *results)
+{
+        struct s3_store *s = s3_of(st);
+        int r = 0;
+
+        for (size_t i = 0; i < n; i += PUBLISH_MANY_WINDOW) {
+                size_t m = n - i < PUBLISH_MANY_WINDOW ? n - i : PUBLISH_MANY_WINDOW;
+                int e = publish_window(s, dirs + i, names + i, m, flags & STORE_REPLACE,
+                                       results + i);
+                if (e < 0) { /* the engine itself failed: the rest cannot go either */
+                        for (size_t k = i + m; k < n; k++)
+                                results[k] = e;
+                        return e;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                keep_first(&r, results[i]);
+        return r;
+}
+
 static int s3_sync(struct store *st, struct store_dir *const *dirs, size_t n, int *results)
 {
         for (size_t i = 0; i < n; i++)
@@ -1169,6 +1262,7 @@ static const struct store_ops s3_ops = {
         .has = s3_has,
         .list_dirs = s3_list_dirs,
         .list_files = s3_list_files,
+        .publish_many = s3_publish_many,
         .remove_dir = s3_remove_dir,
         .find_symlink = NULL,
         .scratch_fd = s3_scratch_fd,
