@@ -775,7 +775,8 @@ int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *wa
         }
         if (r < 0)
                 goto out;
-        qsort(s.days, s.n_days, sizeof(*s.days), compare_days);
+        if (s.n_days > 1) /* (none: s.days may be NULL) */
+                qsort(s.days, s.n_days, sizeof(*s.days), compare_days);
 
         /* Records are read on every CPU: 8,000 of them are mostly system calls and parsing. */
         n_readers = scan_cpu_count();
