@@ -167,7 +167,8 @@ int store_local_tmp_open(struct store_dir *d, const char *name);
  * ListObjectsV2 of a single key), so that wrong credentials or a missing bucket are said at
  * start: -EKEYREJECTED (403: InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied),
  * -ENOMEDIUM (404 NoSuchBucket), -EIO (unreachable after the retries), or the local store's
- * -errno; errbuf then says what S3 answered (never a secret).
+ * -errno; errbuf then says what S3 answered (never a secret). staging_dir NULL opens a reader
+ * (connect-jobs; s3_read.h): nothing local, and what would write answers -EROFS.
  */
 struct store_s3_options {
         const char *endpoint; /* "http(s)://host[:port]" */

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@
 #include "log.h"
 #include "macro.h"
 #include "paths.h"
+#include "s3_read.h"
 #include "config.h"
 #include "store.h"
 #include "util.h"
@@ -464,12 +466,16 @@ static void s3_free(struct store *st)
  */
 static int s3_lock(struct store *st, pid_t *reterr_pid)
 {
-        return store_lock(s3_of(st)->local, reterr_pid);
+        struct s3_store *s = s3_of(st);
+
+        return s->local ? store_lock(s->local, reterr_pid) : -EROFS;
 }
 
 static bool s3_locked(const struct store *st)
 {
-        return store_locked(((const struct s3_store *) st)->local);
+        const struct s3_store *s = (const struct s3_store *) st;
+
+        return s->local && store_locked(s->local);
 }
 
 /* Aborts the multipart uploads under our prefix that were started more than
@@ -562,6 +568,8 @@ static int s3_sweep(struct store *st, unsigned *ret_removed)
         unsigned removed = 0, uploads = 0;
         int r;
 
+        if (!s->local)
+                return -EROFS;
         r = store_sweep(s->local, &removed);
         if (r < 0)
                 return r;
@@ -587,7 +595,9 @@ static int s3_dir_open(struct store *st, const char *path, unsigned flags, struc
                 return -ENOMEM;
         d->base.store = st;
         snprintf(d->path, sizeof(d->path), "%s", path);
-        r = store_dir_open(s->local, path, flags, &d->local);
+        /* A reader (no staging) has folders to name objects by, nothing to write in. */
+        r = s->local ? store_dir_open(s->local, path, flags, &d->local)
+                     : (flags & STORE_CREATE ? -EROFS : -ENOENT);
         if (r < 0 && !(r == -ENOENT && !(flags & STORE_CREATE))) {
                 free(d);
                 return r;
@@ -1237,12 +1247,16 @@ static int s3_remove_dir(struct store *st, const char *path, unsigned flags)
 
 static int s3_scratch_fd(struct store *st)
 {
-        return store_scratch_fd(s3_of(st)->local);
+        struct s3_store *s = s3_of(st);
+
+        return s->local ? store_scratch_fd(s->local) : -EROFS;
 }
 
 static int s3_free_space(struct store *st, uint64_t *ret_bytes)
 {
-        return store_free_space(s3_of(st)->local, ret_bytes);
+        struct s3_store *s = s3_of(st);
+
+        return s->local ? store_free_space(s->local, ret_bytes) : -EROFS;
 }
 
 static const struct store_ops s3_ops = {
@@ -1339,7 +1353,7 @@ int store_s3_open(const struct store_s3_options *o, struct store **ret, char *er
         int r;
 
         if (!o || !o->endpoint || !o->bucket || !o->region || !o->access_key_id ||
-            !o->secret_access_key || !o->staging_dir || !ret)
+            !o->secret_access_key || !ret)
                 return -EINVAL;
         snprintf(errbuf, errsize, "out of memory");
         s = calloc(1, sizeof(*s));
@@ -1365,7 +1379,7 @@ int store_s3_open(const struct store_s3_options *o, struct store **ret, char *er
                 s3_free(&s->base);
                 return -ENOMEM;
         }
-        r = store_local_open(o->staging_dir, &s->local);
+        r = o->staging_dir ? store_local_open(o->staging_dir, &s->local) : 0;
         if (r < 0) {
                 snprintf(errbuf, errsize, "cannot open the staging folder %s: %s", o->staging_dir,
                          strerror(-r));
@@ -1398,4 +1412,249 @@ int store_s3_open(const struct store_s3_options *o, struct store **ret, char *er
         }
         *ret = &s->base;
         return 0;
+}
+
+/* ---- Reading (s3_read.h): for connect-jobs and the catalog's readers ---- */
+
+static int read_errno(int r)
+{
+        return r == -EACCES ? -EKEYREJECTED : r;
+}
+
+void s3_objects_free(struct s3_object *o, size_t n)
+{
+        for (size_t i = 0; o && i < n; i++)
+                free(o[i].name);
+        free(o);
+}
+
+int s3_list_objects(struct store *st, const char *path, const char *after, const char *until,
+                    struct s3_object **ret, size_t *ret_n)
+{
+        struct s3_store *s = s3_of(st);
+        char lp[S3_PATH_MAX], start[S3_PATH_MAX] = "", token[1024] = "", url[4 * S3_PATH_MAX];
+        struct s3_object *objs = NULL;
+        size_t n = 0, cap = 0, lp_len, until_len = until ? strlen(until) : 0;
+        bool stop = false;
+        int r = 0;
+
+        if (!path || (*path && !archive_path_is_plain(path)))
+                return -EINVAL;
+        if (snprintf(lp, sizeof(lp), "%s%s%s", s->prefix, path, *path ? "/" : "") >=
+                    (int) sizeof(lp) ||
+            (after && snprintf(start, sizeof(start), "%s%s", lp, after) >= (int) sizeof(start)))
+                return -ENAMETOOLONG;
+        lp_len = strlen(lp);
+        while (!stop) {
+                const char *query[9];
+                size_t nq = 0;
+                struct s3_call c;
+                const char *p, *end;
+                char block[2 * S3_PATH_MAX], key[S3_PATH_MAX], size[32];
+
+                /* Sorted: continuation-token, list-type, prefix, start-after. */
+                if (*token) {
+                        query[nq++] = "continuation-token";
+                        query[nq++] = token;
+                }
+                query[nq++] = "list-type";
+                query[nq++] = "2";
+                query[nq++] = "prefix";
+                query[nq++] = lp;
+                if (*start && !*token) {
+                        query[nq++] = "start-after";
+                        query[nq++] = start;
+                }
+                query[nq] = NULL;
+                r = build_url(s, NULL, query, url, sizeof(url));
+                if (r < 0)
+                        break;
+                r = request(s,
+                            &(struct http_call){
+                                    .url = url,
+                                    .method = HTTP_METHOD_GET,
+                                    .headers = (const char *const[]){unsigned_payload, NULL}},
+                            &c);
+                s->counts.list++;
+                s->counts.get--;
+                if (r >= 0 && !c.body)
+                        r = -EPROTO;
+                if (r < 0) {
+                        call_clear(&c);
+                        break;
+                }
+                p = c.body;
+                while (!stop && xml_value(p, "Contents", &end, block, sizeof(block))) {
+                        char *e;
+                        p = end;
+                        if (!xml_value(block, "Key", NULL, key, sizeof(key)) ||
+                            !xml_value(block, "Size", NULL, size, sizeof(size)) ||
+                            strncmp(key, lp, lp_len) != 0 || !key[lp_len])
+                                continue;
+                        const char *name = key + lp_len;
+                        if (until && strncmp(name, until, until_len) > 0) {
+                                stop = true;
+                                break;
+                        }
+                        if (n == cap) {
+                                size_t nc = cap ? 2 * cap : 64;
+                                struct s3_object *no = reallocarray(objs, nc, sizeof(*no));
+                                if (!no) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                objs = no;
+                                cap = nc;
+                        }
+                        errno = 0;
+                        objs[n].size = strtoull(size, &e, 10);
+                        if (errno || *e || !(objs[n].name = strdup(name))) {
+                                r = errno || *e ? -EPROTO : -ENOMEM;
+                                break;
+                        }
+                        n++;
+                }
+                if (r < 0 || stop || !strstr(c.body, "<IsTruncated>true</IsTruncated>") ||
+                    !xml_value(c.body, "NextContinuationToken", NULL, token, sizeof(token)))
+                        stop = true;
+                call_clear(&c);
+        }
+        if (r < 0) {
+                s3_objects_free(objs, n);
+                return read_errno(r);
+        }
+        *ret = objs;
+        *ret_n = n;
+        return 0;
+}
+
+struct get_ctx {
+        struct s3_get *g;
+        struct s3_call call;
+        size_t cap;
+        int error;
+};
+
+static int get_begin(void *userdata)
+{
+        struct get_ctx *x = userdata;
+
+        x->g->len = 0;
+        if (x->g->fd >= 0 && ftruncate(x->g->fd, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+static int get_write(void *userdata, const void *data, size_t len)
+{
+        struct get_ctx *x = userdata;
+        struct s3_get *g = x->g;
+
+        if (g->fd < 0) {
+                if (g->len + len > HTTP_BODY_MAX)
+                        return -EFBIG;
+                return buf_append(&g->buf, &g->len, &x->cap, data, len, 4096);
+        }
+        for (const char *p = data; len > 0;) {
+                ssize_t k = pwrite(g->fd, p, len, (off_t) g->len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                p += k;
+                len -= (size_t) k;
+                g->len += (size_t) k;
+        }
+        return 0;
+}
+
+static void get_abort(void *userdata)
+{
+        struct get_ctx *x = userdata;
+
+        x->g->len = 0;
+        if (x->g->fd >= 0)
+                (void) ftruncate(x->g->fd, 0);
+}
+
+static void get_done(void *userdata, const struct http_result *res)
+{
+        call_done(&((struct get_ctx *) userdata)->call, res);
+}
+
+static const struct http_sink get_sink = {
+        .begin = get_begin,
+        .write = get_write,
+        .abort = get_abort,
+};
+
+int s3_get_many(struct store *st, struct s3_get *gets, size_t n)
+{
+        struct s3_store *s = s3_of(st);
+        struct get_ctx *x;
+        int r, first = 0;
+
+        if (n == 0)
+                return 0;
+        x = calloc(n, sizeof(*x));
+        if (!x)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                char key[S3_PATH_MAX], url[2 * S3_PATH_MAX], range[64];
+                struct s3_get *g = &gets[i];
+
+                x[i].g = g;
+                g->buf = NULL;
+                g->len = 0;
+                g->result = -EINVAL;
+                if (!g->path || (*g->path && !archive_path_is_plain(g->path)) || !g->name ||
+                    !path_component_is_safe(g->name, strlen(g->name)))
+                        continue;
+                g->result = object_key(s, g->path, g->name, key, sizeof(key));
+                if (g->result >= 0)
+                        g->result = build_url(s, key, NULL, url, sizeof(url));
+                if (g->result < 0)
+                        continue;
+                (void) snprintf(range, sizeof(range), "Range: bytes=%" PRIu64 "-%" PRIu64,
+                                g->offset, g->offset + g->length - 1);
+                g->result = http_submit(
+                        s->http,
+                        &(struct http_call){
+                                .url = url,
+                                .method = HTTP_METHOD_GET,
+                                .sink = &get_sink,
+                                .headers = (const char *const[]){unsigned_payload,
+                                                                 g->length ? range : NULL, NULL}},
+                        get_done, &x[i]);
+                if (g->result >= 0)
+                        g->result = 1; /* submitted */
+        }
+        r = run_all(s);
+        for (size_t i = 0; i < n; i++) {
+                struct s3_get *g = &gets[i];
+                if (g->result == 1) {
+                        count(s, HTTP_METHOD_GET, &x[i].call);
+                        g->result = r < 0 ? r : read_errno(call_errno(&x[i].call));
+                        if (g->result == 0 && g->length && x[i].call.status != 206)
+                                g->result = -EPROTO; /* the Range was not honoured */
+                        if (g->result < 0 && x[i].call.outcome != HTTP_OK) {
+                                char why[512];
+                                describe_failure(&x[i].call, g->name, why, sizeof(why));
+                                log_printf(LOG_DEBUG, "s3: GET %s", why);
+                        }
+                }
+                if (g->result == 0 && g->fd < 0 && !g->buf && !(g->buf = strdup("")))
+                        g->result = -ENOMEM;
+                if (g->result == 0 && g->fd < 0)
+                        g->buf[g->len] = '\0';
+                if (g->result < 0 && g->fd < 0) {
+                        free(g->buf);
+                        g->buf = NULL;
+                        g->len = 0;
+                }
+                keep_first(&first, g->result);
+                call_clear(&x[i].call);
+        }
+        free(x);
+        return first;
 }
