@@ -1,0 +1,59 @@
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * A read-through mirror of an archive in S3 (s3_mirror.c), so that connect-jobs' readers
+ * (archive_scan.c, logreader.c, the search) read the bucket through the same local layout
+ * they read on disk: "<dir>/<guid>/YYYY/MM/DD/<key>.json", ".error.json", ".log.gz".
+ *
+ * Every object of the archive is immutable once it exists (a record is created once, never
+ * replaced; retention only removes), so a mirrored file of the listed size is the object:
+ * the cache never goes stale, and what it must learn from the bucket is only which objects
+ * exist, one listing (ListObjectsV2) of the folders a command reads. Records and error records
+ * are fetched for those folders; logs only for the jobs a command reads. Files are written as
+ * ".<name>.<pid>.tmp" and renamed (the readers ignore names beginning with '.'), so two
+ * commands may share a mirror. Files whose object is gone (retention, a deletion) are removed.
+ */
+
+struct store;
+struct scan_filter;
+struct scan_job;
+
+struct s3_mirror;
+
+struct s3_mirror_stats {
+        uint64_t listed;                   /* objects the listings named */
+        uint64_t fetched, fetched_bytes;   /* records and error records fetched */
+        uint64_t logs_fetched, logs_bytes; /* logs fetched */
+        uint64_t cached;                   /* files found in the mirror already */
+        uint64_t removed;                  /* files removed: their object is gone */
+        uint64_t trimmed, trimmed_bytes;   /* logs removed to keep the cap */
+};
+
+/* The mirror of s3 (a store_s3_open() store, borrowed) in the folder dir, created (0700, with
+ * its parents) when missing. Returns 0 or -errno. */
+int s3_mirror_open(struct store *s3, const char *dir, struct s3_mirror **ret);
+void s3_mirror_free(struct s3_mirror *m);
+
+/* The mirror's folder, for the readers (archive_scan(), scan_find_job(), ...). */
+int s3_mirror_rootfd(const struct s3_mirror *m);
+
+/*
+ * Makes the mirror's records of the folders f selects (its content GUIDs, the day folders of
+ * its --since/--until range, as archive_scan() prunes them) what the bucket holds: one listing
+ * per content folder, new records and error records fetched at once, files of objects that
+ * are gone removed. key (NULL: all): fetch only that job's. Returns 0 or -errno (s3_read.h).
+ */
+int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char *key);
+
+/* Fetches the logs of jobs (read from the mirror after s3_mirror_sync()) that have one and are
+ * not mirrored yet, at once. results (may be NULL) gets each job's outcome. Returns 0 or the
+ * first error. */
+int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_t n, int *results);
+
+/* Removes mirrored logs, the least recently used first, until they take at most max_bytes. */
+int s3_mirror_trim_logs(struct s3_mirror *m, uint64_t max_bytes);
+
+void s3_mirror_stats(const struct s3_mirror *m, struct s3_mirror_stats *ret);
