@@ -15,6 +15,7 @@
 #include "catalog.h"
 #include "catalog_plan.h"
 #include "cli.h"
+#include "cli_s3.h"
 #include "config.h"
 #include "ere.h"
 #include "grep.h"
@@ -63,6 +64,7 @@ struct common {
         bool json;
         bool utc;
         int64_t now;
+        struct cli_s3 *s3; /* archive.s3: the bucket, read through its cache */
 };
 
 static void common_init(struct common *c, struct cli *cli)
@@ -222,6 +224,11 @@ static int common_settle(struct common *c)
                 return CLI_EXIT_CONFIG;
         }
         c->ctx_store.archive_dir = cfg->archive_dir;
+        r = cli_s3_get(c->cli, &c->s3);
+        if (r != 0)
+                return r;
+        if (c->s3)
+                c->ctx_store.archive_dir = cli_s3_name(c->s3); /* in messages and paths */
         c->ctx_store.content = cfg->content;
         c->ctx_store.n_content = cfg->n_content;
         for (size_t i = 0; i < c->n_contents; i++) {
@@ -240,9 +247,22 @@ static int common_settle(struct common *c)
         return 0;
 }
 
+/* The archive's root folder; in S3, its cache, brought up to date with the folders the
+ * filters select first. */
 static int open_root(const struct common *c)
 {
-        int fd = open(c->ctx->archive_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int fd;
+
+        if (c->s3) {
+                /* One --key: only that job's records are fetched (the others would not show). */
+                if (cli_s3_sync(c->s3, &c->f, c->f.n_keys == 1 ? c->f.keys[0] : NULL) < 0)
+                        return -1;
+                fd = fcntl(cli_s3_rootfd(c->s3), F_DUPFD_CLOEXEC, 3);
+                if (fd < 0)
+                        cli_say("cannot open the cache of %s: %m", c->ctx->archive_dir);
+                return fd;
+        }
+        fd = open(c->ctx->archive_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
         if (fd < 0)
                 cli_say("cannot open the archive %s: %m", c->ctx->archive_dir);
@@ -1230,6 +1250,22 @@ static int engine_push(void *userdata, struct scan_job *batch, size_t n, bool la
         return r;
 }
 
+/* In S3: a date's logs are fetched (at once) before its jobs go to the threads, which search
+ * the dates before meanwhile. A log that could not be fetched is missing to its reader, which
+ * says so (exit 2), as for a missing file on disk. */
+static int engine_push_s3(void *userdata, struct scan_job *batch, size_t n, bool last)
+{
+        struct engine *e = userdata;
+        bool stop;
+
+        pthread_mutex_lock(&e->lock);
+        stop = e->stop || e->fatal;
+        pthread_mutex_unlock(&e->lock);
+        if (!stop)
+                (void) cli_s3_fetch_logs(e->c->s3, batch, n);
+        return engine_push(userdata, batch, n, last);
+}
+
 /* Lets the threads finish the jobs pushed (all of them, or those before a scan error); after
  * engine_start(), whatever it returned. */
 static void engine_finish(struct engine *e)
@@ -1314,7 +1350,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 goto out;
         }
         r = archive_scan_dates(rootfd, &c.f, a.no_messages ? scan_warn_silent : scan_warn_print, &c,
-                               engine_push, &e, &warnings);
+                               c.s3 ? engine_push_s3 : engine_push, &e, &warnings);
         engine_finish(&e);
         if (getenv("CJA_CATALOG_STATS") && strcmp(getenv("CJA_CATALOG_STATS"), "1") == 0)
                 fprintf(stderr, "%s: catalog: %zu of %zu jobs read\n", ctx->prog,

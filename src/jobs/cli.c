@@ -14,6 +14,7 @@
 
 #include "archived.h"
 #include "cli.h"
+#include "cli_s3.h"
 #include "client.h"
 #include "config.h"
 #include "connect.h"
@@ -51,6 +52,8 @@ void cli_done(struct cli *c)
 {
         client_free(c->client);
         c->client = NULL;
+        cli_s3_free(c->s3);
+        c->s3 = NULL;
         config_free(c->config);
         c->config = NULL;
         c->signal_fd = safe_close(c->signal_fd);

@@ -11,6 +11,7 @@
  */
 
 struct client;
+struct cli_s3;
 struct config;
 
 enum {
@@ -42,6 +43,7 @@ struct cli {
         bool from_environment; /* no config file was read */
         int signal_fd;
         struct client *client;
+        struct cli_s3 *s3; /* archive.s3: the bucket, once opened (cli_s3.h) */
 };
 
 /* A content item named on the command line; the strings borrow from the config or argv. */

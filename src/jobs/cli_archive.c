@@ -12,6 +12,7 @@
 #include "archive_scan.h"
 #include "cli.h"
 #include "cli_archive.h"
+#include "cli_s3.h"
 #include "config.h"
 #include "connect.h"
 #include "grep.h"
@@ -23,7 +24,8 @@
 
 struct cli_archived {
         int dayfd;
-        char *dir; /* "<archive>/<guid>/YYYY/MM/DD", for messages */
+        struct cli_s3 *s3; /* archive.s3: its log is fetched when it is read */
+        char *dir;         /* "<archive>/<guid>/YYYY/MM/DD", for messages */
         struct scan_job job;
 };
 
@@ -51,11 +53,31 @@ int cli_archive_find(struct cli *c, const struct cli_content *ct, const char *ke
         const char *dir = c->config->archive_dir;
         _cleanup_close_ int rootfd = -1;
         struct cli_archived *a;
+        struct cli_s3 *s3 = NULL;
         char esc[LOG_ESCAPE_MAX];
         int r = 0;
 
         *ret = NULL;
-        if (dir && path_component_is_safe(key, strlen(key)) && key[0] != '.') {
+        if (path_component_is_safe(key, strlen(key)) && key[0] != '.') {
+                r = cli_s3_get(c, &s3);
+                if (r != 0 && !c->config->server_url)
+                        return r;
+                if (r != 0)
+                        cli_say("asking Connect");
+                r = 0;
+        }
+        if (s3) {
+                /* The item's records in the bucket, this job's fetched into the cache. */
+                const char *guids[1] = {ct->guid};
+                struct scan_filter f = {.guids = guids, .n_guids = 1};
+                dir = cli_s3_name(s3);
+                if (cli_s3_sync(s3, &f, key) == 0)
+                        rootfd = fcntl(cli_s3_rootfd(s3), F_DUPFD_CLOEXEC, 3);
+                else if (c->config->server_url)
+                        cli_say("asking Connect");
+                else
+                        return CLI_EXIT_FAILURE;
+        } else if (dir && path_component_is_safe(key, strlen(key)) && key[0] != '.') {
                 rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 /* No archive there is usual (a host without the service); one that cannot
                  * be read (not in the service group) is said, or the answer that follows
@@ -73,6 +95,7 @@ int cli_archive_find(struct cli *c, const struct cli_content *ct, const char *ke
                         return CLI_EXIT_FAILURE;
                 }
                 a->dayfd = -1;
+                a->s3 = s3;
                 r = scan_find_job(rootfd, ct->guid, key, find_warn, (void *) dir, &a->job);
                 if (r > 0) {
                         a->dayfd = scan_job_open_dir(rootfd, &a->job);
@@ -217,6 +240,8 @@ static int open_log(const struct cli_archived *a, struct log_reader **ret)
         char name[NAME_MAX + 1];
         int r;
 
+        if (a->s3 && cli_s3_fetch_logs(a->s3, &a->job, 1) < 0)
+                return CLI_EXIT_FAILURE;
         (void) snprintf(name, sizeof(name), "%s.log.gz", a->job.key);
         r = log_reader_open(a->dayfd, name, scan_cpu_count(), ret);
         if (r < 0) {

@@ -305,6 +305,11 @@ int main(int argc, char *argv[])
                 return CLI_EXIT_USAGE;
         }
         if (cmd->flags & CMD_OWN_ARGS) {
+                /* -v before the command: the debug lines (an archive in S3 says what it
+                 * asked and what its cache held). */
+                log_set_target(LOG_TARGET_TERMINAL);
+                if (c.verbose)
+                        log_set_max_level(LOG_DEBUG);
                 inv.argc = argc - first;
                 inv.argv = argv + first;
                 r = cmd->run(&c, NULL, NULL, &inv);

@@ -1,0 +1,198 @@
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "cli.h"
+#include "cli_s3.h"
+#include "config.h"
+#include "config_error.h"
+#include "http.h"
+#include "log.h"
+#include "s3_mirror.h"
+#include "store.h"
+#include "util.h"
+
+/* Logs kept in the cache between commands, unless CONNECT_JOBS_S3_CACHE_MB says otherwise. */
+#define DEFAULT_CACHE_MB 1024
+
+struct cli_s3 {
+        struct store *store;
+        struct s3_mirror *mirror;
+        char *name; /* s3://bucket[/prefix] */
+        char *dir;
+        bool curl; /* http_global_init() done (ls and search come before main's) */
+};
+
+static char *cache_dir(const struct config *cfg)
+{
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        char id[256], *dir = NULL;
+        int n;
+
+        /* One mirror per bucket and prefix, wherever it is reached from. */
+        n = snprintf(id, sizeof(id), "%s\n%s\n%s", cfg->s3_endpoint, cfg->s3_bucket,
+                     cfg->s3_prefix ? cfg->s3_prefix : "");
+        uint64_t h = hash64(id, n > 0 && (size_t) n < sizeof(id) ? (size_t) n : sizeof(id) - 1);
+        if (xdg && xdg[0] == '/')
+                n = asprintf(&dir, "%s/connect-jobs/s3/%016" PRIx64, xdg, h);
+        else if (home && home[0] == '/')
+                n = asprintf(&dir, "%s/.cache/connect-jobs/s3/%016" PRIx64, home, h);
+        else
+                return NULL;
+        return n < 0 ? NULL : dir;
+}
+
+static uint64_t cache_cap_bytes(void)
+{
+        const char *v = getenv("CONNECT_JOBS_S3_CACHE_MB");
+        char *end;
+        unsigned long long mb;
+
+        if (!v || !*v)
+                return (uint64_t) DEFAULT_CACHE_MB << 20;
+        errno = 0;
+        mb = strtoull(v, &end, 10);
+        if (errno || *end || mb > (UINT64_MAX >> 20))
+                return (uint64_t) DEFAULT_CACHE_MB << 20;
+        return (uint64_t) mb << 20;
+}
+
+void cli_s3_free(struct cli_s3 *x)
+{
+        struct s3_mirror_stats ms;
+        struct store_s3_counts sc;
+
+        if (!x)
+                return;
+        if (x->mirror) {
+                s3_mirror_stats(x->mirror, &ms);
+                if (ms.logs_fetched > 0)
+                        (void) s3_mirror_trim_logs(x->mirror, cache_cap_bytes());
+                s3_mirror_stats(x->mirror, &ms);
+                store_s3_counts(x->store, &sc);
+                log_printf(LOG_DEBUG,
+                           "s3: %" PRIu64 " LIST, %" PRIu64 " GET, %" PRIu64
+                           " retries; cache %s: %" PRIu64 " objects listed, %" PRIu64
+                           " records fetched (%" PRIu64 " bytes), %" PRIu64
+                           " logs fetched (%" PRIu64 " bytes), %" PRIu64 " found cached, %" PRIu64
+                           " removed, %" PRIu64 " logs trimmed",
+                           sc.list, sc.get, sc.retried, x->dir, ms.listed, ms.fetched,
+                           ms.fetched_bytes, ms.logs_fetched, ms.logs_bytes, ms.cached, ms.removed,
+                           ms.trimmed);
+        }
+        s3_mirror_free(x->mirror);
+        store_free(x->store);
+        if (x->curl)
+                http_global_cleanup();
+        free(x->name);
+        free(x->dir);
+        free(x);
+}
+
+int cli_s3_get(struct cli *c, struct cli_s3 **ret)
+{
+        struct config *cfg = c->config;
+        struct config_error err = {{0}};
+        struct store_s3_options o;
+        struct cli_s3 *x;
+        char why[512];
+        int r;
+
+        *ret = NULL;
+        if (!cfg || !cfg->s3 || c->archive)
+                return 0;
+        if (c->s3) {
+                *ret = c->s3;
+                return 0;
+        }
+        /* The process will hold the S3 secret: no core dumps, no ptrace by other users. */
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        r = config_resolve_s3_credentials(cfg, &err);
+        if (r < 0) {
+                cli_say("%s", err.message);
+                return CLI_EXIT_CONFIG;
+        }
+        x = calloc(1, sizeof(*x));
+        if (!x || asprintf(&x->name, "s3://%s%s%s", cfg->s3_bucket, cfg->s3_prefix ? "/" : "",
+                           cfg->s3_prefix ? cfg->s3_prefix : "") < 0) {
+                free(x);
+                cli_say("out of memory");
+                return CLI_EXIT_FAILURE;
+        }
+        x->dir = cache_dir(cfg);
+        if (!x->dir) {
+                cli_say("no folder for the S3 archive's cache: set HOME or XDG_CACHE_HOME");
+                cli_s3_free(x);
+                return CLI_EXIT_FAILURE;
+        }
+        if (http_global_init() < 0) {
+                cli_say("cannot initialize libcurl");
+                cli_s3_free(x);
+                return CLI_EXIT_FAILURE;
+        }
+        x->curl = true;
+        store_s3_options_from_config(cfg, &o);
+        o.staging_dir = NULL; /* a reader */
+        r = store_s3_open(&o, &x->store, why, sizeof(why));
+        if (r < 0) {
+                cli_say("cannot read the archive %s: %s", x->name, why);
+                cli_s3_free(x);
+                return CLI_EXIT_FAILURE;
+        }
+        r = s3_mirror_open(x->store, x->dir, &x->mirror);
+        if (r < 0) {
+                cli_say("cannot make the cache of %s in %s: %s", x->name, x->dir, strerror(-r));
+                cli_s3_free(x);
+                return CLI_EXIT_FAILURE;
+        }
+        log_printf(LOG_DEBUG, "reading the archive %s at %s through the cache %s", x->name,
+                   cfg->s3_endpoint, x->dir);
+        c->s3 = x;
+        *ret = x;
+        return 0;
+}
+
+int cli_s3_rootfd(const struct cli_s3 *x)
+{
+        return s3_mirror_rootfd(x->mirror);
+}
+
+const char *cli_s3_name(const struct cli_s3 *x)
+{
+        return x->name;
+}
+
+static const char *what(int r)
+{
+        switch (r) {
+        case -EKEYREJECTED:
+                return "S3 refuses the credentials";
+        case -EIO:
+                return "S3 cannot be reached (or keeps failing)";
+        case -EPROTO:
+                return "S3 gave an unexpected answer";
+        default:
+                return strerror(-r);
+        }
+}
+
+int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key)
+{
+        int r = s3_mirror_sync(x->mirror, f, key);
+
+        if (r < 0)
+                cli_say("cannot read the archive %s: %s", x->name, what(r));
+        return r;
+}
+
+int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n)
+{
+        int r = s3_mirror_fetch_logs(x->mirror, jobs, n, NULL);
+
+        if (r < 0 && r != -ENOENT)
+                cli_say("cannot fetch logs from the archive %s: %s", x->name, what(r));
+        return r;
+}

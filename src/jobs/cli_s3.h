@@ -1,0 +1,33 @@
+#pragma once
+
+#include <stddef.h>
+
+/*
+ * connect-jobs over an archive in S3: with archive.s3 in the config (and no --archive DIR),
+ * the archive commands read the bucket through a read-through mirror (s3_mirror.h) under
+ * the user's cache, $XDG_CACHE_HOME/connect-jobs/s3/<id> (else ~/.cache/...), so that they
+ * read the same layout with the same code as on disk.
+ */
+
+struct cli;
+struct cli_s3;
+struct scan_filter;
+struct scan_job;
+
+/*
+ * The bucket (once per process: kept in c, freed by cli_done()), or *ret NULL when the
+ * archive is a local folder. Returns 0, or an exit status with the reason said: 78 when no
+ * credentials are found, 1 when S3 refuses them, has no such bucket or cannot be reached, or
+ * the cache cannot be made.
+ */
+int cli_s3_get(struct cli *c, struct cli_s3 **ret);
+void cli_s3_free(struct cli_s3 *x);
+
+/* The mirror's folder (for the readers), and the archive's name in messages and paths:
+ * "s3://<bucket>[/<prefix>]". */
+int cli_s3_rootfd(const struct cli_s3 *x);
+const char *cli_s3_name(const struct cli_s3 *x);
+
+/* s3_mirror_sync() and s3_mirror_fetch_logs(), a failure said. Return 0 or -errno. */
+int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key);
+int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n);
