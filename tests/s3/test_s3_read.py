@@ -1,0 +1,301 @@
+"""connect-jobs over an archive in S3, against a real Ceph RADOS Gateway (tests/s3/rgw.sh):
+the same jobs archived into a local folder and into a bucket by the daemon, then every
+archive command (ls, search, show, log, error, download) run on both must print the same
+bytes and exit with the same status. Also: what the read-through cache asks of S3 a second
+time, a job deleted from the bucket, wrong and missing credentials. Exit 77 (ctest: skipped)
+with the reason when the gateway cannot run here.
+
+Run: /usr/bin/python3 tests/s3/test_s3_read.py (CJA_BINARY = the built connect-job-archiver,
+CJA_JOBS_BINARY = connect-jobs); ctest runs it as s3.test_s3_read. RGW_DIR of a running
+gateway (rgw.sh start) is reused.
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import test_s3  # noqa: E402  (the gateway's setup, the boto3 client)
+from test_s3 import RGW, s3client, s3_env, list_keys  # noqa: E402
+from harness import (FakeConnect, make_jobspec, new_guid, new_key, run_archiver,  # noqa: E402
+                     run_jobs, write_config)
+
+
+def setUpModule():
+    test_s3.setUpModule()
+
+
+def tearDownModule():
+    test_s3.tearDownModule()
+
+
+def s3_stats(stderr):
+    """The counts of connect-jobs -v's last "s3: N LIST, N GET" line."""
+    m = None
+    for m in re.finditer(r"s3: (\d+) LIST, (\d+) GET, (\d+) retries; cache \S+: (\d+) objects "
+                         r"listed, (\d+) records fetched \((\d+) bytes\), (\d+) logs fetched "
+                         r"\((\d+) bytes\), (\d+) found cached, (\d+) removed", stderr):
+        pass
+    if not m:
+        return None
+    names = ("list", "get", "retries", "listed", "fetched", "fetched_bytes", "logs_fetched",
+             "logs_bytes", "cached", "removed")
+    return dict(zip(names, map(int, m.groups())))
+
+
+class S3ReadTest(unittest.TestCase):
+    """One scenario for the whole class: archived once locally, once into S3."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cja-s3read-")
+        cls.s3 = s3client()
+        cls.bucket = "cjr-" + new_key(10).lower()
+        cls.s3.create_bucket(Bucket=cls.bucket)
+        cls.prefix = "prod/connect"
+        cls.g1, cls.g2 = new_guid(), new_guid()
+        lines = "".join("2024/11/25 10:%02d:%02d.123 [stdout] request %d served in %d ms\n"
+                        % (i // 60 % 60, i % 60, i, i * 7 % 1000) for i in range(4000))
+        cls.jobs = {
+            cls.g1: [
+                make_jobspec("k1aaaa", log="hello world\nERROR: disk full\nbye\n",
+                             start_time="2024-11-25T10:00:00Z"),
+                make_jobspec("k2bbbb", log=lines, start_time="2024-11-26T09:30:00Z",
+                             exit_code=1, error={"code": 12, "message": "boom",
+                                                  "summary": "the app failed"}),
+                make_jobspec("k3cccc", download_status=404, start_time="2024-11-27T23:59:59Z"),
+                make_jobspec("k4dddd", log="Error in f(): object 'x' not found\n",
+                             start_time="2024-11-28T00:00:01+02:00", tag="run_rmd"),
+            ],
+            cls.g2: [
+                make_jobspec("z1eeee", log_size=300000, start_time="2024-11-25T12:00:00Z"),
+                make_jobspec("z2ffff", log="ERROR nothing here\nerror lower\n",
+                             start_time="2024-12-01T08:00:00Z", exit_code=2),
+            ],
+        }
+        cls.local = os.path.join(cls.tmp, "local", "archive")
+        cls.fc = FakeConnect(cls.jobs)
+        cls.fc.__enter__()
+        content = [(cls.g1, "sales"), cls.g2]
+        cls.cfg_local = write_config(os.path.join(cls.tmp, "local"), cls.fc.url, cls.local,
+                                     content=content)
+        s3 = {"endpoint": RGW["S3_ENDPOINT"], "bucket": cls.bucket, "prefix": cls.prefix}
+        d = os.path.join(cls.tmp, "s3")
+        cls.cfg_s3 = write_config(d, cls.fc.url, os.path.join(d, "state"), content=content,
+                                  archive={"s3": s3})
+        for cfg in (cls.cfg_local, cls.cfg_s3):
+            p = run_archiver(["-c", cfg, "--once"], env=s3_env())
+            assert p.returncode == 0, p.stderr
+        cls.cache = os.path.join(cls.tmp, "cache")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fc.__exit__(None, None, None)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def jobs_env(self, **kw):
+        env = s3_env(XDG_CACHE_HOME=self.cache, TZ="UTC", LC_ALL="C.UTF-8")
+        env.update(kw)
+        return env
+
+    def run_both(self, args, env=None):
+        """connect-jobs args on the local archive and on the bucket: (local, s3)."""
+        env = env or self.jobs_env()
+        a = run_jobs(["-c", self.cfg_local] + args, env=env)
+        b = run_jobs(["-c", self.cfg_s3] + args, env=env)
+        return a, b
+
+    def same(self, args, status=None):
+        a, b = self.run_both(args)
+        root = "s3://%s/%s" % (self.bucket, self.prefix)
+        self.assertEqual(b.stdout.replace(root, "<root>"), a.stdout.replace(self.local, "<root>"),
+                         "%s: stdout differs\nlocal stderr: %s\ns3 stderr: %s"
+                         % (args, a.stderr, b.stderr))
+        self.assertEqual(b.returncode, a.returncode, "%s\n%s\n%s" % (args, a.stderr, b.stderr))
+        if status is not None:
+            self.assertEqual(a.returncode, status, a.stderr)
+        self.assertNotIn(RGW["AWS_SECRET_ACCESS_KEY"], b.stdout + b.stderr)
+        return a, b
+
+    # ----------------------------------------------------------------------------------
+
+    def test_ls_same_as_on_disk(self):
+        n = 0
+        for args in (["ls"], ["ls", "-o", "json"], ["ls", "--failed"], ["ls", "-r"],
+                     ["ls", "--content", "sales"], ["ls", "--content", self.g2, "-o", "json"],
+                     ["ls", "--since", "2024-11-26"], ["ls", "--until", "2024-11-26"],
+                     ["ls", "--since", "2024-11-26", "--until", "2024-11-27", "-o", "json"],
+                     ["ls", "--key", "k2bbbb"], ["ls", "--tag", "run_rmd"],
+                     ["ls", "--since", "2030-01-01"]):
+            a, _ = self.same(args, status=0)
+            n += a.stdout.count("\n")
+        self.assertGreater(n, 30)  # not all empty
+        a, _ = self.same(["ls", "-o", "json"], status=0)
+        self.assertEqual(len(a.stdout.splitlines()), 6)
+        self.same(["ls", "--since", "yesterday-ish"], status=2)
+
+    def test_search_same_as_on_disk(self):
+        for args, status in ((["search", "ERROR"], 0), (["search", "-i", "error"], 0),
+                             (["search", "-c", "request 3[0-9]+ "], 0),
+                             (["search", "-l", "-i", "error"], 0),
+                             (["search", "-o", "json", "disk full"], 0),
+                             (["search", "-F", "-w", "bye"], 0),
+                             (["search", "--content", "sales", "served in 99"], 0),
+                             (["search", "--failed", "-C", "1", "request 1999 "], 0),
+                             (["search", "--since", "2024-11-28", "-i", "error"], 0),
+                             (["search", "no such text anywhere"], 1),
+                             (["search", "a[b"], 2)):
+            self.same(args, status=status)
+
+    def test_show_log_error_download_same_as_on_disk(self):
+        for guid, key in ((self.g1, "k1aaaa"), (self.g1, "k2bbbb"), (self.g2, "z1eeee")):
+            for args in (["show", guid, key], ["show", "-o", "json", guid, key],
+                         ["log", guid, key], ["log", "-n", "3", guid, key],
+                         ["log", "-o", "json", "-n", "10", guid, key],
+                         ["error", guid, key], ["error", "-o", "json", guid, key],
+                         ["download", guid, key]):
+                _, b = self.same(args, status=0)
+                self.assertIn("from the archive (s3://%s/%s/" % (self.bucket, self.prefix),
+                              b.stderr)
+        # No log file: the same refusal; the job's record still answers show.
+        self.same(["download", "sales", "k3cccc"], status=4)
+        self.same(["log", "sales", "k3cccc"], status=0)
+        # download -O: the same bytes.
+        out = os.path.join(self.tmp, "dl.log")
+        p = run_jobs(["-c", self.cfg_s3, "download", "-O", out, self.g2, "z1eeee"],
+                     env=self.jobs_env())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        q = run_jobs(["-c", self.cfg_local, "download", self.g2, "z1eeee"], env=self.jobs_env(),
+                     text=False)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), q.stdout)
+        self.assertEqual(len(q.stdout), 300000)
+
+    def test_second_ls_gets_nothing_cached(self):
+        env = self.jobs_env(XDG_CACHE_HOME=os.path.join(self.tmp, "cache-count"))
+        t0 = time.monotonic()
+        p = run_jobs(["-v", "-c", self.cfg_s3, "ls"], env=env)
+        t1 = time.monotonic() - t0
+        self.assertEqual(p.returncode, 0, p.stderr)
+        first = s3_stats(p.stderr)
+        # 6 records and 1 error record, and no log.
+        self.assertEqual(first["fetched"], 7, p.stderr)
+        self.assertEqual(first["get"], 7)
+        self.assertEqual(first["logs_fetched"], 0)
+        t0 = time.monotonic()
+        q = run_jobs(["-v", "-c", self.cfg_s3, "ls"], env=env)
+        t2 = time.monotonic() - t0
+        self.assertEqual(q.returncode, 0, q.stderr)
+        again = s3_stats(q.stderr)
+        self.assertEqual(q.stdout, p.stdout)
+        self.assertEqual(again["get"], 0, q.stderr)
+        self.assertEqual(again["fetched"], 0)
+        self.assertEqual(again["cached"], 7)
+        # The probe, the content folders, one listing per item.
+        self.assertEqual(again["list"], 1 + 1 + 2)
+        # A search fetches the logs it reads once; a second one none.
+        p = run_jobs(["-v", "-c", self.cfg_s3, "search", "-c", "ERROR"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = s3_stats(p.stderr)
+        self.assertEqual(s["logs_fetched"], 5, p.stderr)  # all but the one without a log
+        p = run_jobs(["-v", "-c", self.cfg_s3, "search", "-c", "ERROR"], env=env)
+        self.assertEqual(s3_stats(p.stderr)["get"], 0, p.stderr)
+        # The cache is private.
+        top = os.path.join(env["XDG_CACHE_HOME"], "connect-jobs")
+        self.assertEqual(os.stat(top).st_mode & 0o777, 0o700)
+        print("\nls: first run %.3f s (%s), cached %.3f s (%s)" % (t1, first, t2, again),
+              file=sys.stderr)
+
+    def test_job_deleted_from_bucket_disappears(self):
+        # A bucket of its own: the other tests share the class's.
+        bucket = "cjd-" + new_key(10).lower()
+        self.s3.create_bucket(Bucket=bucket)
+        for k in list_keys(self.s3, self.bucket, self.prefix + "/"):
+            self.s3.copy_object(Bucket=bucket, Key=k, CopySource={"Bucket": self.bucket, "Key": k})
+        d = os.path.join(self.tmp, "del")
+        s3 = {"endpoint": RGW["S3_ENDPOINT"], "bucket": bucket, "prefix": self.prefix}
+        cfg = write_config(d, self.fc.url, os.path.join(d, "state"), content=[self.g1],
+                           archive={"s3": s3})
+        env = self.jobs_env(XDG_CACHE_HOME=os.path.join(self.tmp, "cache-del"))
+        p = run_jobs(["-c", cfg, "ls", "-o", "json"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 6)
+        p = run_jobs(["-c", cfg, "log", self.g1, "k2bbbb"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        base = "%s/%s/2024/11/26/k2bbbb" % (self.prefix, self.g1)
+        for suffix in (".json", ".log.gz", ".error.json"):
+            self.s3.delete_object(Bucket=bucket, Key=base + suffix)
+        p = run_jobs(["-v", "-c", cfg, "ls", "-o", "json"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 5)
+        self.assertNotIn("k2bbbb", p.stdout)
+        self.assertEqual(s3_stats(p.stderr)["removed"], 3, p.stderr)
+        mirror = [os.path.join(r, f) for r, _, fs in os.walk(env["XDG_CACHE_HOME"]) for f in fs]
+        self.assertFalse([m for m in mirror if "k2bbbb" in m], mirror)
+        # Not in the archive any more: the show asks Connect (which still has it).
+        p = run_jobs(["-c", cfg, "show", "-o", "json", self.g1, "k2bbbb"], env=env)
+        self.assertNotIn("from the archive", p.stderr)
+        # A whole content folder gone: its jobs go too.
+        for k in list_keys(self.s3, bucket, "%s/%s/" % (self.prefix, self.g2)):
+            self.s3.delete_object(Bucket=bucket, Key=k)
+        p = run_jobs(["-c", cfg, "ls", "--content", self.g2], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("z1eeee", p.stdout)
+
+    def test_wrong_and_missing_credentials(self):
+        secret = "wrong" + RGW["AWS_SECRET_ACCESS_KEY"][5:]
+        env = self.jobs_env(AWS_SECRET_ACCESS_KEY=secret)
+        for args, status in ((["ls"], 1), (["search", "x"], 2)):
+            p = run_jobs(["-c", self.cfg_s3] + args, env=env)
+            self.assertEqual(p.returncode, status, p.stderr)
+            self.assertIn("cannot read the archive s3://%s/%s: S3 refuses the credentials"
+                          % (self.bucket, self.prefix), p.stderr)
+            self.assertIn("SignatureDoesNotMatch", p.stderr)
+            self.assertEqual(p.stdout, "")
+            self.assertNotIn(secret, p.stdout + p.stderr)
+            self.assertNotIn(RGW["AWS_SECRET_ACCESS_KEY"], p.stdout + p.stderr)
+        # The same status a local archive that cannot be read gives.
+        unreadable = os.path.join(self.tmp, "no-such-archive")
+        for args, status in ((["ls"], 1), (["search", "x"], 2)):
+            p = run_jobs(["-c", self.cfg_local, "--archive", unreadable] + args,
+                         env=self.jobs_env())
+            self.assertEqual(p.returncode, status, p.stderr)
+        p = run_jobs(["-c", self.cfg_s3, "ls"],
+                     env=self.jobs_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None))
+        self.assertEqual(p.returncode, 78, p.stderr)
+        self.assertIn("no S3 credentials found", p.stderr)
+        # An unreachable endpoint: said, not hung.
+        d = os.path.join(self.tmp, "down")
+        s3 = {"endpoint": "http://127.0.0.1:9", "bucket": self.bucket}
+        cfg = write_config(d, self.fc.url, os.path.join(d, "state"), content=[self.g1],
+                           archive={"s3": s3}, server__timeout_seconds=2)
+        p = run_jobs(["-c", cfg, "ls"], env=self.jobs_env(), timeout=120)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot reach S3 bucket", p.stderr)
+        # show: the archive cannot answer, said; Connect does.
+        p = run_jobs(["-c", cfg, "show", "-o", "json", self.g1, "k1aaaa"], env=self.jobs_env(),
+                     timeout=120)
+        self.assertIn("cannot read the archive s3://%s: cannot reach" % self.bucket, p.stderr)
+        self.assertIn("asking Connect", p.stderr)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["key"], "k1aaaa")
+
+    def test_archive_option_reads_the_folder(self):
+        # --archive DIR is a local folder even when the config names a bucket.
+        p = run_jobs(["-c", self.cfg_s3, "--archive", self.local, "ls", "-o", "json"],
+                     env=self.jobs_env(AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 6)
+        self.assertIn(self.local, json.loads(p.stdout.splitlines()[0])["path"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
