@@ -288,6 +288,21 @@ class S3ReadTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["key"], "k1aaaa")
 
+    def test_log_cache_cap(self):
+        # CONNECT_JOBS_S3_CACHE_MB=0: no log stays after the command; the records do.
+        cache = os.path.join(self.tmp, "cache-cap")
+        env = self.jobs_env(XDG_CACHE_HOME=cache, CONNECT_JOBS_S3_CACHE_MB="0")
+        p = run_jobs(["-c", self.cfg_s3, "search", "-c", "ERROR"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        files = [f for _, _, fs in os.walk(cache) for f in fs]
+        self.assertEqual([f for f in files if f.endswith(".log.gz")], [])
+        self.assertEqual(len([f for f in files if f.endswith(".json")]), 7)
+        # A cap of 1 MiB keeps these (1 MiB is more than all of them).
+        env["CONNECT_JOBS_S3_CACHE_MB"] = "1"
+        p = run_jobs(["-c", self.cfg_s3, "search", "-c", "ERROR"], env=env)
+        files = [f for _, _, fs in os.walk(cache) for f in fs]
+        self.assertEqual(len([f for f in files if f.endswith(".log.gz")]), 5)
+
     def test_archive_option_reads_the_folder(self):
         # --archive DIR is a local folder even when the config names a bucket.
         p = run_jobs(["-c", self.cfg_s3, "--archive", self.local, "ls", "-o", "json"],
@@ -295,6 +310,69 @@ class S3ReadTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout.splitlines()), 6)
         self.assertIn(self.local, json.loads(p.stdout.splitlines()[0])["path"])
+
+
+class S3ReadManyTest(unittest.TestCase):
+    """More objects than one ListObjectsV2 page (1,000) under one content folder."""
+
+    def test_many_jobs_paged_and_timed(self):
+        tmp = tempfile.mkdtemp(prefix="cja-s3many-")
+        try:
+            self.run_many(tmp, int(os.environ.get("CJA_S3_READ_JOBS", "600")))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def run_many(self, tmp, n):
+        s3c = s3client()
+        bucket = "cjm-" + new_key(10).lower()
+        s3c.create_bucket(Bucket=bucket)
+        g = new_guid()
+        jobs = [make_jobspec("m%05d" % i, log_size=3000,
+                             start_time="2024-%02d-%02dT%02d:00:00Z"
+                             % (1 + i % 12, 1 + i % 28, i % 24),
+                             exit_code=1 if i % 10 == 0 else 0) for i in range(n)]
+        with FakeConnect({g: jobs}) as fc:
+            local = os.path.join(tmp, "local", "archive")
+            cfg_local = write_config(os.path.join(tmp, "local"), fc.url, local, content=[g])
+            d = os.path.join(tmp, "s3")
+            cfg_s3 = write_config(d, fc.url, os.path.join(d, "state"), content=[g],
+                                  archive={"s3": {"endpoint": RGW["S3_ENDPOINT"],
+                                                  "bucket": bucket}})
+            for cfg in (cfg_local, cfg_s3):
+                p = run_archiver(["-c", cfg, "--once"], env=s3_env(), timeout=600)
+                self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGreater(len(list_keys(s3c, bucket, "")), 1000)
+        env = s3_env(XDG_CACHE_HOME=os.path.join(tmp, "cache"), TZ="UTC")
+        root = "s3://" + bucket
+
+        def timed(cfg, args):
+            t0 = time.monotonic()
+            p = run_jobs(["-v", "-c", cfg] + args, env=env, timeout=600)
+            return p, time.monotonic() - t0
+
+        results = {}
+        for name, args in (("ls", ["ls", "-o", "json"]),
+                           ("search", ["search", "-c", "GET /"])):
+            a, ta = timed(cfg_local, args)
+            b1, t1 = timed(cfg_s3, args)
+            b2, t2 = timed(cfg_s3, args)
+            for b in (b1, b2):
+                self.assertEqual(b.returncode, a.returncode, b.stderr)
+                self.assertEqual(b.stdout.replace(root, "<root>"),
+                                 a.stdout.replace(local, "<root>"))
+            self.assertEqual(s3_stats(b2.stderr)["get"], 0, b2.stderr)
+            results[name] = (ta, t1, s3_stats(b1.stderr), t2, s3_stats(b2.stderr))
+            if name == "ls":
+                self.assertEqual(len(a.stdout.splitlines()), n)
+            else:
+                self.assertGreater(len(a.stdout.splitlines()), n / 2)
+        self.assertEqual(results["ls"][2]["fetched"], n)
+        self.assertEqual(results["search"][2]["logs_fetched"], n)
+        for name, (ta, t1, s1, t2, s2) in results.items():
+            print("\n%s over %d jobs: disk %.2f s; s3 first %.2f s (%d LIST, %d GET), "
+                  "cached %.2f s (%d LIST, %d GET)"
+                  % (name, n, ta, t1, s1["list"], s1["get"], t2, s2["list"], s2["get"]),
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":
