@@ -67,11 +67,9 @@ int cli_archive_find(struct cli *c, const struct cli_content *ct, const char *ke
                 r = 0;
         }
         if (s3) {
-                /* The item's records in the bucket, this job's fetched into the cache. */
-                const char *guids[1] = {ct->guid};
-                struct scan_filter f = {.guids = guids, .n_guids = 1};
+                /* The job's records in the bucket, fetched into the cache. */
                 dir = cli_s3_name(s3);
-                if (cli_s3_sync(s3, &f, key) == 0)
+                if (cli_s3_sync_job(s3, ct->guid, key) == 0)
                         rootfd = fcntl(cli_s3_rootfd(s3), F_DUPFD_CLOEXEC, 3);
                 else if (c->config->server_url)
                         cli_say("asking Connect");

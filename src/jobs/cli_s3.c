@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 
+#include "archive_scan.h"
 #include "cli.h"
 #include "cli_s3.h"
 #include "config.h"
@@ -195,4 +197,32 @@ int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n)
         if (r < 0 && r != -ENOENT)
                 cli_say("cannot fetch logs from the archive %s: %s", x->name, what(r));
         return r;
+}
+
+int cli_s3_sync_job(struct cli_s3 *x, const char *guid, const char *key)
+{
+        const char *guids[1] = {guid};
+        struct scan_filter f = {.guids = guids, .n_guids = 1};
+        struct scan_job j = {0};
+        int r;
+
+        /* In the cache already: the listing of its day folder alone says whether it is still
+         * in the bucket (one request, not the item's every folder). */
+        if (scan_find_job(cli_s3_rootfd(x), guid, key, NULL, NULL, &j) > 0) {
+                struct tm tm = {.tm_year = j.year - 1900, .tm_mon = j.month - 1, .tm_mday = j.day};
+                scan_job_done(&j);
+                j = (struct scan_job){0};
+                f.has_since = f.has_until = true;
+                f.since = (int64_t) timegm(&tm);
+                f.until = f.since + 86400;
+                r = cli_s3_sync(x, &f, key);
+                if (r < 0)
+                        return r;
+                r = scan_find_job(cli_s3_rootfd(x), guid, key, NULL, NULL, &j);
+                scan_job_done(&j);
+                if (r > 0)
+                        return 0;
+                f.has_since = f.has_until = false; /* gone from there: look everywhere */
+        }
+        return cli_s3_sync(x, &f, key);
 }

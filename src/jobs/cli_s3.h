@@ -31,3 +31,6 @@ const char *cli_s3_name(const struct cli_s3 *x);
 /* s3_mirror_sync() and s3_mirror_fetch_logs(), a failure said. Return 0 or -errno. */
 int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key);
 int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n);
+/* The cache's records of one job of content guid made the bucket's: when they are cached, one
+ * listing of their day folder; else a listing of the item's folders. 0 or -errno, said. */
+int cli_s3_sync_job(struct cli_s3 *x, const char *guid, const char *key);

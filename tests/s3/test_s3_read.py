@@ -208,6 +208,15 @@ class S3ReadTest(unittest.TestCase):
         self.assertEqual(s["logs_fetched"], 5, p.stderr)  # all but the one without a log
         p = run_jobs(["-v", "-c", self.cfg_s3, "search", "-c", "ERROR"], env=env)
         self.assertEqual(s3_stats(p.stderr)["get"], 0, p.stderr)
+        # show of a cached job: one listing of its day folder (besides the probe and the
+        # content folders), no GET; its log once.
+        p = run_jobs(["-v", "-c", self.cfg_s3, "show", self.g1, "k2bbbb"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = s3_stats(p.stderr)
+        self.assertEqual((s["list"], s["get"]), (3, 0), p.stderr)
+        p = run_jobs(["-v", "-c", self.cfg_s3, "log", self.g2, "z2ffff"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(s3_stats(p.stderr)["get"], 0, p.stderr)  # the search fetched it
         # The cache is private.
         top = os.path.join(env["XDG_CACHE_HOME"], "connect-jobs")
         self.assertEqual(os.stat(top).st_mode & 0o777, 0o700)
@@ -243,6 +252,15 @@ class S3ReadTest(unittest.TestCase):
         # Not in the archive any more: the show asks Connect (which still has it).
         p = run_jobs(["-c", cfg, "show", "-o", "json", self.g1, "k2bbbb"], env=env)
         self.assertNotIn("from the archive", p.stderr)
+        # Cached, then deleted from the bucket: show finds that out without an ls first.
+        p = run_jobs(["-c", cfg, "show", self.g1, "k1aaaa"], env=env)
+        self.assertIn("from the archive", p.stderr)
+        self.s3.delete_object(Bucket=bucket, Key="%s/%s/2024/11/25/k1aaaa.json"
+                              % (self.prefix, self.g1))
+        p = run_jobs(["-c", cfg, "show", "-o", "json", self.g1, "k1aaaa"], env=env)
+        self.assertNotIn("from the archive", p.stderr)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["key"], "k1aaaa")  # from Connect
         # A whole content folder gone: its jobs go too.
         for k in list_keys(self.s3, bucket, "%s/%s/" % (self.prefix, self.g2)):
             self.s3.delete_object(Bucket=bucket, Key=k)
