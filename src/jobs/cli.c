@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive_scan.h"
 #include "archived.h"
 #include "cli.h"
 #include "cli_s3.h"
@@ -292,6 +293,42 @@ static int by_start_desc(const void *a, const void *b)
         return x < y ? -1 : x > y; /* keeps the server's order among equals */
 }
 
+/*
+ * The folder archived.h's lookups read for these jobs of content guid: the archive folder, or
+ * with archive.s3 the cache, its records of the jobs' days brought up to date first (one
+ * listing). NULL when it cannot say (S3 unreadable: said once; no archive at all).
+ */
+static const char *archive_for_jobs(struct cli *c, const char *guid, const struct job *jobs,
+                                    size_t n)
+{
+        const char *guids[1] = {guid};
+        struct scan_filter f = {.guids = guids, .n_guids = 1};
+        struct cli_s3 *s3 = NULL;
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+
+        if (!c->config->s3 || c->archive)
+                return c->config->archive_dir;
+        if (cli_s3_get(c, &s3) != 0 || !s3)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                struct tm tm = {.tm_year = jobs[i].year - 1900,
+                                .tm_mon = jobs[i].month - 1,
+                                .tm_mday = jobs[i].day};
+                int64_t t;
+                if (jobs[i].invalid || jobs[i].year == 0)
+                        continue;
+                t = (int64_t) timegm(&tm);
+                lo = t < lo ? t : lo;
+                hi = t > hi ? t : hi;
+        }
+        if (lo > hi)
+                return cli_s3_cache_dir(s3); /* no dated job: what the cache holds */
+        f.has_since = f.has_until = true;
+        f.since = lo;
+        f.until = hi + 86400;
+        return cli_s3_sync(s3, &f, NULL) == 0 ? cli_s3_cache_dir(s3) : NULL;
+}
+
 int cli_list(struct cli *c, const struct cli_content *ct)
 {
         _cleanup_free_ struct job *sorted = NULL;
@@ -299,6 +336,7 @@ int cli_list(struct cli *c, const struct cli_content *ct)
         _cleanup_free_ bool *archived = NULL;
         struct client_reply reply;
         struct job_list list = {0};
+        const char *adir;
         char what[512];
         int r;
 
@@ -328,16 +366,16 @@ int cli_list(struct cli *c, const struct cli_content *ct)
         for (size_t i = 0; i < list.n_jobs; i++)
                 order[i] = &list.jobs[i];
         qsort(order, list.n_jobs, sizeof(*order), by_start_desc);
+        adir = archive_for_jobs(c, ct->guid, list.jobs, list.n_jobs);
         for (size_t i = 0; i < list.n_jobs; i++) {
                 sorted[i] = *order[i]; /* shallow: the list still owns every job */
-                archived[i] =
-                        archived_job_record(c->config->archive_dir, ct->guid, &sorted[i], NULL) > 0;
+                archived[i] = archived_job_record(adir, ct->guid, &sorted[i], NULL) > 0;
         }
         if (list.n_jobs == 0)
                 (void) printf("no jobs\n");
         else
-                output_job_table(stdout, sorted, list.n_jobs,
-                                 c->config->archive_dir ? archived : NULL, c->utc, now_epoch());
+                output_job_table(stdout, sorted, list.n_jobs, adir ? archived : NULL, c->utc,
+                                 now_epoch());
         r = finish_stdout();
 out:
         connect_job_list_done(&list);
@@ -364,12 +402,16 @@ int cli_show(struct cli *c, const struct cli_content *ct, const char *key)
                 if (c->json) {
                         print_body(&reply);
                 } else {
-                        if (archived_job_record(c->config->archive_dir, ct->guid, &job, &path) == 0)
-                                (void) archived_find_key(c->config->archive_dir, ct->guid, key,
-                                                         &path);
-                        output_job_detail(stdout, &job, ct->guid, ct->name,
-                                          c->config->archive_dir != NULL, path, c->utc,
-                                          now_epoch());
+                        const char *adir = archive_for_jobs(c, ct->guid, &job, 1);
+                        if (archived_job_record(adir, ct->guid, &job, &path) == 0)
+                                (void) archived_find_key(adir, ct->guid, key, &path);
+                        if (path && c->s3) {
+                                char *shown = cli_s3_display_path(c->s3, path);
+                                free(path);
+                                path = shown;
+                        }
+                        output_job_detail(stdout, &job, ct->guid, ct->name, adir != NULL, path,
+                                          c->utc, now_epoch());
                 }
                 r = finish_stdout();
         }

@@ -167,6 +167,21 @@ const char *cli_s3_name(const struct cli_s3 *x)
         return x->name;
 }
 
+const char *cli_s3_cache_dir(const struct cli_s3 *x)
+{
+        return x->dir;
+}
+
+char *cli_s3_display_path(const struct cli_s3 *x, const char *cache_path)
+{
+        size_t n = strlen(x->dir);
+        char *p = NULL;
+
+        if (strncmp(cache_path, x->dir, n) == 0 && cache_path[n] == '/')
+                return asprintf(&p, "%s%s", x->name, cache_path + n) < 0 ? NULL : p;
+        return strdup(cache_path);
+}
+
 static const char *what(int r)
 {
         switch (r) {

@@ -27,6 +27,10 @@ void cli_s3_free(struct cli_s3 *x);
  * "s3://<bucket>[/<prefix>]". */
 int cli_s3_rootfd(const struct cli_s3 *x);
 const char *cli_s3_name(const struct cli_s3 *x);
+/* The cache's folder (archived.h's dir), and a path in it as the archive's ("s3://..."),
+ * malloc'd (NULL: out of memory). */
+const char *cli_s3_cache_dir(const struct cli_s3 *x);
+char *cli_s3_display_path(const struct cli_s3 *x, const char *cache_path);
 
 /* s3_mirror_sync() and s3_mirror_fetch_logs(), a failure said. Return 0 or -errno. */
 int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key);

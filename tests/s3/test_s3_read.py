@@ -165,6 +165,13 @@ class S3ReadTest(unittest.TestCase):
                 _, b = self.same(args, status=0)
                 self.assertIn("from the archive (s3://%s/%s/" % (self.bucket, self.prefix),
                               b.stderr)
+        # The live commands' ARCHIVED column and line come from the bucket too.
+        a, b = self.same(["list", "--utc", "sales"], status=0)
+        self.assertEqual(a.stdout.count(" yes\n"), 4, a.stdout)
+        self.same(["list", "--utc", self.g2], status=0)
+        a, _ = self.same(["show", "--live", "sales", "k2bbbb"], status=0)
+        self.assertIn("<root>/%s/2024/11/26/k2bbbb.json" % self.g1,
+                      a.stdout.replace(self.local, "<root>"))
         # No log file: the same refusal; the job's record still answers show.
         self.same(["download", "sales", "k3cccc"], status=4)
         self.same(["log", "sales", "k3cccc"], status=0)
