@@ -126,6 +126,18 @@ struct catalog;
  */
 int catalog_open(int rootfd, struct catalog **ret, unsigned *ret_damaged);
 void catalog_free(struct catalog *c);
+/*
+ * A catalog of the sealed files copied from an object store (s3_mirror.c): one folder each
+ * writer (an HA pair's archivers have their own), no open segment. An object store has no
+ * folder mtimes, so no folder is covered until catalog_cover_folder() says so.
+ */
+int catalog_open_dirs(const int *dfds, size_t n_dirs, struct catalog **ret, unsigned *ret_damaged);
+/*
+ * Covers folder (catalog_folder_rows() answers it, whatever its mtime) when its rows are
+ * exactly the jobs keys names (sorted bytewise; a listing's records): 1, 0 (not covered), or
+ * -ENOMEM.
+ */
+int catalog_cover_folder(struct catalog *c, const char *folder, const char *const *keys, size_t n);
 
 /* The catalog's rows of a folder whose mtime is mtime_ns: NULL when the catalog does not
  * cover it as it is now. Row indexes for catalog_row_get(). */

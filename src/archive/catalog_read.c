@@ -33,6 +33,7 @@ struct rfolder {
         int64_t mtime_ns;
         uint32_t jobs;
         bool known, removed;
+        bool listed; /* catalog_cover_folder(): covered whatever the mtime */
         uint32_t *rows;
         size_t n, cap;
 };
@@ -449,7 +450,8 @@ const uint32_t *catalog_folder_rows(const struct catalog *c, const char *folder,
 {
         struct rfolder *f = folder_get((struct catalog *) c, folder, false);
 
-        if (!f || !f->known || f->removed || f->mtime_ns != mtime_ns || f->n != f->jobs)
+        if (!f || !f->known || f->removed || (!f->listed && f->mtime_ns != mtime_ns) ||
+            f->n != f->jobs)
                 return NULL;
         *ret_n = f->n;
         return f->rows ? f->rows : (const uint32_t *) c; /* any non-NULL for no rows */
@@ -731,4 +733,117 @@ int catalog_stats(int rootfd, struct catalog_stats *ret)
         *ret = (struct catalog_stats){0};
         r = walk_files(rootfd, &damaged, ret);
         return r == -EBADMSG ? 0 : r;
+}
+
+/* ---- a catalog of copies of an object store's files (s3_mirror.c) -------------------------- */
+
+int catalog_open_dirs(const int *dfds, size_t n_dirs, struct catalog **ret, unsigned *ret_damaged)
+{
+        unsigned damaged = 0;
+        struct catalog *c;
+        int r = 0;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        for (size_t d = 0; d < n_dirs; d++) {
+                struct cat_file_ref *refs = NULL;
+                struct cat_sealed *files;
+                size_t n = 0;
+
+                /* Each writer's files on their own: the merge rule holds within one writer. */
+                r = cat_list_sealed(dfds[d], false, &refs, &n, NULL);
+                if (r < 0)
+                        goto fail;
+                files = reallocarray(c->files, c->n_files + n + 1, sizeof(*files));
+                if (!files) {
+                        free(refs);
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                c->files = files;
+                for (size_t i = 0; i < n; i++) {
+                        struct cat_sealed *s = &c->files[c->n_files];
+
+                        r = cat_sealed_open(dfds[d], refs[i].name, s);
+                        if (r == -ENOMEM) {
+                                free(refs);
+                                goto fail;
+                        }
+                        if (r < 0 || s->first != refs[i].first || s->last != refs[i].last) {
+                                if (r == 0)
+                                        cat_sealed_close(s);
+                                damaged++;
+                                continue;
+                        }
+                        c->n_files++;
+                }
+                free(refs);
+        }
+        for (size_t i = 0; i < c->n_files; i++) {
+                struct cat_sealed *s = &c->files[i];
+
+                for (uint64_t j = 0; j < s->n_jobs; j++) {
+                        struct rrow row = {.file = (int) i};
+
+                        cat_sealed_row(s, j, &row.row, &row.first_member);
+                        r = add_row(c, &row);
+                        if (r < 0)
+                                goto fail;
+                }
+                for (uint64_t k = 0; k < s->n_folders; k++) {
+                        struct cat_folder_state st;
+
+                        cat_sealed_folder(s, k, &st);
+                        r = set_folder(c, &st);
+                        if (r < 0)
+                                goto fail;
+                }
+        }
+        c->may = calloc(c->n_rows ? c->n_rows : 1, sizeof(*c->may));
+        if (!c->may) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (size_t i = 0; i < c->n_rows; i++)
+                c->may[i] = true;
+        if (ret_damaged)
+                *ret_damaged = damaged;
+        *ret = c;
+        return 0;
+fail:
+        catalog_free(c);
+        return r;
+}
+
+static int compare_strp(const void *x, const void *y)
+{
+        return strcmp(*(const char *const *) x, *(const char *const *) y);
+}
+
+int catalog_cover_folder(struct catalog *c, const char *folder, const char *const *keys, size_t n)
+{
+        struct rfolder *f = folder_get(c, folder, false);
+        bool *used;
+
+        if (!f || f->removed || f->n != n)
+                return 0;
+        used = calloc(n ? n : 1, sizeof(*used));
+        if (!used)
+                return -ENOMEM;
+        for (size_t i = 0; i < f->n; i++) {
+                const char *key = c->rows[f->rows[i]].row.key;
+                const char *const *k =
+                        key ? bsearch(&key, keys, n, sizeof(*keys), compare_strp) : NULL;
+                if (!k || used[k - keys]) {
+                        free(used); /* a job it lacks, or one twice (two writers' rows) */
+                        return 0;
+                }
+                used[k - keys] = true;
+        }
+        free(used);
+        f->known = true;
+        f->listed = true;
+        f->jobs = (uint32_t) f->n;
+        return 1;
 }
