@@ -1,5 +1,6 @@
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,7 @@
 struct store;
 struct scan_filter;
 struct scan_job;
+struct catalog;
 
 struct s3_mirror;
 
@@ -30,6 +32,7 @@ struct s3_mirror_stats {
         uint64_t cached;                   /* files found in the mirror already */
         uint64_t removed;                  /* files removed: their object is gone */
         uint64_t trimmed, trimmed_bytes;   /* logs removed to keep the cap */
+        uint64_t covered;                  /* day folders the catalog answered */
 };
 
 /* The mirror of s3 (a store_s3_open() store, borrowed) in the folder dir, created (0700, with
@@ -57,3 +60,15 @@ int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_
 int s3_mirror_trim_logs(struct s3_mirror *m, uint64_t max_bytes);
 
 void s3_mirror_stats(const struct s3_mirror *m, struct s3_mirror_stats *ret);
+
+/*
+ * With on, the first s3_mirror_sync() without a key also copies the bucket's search catalog
+ * ([<prefix>/].catalog/<writer>/, the sealed files of each archiver) into the mirror's
+ * .catalog/<writer>/ and reads it; a day folder whose catalog rows are exactly the records
+ * its listing names is then answered from the catalog (its records are not fetched; the
+ * scan, given s3_mirror_catalog(), reads its rows). An object store has no folder mtimes:
+ * the listing is what says the catalog is whole for a folder.
+ */
+void s3_mirror_use_catalog(struct s3_mirror *m, bool on);
+/* The catalog read, or NULL (none in the bucket, off, or unreadable). Owned by m. */
+struct catalog *s3_mirror_catalog(const struct s3_mirror *m);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "archive_scan.h"
+#include "catalog.h"
 #include "log.h"
 #include "macro.h"
 #include "s3_mirror.h"
@@ -33,6 +34,9 @@ struct s3_mirror {
         struct s3_object *logs;
         size_t n_logs, cap_logs;
         bool logs_sorted;
+        /* The catalog's sealed files, copied into .catalog/<writer>/ (s3_mirror_use_catalog()). */
+        bool use_catalog, cat_synced;
+        struct catalog *cat;
         struct s3_mirror_stats stats;
 };
 
@@ -91,6 +95,7 @@ void s3_mirror_free(struct s3_mirror *m)
         if (!m)
                 return;
         (void) safe_close(m->rootfd);
+        catalog_free(m->cat);
         s3_objects_free(m->logs, m->n_logs);
         free(m);
 }
@@ -103,6 +108,16 @@ int s3_mirror_rootfd(const struct s3_mirror *m)
 void s3_mirror_stats(const struct s3_mirror *m, struct s3_mirror_stats *ret)
 {
         *ret = m->stats;
+}
+
+void s3_mirror_use_catalog(struct s3_mirror *m, bool on)
+{
+        m->use_catalog = on;
+}
+
+struct catalog *s3_mirror_catalog(const struct s3_mirror *m)
+{
+        return m->cat;
 }
 
 /* ---- Names ---- */
@@ -417,12 +432,66 @@ static int add_log(struct s3_mirror *m, const char *rel, uint64_t size)
         return 0;
 }
 
+static int compare_strp(const void *x, const void *y)
+{
+        return strcmp(*(const char *const *) x, *(const char *const *) y);
+}
+
+/*
+ * Whether the catalog covers the day folder guid/day, whose objects are objs[from..to): its
+ * rows are exactly the records listed. Then the folder's records need not be fetched: the
+ * folder is made (empty) for the scan to visit, which answers it from the catalog.
+ */
+static int covered(struct s3_mirror *m, const char *guid, const struct s3_object *objs, size_t from,
+                   size_t to)
+{
+        const char **keys;
+        char folder[REL_MAX], *strings = NULL;
+        size_t nk = 0, len = 0, cap = 0, *offs;
+        int r = 0;
+
+        if (!m->cat)
+                return 0;
+        keys = calloc(to - from + 1, sizeof(*keys));
+        offs = calloc(to - from + 1, sizeof(*offs));
+        if (!keys || !offs) {
+                free(keys);
+                free(offs);
+                return -ENOMEM;
+        }
+        for (size_t i = from; i < to && r >= 0; i++) {
+                const char *file;
+                size_t kl;
+                if (!is_day_path(objs[i].name, &file) || name_kind(file, &kl) != KIND_RECORD)
+                        continue;
+                offs[nk++] = len;
+                r = buf_append(&strings, &len, &cap, file, kl + 1, 256);
+                if (r >= 0)
+                        strings[len - 1] = '\0';
+        }
+        for (size_t i = 0; r >= 0 && i < nk; i++)
+                keys[i] = strings + offs[i];
+        if (r >= 0 && nk > 1)
+                qsort(keys, nk, sizeof(*keys), compare_strp);
+        if (r >= 0 && snprintf(folder, sizeof(folder), "%s/%.10s", guid, objs[from].name) <
+                              (int) sizeof(folder))
+                r = catalog_cover_folder(m->cat, folder, keys, nk);
+        if (r > 0 && mkdir_p_at(m->rootfd, folder, 0700) < 0)
+                r = 0;
+        free(strings);
+        free(keys);
+        free(offs);
+        return r;
+}
+
 static int sync_guid(struct s3_mirror *m, const char *guid, const char *after, const char *until,
                      const char *key)
 {
         struct s3_object *objs = NULL;
         struct fetch *todo = NULL;
         size_t n = 0, n_todo = 0, cap_todo = 0, key_len = key ? strlen(key) : 0;
+        size_t day_end = 0;
+        bool day_covered = false;
         int r;
 
         r = s3_list_objects(m->s3, guid, after, until, &objs, &n);
@@ -431,6 +500,8 @@ static int sync_guid(struct s3_mirror *m, const char *guid, const char *after, c
         m->stats.listed += n;
         if (n > 1)
                 qsort(objs, n, sizeof(*objs), compare_objects);
+        /* First, as it removes the folders it leaves empty: a covered one is made below. */
+        remove_gone(m, guid, after, until, objs, n);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const char *file;
                 char rel[REL_MAX];
@@ -447,19 +518,114 @@ static int sync_guid(struct s3_mirror *m, const char *guid, const char *after, c
                 }
                 if (key && (kl != key_len || memcmp(file, key, kl) != 0))
                         continue;
+                if (!key && i >= day_end) {
+                        /* A new day folder: its objects are objs[i..day_end). */
+                        for (day_end = i + 1;
+                             day_end < n && strncmp(objs[day_end].name, objs[i].name, 11) == 0;
+                             day_end++)
+                                ;
+                        r = covered(m, guid, objs, i, day_end);
+                        day_covered = r > 0;
+                        if (r < 0)
+                                break;
+                        if (day_covered)
+                                m->stats.covered++;
+                }
+                if (day_covered)
+                        continue;
                 if (mirrored(m, rel, objs[i].size)) {
                         m->stats.cached++;
                         continue;
                 }
                 r = push_fetch(&todo, &n_todo, &cap_todo, rel, objs[i].size, false);
         }
-        if (r >= 0) {
-                remove_gone(m, guid, after, until, objs, n);
+        if (r >= 0)
                 r = fetch_all(m, todo, n_todo, NULL);
-        }
         free(todo);
         s3_objects_free(objs, n);
         return r;
+}
+
+/*
+ * The catalog's sealed files: the bucket's .catalog/<writer>/ copied into the mirror's (new
+ * ones fetched, those merged away removed), then read, once per mirror. Any failure only
+ * leaves the catalog out (the records are read instead).
+ */
+static void sync_catalog(struct s3_mirror *m)
+{
+        char **ids = NULL;
+        size_t n_ids = 0, n_fds = 0;
+        int *fds = NULL, r;
+
+        m->cat_synced = true;
+        r = store_list_dirs(m->s3, CATALOG_DIR, &ids, &n_ids);
+        if (r < 0 || n_ids == 0) {
+                store_names_free(ids, n_ids);
+                (void) remove_tree(m->rootfd, CATALOG_DIR);
+                return;
+        }
+        fds = calloc(n_ids, sizeof(*fds));
+        for (size_t i = 0; fds && i < n_ids; i++) {
+                char dir[REL_MAX];
+                struct s3_object *objs = NULL;
+                struct fetch *todo = NULL;
+                size_t n = 0, n_todo = 0, cap_todo = 0;
+                DIR *d;
+                struct dirent *de;
+
+                if (!path_component_is_safe(ids[i], strlen(ids[i])) || ids[i][0] == '.' ||
+                    snprintf(dir, sizeof(dir), "%s/%s", CATALOG_DIR, ids[i]) >= (int) sizeof(dir))
+                        continue;
+                r = s3_list_objects(m->s3, dir, NULL, NULL, &objs, &n);
+                if (r < 0)
+                        break;
+                m->stats.listed += n;
+                if (n > 1)
+                        qsort(objs, n, sizeof(*objs), compare_objects);
+                for (size_t k = 0; r >= 0 && k < n; k++) {
+                        char rel[REL_MAX];
+                        if (objs[k].name[0] == '.' || strchr(objs[k].name, '/') ||
+                            snprintf(rel, sizeof(rel), "%s/%s", dir, objs[k].name) >=
+                                    (int) sizeof(rel))
+                                continue;
+                        if (mirrored(m, rel, objs[k].size))
+                                m->stats.cached++;
+                        else
+                                r = push_fetch(&todo, &n_todo, &cap_todo, rel, objs[k].size, false);
+                }
+                if (r >= 0)
+                        r = fetch_all(m, todo, n_todo, NULL);
+                free(todo);
+                /* Files merged away in the bucket leave the mirror too. */
+                if (r >= 0 && dir_open_at(m->rootfd, dir, &d) == 0) {
+                        while ((de = readdir(d)))
+                                if (de->d_name[0] != '.' && !find_object(objs, n, de->d_name) &&
+                                    unlinkat(dirfd(d), de->d_name, 0) == 0)
+                                        m->stats.removed++;
+                        closedir(d);
+                }
+                s3_objects_free(objs, n);
+                if (r < 0)
+                        break;
+                int fd = openat(m->rootfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0)
+                        fds[n_fds++] = fd;
+        }
+        if (r >= 0 && fds) {
+                unsigned damaged = 0;
+                if (catalog_open_dirs(fds, n_fds, &m->cat, &damaged) < 0)
+                        m->cat = NULL;
+                else if (damaged > 0)
+                        log_printf(LOG_DEBUG, "s3 mirror: %u damaged catalog files left out",
+                                   damaged);
+        } else {
+                log_printf(LOG_DEBUG, "s3 mirror: the catalog is left out: %s",
+                           strerror(r < 0 ? -r : ENOMEM));
+        }
+        for (size_t i = 0; i < n_fds; i++)
+                (void) close(fds[i]);
+        free(fds);
+        store_names_free(ids, n_ids);
 }
 
 int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char *key)
@@ -475,6 +641,8 @@ int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char 
         if (r < 0)
                 return r == -EACCES ? -EKEYREJECTED : r;
         m->stats.listed += n;
+        if (m->use_catalog && !key && !m->cat_synced)
+                sync_catalog(m);
         /* Content folders the bucket no longer has. */
         if (dir_open_at(m->rootfd, ".", &d) == 0) {
                 while ((de = readdir(d))) {

@@ -227,8 +227,10 @@ static int common_settle(struct common *c)
         r = cli_s3_get(c->cli, &c->s3);
         if (r != 0)
                 return r;
-        if (c->s3)
+        if (c->s3) {
                 c->ctx_store.archive_dir = cli_s3_name(c->s3); /* in messages and paths */
+                cli_s3_use_catalog(c->s3);
+        }
         c->ctx_store.content = cfg->content;
         c->ctx_store.n_content = cfg->n_content;
         for (size_t i = 0; i < c->n_contents; i++) {
@@ -676,8 +678,9 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
                 common_done(&c);
                 return 1;
         }
-        cat = catalog_plan_open(rootfd, NULL, NULL, NULL); /* the job table, where it covers */
-        c.f.catalog = cat;
+        /* the job table, where it covers (in S3: the bucket's, owned by the cache) */
+        cat = c.s3 ? NULL : catalog_plan_open(rootfd, NULL, NULL, NULL);
+        c.f.catalog = c.s3 ? cli_s3_catalog(c.s3) : cat;
         struct table t = {.c = &c, .wname = 7, .wkey = 3, .wtag = 3};
         c.f.newest_first = reverse;
         r = archive_scan_dates(rootfd, &c.f, scan_warn_print, &c, ls_batch, &t, &warnings);
@@ -1261,8 +1264,17 @@ static int engine_push_s3(void *userdata, struct scan_job *batch, size_t n, bool
         pthread_mutex_lock(&e->lock);
         stop = e->stop || e->fatal;
         pthread_mutex_unlock(&e->lock);
-        if (!stop)
-                (void) cli_s3_fetch_logs(e->c->s3, batch, n);
+        if (!stop) {
+                /* Not the logs the catalog rules out: the threads will not read them. */
+                struct scan_job *want = malloc((n ? n : 1) * sizeof(*want));
+                size_t k = 0;
+                for (size_t i = 0; want && i < n; i++)
+                        if (!(e->cat && batch[i].catalog_row >= 0 &&
+                              !catalog_row_may_match(e->cat, (uint32_t) batch[i].catalog_row)))
+                                want[k++] = batch[i]; /* shallow: batch owns the strings */
+                (void) cli_s3_fetch_logs(e->c->s3, want ? want : batch, want ? k : n);
+                free(want);
+        }
         return engine_push(userdata, batch, n, last);
 }
 
@@ -1337,9 +1349,21 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         rootfd = open_root(&c);
         if (rootfd < 0)
                 goto out;
-        cat = catalog_plan_open(rootfd, a.pattern, &o, m);
-        c.f.catalog = cat;
-        e.cat = cat;
+        if (c.s3) {
+                /* The bucket's catalog (owned by the cache), planned as catalog_plan_open()
+                 * does for a local one. */
+                struct catalog *sc = cli_s3_catalog(c.s3);
+                struct catalog_query *q = sc ? catalog_plan(a.pattern, &o, m) : NULL;
+                if (q && catalog_match(sc, q) < 0)
+                        sc = NULL; /* a half-evaluated match must not rule jobs out */
+                catalog_query_free(q);
+                c.f.catalog = sc;
+                e.cat = sc;
+        } else {
+                cat = catalog_plan_open(rootfd, a.pattern, &o, m);
+                c.f.catalog = cat;
+                e.cat = cat;
+        }
         e.m = m;
         e.rootfd = rootfd;
         /* The search starts on the first date's jobs while the later dates are scanned. */

@@ -80,10 +80,11 @@ void cli_s3_free(struct cli_s3 *x)
                            " retries; cache %s: %" PRIu64 " objects listed, %" PRIu64
                            " records fetched (%" PRIu64 " bytes), %" PRIu64
                            " logs fetched (%" PRIu64 " bytes), %" PRIu64 " found cached, %" PRIu64
-                           " removed, %" PRIu64 " logs trimmed",
+                           " removed, %" PRIu64 " logs trimmed, %" PRIu64
+                           " day folders from the catalog",
                            sc.list, sc.get, sc.retried, x->dir, ms.listed, ms.fetched,
                            ms.fetched_bytes, ms.logs_fetched, ms.logs_bytes, ms.cached, ms.removed,
-                           ms.trimmed);
+                           ms.trimmed, ms.covered);
         }
         s3_mirror_free(x->mirror);
         store_free(x->store);
@@ -155,6 +156,18 @@ int cli_s3_get(struct cli *c, struct cli_s3 **ret)
         c->s3 = x;
         *ret = x;
         return 0;
+}
+
+void cli_s3_use_catalog(struct cli_s3 *x)
+{
+        const char *env = getenv("CJA_CATALOG");
+
+        s3_mirror_use_catalog(x->mirror, !(env && strcmp(env, "0") == 0));
+}
+
+struct catalog *cli_s3_catalog(const struct cli_s3 *x)
+{
+        return s3_mirror_catalog(x->mirror);
 }
 
 int cli_s3_rootfd(const struct cli_s3 *x)

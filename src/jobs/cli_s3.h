@@ -10,6 +10,7 @@
  */
 
 struct cli;
+struct catalog;
 struct cli_s3;
 struct scan_filter;
 struct scan_job;
@@ -31,6 +32,11 @@ const char *cli_s3_name(const struct cli_s3 *x);
  * malloc'd (NULL: out of memory). */
 const char *cli_s3_cache_dir(const struct cli_s3 *x);
 char *cli_s3_display_path(const struct cli_s3 *x, const char *cache_path);
+
+/* ls and search: the bucket's search catalog is read at the first sync (unless CJA_CATALOG=0)
+ * and answers the day folders it covers; cli_s3_catalog() is it (owned by x), or NULL. */
+void cli_s3_use_catalog(struct cli_s3 *x);
+struct catalog *cli_s3_catalog(const struct cli_s3 *x);
 
 /* s3_mirror_sync() and s3_mirror_fetch_logs(), a failure said. Return 0 or -errno. */
 int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key);
