@@ -91,9 +91,12 @@ class S3ReadTest(unittest.TestCase):
         d = os.path.join(cls.tmp, "s3")
         cls.cfg_s3 = write_config(d, cls.fc.url, os.path.join(d, "state"), content=content,
                                   archive={"s3": s3})
+        # The catalog sealed at once, so that the bucket has one (.catalog/<id>/).
         for cfg in (cls.cfg_local, cls.cfg_s3):
-            p = run_archiver(["-c", cfg, "--once"], env=s3_env())
+            p = run_archiver(["-c", cfg, "--once"], env=s3_env(CJA_CATALOG_SEAL_SECONDS=0))
             assert p.returncode == 0, p.stderr
+        assert [k for k in list_keys(cls.s3, cls.bucket, cls.prefix + "/.catalog/")
+                if k.endswith(".cat")], "no catalog in the bucket"
         cls.cache = os.path.join(cls.tmp, "cache")
 
     @classmethod
@@ -113,8 +116,8 @@ class S3ReadTest(unittest.TestCase):
         b = run_jobs(["-c", self.cfg_s3] + args, env=env)
         return a, b
 
-    def same(self, args, status=None):
-        a, b = self.run_both(args)
+    def same(self, args, status=None, env=None):
+        a, b = self.run_both(args, env)
         root = "s3://%s/%s" % (self.bucket, self.prefix)
         self.assertEqual(b.stdout.replace(root, "<root>"), a.stdout.replace(self.local, "<root>"),
                          "%s: stdout differs\nlocal stderr: %s\ns3 stderr: %s"
@@ -128,6 +131,12 @@ class S3ReadTest(unittest.TestCase):
     # ----------------------------------------------------------------------------------
 
     def test_ls_same_as_on_disk(self):
+        for catalog in ("1", "0"):
+            with self.subTest(catalog=catalog):
+                self.ls_same(self.jobs_env(CJA_CATALOG=catalog, XDG_CACHE_HOME=os.path.join(
+                    self.tmp, "cache-ls" + catalog)))
+
+    def ls_same(self, env):
         n = 0
         for args in (["ls"], ["ls", "-o", "json"], ["ls", "--failed"], ["ls", "-r"],
                      ["ls", "--content", "sales"], ["ls", "--content", self.g2, "-o", "json"],
@@ -135,14 +144,20 @@ class S3ReadTest(unittest.TestCase):
                      ["ls", "--since", "2024-11-26", "--until", "2024-11-27", "-o", "json"],
                      ["ls", "--key", "k2bbbb"], ["ls", "--tag", "run_rmd"],
                      ["ls", "--since", "2030-01-01"]):
-            a, _ = self.same(args, status=0)
+            a, _ = self.same(args, status=0, env=env)
             n += a.stdout.count("\n")
         self.assertGreater(n, 30)  # not all empty
-        a, _ = self.same(["ls", "-o", "json"], status=0)
+        a, _ = self.same(["ls", "-o", "json"], status=0, env=env)
         self.assertEqual(len(a.stdout.splitlines()), 6)
-        self.same(["ls", "--since", "yesterday-ish"], status=2)
+        self.same(["ls", "--since", "yesterday-ish"], status=2, env=env)
 
     def test_search_same_as_on_disk(self):
+        for catalog in ("1", "0"):
+            with self.subTest(catalog=catalog):
+                self.search_same(self.jobs_env(CJA_CATALOG=catalog, XDG_CACHE_HOME=os.path.join(
+                    self.tmp, "cache-search" + catalog)))
+
+    def search_same(self, env):
         for args, status in ((["search", "ERROR"], 0), (["search", "-i", "error"], 0),
                              (["search", "-c", "request 3[0-9]+ "], 0),
                              (["search", "-l", "-i", "error"], 0),
@@ -153,7 +168,7 @@ class S3ReadTest(unittest.TestCase):
                              (["search", "--since", "2024-11-28", "-i", "error"], 0),
                              (["search", "no such text anywhere"], 1),
                              (["search", "a[b"], 2)):
-            self.same(args, status=status)
+            self.same(args, status=status, env=env)
 
     def test_show_log_error_download_same_as_on_disk(self):
         for guid, key in ((self.g1, "k1aaaa"), (self.g1, "k2bbbb"), (self.g2, "z1eeee")):
@@ -186,8 +201,52 @@ class S3ReadTest(unittest.TestCase):
             self.assertEqual(f.read(), q.stdout)
         self.assertEqual(len(q.stdout), 300000)
 
+    def test_catalog_answers_instead_of_records(self):
+        env = self.jobs_env(XDG_CACHE_HOME=os.path.join(self.tmp, "cache-cat"))
+        p = run_jobs(["-v", "-c", self.cfg_s3, "ls"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        s = s3_stats(p.stderr)
+        days = int(re.search(r"(\d+) day folders from the catalog", p.stderr).group(1))
+        # Every day folder (6 jobs on 5 days) from the catalog: no record fetched; the GETs
+        # are the catalog's files.
+        self.assertEqual(days, 5, p.stderr)
+        self.assertEqual(s["fetched"], s["get"], p.stderr)
+        self.assertLess(s["get"], 7)
+        q = run_jobs(["-v", "-c", self.cfg_s3, "ls"], env=env)
+        self.assertEqual(q.stdout, p.stdout)
+        self.assertEqual(s3_stats(q.stderr)["get"], 0, q.stderr)
+        # show needs the record itself, which the catalog's folders did not fetch.
+        a, b = self.run_both(["show", "-o", "json", "sales", "k1aaaa"], env=env)
+        self.assertEqual((b.returncode, b.stdout), (a.returncode, a.stdout), b.stderr)
+        self.assertIn("from the archive", b.stderr)
+        # A search reads only the logs the catalog cannot rule out: one here.
+        p = run_jobs(["-v", "-c", self.cfg_s3, "search", "disk full"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(s3_stats(p.stderr)["logs_fetched"], 1, p.stderr)
+        # A job the catalog has not got (archived after its files were sealed): its folder
+        # is read from its records, the others still from the catalog.
+        bucket = "cjc-" + new_key(10).lower()
+        self.s3.create_bucket(Bucket=bucket)
+        for k in list_keys(self.s3, self.bucket, self.prefix + "/"):
+            self.s3.copy_object(Bucket=bucket, Key=k, CopySource={"Bucket": self.bucket, "Key": k})
+        base = "%s/%s/2024/11/26/" % (self.prefix, self.g1)
+        rec = json.loads(self.s3.get_object(Bucket=bucket, Key=base + "k2bbbb.json")["Body"]
+                         .read())
+        rec["job"]["key"] = "k9zzzz"
+        self.s3.put_object(Bucket=bucket, Key=base + "k9zzzz.json", Body=json.dumps(rec))
+        d = os.path.join(self.tmp, "cat2")
+        s3 = {"endpoint": RGW["S3_ENDPOINT"], "bucket": bucket, "prefix": self.prefix}
+        cfg = write_config(d, self.fc.url, os.path.join(d, "state"), content=[self.g1, self.g2],
+                           archive={"s3": s3})
+        p = run_jobs(["-v", "-c", cfg, "ls", "-o", "json"], env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('"key":"k9zzzz"', p.stdout)
+        self.assertEqual(len(p.stdout.splitlines()), 7)
+        self.assertIn("4 day folders from the catalog", p.stderr)
+
     def test_second_ls_gets_nothing_cached(self):
-        env = self.jobs_env(XDG_CACHE_HOME=os.path.join(self.tmp, "cache-count"))
+        env = self.jobs_env(XDG_CACHE_HOME=os.path.join(self.tmp, "cache-count"),
+                            CJA_CATALOG="0")
         t0 = time.monotonic()
         p = run_jobs(["-v", "-c", self.cfg_s3, "ls"], env=env)
         t1 = time.monotonic() - t0
@@ -316,7 +375,7 @@ class S3ReadTest(unittest.TestCase):
     def test_log_cache_cap(self):
         # CONNECT_JOBS_S3_CACHE_MB=0: no log stays after the command; the records do.
         cache = os.path.join(self.tmp, "cache-cap")
-        env = self.jobs_env(XDG_CACHE_HOME=cache, CONNECT_JOBS_S3_CACHE_MB="0")
+        env = self.jobs_env(XDG_CACHE_HOME=cache, CONNECT_JOBS_S3_CACHE_MB="0", CJA_CATALOG="0")
         p = run_jobs(["-c", self.cfg_s3, "search", "-c", "ERROR"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         files = [f for _, _, fs in os.walk(cache) for f in fs]
