@@ -423,12 +423,17 @@ class S3ReadManyTest(unittest.TestCase):
                                   archive={"s3": {"endpoint": RGW["S3_ENDPOINT"],
                                                   "bucket": bucket}})
             for cfg in (cfg_local, cfg_s3):
-                p = run_archiver(["-c", cfg, "--once"], env=s3_env(), timeout=600)
+                p = run_archiver(["-c", cfg, "--once"], env=s3_env(CJA_CATALOG_SEAL_SECONDS=0),
+                                 timeout=600)
                 self.assertEqual(p.returncode, 0, p.stderr)
         self.assertGreater(len(list_keys(s3c, bucket, "")), 1000)
-        env = s3_env(XDG_CACHE_HOME=os.path.join(tmp, "cache"), TZ="UTC")
         root = "s3://" + bucket
+        for catalog in ("0", "1"):
+            env = s3_env(XDG_CACHE_HOME=os.path.join(tmp, "cache" + catalog), TZ="UTC",
+                         CJA_CATALOG=catalog)
+            self.compare_timed(n, env, cfg_local, cfg_s3, local, root, catalog == "1")
 
+    def compare_timed(self, n, env, cfg_local, cfg_s3, local, root, catalog):
         def timed(cfg, args):
             t0 = time.monotonic()
             p = run_jobs(["-v", "-c", cfg] + args, env=env, timeout=600)
@@ -436,7 +441,8 @@ class S3ReadManyTest(unittest.TestCase):
 
         results = {}
         for name, args in (("ls", ["ls", "-o", "json"]),
-                           ("search", ["search", "-c", "GET /"])):
+                           ("search", ["search", "-c", "GET /"]),
+                           ("search-rare", ["search", "request 2999 "])):
             a, ta = timed(cfg_local, args)
             b1, t1 = timed(cfg_s3, args)
             b2, t2 = timed(cfg_s3, args)
@@ -448,15 +454,21 @@ class S3ReadManyTest(unittest.TestCase):
             results[name] = (ta, t1, s3_stats(b1.stderr), t2, s3_stats(b2.stderr))
             if name == "ls":
                 self.assertEqual(len(a.stdout.splitlines()), n)
-            else:
+            elif name == "search":
                 self.assertGreater(len(a.stdout.splitlines()), n / 2)
-        self.assertEqual(results["ls"][2]["fetched"], n)
-        self.assertEqual(results["search"][2]["logs_fetched"], n)
+        # Without the catalog every record and every log is fetched; with it none of the
+        # records of the folders it covers, and only the logs it cannot rule out.
+        if not catalog:
+            self.assertEqual(results["ls"][2]["fetched"], n)
+            self.assertEqual(results["search"][2]["logs_fetched"], n)
+        else:
+            self.assertLess(results["ls"][2]["fetched"], n / 2)
+            self.assertLess(results["search-rare"][2]["logs_fetched"], n / 2)
         for name, (ta, t1, s1, t2, s2) in results.items():
-            print("\n%s over %d jobs: disk %.2f s; s3 first %.2f s (%d LIST, %d GET), "
-                  "cached %.2f s (%d LIST, %d GET)"
-                  % (name, n, ta, t1, s1["list"], s1["get"], t2, s2["list"], s2["get"]),
-                  file=sys.stderr)
+            print("\n%s over %d jobs, catalog %s: disk %.2f s; s3 first %.2f s (%d LIST, %d GET,"
+                  " %d logs), cached %.2f s (%d LIST, %d GET)"
+                  % (name, n, "on" if catalog else "off", ta, t1, s1["list"], s1["get"],
+                     s1["logs_fetched"], t2, s2["list"], s2["get"]), file=sys.stderr)
 
 
 if __name__ == "__main__":
