@@ -471,5 +471,90 @@ class S3ReadManyTest(unittest.TestCase):
                      s1["logs_fetched"], t2, s2["list"], s2["get"]), file=sys.stderr)
 
 
+def read_ops_binary():
+    b = os.environ.get("CJA_S3_READ_OPS")
+    if b:
+        return b
+    import harness
+    return os.path.join(os.path.dirname(harness.jobs_binary()), "tests", "s3-read-ops")
+
+
+class S3ReadOpsTest(unittest.TestCase):
+    """The read operations alone (s3_read.h, through tests/s3/s3_read_ops.c), against what
+    boto3 reads of the same objects: listings over several pages, start-after and the stop
+    name, whole and ranged GETs into memory and into a file, many at once, a missing one."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s3 = s3client()
+        cls.bucket = "cjo-" + new_key(10).lower()
+        cls.s3.create_bucket(Bucket=cls.bucket)
+        cls.names = ["%04d/o%d.json" % (i // 10, i) for i in range(1100)]
+        for n in cls.names:
+            cls.s3.put_object(Bucket=cls.bucket, Key="pre/x/" + n, Body=n.encode() * 3)
+        cls.big = os.urandom(3 * 1024 * 1024 + 17)
+        cls.s3.put_object(Bucket=cls.bucket, Key="pre/big.log.gz", Body=cls.big)
+        cls.tmp = tempfile.mkdtemp(prefix="cja-s3ops-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def ops(self, *args, text=True):
+        import subprocess
+        return subprocess.run([read_ops_binary(), RGW["S3_ENDPOINT"], self.bucket, "pre"]
+                              + list(args), env=dict(os.environ, **s3_env()),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                              text=text)
+
+    def test_list_pages_after_until(self):
+        p = self.ops("list", "x")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = [line.split(" ") for line in p.stdout.splitlines()]
+        self.assertEqual([g[0] for g in got], sorted(self.names))
+        self.assertEqual([int(g[1]) for g in got], [3 * len(g[0]) for g in got])
+        p = self.ops("list", "x", "0050", "0059")
+        self.assertEqual(p.stdout.split()[::2],
+                         sorted(n for n in self.names if "0050" < n[:4] + "/" and n[:4] <= "0059"))
+        self.assertEqual(len(p.stdout.splitlines()), 100)
+        p = self.ops("list", "x", "0109/o1095.json", "-")
+        self.assertEqual(p.stdout.split()[::2], ["0109/o1096.json", "0109/o1097.json",
+                                                 "0109/o1098.json", "0109/o1099.json"])
+        p = self.ops("list", "nothing-here")
+        self.assertEqual((p.returncode, p.stdout), (0, ""), p.stderr)
+
+    def test_get_whole_ranged_fd_many(self):
+        p = self.ops("get", "", "big.log.gz", text=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, self.big)
+        p = self.ops("get", "", "big.log.gz", "1000", "5000", text=False)
+        self.assertEqual(p.stdout, self.big[1000:6000])
+        out = os.path.join(self.tmp, "part")
+        p = self.ops("getfd", "", "big.log.gz", out, str(len(self.big) - 10), "10")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), self.big[-10:])
+        p = self.ops("getfd", "", "big.log.gz", out)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), self.big)
+        p = self.ops("get", "x/0001", "nope.json")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("No such file", p.stderr)
+        names = ["o%d.json" % i for i in range(10, 20)] + ["gone.json"]
+        p = self.ops("many", "x/0001", *names)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [line.split(" ") for line in p.stdout.splitlines()]
+        self.assertEqual([r[0] for r in rows], names)
+        self.assertEqual([int(r[1]) for r in rows], [0] * 10 + [-2])
+        self.assertEqual([int(r[2]) for r in rows[:10]], [3 * len("0001/" + n) for n in names[:10]])
+        # Wrong credentials: said at open.
+        import subprocess
+        p = subprocess.run([read_ops_binary(), RGW["S3_ENDPOINT"], self.bucket, "-", "list", ""],
+                           env=dict(os.environ, **s3_env(AWS_SECRET_ACCESS_KEY="x" * 40)),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("SignatureDoesNotMatch", p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
