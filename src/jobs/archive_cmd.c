@@ -740,6 +740,12 @@ struct engine {
         /* Jobs with a log the search came to, and those of them it read (the others the
          * catalog ruled out): CJA_CATALOG_STATS=1 prints them. */
         atomic_size_t jobs_seen, jobs_read;
+        /* In S3: dates scanned, held until their logs are fetched (engine_push_s3). */
+        struct ahead {
+                struct scan_job *batch;
+                size_t n;
+        } * ahead;
+        size_t n_ahead, cap_ahead, ahead_jobs;
 };
 
 struct flush_ctx {
@@ -1253,29 +1259,69 @@ static int engine_push(void *userdata, struct scan_job *batch, size_t n, bool la
         return r;
 }
 
-/* In S3: a date's logs are fetched (at once) before its jobs go to the threads, which search
- * the dates before meanwhile. A log that could not be fetched is missing to its reader, which
- * says so (exit 2), as for a missing file on disk. */
+/*
+ * In S3: the logs of the dates scanned are fetched at once, S3_AHEAD_JOBS jobs' worth (a date
+ * may hold one job: fetching date by date would be one GET at a time), before their jobs go to
+ * the threads, which search the ones before meanwhile. A log that could not be fetched is
+ * missing to its reader, which says so (exit 2), as a missing file on disk is.
+ */
+#define S3_AHEAD_JOBS 256
+
+static void ahead_drop(struct engine *e)
+{
+        for (size_t i = 0; i < e->n_ahead; i++)
+                scan_jobs_free(e->ahead[i].batch, e->ahead[i].n);
+        free(e->ahead);
+        e->ahead = NULL;
+        e->n_ahead = e->cap_ahead = e->ahead_jobs = 0;
+}
+
 static int engine_push_s3(void *userdata, struct scan_job *batch, size_t n, bool last)
 {
         struct engine *e = userdata;
+        struct scan_job *want;
+        size_t k = 0;
         bool stop;
+        int r = 0;
 
+        if (e->n_ahead == e->cap_ahead) {
+                size_t cap = e->cap_ahead ? 2 * e->cap_ahead : 64;
+                struct ahead *p = reallocarray(e->ahead, cap, sizeof(*p));
+                if (!p) {
+                        scan_jobs_free(batch, n);
+                        return -ENOMEM;
+                }
+                e->ahead = p;
+                e->cap_ahead = cap;
+        }
+        e->ahead[e->n_ahead++] = (struct ahead){batch, n};
+        e->ahead_jobs += n;
+        if (!last && e->ahead_jobs < S3_AHEAD_JOBS)
+                return 0;
         pthread_mutex_lock(&e->lock);
         stop = e->stop || e->fatal;
         pthread_mutex_unlock(&e->lock);
-        if (!stop) {
-                /* Not the logs the catalog rules out: the threads will not read them. */
-                struct scan_job *want = malloc((n ? n : 1) * sizeof(*want));
-                size_t k = 0;
-                for (size_t i = 0; want && i < n; i++)
-                        if (!(e->cat && batch[i].catalog_row >= 0 &&
-                              !catalog_row_may_match(e->cat, (uint32_t) batch[i].catalog_row)))
-                                want[k++] = batch[i]; /* shallow: batch owns the strings */
-                (void) cli_s3_fetch_logs(e->c->s3, want ? want : batch, want ? k : n);
-                free(want);
+        /* Not the logs the catalog rules out: the threads will not read them. */
+        want = stop ? NULL : malloc(e->ahead_jobs * sizeof(*want) + 1);
+        for (size_t b = 0; want && b < e->n_ahead; b++)
+                for (size_t i = 0; i < e->ahead[b].n; i++) {
+                        const struct scan_job *j = &e->ahead[b].batch[i];
+                        if (!(e->cat && j->catalog_row >= 0 &&
+                              !catalog_row_may_match(e->cat, (uint32_t) j->catalog_row)))
+                                want[k++] = *j; /* shallow: the batch owns the strings */
+                }
+        if (want)
+                (void) cli_s3_fetch_logs(e->c->s3, want, k);
+        free(want);
+        for (size_t b = 0; b < e->n_ahead; b++) {
+                struct ahead *a = &e->ahead[b];
+                if (r >= 0)
+                        r = engine_push(userdata, a->batch, a->n, last && b + 1 == e->n_ahead);
+                else
+                        scan_jobs_free(a->batch, a->n);
         }
-        return engine_push(userdata, batch, n, last);
+        e->n_ahead = e->ahead_jobs = 0;
+        return r;
 }
 
 /* Lets the threads finish the jobs pushed (all of them, or those before a scan error); after
@@ -1375,6 +1421,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         }
         r = archive_scan_dates(rootfd, &c.f, a.no_messages ? scan_warn_silent : scan_warn_print, &c,
                                c.s3 ? engine_push_s3 : engine_push, &e, &warnings);
+        ahead_drop(&e); /* what a scan error left unpushed */
         engine_finish(&e);
         if (getenv("CJA_CATALOG_STATS") && strcmp(getenv("CJA_CATALOG_STATS"), "1") == 0)
                 fprintf(stderr, "%s: catalog: %zu of %zu jobs read\n", ctx->prog,
