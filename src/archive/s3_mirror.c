@@ -661,8 +661,8 @@ int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char 
         if (f && f->has_until)
                 utc_day(f->until - 1, until, sizeof(until));
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                if (names[i][0] == '.' || !path_component_is_safe(names[i], strlen(names[i])) ||
-                    !guid_wanted(f, names[i]))
+                /* Content folders only, as archive_scan() reads them. */
+                if (!guid_is_valid(names[i]) || !guid_wanted(f, names[i]))
                         continue;
                 r = sync_guid(m, names[i], f && f->has_since ? after : NULL,
                               f && f->has_until ? until : NULL, key);

@@ -283,6 +283,8 @@ class S3ReadTest(unittest.TestCase):
         p = run_jobs(["-v", "-c", self.cfg_s3, "log", self.g2, "z2ffff"], env=env)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(s3_stats(p.stderr)["get"], 0, p.stderr)  # the search fetched it
+        # -v says what it asked, never the secret.
+        self.assertNotIn(RGW["AWS_SECRET_ACCESS_KEY"], p.stdout + p.stderr)
         # The cache is private.
         top = os.path.join(env["XDG_CACHE_HOME"], "connect-jobs")
         self.assertEqual(os.stat(top).st_mode & 0o777, 0o700)
