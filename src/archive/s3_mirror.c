@@ -630,7 +630,7 @@ static void sync_catalog(struct s3_mirror *m)
 
 int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char *key)
 {
-        char after[16], until[16];
+        char after[48], until[48];
         char **names = NULL;
         size_t n = 0;
         DIR *d;

@@ -1450,7 +1450,7 @@ int s3_list_objects(struct store *st, const char *path, const char *after, const
                 size_t nq = 0;
                 struct s3_call c;
                 const char *p, *end;
-                char block[2 * S3_PATH_MAX], key[S3_PATH_MAX], size[32];
+                char block[4 * S3_PATH_MAX], key[S3_PATH_MAX], size[32];
 
                 /* Sorted: continuation-token, list-type, prefix, start-after. */
                 if (*token) {
