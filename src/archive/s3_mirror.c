@@ -611,6 +611,21 @@ static void sync_catalog(struct s3_mirror *m)
                 if (fd >= 0)
                         fds[n_fds++] = fd;
         }
+        /* Writers whose folder the bucket no longer has (a catalog removed by hand). */
+        DIR *cd;
+        if (r >= 0 && dir_open_at(m->rootfd, CATALOG_DIR, &cd) == 0) {
+                struct dirent *de;
+                while ((de = readdir(cd))) {
+                        bool listed = false;
+                        if (de->d_name[0] == '.')
+                                continue;
+                        for (size_t i = 0; i < n_ids && !listed; i++)
+                                listed = strcmp(ids[i], de->d_name) == 0;
+                        if (!listed)
+                                (void) remove_tree(dirfd(cd), de->d_name);
+                }
+                closedir(cd);
+        }
         if (r >= 0 && fds) {
                 unsigned damaged = 0;
                 if (catalog_open_dirs(fds, n_fds, &m->cat, &damaged) < 0)

@@ -243,6 +243,17 @@ class S3ReadTest(unittest.TestCase):
         self.assertIn('"key":"k9zzzz"', p.stdout)
         self.assertEqual(len(p.stdout.splitlines()), 7)
         self.assertIn("4 day folders from the catalog", p.stderr)
+        # The bucket's catalog removed: the cache's copy goes too, every folder from records.
+        for k in list_keys(self.s3, bucket, self.prefix + "/.catalog/"):
+            self.s3.delete_object(Bucket=bucket, Key=k)
+        env2 = self.jobs_env(XDG_CACHE_HOME=env["XDG_CACHE_HOME"])
+        p = run_jobs(["-v", "-c", cfg, "ls", "-o", "json"], env=env2)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 7)
+        self.assertIn(" 0 day folders from the catalog", p.stderr)
+        mirror = re.search(r"cache (\S+): ", p.stderr).group(1)
+        cats = [f for _, _, fs in os.walk(mirror) for f in fs if f.endswith(".cat")]
+        self.assertEqual(cats, [])
 
     def test_second_ls_gets_nothing_cached(self):
         env = self.jobs_env(XDG_CACHE_HOME=os.path.join(self.tmp, "cache-count"),
