@@ -20,7 +20,7 @@
  *
  * Trigrams are three bytes of the log with ASCII letters folded to lower case, never holding
  * a newline (a match never spans lines), collected per 256 KiB member. A sealed file (format
- * version 1, little-endian) holds a header, sections (strings, folders, jobs, members, the
+ * version 2, little-endian) holds a header, sections (strings, folders, jobs, members, the
  * sorted trigram dictionary, the posting lists: member numbers delta-coded as varints, or a
  * bitmap of the file's members when that is smaller) and a footer with each section's offset,
  * length and CRC-32; every posting list has its own CRC-32 in the dictionary, checked when it
@@ -28,19 +28,38 @@
  */
 
 #define CATALOG_DIR     ".catalog"
-#define CATALOG_VERSION 1
+#define CATALOG_VERSION 2
 
 /* A job that has more trigram data than this is not indexed (a search always reads it). */
 #define CATALOG_JOB_TRI_MAX (4u << 20)
 
 /* ---- trigrams, collected while a log is streamed ------------------------------------- */
 
-/* The trigrams of one job's log so far: per member, a varint count then varint deltas. */
+/*
+ * The trigrams of one job's log so far: per member, a varint count then varint deltas. A
+ * member's trigrams are those of the lines that start in it, whole: a line that runs on into
+ * the next member (or several) is completed from them, and a member that starts inside a line
+ * leaves that line to the member it started in. So a member is searched from its first line
+ * start to the end of the line it ends in, and a match, which never spans lines, has all its
+ * trigrams in the member its line starts in. A member's list is written once the line it ends
+ * in is complete: catalog_tri_finish() completes the last.
+ */
 struct catalog_tri {
         unsigned char *data;
         size_t len, cap;
         uint32_t n_members;
         bool overflow; /* more than CATALOG_JOB_TRI_MAX: the job is not indexed */
+        /* Per member: the newlines before it << 1 | 1 when it starts inside a line. */
+        uint64_t *lead;
+        size_t lead_cap;
+        uint64_t lines; /* newlines so far */
+        bool in_line;   /* the bytes so far do not end with a newline */
+        uint32_t carry; /* the last two bytes (folded), for trigrams across members */
+        unsigned run;   /* bytes since the last newline, up to 2 */
+        uint32_t *pend; /* trigrams of the member waiting for its last line's end */
+        size_t pend_n, pend_cap;
+        bool pending;       /* member n_written has its list in pend */
+        uint32_t n_written; /* members whose list is in data */
 };
 
 /* One collector per thread that feeds blocks (2 MiB of bitmap, clean between calls). */
@@ -48,9 +67,11 @@ struct catalog_trigrams;
 
 int catalog_trigrams_new(struct catalog_trigrams **ret);
 void catalog_trigrams_free(struct catalog_trigrams *t);
-/* Adds the trigrams of one member's bytes to out. -ENOMEM. */
+/* Adds the trigrams of one member's bytes to out (the members in order). -ENOMEM. */
 int catalog_trigrams_member(struct catalog_trigrams *t, const void *data, size_t len,
                             struct catalog_tri *out);
+/* The log's end: writes the list of the member still waiting. -ENOMEM. */
+int catalog_tri_finish(struct catalog_tri *out);
 void catalog_tri_done(struct catalog_tri *t);
 
 /* The folded trigram of three bytes, as the index keys it (0xffffffff: holds a newline). */
@@ -61,6 +82,9 @@ uint32_t catalog_trigram(const unsigned char *p);
 struct catalog_member {
         uint64_t offset;
         uint32_t size, usize;
+        uint64_t lines; /* newlines of the log before the member (indexed rows) */
+        bool midline;   /* it starts inside a line that began in a member before */
+        bool may;       /* catalog_row_members(): a line starting in it may match */
 };
 
 struct catalog_row {
@@ -176,6 +200,14 @@ void catalog_query_free(struct catalog_query *q);
  */
 int catalog_match(struct catalog *c, const struct catalog_query *q);
 bool catalog_row_may_match(const struct catalog *c, uint32_t i);
+/*
+ * The members of indexed row i (malloc'ed, *ret_n of them) with their places in the log and,
+ * after catalog_match(), whether a line starting in each may match (before: all may); a
+ * search then decodes only those (and the members their last lines run on into). Returns 0,
+ * -ENOENT for a row that is not indexed (read it whole), -EBADMSG, -ENOMEM. Thread-safe.
+ */
+int catalog_row_members(const struct catalog *c, uint32_t i, struct catalog_member **ret,
+                        size_t *ret_n);
 
 /* Checks every byte of every file (every posting list too): 0, or -EBADMSG with the number of
  * damaged files in *ret_damaged. For tests and reindex. */

@@ -186,13 +186,144 @@ static void radix24(uint32_t *a, uint32_t *tmp, size_t n)
         }
 }
 
+/* Sorts a[0, n) and drops repeats. -ENOMEM. */
+static int sort_unique(uint32_t *a, size_t *n)
+{
+        uint32_t *tmp;
+        size_t k = 0;
+
+        if (*n < 2)
+                return 0;
+        tmp = malloc(*n * sizeof(*tmp));
+        if (!tmp)
+                return -ENOMEM;
+        radix24(a, tmp, *n);
+        free(tmp);
+        for (size_t i = 0; i < *n; i++)
+                if (k == 0 || a[i] != a[k - 1])
+                        a[k++] = a[i];
+        *n = k;
+        return 0;
+}
+
+static void tri_drop(struct catalog_tri *out)
+{
+        out->overflow = true;
+        free(out->data);
+        out->data = NULL;
+        out->len = out->cap = 0;
+        free(out->pend);
+        out->pend = NULL;
+        out->pend_n = out->pend_cap = 0;
+}
+
+/* Writes the next member's list (sorted, no repeats). */
+static int tri_emit(struct catalog_tri *out, const uint32_t *list, size_t n)
+{
+        size_t need = 10 + 4 * n;
+        struct cat_buf b;
+
+        out->n_written++;
+        if (out->overflow)
+                return 0;
+        if (out->len + need > CATALOG_JOB_TRI_MAX) {
+                tri_drop(out); /* too big to index: the job is always read */
+                return 0;
+        }
+        b = (struct cat_buf){.data = out->data, .len = out->len, .cap = out->cap};
+        if (!cat_buf_reserve(&b, need))
+                return -ENOMEM;
+        b.len += cat_varint_put(b.data + b.len, n);
+        for (size_t i = 0, prev = 0; i < n; i++) {
+                b.len += cat_varint_put(b.data + b.len, list[i] - prev);
+                prev = list[i];
+        }
+        out->data = b.data;
+        out->len = b.len;
+        out->cap = b.cap;
+        return 0;
+}
+
+/* The waiting member's list, then the empty ones of the members that only continued its last
+ * line (no line starts in them). */
+static int tri_release(struct catalog_tri *out)
+{
+        int r = sort_unique(out->pend, &out->pend_n);
+
+        if (r >= 0)
+                r = tri_emit(out, out->pend, out->pend_n);
+        while (r >= 0 && out->n_written < out->n_members)
+                r = tri_emit(out, NULL, 0);
+        out->pending = false;
+        out->pend_n = 0;
+        return r;
+}
+
+static int pend_add(struct catalog_tri *out, const uint32_t *list, size_t n)
+{
+        if (out->overflow || n == 0)
+                return 0;
+        if (out->pend_n + n > out->pend_cap) {
+                size_t cap = out->pend_cap ? out->pend_cap : 4096;
+                uint32_t *p;
+
+                while (cap < out->pend_n + n)
+                        cap *= 2;
+                p = reallocarray(out->pend, cap, sizeof(*p));
+                if (!p)
+                        return -ENOMEM;
+                out->pend = p;
+                out->pend_cap = cap;
+        }
+        memcpy(out->pend + out->pend_n, list, n * sizeof(*list));
+        out->pend_n += n;
+        return 0;
+}
+
+/* The distinct trigrams of p[*i, len) up to a newline (stop_at_newline) or the end, into
+ * t->found; v and run carry the bytes before. Returns how many. */
+static size_t collect(struct catalog_trigrams *t, const unsigned char *p, size_t len, size_t *i,
+                      bool stop_at_newline, struct catalog_tri *out)
+{
+        uint32_t v = out->carry;
+        unsigned run = out->run;
+        size_t n = 0, k = *i;
+
+        for (; k < len; k++) {
+                unsigned char c = p[k];
+
+                if (c == '\n') {
+                        if (stop_at_newline)
+                                break;
+                        out->lines++;
+                        run = 0;
+                        continue;
+                }
+                v = (v << 8 | t->fold[c]) & 0xffffff;
+                if (run < 2) {
+                        run++;
+                        continue;
+                }
+                uint64_t bit = UINT64_C(1) << (v & 63);
+                if (!(t->seen[v >> 6] & bit)) {
+                        t->seen[v >> 6] |= bit;
+                        t->found[n++] = v;
+                }
+        }
+        for (size_t j = 0; j < n; j++)
+                t->seen[t->found[j] >> 6] = 0;
+        out->carry = v;
+        out->run = run;
+        *i = k;
+        return n;
+}
+
 int catalog_trigrams_member(struct catalog_trigrams *t, const void *data, size_t len,
                             struct catalog_tri *out)
 {
         const unsigned char *p = data;
-        size_t n = 0, need;
-        uint32_t v = 0, run = 0;
-        struct cat_buf b;
+        size_t n, i = 0;
+        int r;
 
         /* At most one trigram a byte. */
         if (len > t->cap) {
@@ -208,55 +339,63 @@ int catalog_trigrams_member(struct catalog_trigrams *t, const void *data, size_t
                 t->tmp = tmp;
                 t->cap = len;
         }
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = p[i];
+        if (out->n_members == out->lead_cap) {
+                size_t cap = out->lead_cap ? 2 * out->lead_cap : 8;
+                uint64_t *l = reallocarray(out->lead, cap, sizeof(*l));
 
-                if (c == '\n') {
-                        run = 0;
-                        continue;
-                }
-                v = (v << 8 | t->fold[c]) & 0xffffff;
-                if (++run < 3)
-                        continue;
-                uint64_t bit = UINT64_C(1) << (v & 63);
-                if (!(t->seen[v >> 6] & bit)) {
-                        t->seen[v >> 6] |= bit;
-                        t->found[n++] = v;
-                }
+                if (!l)
+                        return -ENOMEM;
+                out->lead = l;
+                out->lead_cap = cap;
         }
-        for (size_t i = 0; i < n; i++)
-                t->seen[t->found[i] >> 6] = 0;
+        out->lead[out->n_members] =
+                out->lines << 1 | (uint64_t) (out->n_members > 0 && out->in_line);
+        if (out->pending) {
+                /* The rest of the line the member before ends in is that member's. */
+                n = collect(t, p, len, &i, true, out);
+                r = pend_add(out, t->found, n);
+                if (r < 0)
+                        return r;
+                if (i == len) {
+                        /* No newline: the line goes on, and no line starts in this member. */
+                        r = sort_unique(out->pend, &out->pend_n);
+                        if (r < 0)
+                                return r;
+                        if (!out->overflow && out->pend_n * 4 > CATALOG_JOB_TRI_MAX)
+                                tri_drop(out);
+                        out->n_members++;
+                        return 0;
+                }
+                r = tri_release(out);
+                if (r < 0)
+                        return r;
+                out->lines++;
+                out->run = 0;
+                i++;
+        }
+        n = collect(t, p, len, &i, false, out);
+        if (len > 0)
+                out->in_line = p[len - 1] != '\n';
         out->n_members++;
-        if (out->overflow)
-                return 0;
         if (n)
                 radix24(t->found, t->tmp, n);
-        need = 10 + 4 * n;
-        if (out->len + need > CATALOG_JOB_TRI_MAX) {
-                /* Too big to index: the job is always read. */
-                out->overflow = true;
-                free(out->data);
-                out->data = NULL;
-                out->len = out->cap = 0;
-                return 0;
+        if (out->in_line) {
+                out->pending = true;
+                return pend_add(out, t->found, n);
         }
-        b = (struct cat_buf){.data = out->data, .len = out->len, .cap = out->cap};
-        if (!cat_buf_reserve(&b, need))
-                return -ENOMEM;
-        b.len += cat_varint_put(b.data + b.len, n);
-        for (size_t i = 0, prev = 0; i < n; i++) {
-                b.len += cat_varint_put(b.data + b.len, t->found[i] - prev);
-                prev = t->found[i];
-        }
-        out->data = b.data;
-        out->len = b.len;
-        out->cap = b.cap;
-        return 0;
+        return tri_emit(out, t->found, n);
+}
+
+int catalog_tri_finish(struct catalog_tri *out)
+{
+        return out->pending ? tri_release(out) : 0;
 }
 
 void catalog_tri_done(struct catalog_tri *t)
 {
         free(t->data);
+        free(t->lead);
+        free(t->pend);
         *t = (struct catalog_tri){0};
 }
 
@@ -386,11 +525,9 @@ int cat_seg_job_parse(const unsigned char *payload, size_t len, struct cat_seg_j
         r->indexed = flags & CAT_F_INDEXED;
         r->n_members = (uint32_t) cat_cursor_varint(&c);
         ret->members = c.p;
-        for (uint32_t i = 0; i < r->n_members && !c.bad; i++) {
-                (void) cat_cursor_varint(&c);
-                (void) cat_cursor_varint(&c);
-                (void) cat_cursor_varint(&c);
-        }
+        for (uint32_t i = 0; i < r->n_members && !c.bad; i++)
+                for (int k = 0; k < 4; k++)
+                        (void) cat_cursor_varint(&c);
         ret->members_len = (size_t) (c.p - ret->members);
         if (r->indexed) {
                 uint64_t n = cat_cursor_varint(&c);
@@ -535,7 +672,7 @@ int cat_sealed_open(int dfd, const char *name, struct cat_sealed *ret)
         ret->n_folders = cat_get64(f + 20 * CAT_N_SECTIONS + 16);
         ret->n_tri = cat_get64(f + 20 * CAT_N_SECTIONS + 24);
         if (ret->len[CAT_S_JOBS] != ret->n_jobs * CAT_JOB_SIZE ||
-            ret->len[CAT_S_MEMBERS] != ret->n_members * 16 ||
+            ret->len[CAT_S_MEMBERS] != ret->n_members * CAT_MEMBER_SIZE ||
             ret->len[CAT_S_FOLDERS] != ret->n_folders * CAT_FOLDER_SIZE ||
             ret->len[CAT_S_DICT] != ret->n_tri * CAT_DICT_SIZE ||
             (ret->len[CAT_S_STRINGS] > 0 &&
@@ -744,11 +881,12 @@ int cat_sealed_writer_job(struct cat_sealed_writer *w, const struct catalog_row 
         cat_put32(j + 64, row->n_members);
         cat_buf_put(&w->jobs, j, sizeof(j));
         for (uint32_t i = 0; i < row->n_members; i++) {
-                unsigned char m[16];
+                unsigned char m[CAT_MEMBER_SIZE];
 
                 cat_put64(m, members ? members[i].offset : 0);
                 cat_put32(m + 8, members ? members[i].size : 0);
                 cat_put32(m + 12, members ? members[i].usize : 0);
+                cat_put64(m + 16, members && row->indexed ? cat_lead(&members[i]) : 0);
                 cat_buf_put(&w->members, m, sizeof(m));
         }
         w->n_jobs++;

@@ -172,6 +172,10 @@ void archive_catalog_file_finished(struct archive_file *f, const uint32_t *membe
 
         if (!f->archive->trigrams || !member_sizes || n == 0)
                 return;
+        if (catalog_tri_finish(&f->tri) < 0) {
+                catalog_tri_done(&f->tri);
+                f->tri.overflow = true; /* not indexed: always searched */
+        }
         f->members = calloc(n, sizeof(*f->members));
         if (!f->members)
                 return;

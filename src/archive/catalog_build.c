@@ -46,6 +46,15 @@ static int compare_folder(const void *x, const void *y)
         return a->day - b->day;
 }
 
+/* The members are the chunks the trigrams were taken from (whose line counts are known). */
+static bool cut_as_chunks(const struct gzblock_member *list, size_t n)
+{
+        for (size_t i = 0; i + 1 < n; i++)
+                if (list[i].usize != GZBLOCK_SIZE)
+                        return false;
+        return n > 0 && list[n - 1].usize <= GZBLOCK_SIZE;
+}
+
 /* The log's trigrams, a member's worth (256 KiB of log) at a time, and its members. */
 static int index_log(int dfd, const char *key, struct catalog_trigrams *t, struct catalog_tri *tri,
                      struct catalog_member **members, uint32_t *n_members, uint64_t *bytes)
@@ -86,13 +95,17 @@ static int index_log(int dfd, const char *key, struct catalog_trigrams *t, struc
         }
         if (r >= 0 && (fill > 0 || tri->n_members == 0))
                 r = catalog_trigrams_member(t, chunk, fill, tri);
+        if (r >= 0)
+                r = catalog_tri_finish(tri);
         /* The members' places, when the file is blocked and they are the chunks above. */
-        if (r >= 0 && gzblock_list(fd, &list, &n_list) == 0 && n_list == tri->n_members) {
+        if (r >= 0 && gzblock_list(fd, &list, &n_list) == 0 && n_list == tri->n_members &&
+            cut_as_chunks(list, n_list)) {
                 *members = calloc(n_list, sizeof(**members));
                 if (*members) {
                         for (size_t i = 0; i < n_list; i++)
-                                (*members)[i] = (struct catalog_member){
-                                        list[i].offset, list[i].size, list[i].usize};
+                                (*members)[i] = (struct catalog_member){.offset = list[i].offset,
+                                                                        .size = list[i].size,
+                                                                        .usize = list[i].usize};
                         *n_members = (uint32_t) n_list;
                 }
         }

@@ -17,8 +17,10 @@
  *     'J' a job: strings folder key tag start_text name error_summary (each a varint of
  *         length + 1, 0 for none, then the bytes and a NUL), zigzag varints start log_bytes
  *         gz_bytes status exit_code, a flags byte (CAT_F_*), varint n_members, per member
- *         varints offset size usize, then when indexed varint length and the trigram data
- *         (per member: varint count, varint deltas of the sorted trigrams, the first from 0)
+ *         varints offset size usize lead (the newlines before it << 1 | 1 when it starts
+ *         inside a line; 0 when not indexed), then when indexed varint length and the trigram
+ *         data (per member: varint count, varint deltas of the sorted trigrams, the first
+ *         from 0; a member's trigrams are those of the lines starting in it: catalog.h)
  *     'D' a folder's state: string folder, zigzag mtime_ns, varint jobs (the catalog's jobs
  *         of that folder, all told)
  *     'R' a folder removed (retention): string folder
@@ -27,7 +29,8 @@
  *   header  32 bytes: "CJCATIDX", u32 version, u32 level, u64 first, u64 last
  *   sections, back to back (every byte under a CRC): strings (NUL-terminated, referenced by offset;
  * CAT_NONE for none), folders (CAT_FOLDER_SIZE each, sorted by path), jobs (CAT_JOB_SIZE each),
- *           members (16 each: u64 offset, u32 size, u32 usize; numbered across the file),
+ *           members (CAT_MEMBER_SIZE each: u64 offset, u32 size, u32 usize, u64 lead as in
+ *           the segment; numbered across the file),
  *           postings, dictionary (CAT_DICT_SIZE each, sorted by trigram)
  *   footer  CAT_FOOTER_SIZE bytes at the end: per section u64 offset, u64 length, u32 CRC-32;
  *           u64 jobs, members, folders, trigrams; u32 CRC-32 of the header and the footer
@@ -65,6 +68,8 @@ enum {
 /* job: u32 folder (index), u32 key, tag, start_text, name, error (strings), i64 start,
  * log_bytes, gz_bytes, i32 status, exit_code, u32 flags, first_member, n_members, u32 0 */
 #define CAT_JOB_SIZE 72
+/* member: u64 offset, u32 size, u32 usize, u64 lead */
+#define CAT_MEMBER_SIZE 24
 /* dict: u32 trigram, u32 flags, u64 offset (in postings), u32 length, u32 CRC-32 */
 #define CAT_DICT_SIZE   24
 #define CAT_FOOTER_SIZE (CAT_N_SECTIONS * 20 + 32 + 4 + 8)
@@ -169,6 +174,18 @@ struct cat_seg_job {
         size_t tri_len;
 };
 
+/* A member's lead (catalog_member's lines and midline) coded and decoded. */
+static inline uint64_t cat_lead(const struct catalog_member *m)
+{
+        return m->lines << 1 | (uint64_t) m->midline;
+}
+
+static inline void cat_set_lead(struct catalog_member *m, uint64_t lead)
+{
+        m->lines = lead >> 1;
+        m->midline = lead & 1;
+}
+
 int cat_seg_job_parse(const unsigned char *payload, size_t len, struct cat_seg_job *ret);
 
 /* Reads the segment file fd: calls fn for each good record in order; stops at the first bad
@@ -246,6 +263,8 @@ void cat_sealed_writer_free(struct cat_sealed_writer *w);
 /* Row j of a sealed file (strings point into the map; no members array). */
 void cat_sealed_row(const struct cat_sealed *s, uint64_t j, struct catalog_row *ret,
                     uint32_t *ret_first_member);
+/* Member k of a sealed file (numbered across it). */
+void cat_sealed_member(const struct cat_sealed *s, uint64_t k, struct catalog_member *ret);
 /* Folder i of a sealed file. */
 void cat_sealed_folder(const struct cat_sealed *s, uint64_t i, struct cat_folder_state *ret);
 /* Appends the member numbers of dictionary entry i to *buf. -EBADMSG, -ENOMEM. */

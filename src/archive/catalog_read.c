@@ -22,9 +22,11 @@
 struct rrow {
         struct catalog_row row;
         int file;              /* index in files, or -1: the open segment */
-        uint32_t first_member; /* in its file */
+        uint32_t first_member; /* in its file (the open segment's: counted across it) */
         const unsigned char *tri;
         size_t tri_len;
+        const unsigned char *members; /* the open segment's: its members' varints */
+        size_t members_len;
 };
 
 struct rfolder {
@@ -47,6 +49,11 @@ struct catalog {
         struct rfolder *folders;
         size_t n_folders, n_slots;
         bool *may;
+        /* After catalog_match: per file (and for the open segment) a bit per member, set
+         * when a line starting in it may match. NULL: every member may. */
+        uint64_t **bits;
+        uint64_t *seg_bits;
+        uint64_t seg_members;
 };
 
 static void closedirp(DIR **d)
@@ -243,7 +250,16 @@ static int seg_record(void *userdata, unsigned char type, const unsigned char *p
 
                 if (cat_seg_job_parse(p, len, &j) < 0)
                         return 0;
-                r = (struct rrow){.row = j.row, .file = -1, .tri = j.tri, .tri_len = j.tri_len};
+                r = (struct rrow){.row = j.row,
+                                  .file = -1,
+                                  .first_member = (uint32_t) c->seg_members,
+                                  .tri = j.tri,
+                                  .tri_len = j.tri_len,
+                                  .members = j.members,
+                                  .members_len = j.members_len};
+                if (c->seg_members + j.row.n_members > UINT32_MAX)
+                        return 0;
+                c->seg_members += j.row.n_members;
                 return add_row(c, &r);
         }
         if (type != 'D' && type != 'R')
@@ -429,6 +445,16 @@ fail:
         return r;
 }
 
+static void free_bits(struct catalog *c)
+{
+        for (size_t i = 0; c->bits && i < c->n_files; i++)
+                free(c->bits[i]);
+        free(c->bits);
+        free(c->seg_bits);
+        c->bits = NULL;
+        c->seg_bits = NULL;
+}
+
 void catalog_free(struct catalog *c)
 {
         if (!c)
@@ -442,6 +468,7 @@ void catalog_free(struct catalog *c)
         free(c->rows);
         free(c->seg_data);
         free(c->may);
+        free_bits(c);
         free(c);
 }
 
@@ -558,62 +585,76 @@ static bool eval_list(const uint32_t *t, size_t n, const struct catalog_query *q
         return true;
 }
 
-/* A segment row: any of its members may match. Bad data: it may. */
-static bool eval_seg_row(const struct rrow *r, const struct catalog_query *q, uint32_t **buf,
-                         size_t *cap)
+static void set_bit(uint64_t *bits, uint64_t k)
+{
+        bits[k / 64] |= UINT64_C(1) << (k % 64);
+}
+
+/* A segment row: which of its members may match, into bits (from its first_member). Bad
+ * data: all may. Returns whether any may. */
+static bool eval_seg_row(const struct rrow *r, const struct catalog_query *q, uint64_t *bits,
+                         uint32_t **buf, size_t *cap)
 {
         const unsigned char *p = r->tri, *end = r->tri + r->tri_len;
+        bool any = false;
 
         for (uint32_t m = 0; m < r->row.n_members; m++) {
                 uint64_t count, d, v = 0;
                 size_t k = cat_varint_get(p, end, &count);
 
                 if (k == 0 || count > r->tri_len)
-                        return true;
+                        goto bad;
                 p += k;
                 if (count > *cap) {
                         uint32_t *nb = reallocarray(*buf, count, sizeof(*nb));
                         if (!nb)
-                                return true;
+                                goto bad;
                         *buf = nb;
                         *cap = count;
                 }
                 for (uint64_t i = 0; i < count; i++) {
                         k = cat_varint_get(p, end, &d);
                         if (k == 0)
-                                return true;
+                                goto bad;
                         p += k;
                         v += d;
                         (*buf)[i] = (uint32_t) v;
                 }
-                if (eval_list(*buf, count, q))
-                        return true;
+                if (eval_list(*buf, count, q)) {
+                        set_bit(bits, (uint64_t) r->first_member + m);
+                        any = true;
+                }
         }
-        return false;
+        return any;
+bad:
+        for (uint32_t m = 0; m < r->row.n_members; m++)
+                set_bit(bits, (uint64_t) r->first_member + m);
+        return true;
 }
 
 int catalog_match(struct catalog *c, const struct catalog_query *q)
 {
-        uint64_t **bits;
         uint32_t *buf = NULL;
         size_t cap = 0;
 
-        bits = calloc(c->n_files ? c->n_files : 1, sizeof(*bits));
-        if (!bits)
+        free_bits(c);
+        c->bits = calloc(c->n_files ? c->n_files : 1, sizeof(*c->bits));
+        c->seg_bits = calloc((c->seg_members + 63) / 64 + 1, sizeof(uint64_t));
+        if (!c->bits || !c->seg_bits) {
+                free_bits(c);
                 return -ENOMEM;
+        }
         for (size_t i = 0; i < c->n_files; i++) {
                 size_t words = (c->files[i].n_members + 63) / 64;
 
-                bits[i] = calloc(words ? words : 1, sizeof(uint64_t));
-                if (!bits[i]) {
-                        for (size_t k = 0; k < i; k++)
-                                free(bits[k]);
-                        free(bits);
+                c->bits[i] = calloc(words ? words : 1, sizeof(uint64_t));
+                if (!c->bits[i]) {
+                        free_bits(c);
                         return -ENOMEM;
                 }
                 /* A damaged list: every job of the file may match. */
-                if (eval_sealed(&c->files[i], q, bits[i], words) < 0)
-                        memset(bits[i], 0xff, (words ? words : 1) * sizeof(uint64_t));
+                if (eval_sealed(&c->files[i], q, c->bits[i], words) < 0)
+                        memset(c->bits[i], 0xff, (words ? words : 1) * sizeof(uint64_t));
         }
         for (size_t i = 0; i < c->n_rows; i++) {
                 const struct rrow *r = &c->rows[i];
@@ -621,18 +662,15 @@ int catalog_match(struct catalog *c, const struct catalog_query *q)
 
                 if (may) {
                 } else if (r->file < 0) {
-                        may = eval_seg_row(r, q, &buf, &cap);
+                        may = eval_seg_row(r, q, c->seg_bits, &buf, &cap);
                 } else {
                         for (uint32_t m = 0; m < r->row.n_members && !may; m++) {
                                 uint64_t k = (uint64_t) r->first_member + m;
-                                may = bits[r->file][k / 64] >> (k % 64) & 1;
+                                may = c->bits[r->file][k / 64] >> (k % 64) & 1;
                         }
                 }
                 c->may[i] = may;
         }
-        for (size_t i = 0; i < c->n_files; i++)
-                free(bits[i]);
-        free(bits);
         free(buf);
         return 0;
 }
@@ -640,6 +678,59 @@ int catalog_match(struct catalog *c, const struct catalog_query *q)
 bool catalog_row_may_match(const struct catalog *c, uint32_t i)
 {
         return i >= c->n_rows || c->may[i];
+}
+
+void cat_sealed_member(const struct cat_sealed *s, uint64_t k, struct catalog_member *ret)
+{
+        const unsigned char *p = s->map + s->off[CAT_S_MEMBERS] + k * CAT_MEMBER_SIZE;
+
+        *ret = (struct catalog_member){
+                .offset = cat_get64(p), .size = cat_get32(p + 8), .usize = cat_get32(p + 12)};
+        cat_set_lead(ret, cat_get64(p + 16));
+}
+
+int catalog_row_members(const struct catalog *c, uint32_t i, struct catalog_member **ret,
+                        size_t *ret_n)
+{
+        const struct rrow *r;
+        const uint64_t *bits;
+        struct catalog_member *m;
+        uint32_t n;
+
+        if (i >= c->n_rows || !c->rows[i].row.indexed)
+                return -ENOENT;
+        r = &c->rows[i];
+        n = r->row.n_members;
+        m = calloc(n ? n : 1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        if (r->file >= 0) {
+                for (uint32_t k = 0; k < n; k++)
+                        cat_sealed_member(&c->files[r->file], (uint64_t) r->first_member + k,
+                                          &m[k]);
+                bits = c->bits ? c->bits[r->file] : NULL;
+        } else {
+                struct cat_cursor cur = {.p = r->members, .end = r->members + r->members_len};
+
+                for (uint32_t k = 0; k < n; k++) {
+                        m[k].offset = cat_cursor_varint(&cur);
+                        m[k].size = (uint32_t) cat_cursor_varint(&cur);
+                        m[k].usize = (uint32_t) cat_cursor_varint(&cur);
+                        cat_set_lead(&m[k], cat_cursor_varint(&cur));
+                }
+                if (cur.bad) {
+                        free(m);
+                        return -EBADMSG;
+                }
+                bits = c->seg_bits;
+        }
+        for (uint32_t k = 0; k < n; k++) {
+                uint64_t b = (uint64_t) r->first_member + k;
+                m[k].may = !bits || (bits[b / 64] >> (b % 64) & 1);
+        }
+        *ret = m;
+        *ret_n = n;
+        return 0;
 }
 
 /* ---- checks and sizes ----------------------------------------------------------------------- */

@@ -95,6 +95,26 @@ static int count_jobs(void *userdata, unsigned char type, const unsigned char *p
         return 0;
 }
 
+/* Sealed files of another format version are never read (the reader counts them damaged,
+ * so their folders are read from their records): the writer removes them, and a reindex
+ * builds them again. A damaged file stays, as the reader leaves it out. */
+static void remove_other_versions(int dfd, const struct cat_file_ref *refs, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                unsigned char h[12];
+                int fd = openat(dfd, refs[i].name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+                bool other;
+
+                if (fd < 0)
+                        continue;
+                other = pread(fd, h, sizeof(h), 0) == (ssize_t) sizeof(h) &&
+                        memcmp(h, CAT_IDX_MAGIC, 8) == 0 && cat_get32(h + 8) != CATALOG_VERSION;
+                (void) close(fd);
+                if (other)
+                        (void) unlinkat(dfd, refs[i].name, 0);
+        }
+}
+
 int catalog_writer_open(int rootfd, unsigned seal_jobs, struct catalog_writer **ret)
 {
         struct catalog_writer *w;
@@ -123,6 +143,7 @@ int catalog_writer_open(int rootfd, unsigned seal_jobs, struct catalog_writer **
         r = cat_list_sealed(w->dfd, true, &refs, &n, &max_last);
         if (r < 0)
                 goto fail;
+        remove_other_versions(w->dfd, refs, n);
         free(refs);
 
         w->segfd = openat(w->dfd, "open", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
@@ -198,7 +219,9 @@ int catalog_writer_add(struct catalog_writer *w, const struct catalog_row *row,
                        const struct catalog_tri *tri)
 {
         size_t start = w->pending.len;
-        bool indexed = tri && !tri->overflow && tri->n_members == row->n_members;
+        /* Indexed only when every member's list and lead is known (a log read to its end). */
+        bool indexed = tri && !tri->overflow && !tri->pending && tri->lead &&
+                       tri->n_members == row->n_members && tri->n_written == tri->n_members;
         unsigned flags = (row->has_exit_code ? CAT_F_EXIT : 0) |
                          (row->has_error ? CAT_F_ERROR : 0) | (indexed ? CAT_F_INDEXED : 0);
         int r;
@@ -222,6 +245,7 @@ int catalog_writer_add(struct catalog_writer *w, const struct catalog_row *row,
                 cat_buf_varint(&w->pending, row->members ? row->members[i].offset : 0);
                 cat_buf_varint(&w->pending, row->members ? row->members[i].size : 0);
                 cat_buf_varint(&w->pending, row->members ? row->members[i].usize : 0);
+                cat_buf_varint(&w->pending, indexed ? tri->lead[i] : 0);
         }
         if (indexed) {
                 cat_buf_varint(&w->pending, tri->len);
@@ -519,6 +543,7 @@ static int seal_members(const struct cat_seg_job *job, struct catalog_member **b
                 (*buf)[i].offset = cat_cursor_varint(&c);
                 (*buf)[i].size = (uint32_t) cat_cursor_varint(&c);
                 (*buf)[i].usize = (uint32_t) cat_cursor_varint(&c);
+                cat_set_lead(&(*buf)[i], cat_cursor_varint(&c));
         }
         return c.bad ? -EBADMSG : 0;
 }
@@ -630,19 +655,14 @@ static int merge_files(struct catalog_writer *w, const struct cat_file_ref *in, 
                         for (uint32_t m = 0; m < row.n_members; m++)
                                 map[i][first + m] = removed ? UINT32_MAX : (uint32_t) members++;
                         if (!removed) {
-                                const unsigned char *mp =
-                                        f[i].map + f[i].off[CAT_S_MEMBERS] + (uint64_t) first * 16;
                                 struct catalog_member *ms =
                                         calloc(row.n_members ? row.n_members : 1, sizeof(*ms));
                                 if (!ms) {
                                         r = -ENOMEM;
                                         break;
                                 }
-                                for (uint32_t m = 0; m < row.n_members; m++) {
-                                        ms[m].offset = cat_get64(mp + 16 * m);
-                                        ms[m].size = cat_get32(mp + 16 * m + 8);
-                                        ms[m].usize = cat_get32(mp + 16 * m + 12);
-                                }
+                                for (uint32_t m = 0; m < row.n_members; m++)
+                                        cat_sealed_member(&f[i], first + m, &ms[m]);
                                 r = cat_sealed_writer_job(sw, &row, ms);
                                 free(ms);
                         }

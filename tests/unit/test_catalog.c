@@ -166,20 +166,98 @@ static void check(const char *root, unsigned n, int want)
         close(rootfd);
 }
 
+static size_t varint(const unsigned char *p, const unsigned char *end, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        for (size_t i = 0; i < 10 && p + i < end; i++) {
+                v |= (uint64_t) (p[i] & 0x7f) << (7 * i);
+                if (!(p[i] & 0x80)) {
+                        *ret = v;
+                        return i + 1;
+                }
+        }
+        return 0;
+}
+
+/* The number of trigrams in member m's list of tri, and whether tri_s (3 bytes) is one. */
+static size_t member_list(const struct catalog_tri *tri, uint32_t m, const char *tri_s, bool *has)
+{
+        const unsigned char *p = tri->data, *end = tri->data + tri->len;
+        uint32_t want = tri_s ? catalog_trigram((const unsigned char *) tri_s) : UINT32_MAX;
+        uint64_t count = 0, d, v;
+
+        *has = false;
+        for (uint32_t k = 0; k <= m; k++) {
+                size_t n = varint(p, end, &count);
+                assert_true(n > 0);
+                p += n;
+                v = 0;
+                for (uint64_t i = 0; i < count; i++) {
+                        n = varint(p, end, &d);
+                        assert_true(n > 0);
+                        p += n;
+                        v += d;
+                        if (k == m && v == want)
+                                *has = true;
+                }
+        }
+        return (size_t) count;
+}
+
 static void test_trigrams(void **state)
 {
         struct catalog_trigrams *t;
         struct catalog_tri tri = {0};
+        bool has;
 
         (void) state;
         assert_int_equal(catalog_trigrams_new(&t), 0);
         assert_int_equal(catalog_trigrams_member(t, "AbCd\nabcd", 9, &tri), 0);
+        assert_int_equal(catalog_tri_finish(&tri), 0);
         /* abc, bcd (folded, once each); none across the newline. */
         assert_int_equal(tri.n_members, 1);
         assert_int_equal(tri.data[0], 2);
         assert_int_equal(catalog_trigram((const unsigned char *) "a\nb"), UINT32_MAX);
         assert_int_equal(catalog_trigram((const unsigned char *) "ABC"),
                          catalog_trigram((const unsigned char *) "abc"));
+        catalog_tri_done(&tri);
+
+        /* A member's trigrams are its lines', whole: "ab|cdef\nxyz|w\n" as three members. The
+         * first holds abc..def (its line runs on into the second), the second xyz and yzw (the
+         * third only ends its line), the third none (no line starts in it). */
+        assert_int_equal(catalog_trigrams_member(t, "ab", 2, &tri), 0);
+        assert_int_equal(catalog_trigrams_member(t, "cdef\nxyz", 8, &tri), 0);
+        assert_int_equal(catalog_trigrams_member(t, "w\n", 2, &tri), 0);
+        assert_int_equal(catalog_tri_finish(&tri), 0);
+        assert_int_equal(tri.n_members, 3);
+        assert_int_equal(tri.n_written, 3);
+        assert_int_equal(member_list(&tri, 0, "bcd", &has), 4);
+        assert_true(has);
+        assert_int_equal(member_list(&tri, 0, "cde", &has), 4);
+        assert_true(has);
+        assert_int_equal(member_list(&tri, 1, "yzw", &has), 2);
+        assert_true(has);
+        assert_int_equal(member_list(&tri, 2, NULL, &has), 0);
+        /* Leads: newlines before << 1 | starts inside a line. */
+        assert_int_equal(tri.lead[0], 0);
+        assert_int_equal(tri.lead[1], 0 << 1 | 1);
+        assert_int_equal(tri.lead[2], 1 << 1 | 1);
+        catalog_tri_done(&tri);
+
+        /* A line over three members: "abc|def|g\nh". */
+        assert_int_equal(catalog_trigrams_member(t, "abc", 3, &tri), 0);
+        assert_int_equal(catalog_trigrams_member(t, "def", 3, &tri), 0);
+        assert_int_equal(tri.n_written, 0);
+        assert_int_equal(catalog_trigrams_member(t, "g\nh", 3, &tri), 0);
+        assert_int_equal(tri.n_written, 2);
+        assert_int_equal(catalog_tri_finish(&tri), 0);
+        assert_int_equal(tri.n_written, 3);
+        assert_int_equal(member_list(&tri, 0, "efg", &has), 5);
+        assert_true(has);
+        assert_int_equal(member_list(&tri, 1, NULL, &has), 0);
+        assert_int_equal(member_list(&tri, 2, NULL, &has), 0);
+        assert_int_equal(tri.lead[2], 0 << 1 | 1);
         catalog_tri_done(&tri);
         catalog_trigrams_free(t);
 }
