@@ -29,6 +29,17 @@ struct log_reader;
 int log_reader_open(int dfd, const char *name, unsigned threads, struct log_reader **ret);
 
 /*
+ * Opens name to read only members[0, n) of it (a blocked file's members, as the catalog
+ * lists them, in order; copied), each member's bytes in one call of log_reader_next, decoded
+ * on up to threads threads. -ESTALE when the file is not as long as the last member's end
+ * (it changed since the catalog listed it: read it whole), or -errno.
+ */
+struct gzblock_member;
+int log_reader_open_members(int dfd, const char *name, unsigned threads,
+                            const struct gzblock_member *members, size_t n, uint64_t file_size,
+                            struct log_reader **ret);
+
+/*
  * The next bytes of the log: *ret_buf points into the reader, valid until the next call.
  * Returns their length (> 0), 0 at the end, or a negative error (the same one again after).
  */

@@ -44,8 +44,11 @@ struct parallel {
 struct log_reader {
         int fd;
         int error;
-        struct gzblock_reader *seq; /* one member after the other, or */
-        struct parallel *par;       /* members decoded ahead on threads */
+        struct gzblock_reader *seq;  /* one member after the other, or */
+        struct parallel *par;        /* members decoded ahead on threads, or */
+        struct gzblock_decoder *dec; /* the members of list decoded here, in turn */
+        struct gzblock_member *list;
+        size_t n_list, pos;
 };
 
 const char *log_reader_strerror(int error)
@@ -113,10 +116,12 @@ static void parallel_free(struct parallel *p)
  * the file is read in parallel, 0 when it is not worth it or not blocked (read it in
  * order), or -ENOMEM.
  */
+static int parallel_run(struct log_reader *r, unsigned threads, struct gzblock_member *members,
+                        size_t n);
+
 static int parallel_start(struct log_reader *r, unsigned threads)
 {
         struct gzblock_member *members = NULL;
-        struct parallel *p;
         size_t n = 0;
 
         if (gzblock_list(r->fd, &members, &n) < 0 || n < PARALLEL_MIN_MEMBERS) {
@@ -124,6 +129,15 @@ static int parallel_start(struct log_reader *r, unsigned threads)
                 free(members);
                 return 0;
         }
+        return parallel_run(r, threads, members, n);
+}
+
+/* Decodes members[0, n) (taken over) on threads. Returns 1, or -ENOMEM. */
+static int parallel_run(struct log_reader *r, unsigned threads, struct gzblock_member *members,
+                        size_t n)
+{
+        struct parallel *p;
+
         if (threads > MAX_THREADS)
                 threads = MAX_THREADS;
         if (threads > n)
@@ -221,6 +235,9 @@ ssize_t log_reader_next(struct log_reader *r, const char **ret_buf)
                 return r->error;
         if (r->par)
                 n = parallel_next(r->par, &buf);
+        else if (r->dec)
+                n = r->pos < r->n_list ? gzblock_decode(r->dec, r->fd, &r->list[r->pos++], &buf)
+                                       : 0;
         else
                 n = gzblock_read(r->seq, &buf);
         if (n < 0)
@@ -235,6 +252,52 @@ void log_reader_free(struct log_reader *r)
                 return;
         parallel_free(r->par);
         gzblock_reader_free(r->seq);
+        gzblock_decoder_free(r->dec);
+        free(r->list);
         (void) safe_close(r->fd);
         free(r);
+}
+
+int log_reader_open_members(int dfd, const char *name, unsigned threads,
+                            const struct gzblock_member *members, size_t n, uint64_t file_size,
+                            struct log_reader **ret)
+{
+        struct gzblock_member *list;
+        struct log_reader *r;
+        struct stat st;
+        int k;
+
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->fd = file_open_at(dfd, name, &st);
+        if (r->fd < 0) {
+                k = r->fd;
+                free(r);
+                return k;
+        }
+        if ((uint64_t) st.st_size != file_size) {
+                log_reader_free(r);
+                return -ESTALE;
+        }
+        list = malloc((n ? n : 1) * sizeof(*list));
+        if (!list) {
+                log_reader_free(r);
+                return -ENOMEM;
+        }
+        if (n)
+                memcpy(list, members, n * sizeof(*list));
+        if (threads > 1 && n > 1) {
+                k = parallel_run(r, threads, list, n);
+        } else {
+                r->list = list;
+                r->n_list = n;
+                k = gzblock_decoder_new(&r->dec);
+        }
+        if (k < 0) {
+                log_reader_free(r);
+                return k;
+        }
+        *ret = r;
+        return 0;
 }

@@ -14,6 +14,7 @@
 #include "archive_scan.h"
 #include "catalog.h"
 #include "catalog_plan.h"
+#include "grep_members.h"
 #include "cli.h"
 #include "cli_s3.h"
 #include "config.h"
@@ -746,6 +747,8 @@ struct engine {
                 size_t n;
         } * ahead;
         size_t n_ahead, cap_ahead, ahead_jobs;
+        /* The members of the jobs read that the catalog lists, and those of them decoded. */
+        atomic_size_t members_seen, members_read;
 };
 
 struct flush_ctx {
@@ -791,6 +794,32 @@ static int flush_when_turn(struct obuf *b, void *userdata)
         return 0;
 }
 
+/* Searches the members of j that the catalog says may match: as grep_members(), -ESTALE
+ * when the catalog does not know them (or all may match): read the log whole. */
+static int search_members(struct engine *e, const struct scan_job *j, struct grep_job *g, int dfd,
+                          const char *name, unsigned threads)
+{
+        struct catalog_member *m = NULL;
+        size_t n = 0, may = 0, decoded = 0;
+        int r;
+
+        if (!e->cat || j->catalog_row < 0 || !grep_members_usable(e->o) ||
+            catalog_row_members(e->cat, (uint32_t) j->catalog_row, &m, &n) < 0)
+                return -ESTALE;
+        for (size_t k = 0; k < n; k++)
+                may += m[k].may;
+        atomic_fetch_add(&e->members_seen, n);
+        if (may == n) {
+                atomic_fetch_add(&e->members_read, n);
+                free(m);
+                return -ESTALE;
+        }
+        r = grep_members(g, dfd, name, threads, m, n, &decoded);
+        atomic_fetch_add(&e->members_read, decoded);
+        free(m);
+        return r;
+}
+
 /* Searches job i, j, into its slot, decoding its members on decode_threads. Returns 1 when it
  * selected a line, 0, or -ENOMEM. */
 static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsigned decode_threads,
@@ -832,10 +861,14 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
                 goto fail;
         }
         (void) snprintf(name_buf, sizeof(name_buf), "%s.log.gz", j->key);
-        r = log_reader_open(dfd, name_buf, decode_threads, &rd);
+        r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
         if (r < 0)
                 goto fail;
-        r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
+        /* Only the members that may hold a match, when the catalog knows them. */
+        r = search_members(e, j, g, dfd, name_buf, decode_threads);
+        if (r != -ESTALE)
+                goto done;
+        r = log_reader_open(dfd, name_buf, decode_threads, &rd);
         if (r < 0)
                 goto fail;
         for (;;) {
@@ -849,6 +882,7 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
                 if (r < 0 || grep_job_satisfied(g))
                         break;
         }
+done:
         /* What was found before an error still counts and is printed, as grep does. */
         {
                 int k;
@@ -1424,8 +1458,9 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         ahead_drop(&e); /* what a scan error left unpushed */
         engine_finish(&e);
         if (getenv("CJA_CATALOG_STATS") && strcmp(getenv("CJA_CATALOG_STATS"), "1") == 0)
-                fprintf(stderr, "%s: catalog: %zu of %zu jobs read\n", ctx->prog,
-                        atomic_load(&e.jobs_read), atomic_load(&e.jobs_seen));
+                fprintf(stderr, "%s: catalog: %zu of %zu jobs read, %zu of %zu members\n",
+                        ctx->prog, atomic_load(&e.jobs_read), atomic_load(&e.jobs_seen),
+                        atomic_load(&e.members_read), atomic_load(&e.members_seen));
         if (r < 0 && r != e.fatal && r != -ECANCELED) {
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
                 goto out;

@@ -1303,6 +1303,19 @@ int grep_job_feed(struct grep_job *g, const char *data, size_t len)
         return 0;
 }
 
+int grep_job_jump(struct grep_job *g, uint64_t line)
+{
+        int r = 0;
+
+        /* A line left open would be a caller's mistake: it is searched as it is. */
+        if (g->win && g->win_len > g->win_start && !grep_job_satisfied(g))
+                r = search_lines(g, g->win, g->win_start, g->win_len);
+        g->win_len = g->win_start = 0;
+        g->win_start_line = line;
+        g->after_left = 0;
+        return r < 0 ? r : g->out->error;
+}
+
 int grep_job_finish(struct grep_job *g)
 {
         int r = 0;

@@ -102,6 +102,12 @@ int grep_job_new(const struct matcher *m, struct matcher_scratch *s, const struc
 int grep_job_whole(struct grep_job *g, const char *data, size_t len);
 /* The next bytes of the log. Returns 0, -ENOMEM, -E2BIG (a line over the limit, or PCRE2). */
 int grep_job_feed(struct grep_job *g, const char *data, size_t len);
+/*
+ * The next bytes fed start the log's line number line, after a gap (lines the catalog says
+ * cannot match, not read). What was fed before must end with a whole line. Not with context
+ * (-A, -B, -C: the lines around a match may be in the gap) nor -v. Returns as feed.
+ */
+int grep_job_jump(struct grep_job *g, uint64_t line);
 /* The end of the log: searches what is left and writes -c / -l lines. Returns as feed. */
 int grep_job_finish(struct grep_job *g);
 /* True when more input cannot change the output (-l found, -m reached): stop reading. */

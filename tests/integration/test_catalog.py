@@ -248,6 +248,140 @@ class CatalogTest(unittest.TestCase):
             self.same(["search", "--color=never"] + q)
 
 
+BLOCK = 256 * 1024
+
+
+def big_log(rng, tag, size):
+    """A log of about size bytes whose marks sit where members split: a line cut by a
+    member's end (the mark across it), a line over three members (its mark at its end, in
+    the third), and a mark in the last member only."""
+    out, n = [], 0
+
+    def line(text):
+        nonlocal n
+        out.append(text)
+        n += len(text)
+
+    k = 0
+    while n < size:
+        for boundary in (BLOCK, 2 * BLOCK):
+            if n + 20 < boundary <= n + 200:
+                # The boundary falls inside "crossmark-...": its trigrams are in neither
+                # member alone.
+                pad = boundary - n - 14
+                line("x" * max(pad, 0) + " [stdout] crossmark-%s-%d done\n" % (tag, boundary))
+        if 3 * BLOCK - 1000 < n < 3 * BLOCK:
+            # One line of 600 KiB: it starts in a member and ends two members later.
+            line("longline " + "y" * (600 * 1024) + " longmark-%s\n" % tag)
+        k += 1
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+        line("2026/09/01 10:00:%02d.%09d [stdout] %s req-%06d\n"
+             % (k % 60, k, words, rng.randint(0, 999999)))
+    line("2026/09/01 11:00:00.000000000 [stdout] latemark-%s the end\n" % tag)
+    line("no newline at the end latemark-%s" % tag)
+    return "".join(out)
+
+
+class CatalogMembersTest(unittest.TestCase):
+    """Logs of many members (over 256 KiB): search decodes only the members that may match,
+    and prints what a full scan prints, line numbers, counts and all."""
+
+    @classmethod
+    def setUpClass(cls):
+        rng = random.Random(int(os.environ.get("CJA_CATALOG_SEED", "23")))
+        cls.tmp = tempfile.mkdtemp(prefix="cja-catalog-members-")
+        cls.archive = os.path.join(cls.tmp, "archive")
+        specs, cls.logs = [], {}
+        for i in range(6):
+            log = big_log(rng, "j%d" % i, 1_400_000 + 90_000 * i) if i % 2 == 0 else \
+                gen_log(rng, i)
+            cls.logs["j%d" % i] = log
+            specs.append(make_jobspec("big%02d%010d" % (0, i),
+                                      start_time="2026-09-01T10:%02d:00Z" % i, log=log))
+        guid = new_guid()
+        cls.fc = FakeConnect({guid: specs})
+        cls.fc.start()
+        cls.cfg = write_config(cls.tmp, cls.fc.url, cls.archive, content=[(guid, None)])
+        # A seal every 4 jobs: rows in a sealed file and in the open segment.
+        p = run_archiver(["--config", cls.cfg, "--once"], env={"CJA_CATALOG_SEAL_JOBS": "4"})
+        assert p.returncode == 0, p.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fc.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def search(self, args, env=None):
+        return run_jobs(["--archive", self.archive, "search", "--color=never"] + args,
+                        env=env, text=False)
+
+    def same(self, args):
+        a, b = self.search(args), self.search(args, env={"CJA_CATALOG": "0"})
+        self.assertEqual((a.returncode, a.stdout, a.stderr), (b.returncode, b.stdout, b.stderr),
+                         args)
+        return a
+
+    def members(self, args):
+        p = run_jobs(["--archive", self.archive, "search", "--color=never"] + args,
+                     env={"CJA_CATALOG_STATS": "1"}, text=True)
+        m = re.search(r"catalog: (\d+) of (\d+) jobs read, (\d+) of (\d+) members", p.stderr)
+        self.assertIsNotNone(m, p.stderr)
+        return p, [int(x) for x in m.groups()]
+
+    def test_late_and_crossing_matches(self):
+        for tag in ("j0", "j2", "j4"):
+            for pat in ("latemark-" + tag, "crossmark-%s-%d" % (tag, BLOCK),
+                        "crossmark-%s-%d" % (tag, 2 * BLOCK), "longmark-" + tag,
+                        "longline y", "mark-%s" % tag):
+                for opts in ([], ["-H"], ["-c"], ["-o"], ["-m", "1"], ["-l"], ["-i"], ["-w"],
+                             ["-h"], ["-C", "1"], ["-A", "2"], ["-B", "1"], ["-x"],
+                             ["-F"]):
+                    p = self.same(opts + ["-e", pat])
+                    if opts in ([], ["-c"], ["-C", "1"]):
+                        self.assertEqual(p.returncode, 0, (opts, pat, p.stderr))
+        # Several patterns, an ERE, one absent.
+        for args in (["-e", "latemark-j0", "-e", "crossmark-j2"], ["-e", "(late|cross)mark-j4"],
+                     ["-e", "req-0000[0-9]"], ["-e", "zz-absent-zz"],
+                     ["-c", "-e", "latemark-j[0-9]"]):
+            self.same(args)
+        p = run_jobs(["--archive", self.archive, "-o", "json", "search", "latemark-j2"],
+                     text=False)
+        q = run_jobs(["--archive", self.archive, "-o", "json", "search", "latemark-j2"],
+                     env={"CJA_CATALOG": "0"}, text=False)
+        self.assertEqual((p.returncode, p.stdout), (q.returncode, q.stdout))
+
+    def touched(self, tag, mark):
+        """The members of job tag that the lines holding mark lie in (a line's newline
+        included): what search decodes for it."""
+        log, out = self.logs[tag], set()
+        for m in re.finditer(re.escape(mark), log):
+            start = log.rfind("\n", 0, m.start()) + 1
+            end = log.find("\n", m.end())
+            end = len(log) if end < 0 else end + 1
+            out.update(range(start // BLOCK, (end - 1) // BLOCK + 1))
+        return len(out), (len(log) + BLOCK - 1) // BLOCK
+
+    def test_only_candidate_members_decoded(self):
+        for tag, mark, want in (("j4", "latemark-j4", 1), ("j0", "longmark-j0", 4),
+                                ("j2", "crossmark-j2-%d" % BLOCK, 2),
+                                ("j2", "crossmark-j2-%d" % (2 * BLOCK), 2)):
+            touched, total = self.touched(tag, mark)
+            self.assertEqual(touched, want, (tag, mark))  # the log is as meant
+            p, (jobs, seen, dec, members) = self.members(["-e", mark])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual((jobs, seen, dec, members), (1, 6, touched, total),
+                             (mark, p.stderr))
+
+    def test_reindexed_the_same(self):
+        p = run_jobs(["--archive", self.archive, "reindex"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for args in (["-e", "latemark-j4"], ["-c", "-e", "crossmark"],
+                     ["-e", "longmark-j0"]):
+            self.same(args)
+        p, (jobs, seen, dec, members) = self.members(["-e", "latemark-j4"])
+        self.assertEqual((jobs, dec), (1, 1), p.stderr)
+
+
 class CatalogKillTest(unittest.TestCase):
     """kill -9 while the catalog is appended, sealed and merged (a seal every 3 jobs, so most
     kills land in one): the catalog left behind answers as a full scan does, and the next run
@@ -302,7 +436,7 @@ class CatalogKillTest(unittest.TestCase):
 
     def assert_catalog_answers_as_a_scan(self, archive, when):
         for args in (["ls", "-o", "json"], ["search", "-c", "-F", "juliet"],
-                     ["search", "-n", "-i", "-e", "kilo lima"]):
+                     ["search", "-H", "-i", "-e", "kilo lima"]):
             a = run_jobs(["--archive", archive] + args, text=False)
             b = run_jobs(["--archive", archive] + args, env={"CJA_CATALOG": "0"}, text=False)
             self.assertEqual((a.returncode, a.stdout), (b.returncode, b.stdout),
