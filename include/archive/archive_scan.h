@@ -29,6 +29,9 @@ struct scan_filter {
         /* The search catalog (catalog.h), or NULL: a day folder it covers as the folder is now
          * is answered from its rows instead of the records (the same jobs, the same fields). */
         const struct catalog *catalog;
+        /* With catalog: counts (atomically) the day folders it did not cover, which were read
+         * from their records (NULL: not counted). */
+        size_t *uncovered;
         bool newest_first; /* the order: the newest date first, each date's jobs newest first */
 };
 

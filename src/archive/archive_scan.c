@@ -557,6 +557,8 @@ static int read_day(struct scan *s, const struct day *day, struct json_tokener *
                 r = read_day_catalog(s, day, dirfd(dir), path, out);
                 if (r != 0)
                         return r < 0 ? r : 0;
+                if (s->f->uncovered)
+                        (void) __atomic_fetch_add(s->f->uncovered, 1, __ATOMIC_RELAXED);
         }
         if (s->f->keys) {
                 /* Named keys: look each up, no listing (finding one job by key is cheap). */

@@ -637,6 +637,7 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         _cleanup_close_ int rootfd = -1;
         struct catalog *cat = NULL;
         unsigned warnings = 0;
+        size_t uncovered = 0;
         bool reverse = false;
         int opt, r;
 
@@ -682,6 +683,7 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         /* the job table, where it covers (in S3: the bucket's, owned by the cache) */
         cat = c.s3 ? NULL : catalog_plan_open(rootfd, NULL, NULL, NULL);
         c.f.catalog = c.s3 ? cli_s3_catalog(c.s3) : cat;
+        c.f.uncovered = &uncovered;
         struct table t = {.c = &c, .wname = 7, .wkey = 3, .wtag = 3};
         c.f.newest_first = reverse;
         r = archive_scan_dates(rootfd, &c.f, scan_warn_print, &c, ls_batch, &t, &warnings);
@@ -694,6 +696,8 @@ int archive_cmd_ls(struct cli *cli, int argc, char **argv)
         }
         if (warnings > 0)
                 t.status = 1;
+        if (cat)
+                catalog_plan_notice(ctx->prog, uncovered);
         if (!c.json)
                 table_print(&t);
         if (fflush(stdout) != 0)
@@ -1391,6 +1395,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         struct catalog *cat = NULL;
         _cleanup_close_ int rootfd = -1;
         unsigned warnings = 0;
+        size_t uncovered = 0;
         char err[300];
         char **sargv = NULL;
         int r, status = 2, sargc = 0;
@@ -1444,6 +1449,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 c.f.catalog = cat;
                 e.cat = cat;
         }
+        c.f.uncovered = &uncovered;
         e.m = m;
         e.rootfd = rootfd;
         /* The search starts on the first date's jobs while the later dates are scanned. */
@@ -1461,6 +1467,8 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 fprintf(stderr, "%s: catalog: %zu of %zu jobs read, %zu of %zu members\n",
                         ctx->prog, atomic_load(&e.jobs_read), atomic_load(&e.jobs_seen),
                         atomic_load(&e.members_read), atomic_load(&e.members_seen));
+        if (cat && !a.no_messages)
+                catalog_plan_notice(ctx->prog, uncovered);
         if (r < 0 && r != e.fatal && r != -ECANCELED) {
                 fprintf(stderr, "%s: %s: %s\n", ctx->prog, ctx->archive_dir, strerror(-r));
                 goto out;

@@ -1,6 +1,7 @@
 /* The search's query planner over the catalog's trigrams (catalog_plan.h). */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -709,4 +710,14 @@ struct catalog *catalog_plan_open(int rootfd, const char *patterns, const struct
         }
         catalog_query_free(q);
         return c;
+}
+
+void catalog_plan_notice(const char *prog, size_t uncovered)
+{
+        if (uncovered == 0)
+                return;
+        fprintf(stderr,
+                "%s: the catalog does not cover %zu day folder%s (missing, changed since, or "
+                "damaged): read from %s records; 'connect-jobs reindex' rebuilds it\n",
+                prog, uncovered, uncovered == 1 ? "" : "s", uncovered == 1 ? "its" : "their");
 }

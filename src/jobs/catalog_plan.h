@@ -45,3 +45,10 @@ struct catalog_query *catalog_plan(const char *patterns, const struct grep_opts 
  */
 struct catalog *catalog_plan_open(int rootfd, const char *patterns, const struct grep_opts *o,
                                   const struct matcher *m);
+
+/*
+ * After ls or search with a catalog: says on stderr, once, how many day folders it did not
+ * cover (missing from it, changed since, or in a damaged file), which were read from their
+ * records instead. The results are the same; it says that the catalog should be rebuilt.
+ */
+void catalog_plan_notice(const char *prog, size_t uncovered);

@@ -35,6 +35,16 @@ def gen_log(rng, i, big=False):
     return "".join(lines)
 
 
+NOTICE = re.compile(rb"^connect-jobs: the catalog does not cover (\d+) day folders? "
+                    rb"\(missing, changed since, or damaged\): read from (its|their) records; "
+                    rb"'connect-jobs reindex' rebuilds it\n", re.M)
+
+
+def split_notice(stderr):
+    """stderr without the catalog's notice, and the notices' folder counts."""
+    return NOTICE.sub(b"", stderr), [int(m.group(1)) for m in NOTICE.finditer(stderr)]
+
+
 class CatalogTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -74,10 +84,16 @@ class CatalogTest(unittest.TestCase):
         env = {} if catalog else {"CJA_CATALOG": "0"}
         return run_jobs(["--archive", self.archive] + args, env=env, text=False)
 
-    def same(self, args):
+    def same(self, args, covered=True):
+        """The same output with the catalog as without; covered: the catalog covers every
+        folder (no notice), False: it says it does not, once, on stderr."""
         a, b = self.cj(args), self.cj(args, catalog=False)
-        self.assertEqual((a.returncode, a.stdout, a.stderr), (b.returncode, b.stdout, b.stderr),
+        err, notices = split_notice(a.stderr)
+        self.assertEqual((a.returncode, a.stdout, err), (b.returncode, b.stdout, b.stderr),
                          args)
+        # (A pattern refused ends before any folder is read: nothing to say.)
+        if covered is not None and not (b.returncode == 2 and not b.stdout):
+            self.assertEqual(len(notices), 0 if covered else 1, (args, a.stderr))
         return a
 
     def queries(self, n=30):
@@ -219,22 +235,34 @@ class CatalogTest(unittest.TestCase):
         saved = {n: open(os.path.join(self.catdir, n), "rb").read() for n in files}
         rng = random.Random(5)
         qs = self.queries(6)
+        noticed = 0
         try:
             for name, data in saved.items():
                 for _ in range(4):
                     path = os.path.join(self.catdir, name)
-                    if rng.random() < 0.5:
+                    cut = rng.random() < 0.5
+                    if cut:
                         damaged = data[:rng.randrange(len(data))]
                     else:
                         off = rng.randrange(len(data))
                         damaged = data[:off] + bytes([data[off] ^ 0x41]) + data[off + 1:]
                     with open(path, "wb") as f:
                         f.write(damaged)
-                    self.same(["ls"])
+                    # A damage the reader sees leaves folders uncovered, and it says so: a sealed
+                    # file cut short always (a flipped byte in a posting list is found only
+                    # when the list is read, and then its file's jobs are all read).
+                    a = self.same(["ls"], covered=None)
+                    uncovered = split_notice(a.stderr)[1]
+                    if cut and name.endswith(".cat"):
+                        self.assertEqual(len(uncovered), 1, (name, a.stderr))
+                        noticed += 1
                     for q in qs:
-                        self.same(["search", "--color=never"] + q)
+                        self.same(["search", "--color=never"] + q,
+                                  covered=None if "-q" in q else not uncovered)
                     with open(path, "wb") as f:
                         f.write(data)
+            self.assertGreater(noticed, 0)
+            self.same(["ls"])  # whole again: no notice
         finally:
             for name, data in saved.items():
                 with open(os.path.join(self.catdir, name), "wb") as f:
