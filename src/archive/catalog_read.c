@@ -506,11 +506,60 @@ void catalog_query_free(struct catalog_query *q)
         free(q);
 }
 
+/* What evaluating q over a sealed file costs, in posting bytes: a trigram's list length (0
+ * when it is absent: the list is empty), an AND its cheapest part (it stops when empty), an OR
+ * the sum of its parts. For evaluating an AND's parts rarest first, as Cox and Zoekt do. */
+static uint64_t cost_sealed(const struct cat_sealed *s, const struct catalog_query *q)
+{
+        uint64_t c = 0;
+        int64_t e;
+
+        switch (q->op) {
+        case CATALOG_Q_ALL:
+                return UINT64_MAX / 4;
+        case CATALOG_Q_NONE:
+                return 0;
+        case CATALOG_Q_TRI:
+                e = cat_sealed_find(s, q->tri);
+                return e < 0 ? 0
+                             : cat_get32(s->map + s->off[CAT_S_DICT] +
+                                         (uint64_t) e * CAT_DICT_SIZE + 16);
+        case CATALOG_Q_AND:
+                c = UINT64_MAX / 4;
+                for (size_t i = 0; i < q->n_sub; i++) {
+                        uint64_t k = cost_sealed(s, q->sub[i]);
+                        if (k < c)
+                                c = k;
+                }
+                return c;
+        case CATALOG_Q_OR:
+                for (size_t i = 0; i < q->n_sub && c < UINT64_MAX / 4; i++)
+                        c += cost_sealed(s, q->sub[i]);
+                return c;
+        }
+        return UINT64_MAX / 4;
+}
+
+struct ranked {
+        uint64_t cost;
+        size_t i;
+};
+
+static int compare_ranked(const void *x, const void *y)
+{
+        const struct ranked *a = x, *b = y;
+
+        if (a->cost != b->cost)
+                return a->cost < b->cost ? -1 : 1;
+        return a->i < b->i ? -1 : a->i > b->i;
+}
+
 /* q over a sealed file's members into bits (words words). -EBADMSG, -ENOMEM. */
 static int eval_sealed(const struct cat_sealed *s, const struct catalog_query *q, uint64_t *bits,
                        size_t words)
 {
         _cleanup_free_ uint64_t *tmp = NULL;
+        _cleanup_free_ struct ranked *order = NULL;
         int64_t e;
         int r;
 
@@ -528,13 +577,26 @@ static int eval_sealed(const struct cat_sealed *s, const struct catalog_query *q
         case CATALOG_Q_AND:
         case CATALOG_Q_OR:
                 tmp = malloc(words * sizeof(*tmp));
-                if (!tmp)
+                order = calloc(q->n_sub ? q->n_sub : 1, sizeof(*order));
+                if (!tmp || !order)
                         return -ENOMEM;
+                for (size_t i = 0; i < q->n_sub; i++)
+                        order[i] = (struct ranked){
+                                q->op == CATALOG_Q_AND ? cost_sealed(s, q->sub[i]) : 0, i};
+                /* An AND's parts rarest first: the first empty one ends it. */
+                if (q->op == CATALOG_Q_AND && q->n_sub > 1)
+                        qsort(order, q->n_sub, sizeof(*order), compare_ranked);
                 memset(bits, q->op == CATALOG_Q_AND ? 0xff : 0, words * sizeof(*bits));
                 for (size_t i = 0; i < q->n_sub; i++) {
                         bool any = false;
 
-                        r = eval_sealed(s, q->sub[i], tmp, words);
+                        if (q->op == CATALOG_Q_AND && order[i].cost == 0 &&
+                            q->sub[order[i].i]->op != CATALOG_Q_ALL) {
+                                /* An absent trigram (or NONE): nothing can match. */
+                                memset(bits, 0, words * sizeof(*bits));
+                                break;
+                        }
+                        r = eval_sealed(s, q->sub[order[i].i], tmp, words);
                         if (r < 0)
                                 return r;
                         for (size_t w = 0; w < words; w++) {
