@@ -21,6 +21,23 @@
 #include "macro.h"
 #include "util.h"
 
+ssize_t cat_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+        size_t done = 0;
+
+        while (done < len) {
+                ssize_t n = pread(fd, (char *) buf + done, len - done, (off_t) (off + done));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        return (ssize_t) done;
+}
+
 uint32_t cat_crc32(uint32_t crc, const void *data, size_t len)
 {
         return libdeflate_crc32(crc, data, len);
@@ -280,14 +297,36 @@ static int pend_add(struct catalog_tri *out, const uint32_t *list, size_t n)
         return 0;
 }
 
+/* found (and tmp, for sorting) holding at least n + 1 trigrams: they grow with what a
+ * member holds (tens of thousands), not with its bytes. */
+static int found_grow(struct catalog_trigrams *t, size_t n)
+{
+        size_t cap = t->cap ? t->cap : 16384;
+        uint32_t *f, *tmp;
+
+        while (cap <= n)
+                cap *= 2;
+        f = realloc(t->found, cap * sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        t->found = f;
+        tmp = realloc(t->tmp, cap * sizeof(*tmp));
+        if (!tmp)
+                return -ENOMEM;
+        t->tmp = tmp;
+        t->cap = cap;
+        return 0;
+}
+
 /* The distinct trigrams of p[*i, len) up to a newline (stop_at_newline) or the end, into
- * t->found; v and run carry the bytes before. Returns how many. */
-static size_t collect(struct catalog_trigrams *t, const unsigned char *p, size_t len, size_t *i,
-                      bool stop_at_newline, struct catalog_tri *out)
+ * t->found (*ret_n of them); v and run carry the bytes before. -ENOMEM. */
+static int collect(struct catalog_trigrams *t, const unsigned char *p, size_t len, size_t *i,
+                   bool stop_at_newline, struct catalog_tri *out, size_t *ret_n)
 {
         uint32_t v = out->carry;
         unsigned run = out->run;
         size_t n = 0, k = *i;
+        int r = 0;
 
         for (; k < len; k++) {
                 unsigned char c = p[k];
@@ -306,6 +345,8 @@ static size_t collect(struct catalog_trigrams *t, const unsigned char *p, size_t
                 }
                 uint64_t bit = UINT64_C(1) << (v & 63);
                 if (!(t->seen[v >> 6] & bit)) {
+                        if (n >= t->cap && (r = found_grow(t, n)) < 0)
+                                break;
                         t->seen[v >> 6] |= bit;
                         t->found[n++] = v;
                 }
@@ -315,30 +356,17 @@ static size_t collect(struct catalog_trigrams *t, const unsigned char *p, size_t
         out->carry = v;
         out->run = run;
         *i = k;
-        return n;
+        *ret_n = n;
+        return r;
 }
 
 int catalog_trigrams_member(struct catalog_trigrams *t, const void *data, size_t len,
                             struct catalog_tri *out)
 {
         const unsigned char *p = data;
-        size_t n, i = 0;
+        size_t n = 0, i = 0;
         int r;
 
-        /* At most one trigram a byte. */
-        if (len > t->cap) {
-                uint32_t *f = realloc(t->found, len * sizeof(*f));
-                uint32_t *tmp;
-
-                if (!f)
-                        return -ENOMEM;
-                t->found = f;
-                tmp = realloc(t->tmp, len * sizeof(*tmp));
-                if (!tmp)
-                        return -ENOMEM;
-                t->tmp = tmp;
-                t->cap = len;
-        }
         if (out->n_members == out->lead_cap) {
                 size_t cap = out->lead_cap ? 2 * out->lead_cap : 8;
                 uint64_t *l = reallocarray(out->lead, cap, sizeof(*l));
@@ -352,8 +380,9 @@ int catalog_trigrams_member(struct catalog_trigrams *t, const void *data, size_t
                 out->lines << 1 | (uint64_t) (out->n_members > 0 && out->in_line);
         if (out->pending) {
                 /* The rest of the line the member before ends in is that member's. */
-                n = collect(t, p, len, &i, true, out);
-                r = pend_add(out, t->found, n);
+                r = collect(t, p, len, &i, true, out, &n);
+                if (r >= 0)
+                        r = pend_add(out, t->found, n);
                 if (r < 0)
                         return r;
                 if (i == len) {
@@ -373,7 +402,9 @@ int catalog_trigrams_member(struct catalog_trigrams *t, const void *data, size_t
                 out->run = 0;
                 i++;
         }
-        n = collect(t, p, len, &i, false, out);
+        r = collect(t, p, len, &i, false, out, &n);
+        if (r < 0)
+                return r;
         if (len > 0)
                 out->in_line = p[len - 1] != '\n';
         out->n_members++;
@@ -543,6 +574,70 @@ int cat_seg_job_parse(const unsigned char *payload, size_t len, struct cat_seg_j
         if (c.bad || !r->folder || !r->key || c.p != c.end)
                 return -EBADMSG;
         return 0;
+}
+
+int cat_seg_stream(int fd, uint64_t *ret_id, uint64_t *ret_good_end, bool *ret_torn,
+                   cat_record_at_fn *fn, void *userdata)
+{
+        unsigned char h[CAT_HEADER_SIZE], *buf = NULL;
+        size_t cap = 0;
+        uint64_t off = CAT_HEADER_SIZE;
+        struct stat st;
+        int r = 0;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size < CAT_HEADER_SIZE || cat_pread(fd, h, sizeof(h), 0) != (ssize_t) sizeof(h))
+                return -EBADMSG;
+        if (memcmp(h, CAT_SEG_MAGIC, 8) != 0 || cat_get32(h + 8) != CATALOG_VERSION ||
+            cat_get32(h + 24) != cat_crc32(0, h, 24) || cat_get32(h + 28) != 0)
+                return -EBADMSG;
+        *ret_id = cat_get64(h + 16);
+        *ret_torn = false;
+        while (off < (uint64_t) st.st_size) {
+                unsigned char fr[8];
+                uint32_t len, crc;
+                ssize_t k;
+
+                if ((uint64_t) st.st_size - off < 8 ||
+                    cat_pread(fd, fr, sizeof(fr), (off_t) off) != (ssize_t) sizeof(fr)) {
+                        *ret_torn = true;
+                        break;
+                }
+                len = cat_get32(fr);
+                crc = cat_get32(fr + 4);
+                if (len == 0 || len > (uint64_t) st.st_size - off - 8) {
+                        *ret_torn = true;
+                        break;
+                }
+                if (len > cap) {
+                        unsigned char *nb = realloc(buf, len);
+                        if (!nb) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        buf = nb;
+                        cap = len;
+                }
+                k = cat_pread(fd, buf, len, (off_t) (off + 8));
+                if (k < 0) {
+                        r = (int) k;
+                        break;
+                }
+                if ((size_t) k != len || cat_crc32(cat_crc32(0, fr, 4), buf, len) != crc) {
+                        *ret_torn = true;
+                        break;
+                }
+                if (fn) {
+                        r = fn(userdata, buf[0], buf, len, off + 8);
+                        if (r < 0)
+                                break;
+                }
+                off += 8 + (uint64_t) len;
+        }
+        free(buf);
+        *ret_good_end = off;
+        return r;
 }
 
 int cat_seg_read(int fd, uint64_t *ret_id, uint64_t *ret_good_end, bool *ret_torn,
@@ -785,7 +880,14 @@ struct cat_sealed_writer {
         uint64_t pos; /* bytes written to fd */
         bool tables_written;
         unsigned char *bitmap;
+        /* The dictionary beyond DICT_SPILL bytes goes to a temporary beside the file, so that
+         * a file of millions of trigrams is not held in memory; copied in at commit. */
+        int dict_fd;
+        char dict_tmp[96];
+        uint64_t dict_spilled;
 };
+
+#define DICT_SPILL (64u * 1024)
 
 static uint32_t strings_add(struct cat_sealed_writer *w, const char *s)
 {
@@ -847,6 +949,8 @@ int cat_sealed_writer_new(int dfd, unsigned level, uint64_t first, uint64_t last
         (void) snprintf(w->name, sizeof(w->name), "L%u-%llu-%llu.cat", level,
                         (unsigned long long) first, (unsigned long long) last);
         (void) snprintf(w->tmp, sizeof(w->tmp), ".%s.tmp", w->name);
+        (void) snprintf(w->dict_tmp, sizeof(w->dict_tmp), ".%s.dict.tmp", w->name);
+        w->dict_fd = -1;
         (void) unlinkat(dfd, w->tmp, 0);
         w->fd = openat(dfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
         if (w->fd < 0) {
@@ -989,6 +1093,56 @@ static int write_tables(struct cat_sealed_writer *w)
         return r;
 }
 
+/* Moves the dictionary held so far to its temporary (made at the first call; unlinked at
+ * once, so nothing is left behind: the fd is all there is of it). */
+static int dict_spill(struct cat_sealed_writer *w)
+{
+        int r;
+
+        if (w->dict_fd < 0) {
+                (void) unlinkat(w->dfd, w->dict_tmp, 0);
+                w->dict_fd = openat(w->dfd, w->dict_tmp,
+                                    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (w->dict_fd < 0)
+                        return -errno;
+                (void) unlinkat(w->dfd, w->dict_tmp, 0);
+        }
+        r = write_all(w->dict_fd, w->dict.data, w->dict.len);
+        if (r < 0)
+                return r;
+        w->dict_spilled += w->dict.len;
+        w->dict.len = 0;
+        return 0;
+}
+
+/* The dictionary section: what was spilled, read back a chunk at a time, then the rest. */
+static int dict_section(struct cat_sealed_writer *w)
+{
+        unsigned char buf[DICT_SPILL];
+        uint32_t crc = 0;
+        int r = 0;
+
+        w->off[CAT_S_DICT] = w->pos;
+        w->len[CAT_S_DICT] = w->dict_spilled + w->dict.len;
+        for (uint64_t off = 0; off < w->dict_spilled && r >= 0;) {
+                size_t want = w->dict_spilled - off < sizeof(buf) ? (size_t) (w->dict_spilled - off)
+                                                                  : sizeof(buf);
+                ssize_t k = pread(w->dict_fd, buf, want, (off_t) off);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                crc = cat_crc32(crc, buf, (size_t) k);
+                r = out_put(w, buf, (size_t) k);
+                off += (uint64_t) k;
+        }
+        if (r < 0)
+                return r;
+        w->crc[CAT_S_DICT] = cat_crc32(crc, w->dict.data, w->dict.len);
+        return out_put(w, w->dict.data, w->dict.len);
+}
+
 int cat_sealed_writer_list(struct cat_sealed_writer *w, uint32_t tri, const uint32_t *members,
                            size_t n)
 {
@@ -1044,7 +1198,11 @@ int cat_sealed_writer_list(struct cat_sealed_writer *w, uint32_t tri, const uint
         cat_buf_put(&w->dict, e, sizeof(e));
         w->n_tri++;
         w->n_postings += n;
-        return r < 0 ? r : w->dict.failed ? -ENOMEM : 0;
+        if (r >= 0 && w->dict.failed)
+                r = -ENOMEM;
+        if (r >= 0 && w->dict.len >= DICT_SPILL)
+                r = dict_spill(w);
+        return r;
 }
 
 int cat_sealed_writer_commit(struct cat_sealed_writer *w)
@@ -1057,7 +1215,7 @@ int cat_sealed_writer_commit(struct cat_sealed_writer *w)
         if (r < 0)
                 return r;
         w->len[CAT_S_POSTINGS] = w->pos - w->off[CAT_S_POSTINGS];
-        r = section(w, CAT_S_DICT, w->dict.data, w->dict.len);
+        r = dict_section(w);
         if (r < 0)
                 return r;
         for (int i = 0; i < CAT_N_SECTIONS; i++) {
@@ -1103,6 +1261,8 @@ void cat_sealed_writer_free(struct cat_sealed_writer *w)
                 (void) close(w->fd);
         if (w->tmp[0])
                 (void) unlinkat(w->dfd, w->tmp, 0);
+        if (w->dict_fd >= 0)
+                (void) close(w->dict_fd);
         for (size_t i = 0; i < w->n_folders; i++)
                 free((char *) w->folders[i].path);
         free(w->folders);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "catalog.h"
 
@@ -140,6 +141,9 @@ static inline size_t cat_varint_put(unsigned char *p, uint64_t v)
         return n;
 }
 
+/* pread until len bytes or the end of the file: the bytes read, or -errno. */
+ssize_t cat_pread(int fd, void *buf, size_t len, uint64_t off);
+
 /* A growable byte buffer. */
 struct cat_buf {
         unsigned char *data;
@@ -195,6 +199,13 @@ typedef int cat_record_fn(void *userdata, unsigned char type, const unsigned cha
                           size_t len);
 int cat_seg_read(int fd, uint64_t *ret_id, uint64_t *ret_good_end, bool *ret_torn,
                  unsigned char **ret_data, cat_record_fn *fn, void *userdata);
+/* As cat_seg_read, a record at a time (in a buffer of one record's size, valid during the
+ * call), with the payload's offset in the file: the writer's, so that neither opening a
+ * segment nor sealing it holds the segment in memory. */
+typedef int cat_record_at_fn(void *userdata, unsigned char type, const unsigned char *payload,
+                             size_t len, uint64_t offset);
+int cat_seg_stream(int fd, uint64_t *ret_id, uint64_t *ret_good_end, bool *ret_torn,
+                   cat_record_at_fn *fn, void *userdata);
 
 /* Parses "L<level>-<first>-<last>.cat". */
 bool cat_sealed_name(const char *name, unsigned *level, uint64_t *first, uint64_t *last);
