@@ -5,7 +5,8 @@
 #
 #   bench/search/make_archive.sh WORK      # WORK/archive, WORK/config.yaml
 #
-# Environment: BENCH_ITEMS (160), BENCH_JOBS (50 per item), BENCH_SEED (1), ARCHIVER (the
+# Environment: BENCH_ITEMS (160), BENCH_JOBS (50 per item), BENCH_SEED (1), BENCH_TREE_ARGS
+# (more gen_tree.py options, e.g. "--median-kb 8 --sigma 1.2 --max-mb 4"), ARCHIVER (the
 # binary; default build-bench/connect-job-archiver, built Release when missing).
 set -euo pipefail
 
@@ -29,6 +30,7 @@ fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 args="--items $items --jobs-per-item $jobs_per --idle-items 0 --big-log-gb 0 --seed $seed"
+args="$args${BENCH_TREE_ARGS:+ $BENCH_TREE_ARGS}"
 if [ -f "$work/archive.args" ] && [ "$(cat "$work/archive.args")" = "$args" ]; then
         say "reusing $work/archive"
         exit 0
