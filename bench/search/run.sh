@@ -40,7 +40,8 @@ item=item-000
 item_guid=$(awk '/name: item-000$/ {print prev} {prev=$3}' "$cfg")
 day=$(ls -d "$arch/$item_guid"/*/*/* | while read -r d; do echo "$(ls "$d" | wc -l) $d"; done |
       sort -rn | head -1 | awk '{print $2}' | sed "s|$arch/$item_guid/||; s|/|-|g")
-week_until=$(ls -d "$arch"/*/*/*/* | sed "s|$arch/[^/]*/||" | sort -u | tail -1 | tr / -)
+week_until=$(cd "$arch" && find . -mindepth 4 -maxdepth 4 -type d ! -path './.*' | cut -d/ -f3- |
+             sort -u | tail -1 | tr / -)
 # Selective literals from the archive itself: a session id of a request line (a request id)
 # and a job key (as the log's preamble names it), both of item-000's busiest day.
 daydir=$arch/$item_guid/${day//-//}
