@@ -32,6 +32,9 @@ struct scan_filter {
         /* With catalog: counts (atomically) the day folders it did not cover, which were read
          * from their records (NULL: not counted). */
         size_t *uncovered;
+        /* With catalog (search): jobs with a log that the catalog's last catalog_match() rules
+         * out are left out, and counted here (atomically); NULL: every job is given. */
+        size_t *ruled_out;
         bool newest_first; /* the order: the newest date first, each date's jobs newest first */
 };
 

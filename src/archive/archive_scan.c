@@ -127,6 +127,11 @@ struct day {
         char *guid;
         char ynm[3][8];
         int year, month, day;
+        /* With a catalog: the folder's mtime when it was listed (fstatat from its month
+         * folder, not following a symlink), so that a folder the catalog covers is answered
+         * without being opened. */
+        bool has_mtime;
+        int64_t mtime_ns;
 };
 
 /* What one reader thread found. */
@@ -265,9 +270,20 @@ static int walk_numbered(struct scan *s, int dfd, const char *name, size_t digit
 static int on_day(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
                   const char *const *parents)
 {
+        struct stat st;
+        int r;
+
         if (v < 1 || v > 31 || !day_in_range(s->f, y, m, v))
                 return 0;
-        return add_day(s, guid, parents[0], parents[1], name, y, m, v);
+        r = add_day(s, guid, parents[0], parents[1], name, y, m, v);
+        if (r >= 0 && s->f->catalog && !s->f->keys &&
+            fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+                struct day *day = &s->days[s->n_days - 1];
+
+                day->has_mtime = true;
+                day->mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        }
+        return r;
 }
 
 static int on_month(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
@@ -489,12 +505,19 @@ static int read_day_catalog(struct scan *s, const struct day *day, int dayfd, co
         const struct catalog *c = s->f->catalog;
         const uint32_t *rows;
         struct stat st;
+        int64_t mtime_ns;
         size_t n = 0;
 
-        if (fstat(dayfd, &st) < 0)
+        if (dayfd >= 0) {
+                if (fstat(dayfd, &st) < 0)
+                        return 0;
+                mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        } else if (day->has_mtime) {
+                mtime_ns = day->mtime_ns;
+        } else {
                 return 0;
-        rows = catalog_folder_rows(
-                c, path, (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec, &n);
+        }
+        rows = catalog_folder_rows(c, path, mtime_ns, &n);
         if (!rows)
                 return 0;
         for (size_t i = 0; i < n; i++) {
@@ -503,6 +526,22 @@ static int read_day_catalog(struct scan *s, const struct day *day, int dayfd, co
                 bool failed = false;
 
                 catalog_row_get(c, rows[i], &row);
+                /* The filters first, on the row itself: only the jobs that pass are copied,
+                 * and of those a search leaves out the ones whose log cannot match. */
+                {
+                        const struct scan_job peek = {.start = row.start,
+                                                      .has_exit_code = row.has_exit_code,
+                                                      .exit_code = row.exit_code,
+                                                      .has_error = row.has_error,
+                                                      .tag = (char *) row.tag};
+                        if (!job_passes(s->f, &peek))
+                                continue;
+                        if (s->f->ruled_out && row.log_bytes >= 0 &&
+                            !catalog_row_may_match(c, rows[i])) {
+                                (void) __atomic_fetch_add(s->f->ruled_out, 1, __ATOMIC_RELAXED);
+                                continue;
+                        }
+                }
                 if (found_push(out, &j) < 0)
                         return -ENOMEM;
                 *j = (struct scan_job){.year = day->year,
@@ -525,10 +564,7 @@ static int read_day_catalog(struct scan *s, const struct day *day, int dayfd, co
                         scan_job_done(j);
                         return -ENOMEM;
                 }
-                if (job_passes(s->f, j))
-                        out->n++;
-                else
-                        scan_job_done(j);
+                out->n++;
         }
         return 1;
 }
@@ -542,6 +578,12 @@ static int read_day(struct scan *s, const struct day *day, struct json_tokener *
 
         (void) snprintf(path, sizeof(path), "%s/%s/%s/%s", day->guid, day->ynm[0], day->ynm[1],
                         day->ynm[2]);
+        /* Covered as it was listed: answered without opening it. */
+        if (s->f->catalog && !s->f->keys && day->has_mtime) {
+                r = read_day_catalog(s, day, -1, path, out);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
         fd = archive_dir_open_beneath(s->rootfd, path, false);
         if (fd >= 0) {
                 dir = fdopendir(fd);

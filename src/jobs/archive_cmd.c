@@ -1395,7 +1395,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         struct catalog *cat = NULL;
         _cleanup_close_ int rootfd = -1;
         unsigned warnings = 0;
-        size_t uncovered = 0;
+        size_t uncovered = 0, ruled_out = 0;
         char err[300];
         char **sargv = NULL;
         int r, status = 2, sargc = 0;
@@ -1450,6 +1450,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 e.cat = cat;
         }
         c.f.uncovered = &uncovered;
+        c.f.ruled_out = &ruled_out; /* they print nothing: not even copied */
         e.m = m;
         e.rootfd = rootfd;
         /* The search starts on the first date's jobs while the later dates are scanned. */
@@ -1465,7 +1466,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
         engine_finish(&e);
         if (getenv("CJA_CATALOG_STATS") && strcmp(getenv("CJA_CATALOG_STATS"), "1") == 0)
                 fprintf(stderr, "%s: catalog: %zu of %zu jobs read, %zu of %zu members\n",
-                        ctx->prog, atomic_load(&e.jobs_read), atomic_load(&e.jobs_seen),
+                        ctx->prog, atomic_load(&e.jobs_read), atomic_load(&e.jobs_seen) + ruled_out,
                         atomic_load(&e.members_read), atomic_load(&e.members_seen));
         if (cat && !a.no_messages)
                 catalog_plan_notice(ctx->prog, uncovered);
