@@ -185,7 +185,7 @@ static size_t member_list(const struct catalog_tri *tri, uint32_t m, const char 
 {
         const unsigned char *p = tri->data, *end = tri->data + tri->len;
         uint32_t want = tri_s ? catalog_trigram((const unsigned char *) tri_s) : UINT32_MAX;
-        uint64_t count = 0, d, v;
+        uint64_t count = 0, d = 0, v;
 
         *has = false;
         for (uint32_t k = 0; k <= m; k++) {
