@@ -20,15 +20,16 @@
  *
  * Trigrams are three bytes of the log with ASCII letters folded to lower case, never holding
  * a newline (a match never spans lines), collected per 256 KiB member. A sealed file (format
- * version 2, little-endian) holds a header, sections (strings, folders, jobs, members, the
- * sorted trigram dictionary, the posting lists: member numbers delta-coded as varints, or a
- * bitmap of the file's members when that is smaller) and a footer with each section's offset,
+ * version 3, little-endian) holds a header, sections (strings, folders, jobs, members, units:
+ * runs of consecutive members, small jobs grouped up to 256 KiB of log, the sorted trigram
+ * dictionary, the posting lists: unit numbers delta-coded as varints, or a bitmap of the
+ * file's units when that is smaller) and a footer with each section's offset,
  * length and CRC-32; every posting list has its own CRC-32 in the dictionary, checked when it
  * is read. Layouts: src/archive/catalog.c.
  */
 
 #define CATALOG_DIR     ".catalog"
-#define CATALOG_VERSION 2
+#define CATALOG_VERSION 3
 
 /* A job that has more trigram data than this is not indexed (a search always reads it). */
 #define CATALOG_JOB_TRI_MAX (4u << 20)
@@ -215,7 +216,7 @@ int catalog_verify(int rootfd, unsigned *ret_damaged);
 
 /* Sizes, for reindex and the benchmark. */
 struct catalog_stats {
-        uint64_t files, bytes, jobs, members, trigrams, postings;
+        uint64_t files, bytes, jobs, members, units, trigrams, postings;
 };
 int catalog_stats(int rootfd, struct catalog_stats *ret);
 

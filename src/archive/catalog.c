@@ -773,6 +773,20 @@ int cat_sealed_open(int dfd, const char *name, struct cat_sealed *ret)
             (ret->len[CAT_S_STRINGS] > 0 &&
              m[ret->off[CAT_S_STRINGS] + ret->len[CAT_S_STRINGS] - 1] != '\0'))
                 goto bad;
+        /* The units: from member 0, increasing, each below the members' number. */
+        if (ret->len[CAT_S_UNITS] % 4 != 0)
+                goto bad;
+        ret->n_units = ret->len[CAT_S_UNITS] / 4;
+        if ((ret->n_units == 0) != (ret->n_members == 0))
+                goto bad;
+        for (uint64_t u = 0; u < ret->n_units; u++) {
+                uint64_t first = cat_get32(m + ret->off[CAT_S_UNITS] + 4 * u);
+
+                if (u == 0 ? first != 0
+                           : first <= cat_get32(m + ret->off[CAT_S_UNITS] + 4 * (u - 1)) ||
+                                     first >= ret->n_members)
+                        goto bad;
+        }
         /* Every job's members within the table. */
         for (uint64_t j = 0; j < ret->n_jobs; j++) {
                 const unsigned char *p = m + ret->off[CAT_S_JOBS] + j * CAT_JOB_SIZE;
@@ -821,6 +835,43 @@ int64_t cat_sealed_find(const struct cat_sealed *s, uint32_t tri)
         return -1;
 }
 
+/* A Rice-coded list (catalog_format.h) of numbers below n_units into bits. -EBADMSG. */
+static int rice_or(const unsigned char *p, const unsigned char *end, unsigned k, uint64_t n_units,
+                   uint64_t *bits)
+{
+        uint64_t count, m = UINT64_MAX, bitpos = 0, nbits;
+        size_t h = cat_varint_get(p, end, &count);
+
+        if (h == 0 || k > 31 || count > n_units)
+                return -EBADMSG;
+        p += h;
+        nbits = (uint64_t) (end - p) * 8;
+        for (uint64_t i = 0; i < count; i++) {
+                uint64_t q = 0, low = 0;
+
+                for (;;) {
+                        if (bitpos >= nbits)
+                                return -EBADMSG;
+                        if (!(p[bitpos / 8] >> (bitpos % 8) & 1))
+                                break;
+                        bitpos++;
+                        if (++q > n_units)
+                                return -EBADMSG;
+                }
+                bitpos++;
+                if (bitpos + k > nbits)
+                        return -EBADMSG;
+                for (unsigned b = 0; b < k; b++, bitpos++)
+                        low |= (uint64_t) (p[bitpos / 8] >> (bitpos % 8) & 1) << b;
+                m += (q << k | low) + 1;
+                if (m >= n_units)
+                        return -EBADMSG;
+                bits[m / 64] |= UINT64_C(1) << (m % 64);
+        }
+        /* Nothing after the last number but its byte's unused bits. */
+        return (bitpos + 7) / 8 == nbits / 8 ? 0 : -EBADMSG;
+}
+
 int cat_sealed_postings_or(const struct cat_sealed *s, uint64_t i, uint64_t *bits)
 {
         const unsigned char *e = s->map + s->off[CAT_S_DICT] + i * CAT_DICT_SIZE;
@@ -835,25 +886,13 @@ int cat_sealed_postings_or(const struct cat_sealed *s, uint64_t i, uint64_t *bit
         if (cat_crc32(0, p, len) != cat_get32(e + 20))
                 return -EBADMSG;
         if (flags & CAT_P_BITMAP) {
-                if (len != (s->n_members + 7) / 8)
+                if (len != (s->n_units + 7) / 8)
                         return -EBADMSG;
                 for (uint64_t k = 0; k < len; k++)
                         bits[k / 8] |= (uint64_t) p[k] << (8 * (k % 8));
                 return 0;
         }
-        for (uint64_t m = UINT64_MAX; p < end;) {
-                uint64_t d;
-                size_t n = cat_varint_get(p, end, &d);
-
-                if (n == 0 || d == 0 || d > s->n_members)
-                        return -EBADMSG;
-                m += d;
-                if (m >= s->n_members)
-                        return -EBADMSG;
-                bits[m / 64] |= UINT64_C(1) << (m % 64);
-                p += n;
-        }
-        return 0;
+        return rice_or(p, end, (flags >> 8) & 0xff, s->n_units, bits);
 }
 
 /* ---- writing a sealed file --------------------------------------------------------------- */
@@ -869,7 +908,9 @@ struct cat_sealed_writer {
         char tmp[80], name[64];
         unsigned level;
         uint64_t first, last;
-        struct cat_buf strings, jobs, members, dict, out;
+        struct cat_buf strings, jobs, members, units, dict, out;
+        uint64_t n_units;
+        uint32_t last_unit;
         struct str_slot *slots;
         size_t n_slots, n_strings;
         struct cat_folder_state *folders;
@@ -879,7 +920,8 @@ struct cat_sealed_writer {
         uint32_t crc[CAT_N_SECTIONS];
         uint64_t pos; /* bytes written to fd */
         bool tables_written;
-        unsigned char *bitmap;
+        unsigned char *scratch; /* a list being coded */
+        size_t scratch_cap;
         /* The dictionary beyond DICT_SPILL bytes goes to a temporary beside the file, so that
          * a file of millions of trigrams is not held in memory; copied in at commit. */
         int dict_fd;
@@ -1017,6 +1059,24 @@ int cat_sealed_writer_folder(struct cat_sealed_writer *w, const struct cat_folde
         return 0;
 }
 
+int cat_sealed_writer_unit_at(struct cat_sealed_writer *w, uint32_t first)
+{
+        unsigned char u[4];
+
+        if (w->tables_written || (w->n_units && first <= w->last_unit))
+                return w->tables_written ? -EINVAL : 0;
+        if (!w->n_units && first != 0) {
+                cat_put32(u, 0);
+                cat_buf_put(&w->units, u, sizeof(u));
+                w->n_units++;
+        }
+        cat_put32(u, first);
+        cat_buf_put(&w->units, u, sizeof(u));
+        w->n_units++;
+        w->last_unit = first;
+        return w->units.failed ? -ENOMEM : 0;
+}
+
 static int compare_folders(const void *x, const void *y)
 {
         const struct cat_folder_state *a = x, *b = y;
@@ -1067,7 +1127,16 @@ static int write_tables(struct cat_sealed_writer *w)
                 cat_put32(e + 16, w->folders[i].jobs);
                 cat_buf_put(&folders, e, sizeof(e));
         }
-        if (folders.failed || w->strings.failed) {
+        /* Units at or past the last member start nothing; member 0 starts one. */
+        while (w->n_units && cat_get32(w->units.data + 4 * (w->n_units - 1)) >= w->n_members)
+                w->n_units--;
+        w->units.len = (size_t) w->n_units * 4;
+        if (w->n_members && !w->n_units) {
+                unsigned char u[4] = {0};
+                cat_buf_put(&w->units, u, sizeof(u));
+                w->n_units = 1;
+        }
+        if (folders.failed || w->strings.failed || w->units.failed) {
                 cat_buf_done(&folders);
                 return -ENOMEM;
         }
@@ -1085,11 +1154,14 @@ static int write_tables(struct cat_sealed_writer *w)
                 r = section(w, CAT_S_JOBS, w->jobs.data, w->jobs.len);
         if (r >= 0)
                 r = section(w, CAT_S_MEMBERS, w->members.data, w->members.len);
+        if (r >= 0)
+                r = section(w, CAT_S_UNITS, w->units.data, w->units.len);
         w->off[CAT_S_POSTINGS] = w->pos;
         w->crc[CAT_S_POSTINGS] = 0;
         cat_buf_done(&folders);
         cat_buf_done(&w->jobs);
         cat_buf_done(&w->members);
+        cat_buf_done(&w->units);
         return r;
 }
 
@@ -1147,7 +1219,8 @@ int cat_sealed_writer_list(struct cat_sealed_writer *w, uint32_t tri, const uint
                            size_t n)
 {
         unsigned char e[CAT_DICT_SIZE];
-        size_t bitmap_len = (w->n_members + 7) / 8, varint_len = 0;
+        size_t bitmap_len, rice_len = 0;
+        unsigned rice_k = 0;
         uint64_t start;
         uint32_t crc;
         int r;
@@ -1155,42 +1228,77 @@ int cat_sealed_writer_list(struct cat_sealed_writer *w, uint32_t tri, const uint
         r = write_tables(w);
         if (r < 0 || n == 0)
                 return r;
+        bitmap_len = (w->n_units + 7) / 8;
+        if (members[n - 1] >= w->n_units)
+                return -EINVAL;
         start = w->pos - w->off[CAT_S_POSTINGS];
-        for (size_t i = 0, prev = (size_t) -1; i < n; i++) {
-                uint64_t d = (uint64_t) members[i] - (uint64_t) prev;
-                varint_len += d < 128 ? 1 : d < 16384 ? 2 : d < 2097152 ? 3 : 5;
-                prev = members[i];
-        }
-        if (bitmap_len < varint_len) {
-                if (!w->bitmap) {
-                        w->bitmap = malloc(bitmap_len ? bitmap_len : 1);
-                        if (!w->bitmap)
-                                return -ENOMEM;
+        /* Rice: k near log2 of the mean gap, the smallest of five. */
+        {
+                uint64_t mean = w->n_units / n, best_bits = UINT64_MAX;
+                unsigned guess = 0;
+
+                while (guess < 31 && (UINT64_C(2) << guess) <= mean)
+                        guess++;
+                for (unsigned k = guess > 2 ? guess - 2 : 0; k <= guess + 2 && k < 32; k++) {
+                        uint64_t b = (uint64_t) n * (k + 1);
+
+                        for (size_t i = 0, prev = (size_t) -1; i < n; i++) {
+                                b += ((uint64_t) members[i] - (uint64_t) prev - 1) >> k;
+                                prev = members[i];
+                        }
+                        if (b < best_bits) {
+                                best_bits = b;
+                                rice_k = k;
+                        }
                 }
-                memset(w->bitmap, 0, bitmap_len);
+                unsigned char vb[10];
+                rice_len = cat_varint_put(vb, n) + (size_t) ((best_bits + 7) / 8);
+        }
+        if (bitmap_len <= rice_len) {
+                if (w->scratch_cap < bitmap_len + 1) {
+                        unsigned char *b = realloc(w->scratch, bitmap_len + 1);
+                        if (!b)
+                                return -ENOMEM;
+                        w->scratch = b;
+                        w->scratch_cap = bitmap_len + 1;
+                }
+                memset(w->scratch, 0, bitmap_len);
                 for (size_t i = 0; i < n; i++)
-                        w->bitmap[members[i] / 8] |= (unsigned char) (1u << (members[i] % 8));
-                crc = cat_crc32(0, w->bitmap, bitmap_len);
-                r = out_put(w, w->bitmap, bitmap_len);
+                        w->scratch[members[i] / 8] |= (unsigned char) (1u << (members[i] % 8));
+                crc = cat_crc32(0, w->scratch, bitmap_len);
+                r = out_put(w, w->scratch, bitmap_len);
                 cat_put32(e + 4, CAT_P_BITMAP);
                 cat_put32(e + 16, (uint32_t) bitmap_len);
         } else {
-                unsigned char buf[512];
-                size_t k = 0, total = 0;
+                size_t len;
+                uint64_t bit = 0;
 
-                crc = 0;
-                for (size_t i = 0, prev = (size_t) -1; i < n && r >= 0; i++) {
-                        k += cat_varint_put(buf + k, (uint64_t) members[i] - (uint64_t) prev);
-                        prev = members[i];
-                        if (k > sizeof(buf) - 10 || i + 1 == n) {
-                                crc = cat_crc32(crc, buf, k);
-                                r = out_put(w, buf, k);
-                                total += k;
-                                k = 0;
-                        }
+                if (w->scratch_cap < rice_len) {
+                        unsigned char *b = realloc(w->scratch, rice_len);
+                        if (!b)
+                                return -ENOMEM;
+                        w->scratch = b;
+                        w->scratch_cap = rice_len;
                 }
-                cat_put32(e + 4, 0);
-                cat_put32(e + 16, (uint32_t) total);
+                memset(w->scratch, 0, rice_len);
+                len = cat_varint_put(w->scratch, n);
+                for (size_t i = 0, prev = (size_t) -1; i < n; i++) {
+                        uint64_t v = (uint64_t) members[i] - (uint64_t) prev - 1;
+                        unsigned char *q = w->scratch + len;
+
+                        for (uint64_t j = v >> rice_k; j; j--, bit++)
+                                q[bit / 8] |= (unsigned char) (1u << (bit % 8));
+                        bit++; /* the 0 */
+                        for (unsigned b = 0; b < rice_k; b++, bit++)
+                                if (v >> b & 1)
+                                        q[bit / 8] |= (unsigned char) (1u << (bit % 8));
+                        prev = members[i];
+                }
+                len += (size_t) ((bit + 7) / 8);
+                crc = cat_crc32(0, w->scratch, len);
+                r = out_put(w, w->scratch, len);
+                cat_put32(e + 4, rice_k << 8);
+                cat_put32(e + 16, (uint32_t) len);
         }
         cat_put32(e, tri);
         cat_put64(e + 8, start);
@@ -1269,9 +1377,10 @@ void cat_sealed_writer_free(struct cat_sealed_writer *w)
         cat_buf_done(&w->strings);
         cat_buf_done(&w->jobs);
         cat_buf_done(&w->members);
+        cat_buf_done(&w->units);
         cat_buf_done(&w->dict);
         cat_buf_done(&w->out);
         free(w->slots);
-        free(w->bitmap);
+        free(w->scratch);
         free(w);
 }

@@ -32,12 +32,20 @@
  * CAT_NONE for none), folders (CAT_FOLDER_SIZE each, sorted by path), jobs (CAT_JOB_SIZE each),
  *           members (CAT_MEMBER_SIZE each: u64 offset, u32 size, u32 usize, u64 lead as in
  *           the segment; numbered across the file),
+ *           units (u32 each: a unit's first member; the first 0, increasing, each below the
+ *           members' number; a unit runs on to the next one's first member),
  *           postings, dictionary (CAT_DICT_SIZE each, sorted by trigram)
  *   footer  CAT_FOOTER_SIZE bytes at the end: per section u64 offset, u64 length, u32 CRC-32;
  *           u64 jobs, members, folders, trigrams; u32 CRC-32 of the header and the footer
  *           before it; "CJCATEND"
- * A posting list is varint deltas of member numbers (the first from -1), or (CAT_P_BITMAP in
- * its entry) a bitmap of the file's members, whichever is smaller.
+ * A posting list is (CAT_P_BITMAP in its entry) a bitmap of the file's units, or else its
+ * unit numbers as gaps (the first from -1) Rice-coded with the parameter k in the entry's
+ * flags (bits 8-15): a varint count n, then per gap g, g - 1 >> k as that many 1 bits and a
+ * 0, then the k low bits of g - 1 (bits from the lowest of each byte up; the last byte's
+ * unused bits 0), whichever is smaller (k chosen as the smallest of a few). A unit is consecutive
+ * members, CAT_UNIT_BYTES of log or one member (sealing groups the small jobs of a segment; a
+ * merge keeps its inputs' units): a trigram is in a unit's list when any of its members has
+ * it, so every member of a candidate unit may match, and a search decodes them all.
  */
 
 #define CAT_SEG_MAGIC   "CJCATSEG"
@@ -61,6 +69,7 @@ enum {
         CAT_S_MEMBERS,
         CAT_S_POSTINGS,
         CAT_S_DICT,
+        CAT_S_UNITS,
         CAT_N_SECTIONS,
 };
 
@@ -74,6 +83,8 @@ enum {
 /* dict: u32 trigram, u32 flags, u64 offset (in postings), u32 length, u32 CRC-32 */
 #define CAT_DICT_SIZE   24
 #define CAT_FOOTER_SIZE (CAT_N_SECTIONS * 20 + 32 + 4 + 8)
+/* Sealing starts a unit at a member that would take the unit's log past this. */
+#define CAT_UNIT_BYTES (256u << 10)
 
 static inline void cat_put16(unsigned char *p, uint16_t v)
 {
@@ -233,14 +244,20 @@ struct cat_sealed {
         unsigned level;
         uint64_t first, last;
         uint64_t off[CAT_N_SECTIONS], len[CAT_N_SECTIONS];
-        uint64_t n_jobs, n_members, n_folders, n_tri;
+        uint64_t n_jobs, n_members, n_folders, n_tri, n_units;
 };
+
+/* The first member of unit u of a sealed file, and the one after its last. */
+static inline uint64_t cat_sealed_unit_first(const struct cat_sealed *s, uint64_t u)
+{
+        return u >= s->n_units ? s->n_members : cat_get32(s->map + s->off[CAT_S_UNITS] + 4 * u);
+}
 
 int cat_sealed_open(int dfd, const char *name, struct cat_sealed *ret);
 void cat_sealed_close(struct cat_sealed *s);
 /* A string of the file (NULL for CAT_NONE or one out of bounds). */
 const char *cat_sealed_string(const struct cat_sealed *s, uint32_t off);
-/* Decodes the posting list of dictionary entry i into the bitmap bits (n_members bits), OR'ed
+/* Decodes the posting list of dictionary entry i into the bitmap bits (n_units bits), OR'ed
  * in. -EBADMSG when its CRC or coding is wrong. */
 int cat_sealed_postings_or(const struct cat_sealed *s, uint64_t i, uint64_t *bits);
 /* The dictionary entry of tri, or -1. */
@@ -263,7 +280,10 @@ int cat_sealed_writer_new(int dfd, unsigned level, uint64_t first, uint64_t last
 int cat_sealed_writer_job(struct cat_sealed_writer *w, const struct catalog_row *row,
                           const struct catalog_member *members);
 int cat_sealed_writer_folder(struct cat_sealed_writer *w, const struct cat_folder_state *f);
-/* After every job and folder: the trigrams in increasing order, each with its sorted member
+/* A unit starts at member first (numbered as the jobs are given; increasing): before the
+ * lists. Member 0 always starts one; a unit at or past the last member is dropped. */
+int cat_sealed_writer_unit_at(struct cat_sealed_writer *w, uint32_t first);
+/* After every job and folder: the trigrams in increasing order, each with its sorted unit
  * numbers. */
 int cat_sealed_writer_list(struct cat_sealed_writer *w, uint32_t tri, const uint32_t *members,
                            size_t n);
@@ -278,7 +298,7 @@ void cat_sealed_row(const struct cat_sealed *s, uint64_t j, struct catalog_row *
 void cat_sealed_member(const struct cat_sealed *s, uint64_t k, struct catalog_member *ret);
 /* Folder i of a sealed file. */
 void cat_sealed_folder(const struct cat_sealed *s, uint64_t i, struct cat_folder_state *ret);
-/* Appends the member numbers of dictionary entry i to *buf. -EBADMSG, -ENOMEM. */
+/* Appends the unit numbers of dictionary entry i to *buf. -EBADMSG, -ENOMEM. */
 int cat_sealed_list(const struct cat_sealed *s, uint64_t i, uint32_t **buf, size_t *n, size_t *cap);
 /* The records of day folder dfd that a scan reads ("<key>.json", not ".error.json", not
  * hidden): their number, or -errno. */

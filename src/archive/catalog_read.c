@@ -104,7 +104,7 @@ void cat_sealed_folder(const struct cat_sealed *s, uint64_t i, struct cat_folder
 
 int cat_sealed_list(const struct cat_sealed *s, uint64_t i, uint32_t **buf, size_t *n, size_t *cap)
 {
-        size_t words = (s->n_members + 63) / 64;
+        size_t words = (s->n_units + 63) / 64;
         _cleanup_free_ uint64_t *bits = calloc(words ? words : 1, sizeof(*bits));
         int r;
 
@@ -707,16 +707,33 @@ int catalog_match(struct catalog *c, const struct catalog_query *q)
                 return -ENOMEM;
         }
         for (size_t i = 0; i < c->n_files; i++) {
-                size_t words = (c->files[i].n_members + 63) / 64;
+                const struct cat_sealed *s = &c->files[i];
+                size_t words = (s->n_members + 63) / 64, uwords = (s->n_units + 63) / 64;
+                uint64_t *ubits = calloc(uwords ? uwords : 1, sizeof(uint64_t));
 
                 c->bits[i] = calloc(words ? words : 1, sizeof(uint64_t));
-                if (!c->bits[i]) {
+                if (!c->bits[i] || !ubits) {
+                        free(ubits);
                         free_bits(c);
                         return -ENOMEM;
                 }
                 /* A damaged list: every job of the file may match. */
-                if (eval_sealed(&c->files[i], q, c->bits[i], words) < 0)
+                if (eval_sealed(s, q, ubits, uwords) < 0) {
                         memset(c->bits[i], 0xff, (words ? words : 1) * sizeof(uint64_t));
+                        free(ubits);
+                        continue;
+                }
+                /* Every member of a unit that may match may. */
+                for (size_t w = 0; w < uwords; w++)
+                        for (uint64_t b = ubits[w]; b; b &= b - 1) {
+                                uint64_t u = w * 64 + (unsigned) __builtin_ctzll(b);
+
+                                for (uint64_t k = cat_sealed_unit_first(s, u),
+                                              e = cat_sealed_unit_first(s, u + 1);
+                                     k < e; k++)
+                                        set_bit(c->bits[i], k);
+                        }
+                free(ubits);
         }
         for (size_t i = 0; i < c->n_rows; i++) {
                 const struct rrow *r = &c->rows[i];
@@ -830,6 +847,7 @@ static int walk_files(int rootfd, unsigned *ret_damaged, struct catalog_stats *s
                 st->bytes += s.size;
                 st->jobs += s.n_jobs;
                 st->members += s.n_members;
+                st->units += s.n_units;
                 st->trigrams += s.n_tri;
                 for (uint64_t i = 0; i < s.n_tri; i++) {
                         uint32_t *buf = NULL;

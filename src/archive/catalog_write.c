@@ -336,8 +336,12 @@ struct seal_state {
         size_t members_cap;
         struct tri_cursor *cur;
         size_t n_cur, cap_cur;
-        uint64_t *hist;  /* pairs per 4096 trigrams */
-        uint32_t member; /* members numbered so far */
+        uint64_t *hist;      /* pairs per 4096 trigrams */
+        uint32_t member;     /* members numbered so far */
+        uint32_t unit;       /* the current unit (its number) */
+        uint64_t unit_bytes; /* log bytes in it so far */
+        uint32_t *unit_of;   /* the unit of each member of the job being read */
+        size_t unit_of_cap;
         size_t n_jobs;
 };
 
@@ -400,9 +404,42 @@ static int seal_lists(struct seal_state *s, const struct cat_seg_job *job, const
                                                             .end = tri_end,
                                                             .left = count,
                                                             .cur = (uint32_t) first,
-                                                            .member = s->member + m};
+                                                            .member = s->unit_of[m]};
                         }
                 }
+        }
+        return 0;
+}
+
+/* The units of a job's members: a member starts a new unit when the current one holds a
+ * member already and the member's log would take it past CAT_UNIT_BYTES. So the small jobs
+ * of a segment (one member each, a few KB) share units and their common trigrams are listed
+ * once, and a big job's members (256 KiB each) are a unit each. */
+static int seal_units(struct seal_state *s, const struct cat_seg_job *job)
+{
+        /* CJA_CATALOG_UNIT_BYTES: the tests' smaller units (1: a member each). */
+        const char *env = getenv("CJA_CATALOG_UNIT_BYTES");
+        uint64_t unit_max = env && *env ? strtoull(env, NULL, 10) : CAT_UNIT_BYTES;
+
+        if (job->row.n_members > s->unit_of_cap) {
+                uint32_t *u = reallocarray(s->unit_of, job->row.n_members, sizeof(*u));
+                if (!u)
+                        return -ENOMEM;
+                s->unit_of = u;
+                s->unit_of_cap = job->row.n_members;
+        }
+        for (uint32_t m = 0; m < job->row.n_members; m++) {
+                uint32_t k = s->member + m;
+
+                if (k > 0 && s->unit_bytes + s->members[m].usize > unit_max) {
+                        int r = cat_sealed_writer_unit_at(s->sw, k);
+                        if (r < 0)
+                                return r;
+                        s->unit++;
+                        s->unit_bytes = 0;
+                }
+                s->unit_bytes += s->members[m].usize;
+                s->unit_of[m] = s->unit;
         }
         return 0;
 }
@@ -421,6 +458,9 @@ static int seal_record(void *userdata, unsigned char type, const unsigned char *
                 if (cat_seg_job_parse(p, len, &job) < 0)
                         return 0; /* a record that is not one: left out, as the reader does */
                 r = seal_members(&job, &s->members, &s->members_cap);
+                if (r < 0)
+                        return r;
+                r = seal_units(s, &job);
                 if (r < 0)
                         return r;
                 if (job.row.indexed && job.tri) {
@@ -566,12 +606,14 @@ static int seal_postings(struct seal_state *s, int fd)
                 if (r < 0)
                         break;
                 radix_pairs(pairs, tmp, n);
+                /* A trigram's units come in order (the cursors are), once each. */
                 for (size_t i = 0; i < n && r >= 0;) {
                         uint32_t tri = (uint32_t) (pairs[i] >> 32);
                         size_t k = 0;
 
                         for (; i < n && (uint32_t) (pairs[i] >> 32) == tri; i++)
-                                list[k++] = (uint32_t) pairs[i];
+                                if (k == 0 || list[k - 1] != (uint32_t) pairs[i])
+                                        list[k++] = (uint32_t) pairs[i];
                         r = cat_sealed_writer_list(s->sw, tri, list, k);
                 }
         }
@@ -620,6 +662,7 @@ out:
                 free((char *) s.folders[i].path);
         free(s.folders);
         free(s.members);
+        free(s.unit_of);
         free(s.cur);
         free(s.hist);
         return r;
@@ -645,7 +688,7 @@ static int merge_files(struct catalog_writer *w, const struct cat_file_ref *in, 
         size_t n_folders = 0;
         uint32_t *map[MERGE_FAN] = {0}, *list = NULL;
         size_t list_n = 0, list_cap = 0;
-        uint64_t pos[MERGE_FAN] = {0}, members = 0;
+        uint64_t pos[MERGE_FAN] = {0}, members = 0, units = 0;
         int r = 0;
 
         memset(f, 0, sizeof(f));
@@ -711,6 +754,23 @@ static int merge_files(struct catalog_writer *w, const struct cat_file_ref *in, 
                                 r = cat_sealed_writer_job(sw, &row, ms);
                                 free(ms);
                         }
+                }
+        }
+        /* The inputs' units, each at its first kept member (one with none goes), numbered on
+         * across the files: map[i] becomes input i's unit map. */
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                for (uint64_t u = 0; u < f[i].n_units && r >= 0; u++) {
+                        uint64_t k = cat_sealed_unit_first(&f[i], u),
+                                 e = cat_sealed_unit_first(&f[i], u + 1);
+
+                        while (k < e && map[i][k] == UINT32_MAX)
+                                k++;
+                        if (k == e) {
+                                map[i][u] = UINT32_MAX;
+                                continue;
+                        }
+                        r = cat_sealed_writer_unit_at(sw, map[i][k]);
+                        map[i][u] = (uint32_t) units++;
                 }
         }
         for (size_t k = 0; k < n_folders && r >= 0; k++)

@@ -71,7 +71,10 @@ class CatalogTest(unittest.TestCase):
         cls.cfg = write_config(cls.tmp, cls.fc.url, cls.archive,
                                content=[(g, None) for g in items])
         # Small segments: sealed every 20 jobs, merged by 8, so every kind of file is there.
-        p = run_archiver(["--config", cls.cfg, "--once"], env={"CJA_CATALOG_SEAL_JOBS": "20"})
+        # A unit per member (CJA_CATALOG_UNIT_BYTES=1), so that the counts of jobs read below
+        # are those of the jobs that can match; the kill test seals with the default units.
+        p = run_archiver(["--config", cls.cfg, "--once"],
+                         env={"CJA_CATALOG_SEAL_JOBS": "20", "CJA_CATALOG_UNIT_BYTES": "1"})
         assert p.returncode == 0, p.stderr
         cls.catdir = os.path.join(cls.archive, ".catalog")
 
@@ -269,7 +272,7 @@ class CatalogTest(unittest.TestCase):
                     f.write(data)
 
     def test_reindex(self):
-        p = run_jobs(["--archive", self.archive, "reindex"])
+        p = run_jobs(["--archive", self.archive, "reindex"], env={"CJA_CATALOG_UNIT_BYTES": "1"})
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("catalog: 75 jobs", p.stderr)
         for q in self.queries(10):
@@ -331,7 +334,8 @@ class CatalogMembersTest(unittest.TestCase):
         cls.fc.start()
         cls.cfg = write_config(cls.tmp, cls.fc.url, cls.archive, content=[(guid, None)])
         # A seal every 4 jobs: rows in a sealed file and in the open segment.
-        p = run_archiver(["--config", cls.cfg, "--once"], env={"CJA_CATALOG_SEAL_JOBS": "4"})
+        p = run_archiver(["--config", cls.cfg, "--once"],
+                         env={"CJA_CATALOG_SEAL_JOBS": "4", "CJA_CATALOG_UNIT_BYTES": "1"})
         assert p.returncode == 0, p.stderr
 
     @classmethod
@@ -401,7 +405,7 @@ class CatalogMembersTest(unittest.TestCase):
                              (mark, p.stderr))
 
     def test_reindexed_the_same(self):
-        p = run_jobs(["--archive", self.archive, "reindex"])
+        p = run_jobs(["--archive", self.archive, "reindex"], env={"CJA_CATALOG_UNIT_BYTES": "1"})
         self.assertEqual(p.returncode, 0, p.stderr)
         for args in (["-e", "latemark-j4"], ["-c", "-e", "crossmark"],
                      ["-e", "longmark-j0"]):

@@ -56,6 +56,10 @@ static int open_root(const char *root)
 }
 
 /* Writes n jobs of DAY through a writer sealing every seal_jobs (0: never, flush only). */
+/* The log size each job's member says it has: 100 KiB, so that sealing makes units of two jobs
+ * (2k and 2k + 1 when segments start at even jobs), unless a test says otherwise. */
+static uint32_t job_usize = 100u << 10;
+
 static void write_jobs(const char *root, unsigned from, unsigned to, unsigned seal_jobs, bool seal)
 {
         struct catalog_writer *w;
@@ -68,7 +72,7 @@ static void write_jobs(const char *root, unsigned from, unsigned to, unsigned se
         for (unsigned i = from; i < to; i++) {
                 char log[128], rec[512], key[16], *strings = NULL;
                 struct catalog_tri tri = {0};
-                struct catalog_member m = {.offset = 0, .size = 60, .usize = 40};
+                struct catalog_member m = {.offset = 0, .size = 60, .usize = job_usize};
                 struct catalog_row row;
 
                 job_log(i, log, sizeof(log));
@@ -154,7 +158,13 @@ static void check(const char *root, unsigned n, int want)
                 catalog_row_get(c, rows[i], &row);
                 char key[16];
                 (void) snprintf(key, sizeof(key), "k%04d", want);
-                assert_int_equal(catalog_row_may_match(c, rows[i]), strcmp(row.key, key) == 0);
+                char partner[16];
+                (void) snprintf(partner, sizeof(partner), "k%04d", want ^ 1);
+                /* The job itself, and at most the other job of its unit when sealed. */
+                if (strcmp(row.key, key) == 0)
+                        assert_true(catalog_row_may_match(c, rows[i]));
+                else if (want < 0 || strcmp(row.key, partner) != 0)
+                        assert_false(catalog_row_may_match(c, rows[i]));
                 assert_string_equal(row.tag, "run_app");
                 assert_string_equal(row.name, "app");
                 assert_int_equal(row.status, 2);
@@ -383,6 +393,48 @@ static void test_corruption_sealed(void **state)
         flip_everywhere(td->dir, "L0-1-1.cat");
 }
 
+/* Small jobs share a unit: a match in one makes every job of the unit a candidate (each then
+ * read), an absent literal none; the members of a candidate row say they may match. */
+static void test_units_small_jobs(void **state)
+{
+        struct tmpdir *td = *state;
+        struct catalog *c;
+        struct catalog_query *q;
+        const uint32_t *rows;
+        size_t k = 0, may = 0;
+        int rootfd;
+
+        job_usize = 40;
+        write_jobs(td->dir, 0, 6, 0, true);
+        rootfd = open_root(td->dir);
+        assert_int_equal(catalog_open(rootfd, &c, NULL), 0);
+        rows = catalog_folder_rows(c, DAY, day_mtime(td->dir), &k);
+        assert_non_null(rows);
+        assert_int_equal(k, 6);
+        q = q_lit("q00003z");
+        assert_int_equal(catalog_match(c, q), 0);
+        for (size_t i = 0; i < k; i++) {
+                struct catalog_member *m = NULL;
+                size_t n = 0;
+
+                may += catalog_row_may_match(c, rows[i]);
+                assert_int_equal(catalog_row_members(c, rows[i], &m, &n), 0);
+                assert_int_equal(n, 1);
+                assert_true(m[0].may);
+                free(m);
+        }
+        assert_int_equal(may, 6); /* one unit */
+        catalog_query_free(q);
+        q = q_lit("q99999z");
+        assert_int_equal(catalog_match(c, q), 0);
+        for (size_t i = 0; i < k; i++)
+                assert_false(catalog_row_may_match(c, rows[i]));
+        catalog_query_free(q);
+        catalog_free(c);
+        close(rootfd);
+        job_usize = 100u << 10;
+}
+
 static void test_corruption_segment(void **state)
 {
         struct tmpdir *td = *state;
@@ -398,6 +450,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_segment_round_trip, tmpdir_setup,
                                                 tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_seal_and_merge, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_units_small_jobs, tmpdir_setup,
+                                                tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_torn_tail, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_corruption_sealed, tmpdir_setup,
                                                 tmpdir_teardown),
