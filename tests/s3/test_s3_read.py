@@ -91,9 +91,12 @@ class S3ReadTest(unittest.TestCase):
         d = os.path.join(cls.tmp, "s3")
         cls.cfg_s3 = write_config(d, cls.fc.url, os.path.join(d, "state"), content=content,
                                   archive={"s3": s3})
-        # The catalog sealed at once, so that the bucket has one (.catalog/<id>/).
+        # The catalog sealed at once, so that the bucket has one (.catalog/<id>/), with a
+        # posting unit per member (not 256 KiB of small jobs), so that the tests can count
+        # exactly which logs a search fetches.
         for cfg in (cls.cfg_local, cls.cfg_s3):
-            p = run_archiver(["-c", cfg, "--once"], env=s3_env(CJA_CATALOG_SEAL_SECONDS=0))
+            p = run_archiver(["-c", cfg, "--once"],
+                             env=s3_env(CJA_CATALOG_SEAL_SECONDS=0, CJA_CATALOG_UNIT_BYTES=1))
             assert p.returncode == 0, p.stderr
         assert [k for k in list_keys(cls.s3, cls.bucket, cls.prefix + "/.catalog/")
                 if k.endswith(".cat")], "no catalog in the bucket"
