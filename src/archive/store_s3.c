@@ -1065,13 +1065,58 @@ static int compare_names(const void *x, const void *y)
 }
 
 /*
+ * One page of ListObjectsV2 of prefix lp (with delimiter '/' when delimited), from the
+ * continuation token (when not "") or after the key start (when not NULL); *c holds the
+ * answer (call_clear it). Counted as a LIST, not a GET.
+ */
+static int list_page(struct s3_store *s, const char *lp, bool delimited, const char *token,
+                     const char *start, struct s3_call *c)
+{
+        const char *query[11];
+        char url[4 * S3_PATH_MAX]; /* the prefix and the start key, both encoded */
+        size_t nq = 0;
+        int r;
+
+        /* Sorted: continuation-token, delimiter, list-type, prefix, start-after. */
+        if (*token) {
+                query[nq++] = "continuation-token";
+                query[nq++] = token;
+        }
+        if (delimited) {
+                query[nq++] = "delimiter";
+                query[nq++] = "/";
+        }
+        query[nq++] = "list-type";
+        query[nq++] = "2";
+        query[nq++] = "prefix";
+        query[nq++] = lp;
+        if (start) {
+                query[nq++] = "start-after";
+                query[nq++] = start;
+        }
+        query[nq] = NULL;
+        *c = (struct s3_call){0};
+        r = build_url(s, NULL, query, url, sizeof(url));
+        if (r < 0)
+                return r;
+        r = request(s,
+                    &(struct http_call){.url = url,
+                                        .method = HTTP_METHOD_GET,
+                                        .headers = (const char *const[]){unsigned_payload, NULL}},
+                    c);
+        s->counts.list++;
+        s->counts.get--;
+        return r;
+}
+
+/*
  * ListObjectsV2 of "<prefix><path>/" with delimiter '/': each CommonPrefix (or, with
  * want_objects, each object) one level below, as a name. Pages through continuation tokens.
  */
 static int list_level(struct s3_store *s, const char *path, bool want_objects, char ***ret,
                       size_t *ret_n)
 {
-        char lp[S3_PATH_MAX], token[1024] = "", url[3 * S3_PATH_MAX];
+        char lp[S3_PATH_MAX], token[1024] = "";
         char **names = NULL;
         size_t n = 0, cap = 0, lp_len;
         int r = 0;
@@ -1081,36 +1126,12 @@ static int list_level(struct s3_store *s, const char *path, bool want_objects, c
                 return -ENAMETOOLONG;
         lp_len = strlen(lp);
         for (;;) {
-                const char *query[9];
-                size_t nq = 0;
                 struct s3_call c;
                 const char *p, *end;
                 char item[S3_PATH_MAX];
                 bool truncated;
 
-                /* Sorted: continuation-token, delimiter, list-type, prefix. */
-                if (*token) {
-                        query[nq++] = "continuation-token";
-                        query[nq++] = token;
-                }
-                query[nq++] = "delimiter";
-                query[nq++] = "/";
-                query[nq++] = "list-type";
-                query[nq++] = "2";
-                query[nq++] = "prefix";
-                query[nq++] = lp;
-                query[nq] = NULL;
-                r = build_url(s, NULL, query, url, sizeof(url));
-                if (r < 0)
-                        break;
-                r = request(s,
-                            &(struct http_call){
-                                    .url = url,
-                                    .method = HTTP_METHOD_GET,
-                                    .headers = (const char *const[]){unsigned_payload, NULL}},
-                            &c);
-                s->counts.list++;
-                s->counts.get--;
+                r = list_page(s, lp, true, token, NULL, &c);
                 if (r < 0 || !c.body) {
                         call_clear(&c);
                         break;
@@ -1432,7 +1453,7 @@ int s3_list_objects(struct store *st, const char *path, const char *after, const
                     struct s3_object **ret, size_t *ret_n)
 {
         struct s3_store *s = s3_of(st);
-        char lp[S3_PATH_MAX], start[S3_PATH_MAX] = "", token[1024] = "", url[4 * S3_PATH_MAX];
+        char lp[S3_PATH_MAX], start[S3_PATH_MAX] = "", token[1024] = "";
         struct s3_object *objs = NULL;
         size_t n = 0, cap = 0, lp_len, until_len = until ? strlen(until) : 0;
         bool stop = false;
@@ -1446,37 +1467,11 @@ int s3_list_objects(struct store *st, const char *path, const char *after, const
                 return -ENAMETOOLONG;
         lp_len = strlen(lp);
         while (!stop) {
-                const char *query[9];
-                size_t nq = 0;
                 struct s3_call c;
                 const char *p, *end;
                 char block[4 * S3_PATH_MAX], key[S3_PATH_MAX], size[32];
 
-                /* Sorted: continuation-token, list-type, prefix, start-after. */
-                if (*token) {
-                        query[nq++] = "continuation-token";
-                        query[nq++] = token;
-                }
-                query[nq++] = "list-type";
-                query[nq++] = "2";
-                query[nq++] = "prefix";
-                query[nq++] = lp;
-                if (*start && !*token) {
-                        query[nq++] = "start-after";
-                        query[nq++] = start;
-                }
-                query[nq] = NULL;
-                r = build_url(s, NULL, query, url, sizeof(url));
-                if (r < 0)
-                        break;
-                r = request(s,
-                            &(struct http_call){
-                                    .url = url,
-                                    .method = HTTP_METHOD_GET,
-                                    .headers = (const char *const[]){unsigned_payload, NULL}},
-                            &c);
-                s->counts.list++;
-                s->counts.get--;
+                r = list_page(s, lp, false, token, *start && !*token ? start : NULL, &c);
                 if (r >= 0 && !c.body)
                         r = -EPROTO;
                 if (r < 0) {
