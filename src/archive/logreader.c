@@ -194,21 +194,33 @@ static ssize_t parallel_next(struct parallel *p, const void **ret_buf)
         return n;
 }
 
+/* A reader of the log name under dfd, opened (not through a symlink) and stat'ed into *st. */
+static int reader_new(int dfd, const char *name, struct stat *st, struct log_reader **ret)
+{
+        struct log_reader *r = calloc(1, sizeof(*r));
+        int fd;
+
+        if (!r)
+                return -ENOMEM;
+        fd = file_open_at(dfd, name, st);
+        if (fd < 0) {
+                free(r);
+                return fd;
+        }
+        r->fd = fd;
+        *ret = r;
+        return 0;
+}
+
 int log_reader_open(int dfd, const char *name, unsigned threads, struct log_reader **ret)
 {
         struct log_reader *r;
         struct stat st;
         int k;
 
-        r = calloc(1, sizeof(*r));
-        if (!r)
-                return -ENOMEM;
-        r->fd = file_open_at(dfd, name, &st);
-        if (r->fd < 0) {
-                k = r->fd;
-                free(r);
+        k = reader_new(dfd, name, &st, &r);
+        if (k < 0)
                 return k;
-        }
         /* Only a file that can hold several members is listed (one pread per member). */
         k = 0;
         if (threads > 1 && st.st_size > (off_t) (PARALLEL_MIN_MEMBERS * GZBLOCK_SIZE / 8))
@@ -267,15 +279,9 @@ int log_reader_open_members(int dfd, const char *name, unsigned threads,
         struct stat st;
         int k;
 
-        r = calloc(1, sizeof(*r));
-        if (!r)
-                return -ENOMEM;
-        r->fd = file_open_at(dfd, name, &st);
-        if (r->fd < 0) {
-                k = r->fd;
-                free(r);
+        k = reader_new(dfd, name, &st, &r);
+        if (k < 0)
                 return k;
-        }
         if ((uint64_t) st.st_size != file_size) {
                 log_reader_free(r);
                 return -ESTALE;
