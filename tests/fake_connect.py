@@ -1241,18 +1241,24 @@ class Handler(BaseHTTPRequestHandler):
                 text = "event: log\ndata: %s\n\n" % text
             return text.encode("utf-8")
 
+        def current():
+            cur = state.content.get(guid, {}).get("jobs", {}).get(key)
+            return cur, log_entries(cur, 10 ** 9)["entries"] if cur else []
+
+        # Where the replay starts is fixed now, as the request is answered: a line appended
+        # after the headers went out (before the body is first written) is a new line.
+        with state.lock:
+            start = 0 if replay == "all" else max(0, len(current()[1]) - int(replay))
+
         def pieces():
-            sent = None
+            sent = start
             idle = 0
             if framing == "sse":
                 yield b": stream open\n\n"
             while True:
                 with state.lock:
-                    cur = state.content.get(guid, {}).get("jobs", {}).get(key)
-                    entries = log_entries(cur, 10 ** 9)["entries"] if cur else []
+                    cur, entries = current()
                     final = cur is None or cur["job"].get("status") in (2, 3)
-                    if sent is None:
-                        sent = 0 if replay == "all" else max(0, len(entries) - int(replay))
                     new, sent = entries[sent:], max(sent, len(entries))
                     if not new and not final:
                         state.cond.wait(0.5)
