@@ -26,13 +26,14 @@ struct catalog;
 struct s3_mirror;
 
 struct s3_mirror_stats {
-        uint64_t listed;                   /* objects the listings named */
-        uint64_t fetched, fetched_bytes;   /* records and error records fetched */
-        uint64_t logs_fetched, logs_bytes; /* logs fetched */
-        uint64_t cached;                   /* files found in the mirror already */
-        uint64_t removed;                  /* files removed: their object is gone */
-        uint64_t trimmed, trimmed_bytes;   /* logs removed to keep the cap */
-        uint64_t covered;                  /* day folders the catalog answered */
+        uint64_t listed;                       /* objects the listings named */
+        uint64_t fetched, fetched_bytes;       /* records and error records fetched */
+        uint64_t logs_fetched, logs_bytes;     /* logs fetched */
+        uint64_t cached;                       /* files found in the mirror already */
+        uint64_t removed;                      /* files removed: their object is gone */
+        uint64_t trimmed, trimmed_bytes;       /* logs removed to keep the cap */
+        uint64_t covered;                      /* day folders the catalog answered */
+        uint64_t parts, part_gets, part_bytes; /* logs fetched in part: ranged GETs, bytes */
 };
 
 /* The mirror of s3 (a store_s3_open() store, borrowed) in the folder dir, created (0700, with
@@ -55,6 +56,38 @@ int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char 
  * not mirrored yet, at once. results (may be NULL) gets each job's outcome. Returns 0 or the
  * first error. */
 int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_t n, int *results);
+
+/*
+ * Part of a job's log: the byte ranges a search of its catalog's members reads
+ * (grep_members_needed()), fetched with ranged GETs (adjacent ranges as one) into a file of
+ * the log's size whose other bytes are a hole. A mirrored file of the listed size is the
+ * object, so that file is never under the log's mirror name: it is in the command's own
+ * folder (.part.<pid>/, as the mirror's layout), removed by s3_mirror_free() (or, after a
+ * crash, by a later command once it is an hour old), and s3_mirror_part_open() opens it.
+ */
+struct s3_range {
+        uint64_t offset, length;
+};
+
+struct s3_part {
+        const struct scan_job *job;
+        const struct s3_range *ranges; /* sorted, not overlapping */
+        size_t n_ranges;
+        uint64_t size; /* the log's size as the catalog has it (its last member's end) */
+        /* out: 0 (its part is fetched), 1 (the log is mirrored whole: read it), -ESTALE (the
+         * listing names another size), -ENOENT (no log object), or another -errno: fetch it
+         * whole. */
+        int result;
+};
+
+/* Fetches the parts, all their GETs at once (under the store's cap). Returns 0 or -ENOMEM;
+ * each part has its own result. */
+int s3_mirror_fetch_parts(struct s3_mirror *m, struct s3_part *parts, size_t n);
+
+/* The folder and name of job's part fetched by this command: 0 and *ret_dfd (the caller's to
+ * close), name ("<key>.log.gz"), or -ENOENT when none was. Thread-safe. */
+int s3_mirror_part_open(const struct s3_mirror *m, const struct scan_job *job, int *ret_dfd,
+                        char *name, size_t size);
 
 /* Removes mirrored logs, the least recently used first, until they take at most max_bytes. */
 int s3_mirror_trim_logs(struct s3_mirror *m, uint64_t max_bytes);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,12 +34,15 @@ void s3_objects_free(struct s3_object *o, size_t n);
 
 /* One GET: the object path/name (whole, or with length > 0 the bytes [offset, offset+length),
  * a Range request answered 206) into fd, written from its offset 0 (truncated first, and again
- * before a retry), or with fd < 0 into buf (malloc'd, len bytes, NUL-terminated; at most 64
+ * before a retry), or with at_offset (and length > 0) written at offset, in place, the file
+ * left as it is otherwise (a retry writes the same bytes again: several ranges may go into
+ * one fd at once), or with fd < 0 into buf (malloc'd, len bytes, NUL-terminated; at most 64
  * MiB). result is its outcome. */
 struct s3_get {
         const char *path, *name;
         uint64_t offset, length;
         int fd;
+        bool at_offset;
         char *buf; /* out, the caller's to free */
         size_t len;
         int result; /* out */

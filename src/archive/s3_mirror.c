@@ -27,6 +27,9 @@
 #define STALE_TMP_SECS 3600 /* a temporary this old belongs to a command that died */
 #define REL_MAX        512
 
+static int remove_tree(int dfd, const char *name);
+static void part_dir(char *buf, size_t size);
+
 struct s3_mirror {
         struct store *s3;
         int rootfd;
@@ -37,6 +40,8 @@ struct s3_mirror {
         /* The catalog's sealed files, copied into .catalog/<writer>/ (s3_mirror_use_catalog()). */
         bool use_catalog, cat_synced;
         struct catalog *cat;
+        /* The command's folder of logs fetched in part (.part.<pid>), once made. */
+        bool part_made;
         struct s3_mirror_stats stats;
 };
 
@@ -94,6 +99,11 @@ void s3_mirror_free(struct s3_mirror *m)
 {
         if (!m)
                 return;
+        if (m->part_made) {
+                char dir[64];
+                part_dir(dir, sizeof(dir));
+                (void) remove_tree(m->rootfd, dir);
+        }
         (void) safe_close(m->rootfd);
         catalog_free(m->cat);
         s3_objects_free(m->logs, m->n_logs);
@@ -686,16 +696,21 @@ int s3_mirror_sync(struct s3_mirror *m, const struct scan_filter *f, const char 
         return r;
 }
 
+static void sort_logs(struct s3_mirror *m)
+{
+        if (!m->logs_sorted && m->n_logs > 1) {
+                qsort(m->logs, m->n_logs, sizeof(*m->logs), compare_objects);
+                m->logs_sorted = true;
+        }
+}
+
 int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_t n, int *results)
 {
         struct fetch *todo = NULL;
         size_t n_todo = 0, cap_todo = 0, *which = NULL;
         int *res = NULL, r = 0;
 
-        if (!m->logs_sorted && m->n_logs > 1) {
-                qsort(m->logs, m->n_logs, sizeof(*m->logs), compare_objects);
-                m->logs_sorted = true;
-        }
+        sort_logs(m);
         which = calloc(n ? n : 1, sizeof(*which));
         if (!which)
                 return -ENOMEM;
@@ -735,6 +750,212 @@ int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_
         free(which);
         free(todo);
         return r;
+}
+
+/* ---- Logs in part ---- */
+
+static void part_dir(char *buf, size_t size)
+{
+        (void) snprintf(buf, size, ".part.%ld", (long) getpid());
+}
+
+/* Makes the command's folder (touched: a later command takes one an hour old for a dead
+ * command's), removing those of commands that died. */
+static int make_part_dir(struct s3_mirror *m)
+{
+        char ours[64];
+        DIR *d;
+        struct dirent *de;
+        struct stat st;
+
+        part_dir(ours, sizeof(ours));
+        if (!m->part_made && dir_open_at(m->rootfd, ".", &d) == 0) {
+                while ((de = readdir(d)))
+                        if (strncmp(de->d_name, ".part.", 6) == 0 &&
+                            strcmp(de->d_name, ours) != 0 &&
+                            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                            time(NULL) - st.st_mtime > STALE_TMP_SECS)
+                                (void) remove_tree(dirfd(d), de->d_name);
+                closedir(d);
+        }
+        if (mkdirat(m->rootfd, ours, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        m->part_made = true;
+        (void) utimensat(m->rootfd, ours, NULL, AT_SYMLINK_NOFOLLOW);
+        return 0;
+}
+
+static int push_get(struct s3_get **gets, size_t **owner, size_t *n, size_t *cap,
+                    const struct s3_get *g, size_t who)
+{
+        if (*n == *cap) {
+                size_t nc = *cap ? 2 * *cap : 64;
+                struct s3_get *p = reallocarray(*gets, nc, sizeof(*p));
+                size_t *o;
+                if (!p)
+                        return -ENOMEM;
+                *gets = p;
+                o = reallocarray(*owner, nc, sizeof(*o));
+                if (!o)
+                        return -ENOMEM;
+                *owner = o;
+                *cap = nc;
+        }
+        (*gets)[*n] = *g;
+        (*owner)[(*n)++] = who;
+        return 0;
+}
+
+/* One round of at most FETCH_BATCH parts (an fd each), their GETs all at once. */
+static int fetch_parts_batch(struct s3_mirror *m, struct s3_part *parts, size_t n)
+{
+        char rels[FETCH_BATCH][REL_MAX], locals[FETCH_BATCH][REL_MAX + 64], dir[64];
+        const char *names[FETCH_BATCH];
+        int fds[FETCH_BATCH];
+        struct s3_get *gets = NULL;
+        size_t *owner = NULL, n_gets = 0, cap = 0;
+        int r = 0;
+
+        part_dir(dir, sizeof(dir));
+        for (size_t i = 0; i < n; i++) {
+                struct s3_part *p = &parts[i];
+                const struct s3_object *o;
+                char *slash;
+
+                fds[i] = -1;
+                p->result = -EINVAL;
+                if (p->job->log_bytes < 0 ||
+                    !scan_job_path(p->job, ".log.gz", rels[i], sizeof(rels[i])) ||
+                    snprintf(locals[i], sizeof(locals[i]), "%s/%s", dir, rels[i]) >=
+                            (int) sizeof(locals[i]))
+                        continue;
+                o = find_object(m->logs, m->n_logs, rels[i]);
+                if (!o) {
+                        p->result = -ENOENT;
+                        continue;
+                }
+                if (mirrored(m, rels[i], o->size)) {
+                        m->stats.cached++;
+                        (void) utimensat(m->rootfd, rels[i], NULL, AT_SYMLINK_NOFOLLOW);
+                        p->result = 1;
+                        continue;
+                }
+                p->result = -ESTALE;
+                if (o->size != p->size)
+                        continue;
+                for (size_t k = 0; k < p->n_ranges; k++)
+                        if (p->ranges[k].length == 0 || p->ranges[k].offset > p->size ||
+                            p->ranges[k].length > p->size - p->ranges[k].offset ||
+                            (k > 0 && p->ranges[k].offset <
+                                              p->ranges[k - 1].offset + p->ranges[k - 1].length))
+                                goto next;
+                slash = strrchr(locals[i], '/');
+                *slash = '\0';
+                p->result = mkdir_p_at(m->rootfd, locals[i], 0700);
+                *slash = '/';
+                if (p->result < 0)
+                        continue;
+                fds[i] = openat(m->rootfd, locals[i],
+                                O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fds[i] < 0 || ftruncate(fds[i], (off_t) p->size) < 0) {
+                        p->result = -errno;
+                        continue;
+                }
+                /* The object's path and name: rels[i] split at its last '/'. */
+                slash = strrchr(rels[i], '/');
+                *slash = '\0';
+                names[i] = slash + 1;
+                p->result = 0;
+                for (size_t k = 0; k < p->n_ranges && r >= 0; k++) {
+                        const struct s3_range *g = &p->ranges[k];
+                        struct s3_get *last = n_gets ? &gets[n_gets - 1] : NULL;
+                        if (last && owner[n_gets - 1] == i &&
+                            last->offset + last->length == g->offset) {
+                                last->length += g->length; /* adjacent: one GET */
+                                continue;
+                        }
+                        r = push_get(&gets, &owner, &n_gets, &cap,
+                                     &(struct s3_get){.path = rels[i],
+                                                      .name = names[i],
+                                                      .offset = g->offset,
+                                                      .length = g->length,
+                                                      .fd = fds[i],
+                                                      .at_offset = true},
+                                     i);
+                }
+        next:;
+        }
+        if (r >= 0)
+                (void) s3_get_many(m->s3, gets, n_gets);
+        for (size_t k = 0; k < n_gets; k++) {
+                struct s3_part *p = &parts[owner[k]];
+                int e = r < 0 ? r : gets[k].result;
+                if (e == 0 && gets[k].len != gets[k].length)
+                        e = -EPROTO;
+                keep_first(&p->result, e);
+                m->stats.part_gets += e == 0;
+                m->stats.part_bytes += e == 0 ? gets[k].len : 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (fds[i] < 0)
+                        continue;
+                (void) close(fds[i]);
+                if (parts[i].result < 0) {
+                        log_printf(LOG_DEBUG, "s3 mirror: part of %s: %s", locals[i],
+                                   strerror(-parts[i].result));
+                        (void) unlinkat(m->rootfd, locals[i], 0);
+                } else
+                        m->stats.parts++;
+        }
+        free(gets);
+        free(owner);
+        return r;
+}
+
+int s3_mirror_fetch_parts(struct s3_mirror *m, struct s3_part *parts, size_t n)
+{
+        int r = n ? make_part_dir(m) : 0, first = 0;
+
+        sort_logs(m);
+        for (size_t i = 0; i < n; i += FETCH_BATCH) {
+                size_t k = n - i < FETCH_BATCH ? n - i : FETCH_BATCH;
+                if (r < 0) {
+                        for (size_t j = 0; j < k; j++)
+                                parts[i + j].result = r;
+                        continue;
+                }
+                keep_first(&first, fetch_parts_batch(m, parts + i, k));
+        }
+        return first;
+}
+
+int s3_mirror_part_open(const struct s3_mirror *m, const struct scan_job *job, int *ret_dfd,
+                        char *name, size_t size)
+{
+        char rel[REL_MAX], local[REL_MAX + 64], dir[64];
+        struct stat st;
+        char *slash;
+        int fd;
+
+        if (!m->part_made)
+                return -ENOENT;
+        part_dir(dir, sizeof(dir));
+        if (!scan_job_path(job, ".log.gz", rel, sizeof(rel)) ||
+            snprintf(local, sizeof(local), "%s/%s", dir, rel) >= (int) sizeof(local))
+                return -ENAMETOOLONG;
+        slash = strrchr(local, '/');
+        if (snprintf(name, size, "%s", slash + 1) >= (int) size)
+                return -ENAMETOOLONG;
+        *slash = '\0';
+        fd = openat(m->rootfd, local, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+                (void) close(fd);
+                return -ENOENT;
+        }
+        *ret_dfd = fd;
+        return 0;
 }
 
 /* ---- The cap on logs ---- */

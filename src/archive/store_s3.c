@@ -1535,7 +1535,7 @@ static int get_begin(void *userdata)
         struct get_ctx *x = userdata;
 
         x->g->len = 0;
-        if (x->g->fd >= 0 && ftruncate(x->g->fd, 0) < 0)
+        if (x->g->fd >= 0 && !x->g->at_offset && ftruncate(x->g->fd, 0) < 0)
                 return -errno;
         return 0;
 }
@@ -1551,7 +1551,8 @@ static int get_write(void *userdata, const void *data, size_t len)
                 return buf_append(&g->buf, &g->len, &x->cap, data, len, 4096);
         }
         for (const char *p = data; len > 0;) {
-                ssize_t k = pwrite(g->fd, p, len, (off_t) g->len);
+                ssize_t k =
+                        pwrite(g->fd, p, len, (off_t) (g->at_offset ? g->offset + g->len : g->len));
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0)
@@ -1568,7 +1569,7 @@ static void get_abort(void *userdata)
         struct get_ctx *x = userdata;
 
         x->g->len = 0;
-        if (x->g->fd >= 0)
+        if (x->g->fd >= 0 && !x->g->at_offset)
                 (void) ftruncate(x->g->fd, 0);
 }
 
@@ -1603,7 +1604,8 @@ int s3_get_many(struct store *st, struct s3_get *gets, size_t n)
                 g->len = 0;
                 g->result = -EINVAL;
                 if (!g->path || (*g->path && !archive_path_is_plain(g->path)) || !g->name ||
-                    !path_component_is_safe(g->name, strlen(g->name)))
+                    !path_component_is_safe(g->name, strlen(g->name)) ||
+                    (g->at_offset && (g->fd < 0 || g->length == 0)))
                         continue;
                 g->result = object_key(s, g->path, g->name, key, sizeof(key));
                 if (g->result >= 0)

@@ -17,6 +17,7 @@
 #include "grep_members.h"
 #include "cli.h"
 #include "cli_s3.h"
+#include "s3_mirror.h"
 #include "config.h"
 #include "ere.h"
 #include "grep.h"
@@ -751,6 +752,7 @@ struct engine {
                 size_t n;
         } * ahead;
         size_t n_ahead, cap_ahead, ahead_jobs;
+        bool whole_logs; /* CJA_S3_PARTS=0: every log read is fetched whole (to compare) */
         /* The members of the jobs read that the catalog lists, and those of them decoded. */
         atomic_size_t members_seen, members_read;
 };
@@ -798,6 +800,23 @@ static int flush_when_turn(struct obuf *b, void *userdata)
         return 0;
 }
 
+/* The catalog's members of j (malloc'd) and how many of them may match, when a search can
+ * read only those (grep_members()); -ESTALE when it cannot (the catalog does not know them,
+ * or the options need every line): read the log whole. */
+static int job_members(const struct engine *e, const struct scan_job *j,
+                       struct catalog_member **ret, size_t *ret_n, size_t *ret_may)
+{
+        size_t may = 0;
+
+        if (!e->cat || j->catalog_row < 0 || !grep_members_usable(e->o) ||
+            catalog_row_members(e->cat, (uint32_t) j->catalog_row, ret, ret_n) < 0)
+                return -ESTALE;
+        for (size_t k = 0; k < *ret_n; k++)
+                may += (*ret)[k].may;
+        *ret_may = may;
+        return 0;
+}
+
 /* Searches the members of j that the catalog says may match: as grep_members(), -ESTALE
  * when the catalog does not know them (or all may match): read the log whole. */
 static int search_members(struct engine *e, const struct scan_job *j, struct grep_job *g, int dfd,
@@ -807,11 +826,8 @@ static int search_members(struct engine *e, const struct scan_job *j, struct gre
         size_t n = 0, may = 0, decoded = 0;
         int r;
 
-        if (!e->cat || j->catalog_row < 0 || !grep_members_usable(e->o) ||
-            catalog_row_members(e->cat, (uint32_t) j->catalog_row, &m, &n) < 0)
+        if (job_members(e, j, &m, &n, &may) < 0)
                 return -ESTALE;
-        for (size_t k = 0; k < n; k++)
-                may += m[k].may;
         atomic_fetch_add(&e->members_seen, n);
         if (may == n) {
                 atomic_fetch_add(&e->members_read, n);
@@ -835,7 +851,8 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
         struct grep_job *g = NULL;
         char rel[512], when[32], name_buf[300];
         _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int dfd = -1;
+        _cleanup_close_ int dfd = -1, part_dfd = -1;
+        char part_name[300];
         struct grep_job_info info;
         int r, selected = 0;
 
@@ -868,8 +885,25 @@ static int search_one(struct engine *e, size_t i, const struct scan_job *j, unsi
         r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
         if (r < 0)
                 goto fail;
-        /* Only the members that may hold a match, when the catalog knows them. */
-        r = search_members(e, j, g, dfd, name_buf, decode_threads);
+        /* Only the members that may hold a match, when the catalog knows them; in S3 from
+         * the part of the log fetched (engine_push_s3), when it was. */
+        if (e->c->s3)
+                (void) cli_s3_part_open(e->c->s3, j, &part_dfd, part_name, sizeof(part_name));
+        r = search_members(e, j, g, part_dfd >= 0 ? part_dfd : dfd,
+                           part_dfd >= 0 ? part_name : name_buf, decode_threads);
+        if (part_dfd >= 0 && r < 0 && r != -ENOMEM && s->out.len == 0 && !s->started &&
+            grep_job_count(g) == 0) {
+                /* The part is not what the catalog said: the log whole, as a full scan. */
+                log_printf(LOG_DEBUG, "%s: its part: %s; fetching it whole", rel,
+                           log_reader_strerror(r));
+                grep_job_free(g);
+                g = NULL;
+                r = grep_job_new(e->m, ms, e->o, &info, &s->out, &g);
+                if (r < 0)
+                        goto fail;
+                (void) cli_s3_fetch_logs(e->c->s3, j, 1);
+                r = -ESTALE;
+        }
         if (r != -ESTALE)
                 goto done;
         r = log_reader_open(dfd, name_buf, decode_threads, &rd);
@@ -1314,11 +1348,51 @@ static void ahead_drop(struct engine *e)
         e->n_ahead = e->cap_ahead = e->ahead_jobs = 0;
 }
 
+/*
+ * What to fetch of j's log: 1 and *p, the byte ranges of the members its search reads
+ * (grep_members_needed(); the catalog's offsets), when it reads only those; 0 when it reads
+ * none (no member may match: nothing to fetch); -1 when it reads the log whole.
+ */
+static int job_part(const struct engine *e, const struct scan_job *j, struct s3_part *p)
+{
+        struct catalog_member *m = NULL;
+        struct s3_range *ranges = NULL;
+        size_t n = 0, may = 0, *idx = NULL, k = 0;
+        int r = -1;
+
+        if (j->log_bytes < 0)
+                return 0;
+        if (e->whole_logs || job_members(e, j, &m, &n, &may) < 0)
+                return -1;
+        if (may == n || n == 0)
+                goto out;
+        idx = calloc(n, sizeof(*idx));
+        ranges = calloc(n, sizeof(*ranges));
+        if (!idx || !ranges || grep_members_needed(m, n, idx, &k) < 0)
+                goto out;
+        for (size_t u = 0; u < k; u++)
+                ranges[u] = (struct s3_range){m[idx[u]].offset, m[idx[u]].size};
+        r = k > 0;
+        if (r > 0) {
+                *p = (struct s3_part){.job = j,
+                                      .ranges = ranges,
+                                      .n_ranges = k,
+                                      .size = m[n - 1].offset + m[n - 1].size};
+                ranges = NULL;
+        }
+out:
+        free(ranges);
+        free(idx);
+        free(m);
+        return r;
+}
+
 static int engine_push_s3(void *userdata, struct scan_job *batch, size_t n, bool last)
 {
         struct engine *e = userdata;
         struct scan_job *want;
-        size_t k = 0;
+        struct s3_part *parts;
+        size_t k = 0, n_parts = 0;
         bool stop;
         int r = 0;
 
@@ -1341,15 +1415,27 @@ static int engine_push_s3(void *userdata, struct scan_job *batch, size_t n, bool
         pthread_mutex_unlock(&e->lock);
         /* Not the logs the catalog rules out: the threads will not read them. */
         want = stop ? NULL : malloc(e->ahead_jobs * sizeof(*want) + 1);
-        for (size_t b = 0; want && b < e->n_ahead; b++)
+        parts = stop ? NULL : calloc(e->ahead_jobs + 1, sizeof(*parts));
+        for (size_t b = 0; want && parts && b < e->n_ahead; b++)
                 for (size_t i = 0; i < e->ahead[b].n; i++) {
                         const struct scan_job *j = &e->ahead[b].batch[i];
-                        if (!(e->cat && j->catalog_row >= 0 &&
-                              !catalog_row_may_match(e->cat, (uint32_t) j->catalog_row)))
+                        int k2;
+                        if (e->cat && j->catalog_row >= 0 &&
+                            !catalog_row_may_match(e->cat, (uint32_t) j->catalog_row))
+                                continue;
+                        k2 = job_part(e, j, &parts[n_parts]);
+                        if (k2 > 0)
+                                n_parts++; /* only what its search reads of it */
+                        else if (k2 < 0)
                                 want[k++] = *j; /* shallow: the batch owns the strings */
                 }
-        if (want)
+        if (parts && n_parts > 0)
+                (void) cli_s3_fetch_parts(e->c->s3, parts, n_parts);
+        if (want && k > 0)
                 (void) cli_s3_fetch_logs(e->c->s3, want, k);
+        for (size_t i = 0; i < n_parts; i++)
+                free((void *) parts[i].ranges);
+        free(parts);
         free(want);
         for (size_t b = 0; b < e->n_ahead; b++) {
                 struct ahead *a = &e->ahead[b];
@@ -1444,6 +1530,7 @@ int archive_cmd_search(struct cli *cli, int argc, char **argv)
                 catalog_query_free(q);
                 c.f.catalog = sc;
                 e.cat = sc;
+                e.whole_logs = getenv("CJA_S3_PARTS") && strcmp(getenv("CJA_S3_PARTS"), "0") == 0;
         } else {
                 cat = catalog_plan_open(rootfd, a.pattern, &o, m);
                 c.f.catalog = cat;

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@ struct cli_s3 {
         struct s3_mirror *mirror;
         char *name; /* s3://bucket[/prefix] */
         char *dir;
-        bool curl; /* http_global_init() done (ls and search come before main's) */
+        bool curl;            /* http_global_init() done (ls and search come before main's) */
+        pthread_mutex_t lock; /* the fetches, one at a time (search's threads, its scan) */
 };
 
 static char *cache_dir(const struct config *cfg)
@@ -81,10 +83,11 @@ void cli_s3_free(struct cli_s3 *x)
                            " records fetched (%" PRIu64 " bytes), %" PRIu64
                            " logs fetched (%" PRIu64 " bytes), %" PRIu64 " found cached, %" PRIu64
                            " removed, %" PRIu64 " logs trimmed, %" PRIu64
-                           " day folders from the catalog",
+                           " day folders from the catalog, %" PRIu64
+                           " logs fetched in part (%" PRIu64 " ranged GET, %" PRIu64 " bytes)",
                            sc.list, sc.get, sc.retried, x->dir, ms.listed, ms.fetched,
                            ms.fetched_bytes, ms.logs_fetched, ms.logs_bytes, ms.cached, ms.removed,
-                           ms.trimmed, ms.covered);
+                           ms.trimmed, ms.covered, ms.parts, ms.part_gets, ms.part_bytes);
         }
         s3_mirror_free(x->mirror);
         store_free(x->store);
@@ -92,6 +95,7 @@ void cli_s3_free(struct cli_s3 *x)
                 http_global_cleanup();
         free(x->name);
         free(x->dir);
+        pthread_mutex_destroy(&x->lock);
         free(x);
 }
 
@@ -125,6 +129,7 @@ int cli_s3_get(struct cli *c, struct cli_s3 **ret)
                 cli_say("out of memory");
                 return CLI_EXIT_FAILURE;
         }
+        pthread_mutex_init(&x->lock, NULL);
         x->dir = cache_dir(cfg);
         if (!x->dir) {
                 cli_say("no folder for the S3 archive's cache: set HOME or XDG_CACHE_HOME");
@@ -218,13 +223,63 @@ int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key)
         return r;
 }
 
-int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n)
+static int fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n, int *results)
 {
-        int r = s3_mirror_fetch_logs(x->mirror, jobs, n, NULL);
+        int r = s3_mirror_fetch_logs(x->mirror, jobs, n, results);
 
         if (r < 0 && r != -ENOENT)
                 cli_say("cannot fetch logs from the archive %s: %s", x->name, what(r));
         return r;
+}
+
+int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n)
+{
+        int r;
+
+        pthread_mutex_lock(&x->lock);
+        r = fetch_logs(x, jobs, n, NULL);
+        pthread_mutex_unlock(&x->lock);
+        return r;
+}
+
+int cli_s3_fetch_parts(struct cli_s3 *x, struct s3_part *parts, size_t n)
+{
+        struct scan_job *whole = NULL;
+        size_t *which = NULL, k = 0;
+        int *res = NULL, r;
+
+        pthread_mutex_lock(&x->lock);
+        r = s3_mirror_fetch_parts(x->mirror, parts, n);
+        for (size_t i = 0; i < n; i++)
+                k += parts[i].result < 0;
+        if (r >= 0 && k > 0) {
+                whole = calloc(k, sizeof(*whole));
+                which = calloc(k, sizeof(*which));
+                res = calloc(k, sizeof(*res));
+                r = whole && which && res ? 0 : -ENOMEM;
+        }
+        if (r >= 0 && k > 0) {
+                k = 0;
+                for (size_t i = 0; i < n; i++)
+                        if (parts[i].result < 0) {
+                                which[k] = i;
+                                whole[k++] = *parts[i].job; /* shallow */
+                        }
+                r = fetch_logs(x, whole, k, res);
+                for (size_t i = 0; i < k; i++)
+                        parts[which[i]].result = res[i] < 0 ? res[i] : 1;
+        }
+        pthread_mutex_unlock(&x->lock);
+        free(whole);
+        free(which);
+        free(res);
+        return r;
+}
+
+int cli_s3_part_open(const struct cli_s3 *x, const struct scan_job *job, int *ret_dfd, char *name,
+                     size_t size)
+{
+        return s3_mirror_part_open(x->mirror, job, ret_dfd, name, size);
 }
 
 int cli_s3_sync_job(struct cli_s3 *x, const char *guid, const char *key)

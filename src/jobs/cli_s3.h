@@ -38,9 +38,18 @@ char *cli_s3_display_path(const struct cli_s3 *x, const char *cache_path);
 void cli_s3_use_catalog(struct cli_s3 *x);
 struct catalog *cli_s3_catalog(const struct cli_s3 *x);
 
-/* s3_mirror_sync() and s3_mirror_fetch_logs(), a failure said. Return 0 or -errno. */
+/* s3_mirror_sync() and s3_mirror_fetch_logs(), a failure said. Return 0 or -errno. The
+ * fetches (these and cli_s3_fetch_parts()) may be called from several threads: one at a
+ * time. */
 int cli_s3_sync(struct cli_s3 *x, const struct scan_filter *f, const char *key);
 int cli_s3_fetch_logs(struct cli_s3 *x, const struct scan_job *jobs, size_t n);
+/* s3_mirror_fetch_parts(), then the logs whole of the parts that could not be fetched (their
+ * result < 0; 1 when the log is whole in the cache, or was fetched whole now). */
+struct s3_part;
+int cli_s3_fetch_parts(struct cli_s3 *x, struct s3_part *parts, size_t n);
+/* s3_mirror_part_open(): the folder (fd) and name of job's log fetched in part, or -ENOENT. */
+int cli_s3_part_open(const struct cli_s3 *x, const struct scan_job *job, int *ret_dfd, char *name,
+                     size_t size);
 /* The cache's records of one job of content guid made the bucket's: when they are cached, one
  * listing of their day folder; else a listing of the item's folders. 0 or -errno, said. */
 int cli_s3_sync_job(struct cli_s3 *x, const char *guid, const char *key);

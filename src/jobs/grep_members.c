@@ -29,25 +29,12 @@ static bool has_newline(const struct catalog_member *m, size_t n, size_t k)
         return k + 1 >= n || m[k + 1].lines > m[k].lines;
 }
 
-int grep_members(struct grep_job *g, int dfd, const char *name, unsigned threads,
-                 const struct catalog_member *m, size_t n, size_t *ret_decoded)
+/* The members grep_members() decodes, with what of each it feeds: units (n of room). */
+static size_t plan(const struct catalog_member *m, size_t n, struct unit *units)
 {
-        struct gzblock_member *list = NULL;
-        struct unit *units = NULL;
-        struct log_reader *rd = NULL;
         size_t n_units = 0;
         bool open = false; /* the last unit's bytes end inside a line fed */
-        bool skipping = false;
-        int r;
 
-        if (n == 0)
-                return 0;
-        list = calloc(n, sizeof(*list));
-        units = calloc(n, sizeof(*units));
-        if (!list || !units) {
-                r = -ENOMEM;
-                goto out;
-        }
         for (size_t k = 0; k < n; k++) {
                 enum role role;
 
@@ -65,8 +52,48 @@ int grep_members(struct grep_job *g, int dfd, const char *name, unsigned threads
                         open = !has_newline(m, n, k);
                 else
                         open = k + 1 < n && m[k + 1].midline;
-                units[n_units] = (struct unit){k, role};
-                list[n_units++] = (struct gzblock_member){m[k].offset, m[k].size, m[k].usize};
+                units[n_units++] = (struct unit){k, role};
+        }
+        return n_units;
+}
+
+int grep_members_needed(const struct catalog_member *m, size_t n, size_t *ret, size_t *ret_n)
+{
+        struct unit *units = calloc(n ? n : 1, sizeof(*units));
+        size_t k;
+
+        if (!units)
+                return -ENOMEM;
+        k = plan(m, n, units);
+        for (size_t u = 0; u < k; u++)
+                ret[u] = units[u].member;
+        *ret_n = k;
+        free(units);
+        return 0;
+}
+
+int grep_members(struct grep_job *g, int dfd, const char *name, unsigned threads,
+                 const struct catalog_member *m, size_t n, size_t *ret_decoded)
+{
+        struct gzblock_member *list = NULL;
+        struct unit *units = NULL;
+        struct log_reader *rd = NULL;
+        size_t n_units;
+        bool skipping = false;
+        int r;
+
+        if (n == 0)
+                return 0;
+        list = calloc(n, sizeof(*list));
+        units = calloc(n, sizeof(*units));
+        if (!list || !units) {
+                r = -ENOMEM;
+                goto out;
+        }
+        n_units = plan(m, n, units);
+        for (size_t u = 0; u < n_units; u++) {
+                const struct catalog_member *mb = &m[units[u].member];
+                list[u] = (struct gzblock_member){mb->offset, mb->size, mb->usize};
         }
         if (n_units == 0) {
                 r = 0;

@@ -19,3 +19,8 @@ int grep_members(struct grep_job *g, int dfd, const char *name, unsigned threads
 
 /* Whether grep_members() can search for o (not with context or -v). */
 bool grep_members_usable(const struct grep_opts *o);
+
+/* The members grep_members() would decode for m[0, n), in order: their indexes into ret (n of
+ * room), *ret_n of them (the bytes a search reads of the log: what to fetch of one in S3).
+ * -ENOMEM. */
+int grep_members_needed(const struct catalog_member *m, size_t n, size_t *ret, size_t *ret_n);
