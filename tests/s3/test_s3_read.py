@@ -48,7 +48,12 @@ def s3_stats(stderr):
         return None
     names = ("list", "get", "retries", "listed", "fetched", "fetched_bytes", "logs_fetched",
              "logs_bytes", "cached", "removed")
-    return dict(zip(names, map(int, m.groups())))
+    d = dict(zip(names, map(int, m.groups())))
+    p = re.search(r"(\d+) logs fetched in part \((\d+) ranged GET, (\d+) bytes\)",
+                  stderr[m.start():])
+    if p:
+        d.update(zip(("parts", "part_gets", "part_bytes"), map(int, p.groups())))
+    return d
 
 
 class S3ReadTest(unittest.TestCase):
@@ -410,6 +415,187 @@ class S3ReadTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(len(p.stdout.splitlines()), 6)
         self.assertIn(self.local, json.loads(p.stdout.splitlines()[0])["path"])
+
+
+MEMBER = 256 * 1024  # the log's uncompressed bytes per gzip member (gzblock.h)
+
+
+def big_log(seed, members, late=None, cross_at=None):
+    """About members * 256 KiB of log lines that compress like real ones (a counter, a
+    pseudo-random id). late: a line holding it in the last member only; cross_at: a member
+    boundary that a line holding "CROSSMATCH" (after the boundary) runs across."""
+    import random
+    rnd = random.Random(seed)
+    out, size, i = [], 0, 0
+    end = members * MEMBER - 4096
+    while size < end:
+        if cross_at is not None and size > cross_at * MEMBER - 400 and size < cross_at * MEMBER:
+            pad = cross_at * MEMBER - 100 - size - 1
+            if pad >= 1:
+                line = "p" * pad + "\n"
+                out.append(line)
+                size += len(line)
+            line = "CROSS-START " + "y" * 120 + " CROSSMATCH here %d\n" % seed
+            assert size < cross_at * MEMBER < size + line.index("CROSSMATCH")
+            out.append(line)
+            size += len(line)
+            cross_at = None
+            continue
+        line = "2024/11/25 10:%02d:%02d.%03d [stdout] request %d id %08x served in %d ms\n" % (
+            i // 60 % 60, i % 60, i % 1000, i, rnd.getrandbits(32), rnd.randrange(1000))
+        out.append(line)
+        size += len(line)
+        i += 1
+    if late:
+        out.append("2024/11/25 11:00:00.000 [stderr] %s happened late\n" % late)
+    return "".join(out)
+
+
+class S3RangedTest(unittest.TestCase):
+    """A search over S3 fetches only the members of a log that the catalog says it reads."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cja-s3ranged-")
+        s3c = s3client()
+        cls.bucket = "cjg-" + new_key(10).lower()
+        s3c.create_bucket(Bucket=cls.bucket)
+        cls.g = new_guid()
+        cls.keys = ["b1aaaa", "b2bbbb", "b3cccc"]
+        jobs = [make_jobspec("b1aaaa", log=big_log(1, 14, late="NEEDLE-LATE"),
+                             start_time="2024-11-25T10:00:00Z"),
+                make_jobspec("b2bbbb", log=big_log(2, 12, cross_at=5),
+                             start_time="2024-11-26T10:00:00Z"),
+                make_jobspec("b3cccc", log=big_log(3, 10, late="needle-late again",
+                                                   cross_at=9),
+                             start_time="2024-11-27T10:00:00Z"),
+                make_jobspec("s1dddd", log="small\nNEEDLE-LATE too\n",
+                             start_time="2024-11-27T11:00:00Z")]
+        with FakeConnect({cls.g: jobs}) as fc:
+            cls.local = os.path.join(cls.tmp, "local", "archive")
+            cls.cfg_local = write_config(os.path.join(cls.tmp, "local"), fc.url, cls.local,
+                                         content=[cls.g])
+            d = os.path.join(cls.tmp, "s3")
+            cls.cfg_s3 = write_config(d, fc.url, os.path.join(d, "state"), content=[cls.g],
+                                      archive={"s3": {"endpoint": RGW["S3_ENDPOINT"],
+                                                      "bucket": cls.bucket}})
+            for cfg in (cls.cfg_local, cls.cfg_s3):
+                p = run_archiver(["-c", cfg, "--once"], env=s3_env(CJA_CATALOG_SEAL_SECONDS=0),
+                                 timeout=600)
+                assert p.returncode == 0, p.stderr
+        cls.gz = {f[:-7]: os.path.getsize(os.path.join(dp, f))
+                  for dp, _, fs in os.walk(cls.local) for f in fs if f.endswith(".log.gz")}
+        cls.root = "s3://" + cls.bucket
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def env(self, cache, **kw):
+        env = s3_env(XDG_CACHE_HOME=os.path.join(self.tmp, cache), TZ="UTC", LC_ALL="C.UTF-8")
+        env.update(kw)
+        return env
+
+    def same(self, args, env, status=None):
+        a = run_jobs(["-c", self.cfg_local] + args, env=env, timeout=300)
+        b = run_jobs(["-v", "-c", self.cfg_s3] + args, env=env, timeout=300)
+        self.assertEqual(b.stdout.replace(self.root, "<root>"),
+                         a.stdout.replace(self.local, "<root>"),
+                         "%s: stdout differs\n%s" % (args, b.stderr))
+        self.assertEqual(b.returncode, a.returncode, "%s\n%s\n%s" % (args, a.stderr, b.stderr))
+        if status is not None:
+            self.assertEqual(a.returncode, status, a.stderr)
+        return a, b
+
+    def no_part_left(self, env):
+        cache = os.path.join(env["XDG_CACHE_HOME"], "connect-jobs", "s3")
+        for dp, dirs, _ in os.walk(cache):
+            self.assertEqual([d for d in dirs if d.startswith(".part.")], [], dp)
+
+    def test_search_fetches_only_the_members_read(self):
+        # Logs of 10-14 members (2.5-3.5 MiB), 0.5-0.7 MB of gzip each.
+        self.assertGreater(min(self.gz[k] for k in self.keys), 400 << 10)
+        env = self.env("cache-ranged")
+        big = sum(self.gz[k] for k in self.keys)
+        for args, status in ((["search", "NEEDLE-LATE"], 0),
+                             (["search", "-c", "NEEDLE-LATE"], 0),
+                             (["search", "-i", "needle-late"], 0),
+                             (["search", "-o", "needle-[a-z]+"], 0),
+                             (["search", "-H", "CROSSMATCH"], 0),
+                             (["search", "-o", "json", "CROSSMATCH"], 0),
+                             (["search", "-c", "-i", "crossmatch|needle"], 0),
+                             (["search", "-l", "-F", "CROSS-START"], 0),
+                             (["search", "ZZ-NOT-THERE"], 1)):
+            a, b = self.same(args, env, status)
+            if status == 0:
+                self.assertNotEqual(a.stdout, "")
+            s = s3_stats(b.stderr)
+            # No big log whole (the small one's member is all of it); the parts are a few
+            # members: far less than the logs.
+            self.assertLessEqual(s["logs_bytes"], self.gz["s1dddd"], (args, b.stderr))
+            self.assertLess(s["part_bytes"], big / 4, (args, b.stderr))
+            if args[-1] in ("NEEDLE-LATE", "CROSSMATCH"):
+                self.assertGreater(s["parts"], 0, b.stderr)
+            self.no_part_left(env)
+        # Nothing of a part is in the cache under the log's name: log and download fetch
+        # the logs whole and give the same bytes.
+        for key in self.keys:
+            self.same(["log", "-n", "5", self.g, key], env, 0)
+            a = run_jobs(["-c", self.cfg_local, "download", self.g, key], env=env, text=False,
+                         timeout=300)
+            b = run_jobs(["-c", self.cfg_s3, "download", self.g, key], env=env, text=False,
+                         timeout=300)
+            self.assertEqual((b.returncode, len(b.stdout)), (0, len(a.stdout)))
+            self.assertTrue(b.stdout == a.stdout, key)
+        # Whole in the cache now: read from there, nothing fetched.
+        _, b = self.same(["search", "-c", "NEEDLE-LATE"], env, 0)
+        s = s3_stats(b.stderr)
+        self.assertEqual((s["parts"], s["logs_fetched"]), (0, 0), b.stderr)
+        # Options that need every line fetch logs whole, as before.
+        env = self.env("cache-whole")
+        _, b = self.same(["search", "-c", "-v", "served"], env, 0)
+        self.assertEqual(s3_stats(b.stderr)["parts"], 0, b.stderr)
+        self.same(["search", "-C", "1", "CROSSMATCH"], env, 0)
+
+    def test_part_not_as_the_catalog_says(self):
+        # A log object replaced (not what its catalog row lists): the part is not used, the
+        # log is fetched whole and read whole; the output is a full scan's of that object.
+        env = self.env("cache-stale")
+        s3c = s3client()
+        key = "%s/2024/11/25/b1aaaa.log.gz" % self.g
+        body = s3c.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        bucket = "cjh-" + new_key(10).lower()
+        s3c.create_bucket(Bucket=bucket)
+        for k in list_keys(s3c, self.bucket, ""):
+            s3c.copy_object(Bucket=bucket, Key=k, CopySource={"Bucket": self.bucket, "Key": k})
+        import gzip
+        s3c.put_object(Bucket=bucket, Key=key,
+                       Body=body + gzip.compress(b"NEEDLE-LATE appended\n"))
+        d = os.path.join(self.tmp, "stale")
+        cfg = write_config(d, "http://127.0.0.1:9", os.path.join(d, "state"), content=[self.g],
+                           archive={"s3": {"endpoint": RGW["S3_ENDPOINT"], "bucket": bucket}})
+        p = run_jobs(["-v", "-c", cfg, "search", "-c", "NEEDLE-LATE"], env=env, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(" b1aaaa:2\n", p.stdout)  # the line appended found too
+        s = s3_stats(p.stderr)
+        self.assertGreaterEqual(s["logs_fetched"], 1, p.stderr)
+
+    def test_timed_ranged_and_whole(self):
+        # The numbers: a selective search on the big logs, from an empty cache each time.
+        for parts in ("1", "0"):
+            for run in range(2):
+                env = self.env("cache-t%s%d" % (parts, run), CJA_S3_PARTS=parts)
+                t0 = time.monotonic()
+                p = run_jobs(["-v", "-c", self.cfg_s3, "search", "NEEDLE-LATE"], env=env,
+                             timeout=300)
+                t = time.monotonic() - t0
+                self.assertEqual(p.returncode, 0, p.stderr)
+                s = s3_stats(p.stderr)
+                print("\nsearch NEEDLE-LATE over S3, %s: %.3f s, %d GET, logs whole %d (%d "
+                      "bytes), in part %d (%d ranged GET, %d bytes); gz of the big logs %d"
+                      % ("ranged" if parts == "1" else "whole", t, s["get"], s["logs_fetched"],
+                         s["logs_bytes"], s["parts"], s["part_gets"], s["part_bytes"],
+                         sum(self.gz[k] for k in self.keys)), file=sys.stderr)
 
 
 class S3ReadManyTest(unittest.TestCase):
