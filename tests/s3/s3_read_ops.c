@@ -6,6 +6,8 @@
  *   s3-read-ops ENDPOINT BUCKET PREFIX get PATH NAME [OFFSET LENGTH] the bytes, to stdout
  *   s3-read-ops ENDPOINT BUCKET PREFIX getfd PATH NAME FILE [OFFSET LENGTH]
  *   s3-read-ops ENDPOINT BUCKET PREFIX many PATH NAME...            "name result length" lines
+ *   s3-read-ops ENDPOINT BUCKET PREFIX at PATH NAME FILE SIZE OFFSET LENGTH...
+ *                                FILE made SIZE bytes (a hole), the ranges GET into it at once
  *
  * PREFIX "-" is none; AFTER/UNTIL "-" are none. Credentials from AWS_ACCESS_KEY_ID and
  * AWS_SECRET_ACCESS_KEY. Exit 0, or 1 with the error on stderr.
@@ -78,6 +80,28 @@ int main(int argc, char *argv[])
                 if (g.fd >= 0)
                         (void) close(g.fd);
                 free(g.buf);
+        } else if (strcmp(cmd, "at") == 0 && argc >= 11 && (argc - 9) % 2 == 0) {
+                size_t n = (size_t) (argc - 9) / 2;
+                struct s3_get *g = calloc(n, sizeof(*g));
+                int fd = open(argv[7], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                r = !g ? -ENOMEM : fd < 0 ? -errno : 0;
+                if (r >= 0 && ftruncate(fd, (off_t) strtoull(argv[8], NULL, 10)) < 0)
+                        r = -errno;
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        g[i] = (struct s3_get){.path = path,
+                                               .name = argv[6],
+                                               .offset = strtoull(argv[9 + 2 * i], NULL, 10),
+                                               .length = strtoull(argv[10 + 2 * i], NULL, 10),
+                                               .fd = fd,
+                                               .at_offset = true};
+                if (r >= 0)
+                        r = s3_get_many(s, g, n);
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        if (g[i].len != g[i].length)
+                                r = -EPROTO;
+                if (fd >= 0)
+                        (void) close(fd);
+                free(g);
         } else if (strcmp(cmd, "many") == 0 && argc >= 7) {
                 size_t n = (size_t) (argc - 6);
                 struct s3_get *g = calloc(n, sizeof(*g));

@@ -739,6 +739,16 @@ class S3ReadOpsTest(unittest.TestCase):
         p = self.ops("getfd", "", "big.log.gz", out)
         with open(out, "rb") as f:
             self.assertEqual(f.read(), self.big)
+        # Ranges at their offsets of one file, at once; the rest a hole (zeros).
+        ranges = [(0, 100), (262144, 300000), (700000, 5), (len(self.big) - 17, 17)]
+        p = self.ops("at", "", "big.log.gz", out, str(len(self.big)),
+                     *[str(x) for r in ranges for x in r])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        want = bytearray(len(self.big))
+        for o, n in ranges:
+            want[o:o + n] = self.big[o:o + n]
+        with open(out, "rb") as f:
+            self.assertTrue(f.read() == bytes(want))
         p = self.ops("get", "x/0001", "nope.json")
         self.assertEqual(p.returncode, 1)
         self.assertIn("No such file", p.stderr)
