@@ -62,8 +62,8 @@ int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_
  * (grep_members_needed()), fetched with ranged GETs (adjacent ranges as one) into a file of
  * the log's size whose other bytes are a hole. A mirrored file of the listed size is the
  * object, so that file is never under the log's mirror name: it is in the command's own
- * folder (.part.<pid>/, as the mirror's layout), removed by s3_mirror_free() (or, after a
- * crash, by a later command once it is an hour old), and s3_mirror_part_open() opens it.
+ * folder (.part.<pid>.<random>/, as the mirror's layout), removed by s3_mirror_free() (or,
+ * after a crash, by a later command once it is an hour old); s3_mirror_part_open() opens it.
  */
 struct s3_range {
         uint64_t offset, length;

@@ -6,10 +6,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +30,6 @@
 #define REL_MAX        512
 
 static int remove_tree(int dfd, const char *name);
-static void part_dir(char *buf, size_t size);
 
 struct s3_mirror {
         struct store *s3;
@@ -40,8 +41,8 @@ struct s3_mirror {
         /* The catalog's sealed files, copied into .catalog/<writer>/ (s3_mirror_use_catalog()). */
         bool use_catalog, cat_synced;
         struct catalog *cat;
-        /* The command's folder of logs fetched in part (.part.<pid>), once made. */
-        bool part_made;
+        /* The command's folder of logs fetched in part (.part.<pid>.<random>), "" until made. */
+        char part[64];
         struct s3_mirror_stats stats;
 };
 
@@ -99,11 +100,8 @@ void s3_mirror_free(struct s3_mirror *m)
 {
         if (!m)
                 return;
-        if (m->part_made) {
-                char dir[64];
-                part_dir(dir, sizeof(dir));
-                (void) remove_tree(m->rootfd, dir);
-        }
+        if (m->part[0])
+                (void) remove_tree(m->rootfd, m->part);
         (void) safe_close(m->rootfd);
         catalog_free(m->cat);
         s3_objects_free(m->logs, m->n_logs);
@@ -754,35 +752,40 @@ int s3_mirror_fetch_logs(struct s3_mirror *m, const struct scan_job *jobs, size_
 
 /* ---- Logs in part ---- */
 
-static void part_dir(char *buf, size_t size)
-{
-        (void) snprintf(buf, size, ".part.%ld", (long) getpid());
-}
-
-/* Makes the command's folder (touched: a later command takes one an hour old for a dead
- * command's), removing those of commands that died. */
+/* Makes the command's folder (random: a cache may be shared across pid namespaces), and
+ * removes those of commands that died (an hour old: it is touched at each round). */
 static int make_part_dir(struct s3_mirror *m)
 {
-        char ours[64];
         DIR *d;
         struct dirent *de;
         struct stat st;
 
-        part_dir(ours, sizeof(ours));
-        if (!m->part_made && dir_open_at(m->rootfd, ".", &d) == 0) {
+        if (m->part[0]) {
+                (void) utimensat(m->rootfd, m->part, NULL, AT_SYMLINK_NOFOLLOW);
+                return 0;
+        }
+        if (dir_open_at(m->rootfd, ".", &d) == 0) {
                 while ((de = readdir(d)))
                         if (strncmp(de->d_name, ".part.", 6) == 0 &&
-                            strcmp(de->d_name, ours) != 0 &&
                             fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                             time(NULL) - st.st_mtime > STALE_TMP_SECS)
                                 (void) remove_tree(dirfd(d), de->d_name);
                 closedir(d);
         }
-        if (mkdirat(m->rootfd, ours, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        m->part_made = true;
-        (void) utimensat(m->rootfd, ours, NULL, AT_SYMLINK_NOFOLLOW);
-        return 0;
+        for (int tries = 0; tries < 16; tries++) {
+                uint32_t rnd;
+                char name[sizeof(m->part)];
+                if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+                        return -errno;
+                (void) snprintf(name, sizeof(name), ".part.%ld.%08" PRIx32, (long) getpid(), rnd);
+                if (mkdirat(m->rootfd, name, 0700) == 0) {
+                        memcpy(m->part, name, sizeof(name));
+                        return 0;
+                }
+                if (errno != EEXIST)
+                        return -errno;
+        }
+        return -EEXIST;
 }
 
 static int push_get(struct s3_get **gets, size_t **owner, size_t *n, size_t *cap,
@@ -809,14 +812,13 @@ static int push_get(struct s3_get **gets, size_t **owner, size_t *n, size_t *cap
 /* One round of at most FETCH_BATCH parts (an fd each), their GETs all at once. */
 static int fetch_parts_batch(struct s3_mirror *m, struct s3_part *parts, size_t n)
 {
-        char rels[FETCH_BATCH][REL_MAX], locals[FETCH_BATCH][REL_MAX + 64], dir[64];
+        char rels[FETCH_BATCH][REL_MAX], locals[FETCH_BATCH][REL_MAX + 64];
         const char *names[FETCH_BATCH];
         int fds[FETCH_BATCH];
         struct s3_get *gets = NULL;
         size_t *owner = NULL, n_gets = 0, cap = 0;
         int r = 0;
 
-        part_dir(dir, sizeof(dir));
         for (size_t i = 0; i < n; i++) {
                 struct s3_part *p = &parts[i];
                 const struct s3_object *o;
@@ -826,7 +828,7 @@ static int fetch_parts_batch(struct s3_mirror *m, struct s3_part *parts, size_t 
                 p->result = -EINVAL;
                 if (p->job->log_bytes < 0 ||
                     !scan_job_path(p->job, ".log.gz", rels[i], sizeof(rels[i])) ||
-                    snprintf(locals[i], sizeof(locals[i]), "%s/%s", dir, rels[i]) >=
+                    snprintf(locals[i], sizeof(locals[i]), "%s/%s", m->part, rels[i]) >=
                             (int) sizeof(locals[i]))
                         continue;
                 o = find_object(m->logs, m->n_logs, rels[i]);
@@ -932,16 +934,15 @@ int s3_mirror_fetch_parts(struct s3_mirror *m, struct s3_part *parts, size_t n)
 int s3_mirror_part_open(const struct s3_mirror *m, const struct scan_job *job, int *ret_dfd,
                         char *name, size_t size)
 {
-        char rel[REL_MAX], local[REL_MAX + 64], dir[64];
+        char rel[REL_MAX], local[REL_MAX + 64];
         struct stat st;
         char *slash;
         int fd;
 
-        if (!m->part_made)
+        if (!m->part[0])
                 return -ENOENT;
-        part_dir(dir, sizeof(dir));
         if (!scan_job_path(job, ".log.gz", rel, sizeof(rel)) ||
-            snprintf(local, sizeof(local), "%s/%s", dir, rel) >= (int) sizeof(local))
+            snprintf(local, sizeof(local), "%s/%s", m->part, rel) >= (int) sizeof(local))
                 return -ENAMETOOLONG;
         slash = strrchr(local, '/');
         if (snprintf(name, size, "%s", slash + 1) >= (int) size)

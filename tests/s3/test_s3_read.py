@@ -537,6 +537,16 @@ class S3RangedTest(unittest.TestCase):
             if args[-1] in ("NEEDLE-LATE", "CROSSMATCH"):
                 self.assertGreater(s["parts"], 0, b.stderr)
             self.no_part_left(env)
+        # A killed command's part folder goes once it is an hour old; a newer one stays.
+        mirror = re.search(r"cache (\S+): ", b.stderr).group(1)
+        for name, age in ((".part.1.00000001", 7200), (".part.1.00000002", 60)):
+            os.makedirs(os.path.join(mirror, name, "x"))
+            t = time.time() - age
+            os.utime(os.path.join(mirror, name), (t, t))
+        _, b = self.same(["search", "NEEDLE-LATE"], env, 0)
+        self.assertEqual(sorted(f for f in os.listdir(mirror) if f.startswith(".part.")),
+                         [".part.1.00000002"])
+        shutil.rmtree(os.path.join(mirror, ".part.1.00000002"))
         # Nothing of a part is in the cache under the log's name: log and download fetch
         # the logs whole and give the same bytes.
         for key in self.keys:
