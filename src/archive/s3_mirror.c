@@ -902,6 +902,7 @@ static int fetch_parts_batch(struct s3_mirror *m, struct s3_part *parts, size_t 
                 if (fds[i] < 0)
                         continue;
                 (void) close(fds[i]);
+                keep_first(&parts[i].result, r); /* not all its GETs went out */
                 if (parts[i].result < 0) {
                         log_printf(LOG_DEBUG, "s3 mirror: part of %s: %s", locals[i],
                                    strerror(-parts[i].result));
