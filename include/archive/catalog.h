@@ -164,10 +164,11 @@ int catalog_open_dirs(const int *dfds, size_t n_dirs, struct catalog **ret, unsi
  */
 int catalog_cover_folder(struct catalog *c, const char *folder, const char *const *keys, size_t n);
 
-/* The catalog's rows of a folder whose mtime is mtime_ns: NULL when the catalog does not
- * cover it as it is now. Row indexes for catalog_row_get(). */
-const uint32_t *catalog_folder_rows(const struct catalog *c, const char *folder, int64_t mtime_ns,
-                                    size_t *ret_n);
+/* The catalog's rows of a folder whose mtime is mtime_ns, when it covers the folder as it is
+ * now: 1, the row ids (for catalog_row_get()) in *buf (grown as needed; the caller frees it)
+ * and *ret_n; 0 when it does not; -ENOMEM. Thread-safe. */
+int catalog_folder_rows(const struct catalog *c, const char *folder, int64_t mtime_ns,
+                        uint32_t **buf, size_t *cap, size_t *ret_n);
 void catalog_row_get(const struct catalog *c, uint32_t i, struct catalog_row *ret);
 size_t catalog_n_rows(const struct catalog *c);
 

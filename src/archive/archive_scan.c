@@ -138,6 +138,8 @@ struct day {
 struct found {
         struct scan_job *jobs;
         size_t n, cap;
+        uint32_t *rows; /* a day folder's catalog rows */
+        size_t cap_rows;
 };
 
 struct scan {
@@ -503,10 +505,11 @@ static int read_day_catalog(struct scan *s, const struct day *day, int dayfd, co
                             struct found *out)
 {
         const struct catalog *c = s->f->catalog;
-        const uint32_t *rows;
         struct stat st;
         int64_t mtime_ns;
         size_t n = 0;
+        bool filters = s->f->has_since || s->f->has_until || s->f->failed || s->f->tags;
+        int r;
 
         if (dayfd >= 0) {
                 if (fstat(dayfd, &st) < 0)
@@ -517,14 +520,21 @@ static int read_day_catalog(struct scan *s, const struct day *day, int dayfd, co
         } else {
                 return 0;
         }
-        rows = catalog_folder_rows(c, path, mtime_ns, &n);
-        if (!rows)
-                return 0;
+        r = catalog_folder_rows(c, path, mtime_ns, &out->rows, &out->cap_rows, &n);
+        if (r <= 0)
+                return r;
         for (size_t i = 0; i < n; i++) {
+                const uint32_t *rows = out->rows;
                 struct catalog_row row;
                 struct scan_job *j;
                 bool failed = false;
 
+                /* Without filters on the row, a row the search rules out is not even read
+                 * (its page of the catalog is not touched). */
+                if (s->f->ruled_out && !filters && !catalog_row_may_match(c, rows[i])) {
+                        (void) __atomic_fetch_add(s->f->ruled_out, 1, __ATOMIC_RELAXED);
+                        continue;
+                }
                 catalog_row_get(c, rows[i], &row);
                 /* The filters first, on the row itself: only the jobs that pass are copied,
                  * and of those a search leaves out the ones whose log cannot match. */
@@ -855,8 +865,10 @@ int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *wa
         if (r >= 0 && ret_warnings)
                 *ret_warnings = s.warnings;
 out:
-        for (unsigned t = 0; readers && t < n_readers; t++)
+        for (unsigned t = 0; readers && t < n_readers; t++) {
                 scan_jobs_free(readers[t].out.jobs, readers[t].out.n);
+                free(readers[t].out.rows);
+        }
         free(readers);
         for (size_t i = 0; i < s.n_days; i++)
                 free(s.days[i].guid);

@@ -761,6 +761,8 @@ int cat_sealed_open(int dfd, const char *name, struct cat_sealed *ret)
                 if (i != CAT_S_POSTINGS &&
                     cat_crc32(0, m + ret->off[i], ret->len[i]) != cat_get32(e + 16))
                         goto bad;
+                if (i != CAT_S_UNITS && i != CAT_S_JOBS)
+                        cat_drop_pages(m + ret->off[i], ret->len[i]);
         }
         ret->n_jobs = cat_get64(f + 20 * CAT_N_SECTIONS);
         ret->n_members = cat_get64(f + 20 * CAT_N_SECTIONS + 8);
@@ -795,10 +797,22 @@ int cat_sealed_open(int dfd, const char *name, struct cat_sealed *ret)
                 if (first + n > ret->n_members)
                         goto bad;
         }
+        cat_drop_pages(m + ret->off[CAT_S_UNITS], ret->len[CAT_S_UNITS]);
+        cat_drop_pages(m + ret->off[CAT_S_JOBS], ret->len[CAT_S_JOBS]);
         return 0;
 bad:
         cat_sealed_close(ret);
         return -EBADMSG;
+}
+
+void cat_drop_pages(const void *p, size_t len)
+{
+        uintptr_t page = (uintptr_t) sysconf(_SC_PAGESIZE);
+        uintptr_t a = ((uintptr_t) p + page - 1) & ~(page - 1),
+                  e = ((uintptr_t) p + len) & ~(page - 1);
+
+        if (e > a)
+                (void) madvise((void *) a, e - a, MADV_DONTNEED);
 }
 
 void cat_sealed_close(struct cat_sealed *s)

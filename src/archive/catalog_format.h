@@ -253,7 +253,11 @@ static inline uint64_t cat_sealed_unit_first(const struct cat_sealed *s, uint64_
         return u >= s->n_units ? s->n_members : cat_get32(s->map + s->off[CAT_S_UNITS] + 4 * u);
 }
 
+/* Mapped and checked: the pages the checks read are given back (read again when touched), so
+ * that a reader of a catalog of hundreds of MB holds only what it uses. */
 int cat_sealed_open(int dfd, const char *name, struct cat_sealed *ret);
+/* Gives the whole pages of [p, p + len) of a file's read-only mapping back. */
+void cat_drop_pages(const void *p, size_t len);
 void cat_sealed_close(struct cat_sealed *s);
 /* A string of the file (NULL for CAT_NONE or one out of bounds). */
 const char *cat_sealed_string(const struct cat_sealed *s, uint32_t off);

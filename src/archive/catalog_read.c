@@ -19,35 +19,77 @@
 #include "macro.h"
 #include "util.h"
 
+/* A row of the open segment (a sealed file's rows are read from its map when asked for). */
 struct rrow {
         struct catalog_row row;
-        int file;              /* index in files, or -1: the open segment */
-        uint32_t first_member; /* in its file (the open segment's: counted across it) */
-        const unsigned char *tri;
-        size_t tri_len;
-        const unsigned char *members; /* the open segment's: its members' varints */
+        uint32_t first_member; /* counted across the segment */
+        uint64_t tri_off;      /* its trigrams in the segment file, read when matched */
+        uint32_t tri_len, tri_crc;
+        const unsigned char *members; /* its members' varints */
         size_t members_len;
+        uint32_t prev; /* the segment's row before it in its folder, or NO_REF */
 };
 
+/* What a match and a member lookup need of a sealed file's row, kept from the one pass over
+ * its jobs at open (so that neither touches the jobs' pages again). */
+struct rmeta {
+        uint32_t first_member, n_members;
+        bool indexed;
+};
+
+/* A sealed file's rows by folder: the rows of local folder l are rows[first[l]..first[l+1]),
+ * in row order. Local folders are the file's folder entries, then any folder its jobs name
+ * that has no entry. */
+struct rfile {
+        struct rmeta *meta;
+        uint32_t *first, *rows;
+        uint32_t n_local;
+};
+
+/* Where a folder's rows are in a sealed file, chained per folder. */
+struct rref {
+        uint32_t file, local, next;
+};
+
+#define NO_REF UINT32_MAX
+
+/* A folder of the catalog: 40 bytes, a year's archive has a few hundred thousand. */
 struct rfolder {
-        const char *path; /* NULL: a free slot */
-        uint64_t hash;
+        const char *path; /* in the catalog's arena */
         int64_t mtime_ns;
-        uint32_t jobs;
+        uint32_t hash;
+        uint32_t jobs;     /* the folder's jobs when its state was recorded */
+        uint32_t n;        /* the rows the catalog has of it, all files and the segment */
+        uint32_t refs;     /* the first rref, or NO_REF */
+        uint32_t seg_last; /* its last row of the segment, or NO_REF */
         bool known, removed;
         bool listed; /* catalog_cover_folder(): covered whatever the mtime */
-        uint32_t *rows;
-        size_t n, cap;
+};
+
+/* Strings that live as long as the catalog: blocks, the newest first. */
+struct arena {
+        struct arena *next;
+        size_t used, size;
+        char data[];
 };
 
 struct catalog {
         struct cat_sealed *files;
+        struct rfile *rfiles;
         size_t n_files;
-        unsigned char *seg_data;
-        struct rrow *rows;
-        size_t n_rows, cap_rows;
+        /* Row ids: file i's rows are base[i].., the segment's base[n_files].. */
+        uint64_t *base;
+        int seg_fd; /* the open segment, for its rows' trigrams (-1: none) */
+        struct rrow *seg;
+        size_t n_seg, cap_seg;
+        size_t n_rows;
         struct rfolder *folders;
-        size_t n_folders, n_slots;
+        size_t n_folders, cap_folders;
+        uint32_t *slots; /* folder index + 1, 0: free */
+        size_t n_slots;
+        struct rref *refs;
+        size_t n_refs, cap_refs;
+        struct arena *arena;
         bool *may;
         /* After catalog_match: per file (and for the open segment) a bit per member, set
          * when a line starting in it may match. NULL: every member may. */
@@ -157,80 +199,107 @@ int cat_count_records(int dfd)
 
 /* ---- the job table ------------------------------------------------------------------------ */
 
-static struct rfolder *folder_get(struct catalog *c, const char *path, bool create)
+static char *arena_alloc(struct catalog *c, size_t len)
 {
-        uint64_t h = hash64(path, strlen(path));
-        size_t i;
+        struct arena *a = c->arena;
+        char *p;
 
-        if (create && 2 * (c->n_folders + 1) > c->n_slots) {
-                size_t ns = c->n_slots ? 2 * c->n_slots : 1024;
-                struct rfolder *t = calloc(ns, sizeof(*t));
+        if (!a || a->size - a->used < len) {
+                size_t size = len > 65536 ? len : 65536;
 
-                if (!t)
+                a = malloc(sizeof(*a) + size);
+                if (!a)
                         return NULL;
-                for (size_t k = 0; k < c->n_slots; k++) {
-                        struct rfolder *o = &c->folders[k];
-                        if (!o->path)
-                                continue;
-                        for (i = o->hash & (ns - 1); t[i].path; i = (i + 1) & (ns - 1))
-                                ;
-                        t[i] = *o;
-                }
-                free(c->folders);
-                c->folders = t;
-                c->n_slots = ns;
+                *a = (struct arena){.next = c->arena, .size = size};
+                c->arena = a;
         }
-        if (c->n_slots == 0)
-                return NULL;
-        for (i = h & (c->n_slots - 1); c->folders[i].path; i = (i + 1) & (c->n_slots - 1))
-                if (c->folders[i].hash == h && strcmp(c->folders[i].path, path) == 0)
-                        return &c->folders[i];
-        if (!create)
-                return NULL;
-        c->folders[i] = (struct rfolder){.path = path, .hash = h};
-        c->n_folders++;
-        return &c->folders[i];
+        p = a->data + a->used;
+        a->used += len;
+        return p;
 }
 
-static int add_row(struct catalog *c, const struct rrow *r)
+static const char *arena_strdup(struct catalog *c, const char *s)
 {
-        struct rfolder *f;
+        size_t len = strlen(s) + 1;
+        char *p = arena_alloc(c, len);
 
-        if (!r->row.folder || !r->row.key)
-                return 0;
-        if (c->n_rows == c->cap_rows) {
-                size_t cap = c->cap_rows ? 2 * c->cap_rows : 1024;
-                struct rrow *n = reallocarray(c->rows, cap, sizeof(*n));
-                if (!n)
-                        return -ENOMEM;
-                c->rows = n;
-                c->cap_rows = cap;
+        return p ? memcpy(p, s, len) : NULL;
+}
+
+static uint32_t folder_hash(const char *path)
+{
+        return (uint32_t) hash64(path, strlen(path));
+}
+
+static struct rfolder *folder_find(const struct catalog *c, const char *path, uint32_t h)
+{
+        if (c->n_slots == 0)
+                return NULL;
+        for (size_t i = h & (c->n_slots - 1); c->slots[i]; i = (i + 1) & (c->n_slots - 1)) {
+                struct rfolder *f = &c->folders[c->slots[i] - 1];
+                if (f->hash == h && strcmp(f->path, path) == 0)
+                        return f;
         }
-        f = folder_get(c, r->row.folder, true);
-        if (!f)
+        return NULL;
+}
+
+/* The folder path (its index), added when new: -ENOMEM, or the index. */
+static int64_t folder_get(struct catalog *c, const char *path)
+{
+        uint32_t h = folder_hash(path);
+        struct rfolder *f = folder_find(c, path, h);
+        size_t i;
+
+        if (f)
+                return f - c->folders;
+        if (c->n_folders >= UINT32_MAX - 1)
                 return -ENOMEM;
-        if (f->n == f->cap) {
-                size_t cap = f->cap ? 2 * f->cap : 8;
-                uint32_t *n = reallocarray(f->rows, cap, sizeof(*n));
+        if (2 * (c->n_folders + 1) > c->n_slots) {
+                size_t ns = c->n_slots ? 2 * c->n_slots : 1024;
+                uint32_t *t = calloc(ns, sizeof(*t));
+
+                if (!t)
+                        return -ENOMEM;
+                for (size_t k = 0; k < c->n_folders; k++) {
+                        for (i = c->folders[k].hash & (ns - 1); t[i]; i = (i + 1) & (ns - 1))
+                                ;
+                        t[i] = (uint32_t) k + 1;
+                }
+                free(c->slots);
+                c->slots = t;
+                c->n_slots = ns;
+        }
+        if (c->n_folders == c->cap_folders) {
+                size_t cap = c->cap_folders ? 2 * c->cap_folders : 1024;
+                struct rfolder *n = reallocarray(c->folders, cap, sizeof(*n));
+
                 if (!n)
                         return -ENOMEM;
-                f->rows = n;
-                f->cap = cap;
+                c->folders = n;
+                c->cap_folders = cap;
         }
-        f->rows[f->n++] = (uint32_t) c->n_rows;
-        c->rows[c->n_rows++] = *r;
-        return 0;
+        f = &c->folders[c->n_folders];
+        *f = (struct rfolder){
+                .path = arena_strdup(c, path), .hash = h, .refs = NO_REF, .seg_last = NO_REF};
+        if (!f->path)
+                return -ENOMEM;
+        for (i = h & (c->n_slots - 1); c->slots[i]; i = (i + 1) & (c->n_slots - 1))
+                ;
+        c->slots[i] = (uint32_t) ++c->n_folders;
+        return (int64_t) c->n_folders - 1;
 }
 
 static int set_folder(struct catalog *c, const struct cat_folder_state *st)
 {
         struct rfolder *f;
+        int64_t k;
 
         if (!st->path)
                 return 0;
-        f = folder_get(c, st->path, true);
-        if (!f)
-                return -ENOMEM;
+        k = folder_get(c, st->path);
+        if (k < 0)
+                return (int) k;
+        f = &c->folders[k];
         f->known = true;
         f->removed = st->removed;
         f->mtime_ns = st->mtime_ns;
@@ -238,7 +307,177 @@ static int set_folder(struct catalog *c, const struct cat_folder_state *st)
         return 0;
 }
 
-static int seg_record(void *userdata, unsigned char type, const unsigned char *p, size_t len)
+/* The local folder of a row's folder string (offset off), through a small open-addressing
+ * table of string offsets. */
+struct local_map {
+        uint32_t *off, *idx;
+        size_t n_slots;
+};
+
+static uint32_t *local_slot(struct local_map *m, uint32_t off)
+{
+        size_t i = (size_t) (off * UINT32_C(2654435761)) & (m->n_slots - 1);
+
+        while (m->off[i] != CAT_NONE && m->off[i] != off)
+                i = (i + 1) & (m->n_slots - 1);
+        return &m->idx[i];
+}
+
+/*
+ * Indexes sealed file i: its rows by folder, each local folder joined to the catalog's
+ * folder of that path, and its folder states (files are indexed oldest first, so a newer
+ * state wins). One pass over the jobs; the jobs', folders' and strings' pages are given back
+ * after it.
+ */
+static int index_file(struct catalog *c, size_t i)
+{
+        const struct cat_sealed *s = &c->files[i];
+        struct rfile *rf = &c->rfiles[i];
+        struct local_map m = {0};
+        uint32_t *local_off = NULL, *count = NULL;
+        size_t n_local = 0, cap_local;
+        int r = -ENOMEM;
+
+        /* At most a local folder per folder entry and one per row (a file written in S3 mode
+         * has no folder states). */
+        cap_local = s->n_folders + s->n_jobs;
+        for (m.n_slots = 64; m.n_slots < 2 * cap_local; m.n_slots *= 2)
+                ;
+        m.off = malloc(m.n_slots * sizeof(*m.off));
+        m.idx = malloc(m.n_slots * sizeof(*m.idx));
+        local_off = malloc((cap_local ? cap_local : 1) * sizeof(*local_off));
+        rf->meta = calloc(s->n_jobs ? s->n_jobs : 1, sizeof(*rf->meta));
+        rf->rows = malloc((s->n_jobs ? s->n_jobs : 1) * sizeof(*rf->rows));
+        if (!m.off || !m.idx || !local_off || !rf->meta || !rf->rows)
+                goto out;
+        memset(m.off, 0xff, m.n_slots * sizeof(*m.off));
+        for (uint64_t k = 0; k < s->n_folders; k++) {
+                uint32_t off = cat_get32(s->map + s->off[CAT_S_FOLDERS] + k * CAT_FOLDER_SIZE);
+                uint32_t *slot = local_slot(&m, off);
+
+                if (m.off[slot - m.idx] == CAT_NONE) {
+                        m.off[slot - m.idx] = off;
+                        *slot = (uint32_t) n_local;
+                        local_off[n_local++] = off;
+                }
+        }
+        /* The rows' folders (count[l]: rows of local folder l, then its start). */
+        for (uint64_t j = 0; j < s->n_jobs; j++) {
+                const unsigned char *p = s->map + s->off[CAT_S_JOBS] + j * CAT_JOB_SIZE;
+                uint32_t off = cat_get32(p), *slot;
+
+                rf->meta[j] = (struct rmeta){.first_member = cat_get32(p + 60),
+                                             .n_members = cat_get32(p + 64),
+                                             .indexed = cat_get32(p + 56) & CAT_F_INDEXED};
+                if (!cat_sealed_string(s, off) || !cat_sealed_string(s, cat_get32(p + 4))) {
+                        rf->rows[j] = UINT32_MAX; /* no folder or key: not a job it can give */
+                        continue;
+                }
+                slot = local_slot(&m, off);
+                if (m.off[slot - m.idx] == CAT_NONE) {
+                        m.off[slot - m.idx] = off;
+                        *slot = (uint32_t) n_local;
+                        local_off[n_local++] = off;
+                }
+                rf->rows[j] = *slot; /* its local folder, for now */
+        }
+        cat_drop_pages(s->map + s->off[CAT_S_JOBS], s->len[CAT_S_JOBS]);
+        count = calloc(n_local + 1, sizeof(*count));
+        rf->first = calloc(n_local + 1, sizeof(*rf->first));
+        if (!count || !rf->first)
+                goto out;
+        for (uint64_t j = 0; j < s->n_jobs; j++)
+                if (rf->rows[j] != UINT32_MAX)
+                        count[rf->rows[j]]++;
+        for (size_t l = 0; l < n_local; l++)
+                rf->first[l + 1] = rf->first[l] + count[l];
+        memcpy(count, rf->first, n_local * sizeof(*count));
+        {
+                /* Rows in place of their folders: a second array would double the peak. */
+                uint32_t *rows = malloc((s->n_jobs ? s->n_jobs : 1) * sizeof(*rows));
+                if (!rows)
+                        goto out;
+                for (uint64_t j = 0; j < s->n_jobs; j++)
+                        if (rf->rows[j] != UINT32_MAX)
+                                rows[count[rf->rows[j]]++] = (uint32_t) j;
+                free(rf->rows);
+                rf->rows = rows;
+        }
+        rf->n_local = (uint32_t) n_local;
+        for (size_t l = 0; l < n_local; l++) {
+                int64_t g = folder_get(c, cat_sealed_string(s, local_off[l]));
+                struct rfolder *f;
+
+                if (g < 0)
+                        goto out;
+                if (c->n_refs == c->cap_refs) {
+                        size_t cap = c->cap_refs ? 2 * c->cap_refs : 1024;
+                        struct rref *n = reallocarray(c->refs, cap, sizeof(*n));
+                        if (!n)
+                                goto out;
+                        c->refs = n;
+                        c->cap_refs = cap;
+                }
+                f = &c->folders[g];
+                c->refs[c->n_refs] = (struct rref){(uint32_t) i, (uint32_t) l, f->refs};
+                f->refs = (uint32_t) c->n_refs++;
+                f->n += rf->first[l + 1] - rf->first[l];
+        }
+        for (uint64_t k = 0; k < s->n_folders; k++) {
+                struct cat_folder_state st;
+
+                cat_sealed_folder(s, k, &st);
+                r = set_folder(c, &st);
+                if (r < 0)
+                        goto out;
+        }
+        cat_drop_pages(s->map + s->off[CAT_S_FOLDERS], s->len[CAT_S_FOLDERS]);
+        cat_drop_pages(s->map + s->off[CAT_S_STRINGS], s->len[CAT_S_STRINGS]);
+        r = 0;
+out:
+        free(m.off);
+        free(m.idx);
+        free(local_off);
+        free(count);
+        return r;
+}
+
+static int add_seg_row(struct catalog *c, const struct rrow *r)
+{
+        struct rfolder *f;
+        int64_t g;
+
+        if (!r->row.folder || !r->row.key)
+                return 0;
+        if (c->n_seg == c->cap_seg) {
+                size_t cap = c->cap_seg ? 2 * c->cap_seg : 1024;
+                struct rrow *n = reallocarray(c->seg, cap, sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                c->seg = n;
+                c->cap_seg = cap;
+        }
+        g = folder_get(c, r->row.folder);
+        if (g < 0)
+                return (int) g;
+        f = &c->folders[g];
+        c->seg[c->n_seg] = *r;
+        c->seg[c->n_seg].prev = f->seg_last;
+        f->seg_last = (uint32_t) c->n_seg++;
+        f->n++;
+        return 0;
+}
+
+/* A pointer into a record's payload p, moved to its copy q. */
+static const char *moved(const char *s, const unsigned char *p, const char *q)
+{
+        return s ? q + (s - (const char *) p) : NULL;
+}
+
+/* A record of the open segment, read a record at a time: a job's row is kept (its strings and
+ * members copied), its trigrams are left in the file (their place and CRC kept). */
+static int seg_record(void *userdata, unsigned char type, const unsigned char *p, size_t len,
+                      uint64_t offset)
 {
         struct catalog *c = userdata;
         struct cat_cursor cur = {.p = p + 1, .end = p + len};
@@ -247,20 +486,34 @@ static int seg_record(void *userdata, unsigned char type, const unsigned char *p
         if (type == 'J') {
                 struct cat_seg_job j;
                 struct rrow r;
+                size_t keep;
+                char *q;
 
-                if (cat_seg_job_parse(p, len, &j) < 0)
+                if (cat_seg_job_parse(p, len, &j) < 0 || j.tri_len > UINT32_MAX)
                         return 0;
-                r = (struct rrow){.row = j.row,
-                                  .file = -1,
-                                  .first_member = (uint32_t) c->seg_members,
-                                  .tri = j.tri,
-                                  .tri_len = j.tri_len,
-                                  .members = j.members,
-                                  .members_len = j.members_len};
+                keep = j.tri ? (size_t) (j.tri - p) : len;
+                q = arena_alloc(c, keep);
+                if (!q)
+                        return -ENOMEM;
+                memcpy(q, p, keep);
+                j.row.folder = moved(j.row.folder, p, q);
+                j.row.key = moved(j.row.key, p, q);
+                j.row.tag = moved(j.row.tag, p, q);
+                j.row.start_text = moved(j.row.start_text, p, q);
+                j.row.name = moved(j.row.name, p, q);
+                j.row.error_summary = moved(j.row.error_summary, p, q);
+                r = (struct rrow){
+                        .row = j.row,
+                        .first_member = (uint32_t) c->seg_members,
+                        .tri_off = j.tri ? offset + (uint64_t) (j.tri - p) : 0,
+                        .tri_len = (uint32_t) j.tri_len,
+                        .tri_crc = j.tri ? cat_crc32(0, j.tri, j.tri_len) : 0,
+                        .members = (const unsigned char *) moved((const char *) j.members, p, q),
+                        .members_len = j.members_len};
                 if (c->seg_members + j.row.n_members > UINT32_MAX)
                         return 0;
                 c->seg_members += j.row.n_members;
-                return add_row(c, &r);
+                return add_seg_row(c, &r);
         }
         if (type != 'D' && type != 'R')
                 return 0;
@@ -349,6 +602,97 @@ int cat_list_sealed(int dfd, bool writer, struct cat_file_ref **ret, size_t *ret
         return 0;
 }
 
+static struct catalog *catalog_new(void)
+{
+        struct catalog *c = calloc(1, sizeof(*c));
+
+        if (c)
+                c->seg_fd = -1;
+        return c;
+}
+
+/* Opens the sealed files refs of folder dfd into c->files (a damaged one is counted and left
+ * out). -ENOMEM. */
+static int open_files(struct catalog *c, int dfd, const struct cat_file_ref *refs, size_t n,
+                      unsigned *damaged)
+{
+        struct cat_sealed *files = reallocarray(c->files, c->n_files + n + 1, sizeof(*files));
+
+        if (!files)
+                return -ENOMEM;
+        c->files = files;
+        for (size_t i = 0; i < n; i++) {
+                struct cat_sealed *s = &c->files[c->n_files];
+                int r = cat_sealed_open(dfd, refs[i].name, s);
+
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 || s->first != refs[i].first || s->last != refs[i].last) {
+                        if (r == 0)
+                                cat_sealed_close(s);
+                        (*damaged)++;
+                        continue;
+                }
+                c->n_files++;
+        }
+        return 0;
+}
+
+/* Indexes the files opened, numbers the rows, and reads the open segment segfd (-1: none)
+ * when it comes after max_last. -ENOMEM. */
+static int index_files(struct catalog *c, int segfd, uint64_t max_last, unsigned *damaged)
+{
+        int r;
+
+        c->rfiles = calloc(c->n_files + 1, sizeof(*c->rfiles));
+        c->base = calloc(c->n_files + 1, sizeof(*c->base));
+        if (!c->rfiles || !c->base)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_files; i++) {
+                /* Row ids are 32 bits: a catalog of 4 billion jobs is not read further. */
+                if (c->base[i] + c->files[i].n_jobs >= UINT32_MAX / 2) {
+                        for (size_t k = i; k < c->n_files; k++)
+                                cat_sealed_close(&c->files[k]);
+                        *damaged += (unsigned) (c->n_files - i);
+                        c->n_files = i;
+                        break;
+                }
+                r = index_file(c, i);
+                if (r < 0)
+                        return r;
+                c->base[i + 1] = c->base[i] + c->files[i].n_jobs;
+        }
+        c->n_rows = c->base[c->n_files];
+        if (segfd >= 0) {
+                uint64_t id = 0, end;
+                bool torn;
+                struct stat st;
+
+                /* Peek at the id first: a segment sealed already is not read twice. */
+                if (fstat(segfd, &st) == 0 && S_ISREG(st.st_mode)) {
+                        unsigned char h[CAT_HEADER_SIZE];
+
+                        if (pread(segfd, h, sizeof(h), 0) == (ssize_t) sizeof(h) &&
+                            cat_get64(h + 16) > max_last) {
+                                r = cat_seg_stream(segfd, &id, &end, &torn, seg_record, c);
+                                if (r == -ENOMEM)
+                                        return r;
+                                if (r < 0)
+                                        (*damaged)++;
+                                c->seg_fd = fcntl(segfd, F_DUPFD_CLOEXEC, 3);
+                                if (c->seg_fd < 0 && c->n_seg > 0)
+                                        return -errno;
+                        }
+                }
+        }
+        c->n_rows += c->n_seg;
+        c->may = malloc(c->n_rows ? c->n_rows : 1);
+        if (!c->may)
+                return -ENOMEM;
+        memset(c->may, 1, c->n_rows ? c->n_rows : 1);
+        return 0;
+}
+
 int catalog_open(int rootfd, struct catalog **ret, unsigned *ret_damaged)
 {
         _cleanup_close_ int dfd = -1, segfd = -1;
@@ -365,82 +709,24 @@ int catalog_open(int rootfd, struct catalog **ret, unsigned *ret_damaged)
         r = cat_list_sealed(dfd, false, &refs, &n, &max_last);
         if (r < 0)
                 return r;
-        c = calloc(1, sizeof(*c));
-        if (!c || (n && !(c->files = calloc(n, sizeof(*c->files))))) {
-                free(c);
+        c = catalog_new();
+        if (!c) {
                 free(refs);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < n; i++) {
-                struct cat_sealed *s = &c->files[c->n_files];
-
-                r = cat_sealed_open(dfd, refs[i].name, s);
-                if (r == -ENOMEM)
-                        goto fail;
-                if (r < 0 || s->first != refs[i].first || s->last != refs[i].last) {
-                        if (r == 0)
-                                cat_sealed_close(s);
-                        damaged++;
-                        continue;
-                }
-                c->n_files++;
-        }
+        r = open_files(c, dfd, refs, n, &damaged);
         free(refs);
-        refs = NULL;
-        for (size_t i = 0; i < c->n_files; i++) {
-                struct cat_sealed *s = &c->files[i];
-
-                for (uint64_t j = 0; j < s->n_jobs; j++) {
-                        struct rrow row = {.file = (int) i};
-
-                        cat_sealed_row(s, j, &row.row, &row.first_member);
-                        r = add_row(c, &row);
-                        if (r < 0)
-                                goto fail;
-                }
-                for (uint64_t k = 0; k < s->n_folders; k++) {
-                        struct cat_folder_state st;
-
-                        cat_sealed_folder(s, k, &st);
-                        r = set_folder(c, &st);
-                        if (r < 0)
-                                goto fail;
-                }
-        }
-        segfd = openat(dfd, "open", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (segfd >= 0) {
-                uint64_t id = 0, end;
-                bool torn;
-                struct stat st;
-
-                /* Peek at the id first: a segment sealed already is not read twice. */
-                if (fstat(segfd, &st) == 0 && S_ISREG(st.st_mode)) {
-                        unsigned char h[CAT_HEADER_SIZE];
-
-                        if (pread(segfd, h, sizeof(h), 0) == (ssize_t) sizeof(h) &&
-                            cat_get64(h + 16) > max_last) {
-                                r = cat_seg_read(segfd, &id, &end, &torn, &c->seg_data, seg_record,
-                                                 c);
-                                if (r == -ENOMEM)
-                                        goto fail;
-                                if (r < 0)
-                                        damaged++;
-                        }
-                }
-        }
-        c->may = calloc(c->n_rows ? c->n_rows : 1, sizeof(*c->may));
-        if (!c->may) {
-                r = -ENOMEM;
+        if (r < 0)
                 goto fail;
-        }
-        for (size_t i = 0; i < c->n_rows; i++)
-                c->may[i] = true;
+        segfd = openat(dfd, "open", O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        r = index_files(c, segfd, max_last, &damaged);
+        if (r < 0)
+                goto fail;
         if (ret_damaged)
                 *ret_damaged = damaged;
         *ret = c;
         return 0;
 fail:
-        free(refs);
         catalog_free(c);
         return r;
 }
@@ -459,34 +745,110 @@ void catalog_free(struct catalog *c)
 {
         if (!c)
                 return;
-        for (size_t i = 0; i < c->n_files; i++)
-                cat_sealed_close(&c->files[i]);
-        free(c->files);
-        for (size_t i = 0; i < c->n_slots; i++)
-                free(c->folders[i].rows);
-        free(c->folders);
-        free(c->rows);
-        free(c->seg_data);
-        free(c->may);
         free_bits(c);
+        for (size_t i = 0; i < c->n_files; i++) {
+                cat_sealed_close(&c->files[i]);
+                if (c->rfiles) {
+                        free(c->rfiles[i].meta);
+                        free(c->rfiles[i].rows);
+                        free(c->rfiles[i].first);
+                }
+        }
+        free(c->files);
+        free(c->rfiles);
+        free(c->base);
+        free(c->folders);
+        free(c->slots);
+        free(c->refs);
+        while (c->arena) {
+                struct arena *a = c->arena;
+                c->arena = a->next;
+                free(a);
+        }
+        free(c->seg);
+        if (c->seg_fd >= 0)
+                (void) close(c->seg_fd);
+        free(c->may);
         free(c);
 }
 
-const uint32_t *catalog_folder_rows(const struct catalog *c, const char *folder, int64_t mtime_ns,
-                                    size_t *ret_n)
+/* Folder f's row ids into *buf (growing it), in the order the rows were written: the files
+ * oldest first, then the segment. -ENOMEM. */
+static int folder_rows(const struct catalog *c, const struct rfolder *f, uint32_t **buf,
+                       size_t *cap)
 {
-        struct rfolder *f = folder_get((struct catalog *) c, folder, false);
+        uint32_t refs[64], n_refs = 0;
+        size_t k = 0;
+
+        if (f->n > *cap) {
+                uint32_t *b = reallocarray(*buf, f->n, sizeof(*b));
+                if (!b)
+                        return -ENOMEM;
+                *buf = b;
+                *cap = f->n;
+        }
+        /* The chain runs newest file first; a folder is in a handful of files. */
+        for (uint32_t x = f->refs; x != NO_REF; x = c->refs[x].next) {
+                if (n_refs == 64)
+                        return -ENOMEM;
+                refs[n_refs++] = x;
+        }
+        while (n_refs > 0) {
+                const struct rref *rr = &c->refs[refs[--n_refs]];
+                const struct rfile *rf = &c->rfiles[rr->file];
+
+                for (uint32_t j = rf->first[rr->local]; j < rf->first[rr->local + 1]; j++)
+                        (*buf)[k++] = (uint32_t) c->base[rr->file] + rf->rows[j];
+        }
+        /* The segment's rows, chained newest first, fill the rest from its end. */
+        for (uint32_t x = f->seg_last, e = f->n; x != NO_REF; x = c->seg[x].prev)
+                (*buf)[--e] = (uint32_t) c->base[c->n_files] + x;
+        return 0;
+}
+
+int catalog_folder_rows(const struct catalog *c, const char *folder, int64_t mtime_ns,
+                        uint32_t **buf, size_t *cap, size_t *ret_n)
+{
+        const struct rfolder *f = folder_find(c, folder, folder_hash(folder));
+        int r;
 
         if (!f || !f->known || f->removed || (!f->listed && f->mtime_ns != mtime_ns) ||
             f->n != f->jobs)
-                return NULL;
+                return 0;
+        r = folder_rows(c, f, buf, cap);
+        if (r < 0)
+                return r;
         *ret_n = f->n;
-        return f->rows ? f->rows : (const uint32_t *) c; /* any non-NULL for no rows */
+        return 1;
+}
+
+/* The file of row id i (i below the segment's base). */
+static size_t row_file(const struct catalog *c, uint32_t i)
+{
+        size_t lo = 0, hi = c->n_files;
+
+        while (hi - lo > 1) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (c->base[mid] <= i)
+                        lo = mid;
+                else
+                        hi = mid;
+        }
+        return lo;
 }
 
 void catalog_row_get(const struct catalog *c, uint32_t i, struct catalog_row *ret)
 {
-        *ret = c->rows[i].row;
+        uint32_t first;
+
+        if (i >= c->base[c->n_files]) {
+                *ret = c->seg[i - c->base[c->n_files]].row;
+                return;
+        }
+        {
+                size_t f = row_file(c, i);
+                cat_sealed_row(&c->files[f], i - c->base[f], ret, &first);
+        }
 }
 
 size_t catalog_n_rows(const struct catalog *c)
@@ -654,11 +1016,21 @@ static void set_bit(uint64_t *bits, uint64_t k)
 
 /* A segment row: which of its members may match, into bits (from its first_member). Bad
  * data: all may. Returns whether any may. */
-static bool eval_seg_row(const struct rrow *r, const struct catalog_query *q, uint64_t *bits,
-                         uint32_t **buf, size_t *cap)
+static bool eval_seg_row(const struct catalog *c, const struct rrow *r,
+                         const struct catalog_query *q, uint64_t *bits, uint32_t **buf, size_t *cap,
+                         struct cat_buf *tri)
 {
-        const unsigned char *p = r->tri, *end = r->tri + r->tri_len;
+        const unsigned char *p, *end;
         bool any = false;
+
+        /* Its trigrams from the file, as they were when the row was read. */
+        tri->len = 0;
+        if (!cat_buf_reserve(tri, r->tri_len) ||
+            cat_pread(c->seg_fd, tri->data, r->tri_len, r->tri_off) != (ssize_t) r->tri_len ||
+            cat_crc32(0, tri->data, r->tri_len) != r->tri_crc)
+                goto bad;
+        p = tri->data;
+        end = p + r->tri_len;
 
         for (uint32_t m = 0; m < r->row.n_members; m++) {
                 uint64_t count, d, v = 0;
@@ -696,6 +1068,7 @@ bad:
 
 int catalog_match(struct catalog *c, const struct catalog_query *q)
 {
+        struct cat_buf tri = {0};
         uint32_t *buf = NULL;
         size_t cap = 0;
 
@@ -735,21 +1108,28 @@ int catalog_match(struct catalog *c, const struct catalog_query *q)
                         }
                 free(ubits);
         }
-        for (size_t i = 0; i < c->n_rows; i++) {
-                const struct rrow *r = &c->rows[i];
-                bool may = !r->row.indexed;
+        for (size_t i = 0; i < c->n_files; i++) {
+                const struct rfile *rf = &c->rfiles[i];
+                const uint64_t *bits = c->bits[i];
 
-                if (may) {
-                } else if (r->file < 0) {
-                        may = eval_seg_row(r, q, c->seg_bits, &buf, &cap);
-                } else {
-                        for (uint32_t m = 0; m < r->row.n_members && !may; m++) {
-                                uint64_t k = (uint64_t) r->first_member + m;
-                                may = c->bits[r->file][k / 64] >> (k % 64) & 1;
+                for (uint64_t j = 0; j < c->files[i].n_jobs; j++) {
+                        const struct rmeta *m = &rf->meta[j];
+                        bool may = !m->indexed;
+
+                        for (uint32_t k = 0; k < m->n_members && !may; k++) {
+                                uint64_t b = (uint64_t) m->first_member + k;
+                                may = bits[b / 64] >> (b % 64) & 1;
                         }
+                        c->may[c->base[i] + j] = may;
                 }
-                c->may[i] = may;
         }
+        for (size_t i = 0; i < c->n_seg; i++) {
+                const struct rrow *r = &c->seg[i];
+
+                c->may[c->base[c->n_files] + i] =
+                        !r->row.indexed || eval_seg_row(c, r, q, c->seg_bits, &buf, &cap, &tri);
+        }
+        cat_buf_done(&tri);
         free(buf);
         return 0;
 }
@@ -771,26 +1151,37 @@ void cat_sealed_member(const struct cat_sealed *s, uint64_t k, struct catalog_me
 int catalog_row_members(const struct catalog *c, uint32_t i, struct catalog_member **ret,
                         size_t *ret_n)
 {
-        const struct rrow *r;
         const uint64_t *bits;
         struct catalog_member *m;
-        uint32_t n;
+        uint32_t n, first;
 
-        if (i >= c->n_rows || !c->rows[i].row.indexed)
+        if (i >= c->n_rows)
                 return -ENOENT;
-        r = &c->rows[i];
-        n = r->row.n_members;
-        m = calloc(n ? n : 1, sizeof(*m));
-        if (!m)
-                return -ENOMEM;
-        if (r->file >= 0) {
+        if (i < c->base[c->n_files]) {
+                size_t f = row_file(c, i);
+                const struct rmeta *rm = &c->rfiles[f].meta[i - c->base[f]];
+
+                if (!rm->indexed)
+                        return -ENOENT;
+                n = rm->n_members;
+                first = rm->first_member;
+                m = calloc(n ? n : 1, sizeof(*m));
+                if (!m)
+                        return -ENOMEM;
                 for (uint32_t k = 0; k < n; k++)
-                        cat_sealed_member(&c->files[r->file], (uint64_t) r->first_member + k,
-                                          &m[k]);
-                bits = c->bits ? c->bits[r->file] : NULL;
+                        cat_sealed_member(&c->files[f], (uint64_t) first + k, &m[k]);
+                bits = c->bits ? c->bits[f] : NULL;
         } else {
+                const struct rrow *r = &c->seg[i - c->base[c->n_files]];
                 struct cat_cursor cur = {.p = r->members, .end = r->members + r->members_len};
 
+                if (!r->row.indexed)
+                        return -ENOENT;
+                n = r->row.n_members;
+                first = r->first_member;
+                m = calloc(n ? n : 1, sizeof(*m));
+                if (!m)
+                        return -ENOMEM;
                 for (uint32_t k = 0; k < n; k++) {
                         m[k].offset = cat_cursor_varint(&cur);
                         m[k].size = (uint32_t) cat_cursor_varint(&cur);
@@ -804,7 +1195,7 @@ int catalog_row_members(const struct catalog *c, uint32_t i, struct catalog_memb
                 bits = c->seg_bits;
         }
         for (uint32_t k = 0; k < n; k++) {
-                uint64_t b = (uint64_t) r->first_member + k;
+                uint64_t b = (uint64_t) first + k;
                 m[k].may = !bits || (bits[b / 64] >> (b % 64) & 1);
         }
         *ret = m;
@@ -914,70 +1305,25 @@ int catalog_open_dirs(const int *dfds, size_t n_dirs, struct catalog **ret, unsi
         struct catalog *c;
         int r = 0;
 
-        c = calloc(1, sizeof(*c));
+        c = catalog_new();
         if (!c)
                 return -ENOMEM;
         for (size_t d = 0; d < n_dirs; d++) {
                 struct cat_file_ref *refs = NULL;
-                struct cat_sealed *files;
                 size_t n = 0;
 
                 /* Each writer's files on their own: the merge rule holds within one writer. */
                 r = cat_list_sealed(dfds[d], false, &refs, &n, NULL);
                 if (r < 0)
                         goto fail;
-                files = reallocarray(c->files, c->n_files + n + 1, sizeof(*files));
-                if (!files) {
-                        free(refs);
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                c->files = files;
-                for (size_t i = 0; i < n; i++) {
-                        struct cat_sealed *s = &c->files[c->n_files];
-
-                        r = cat_sealed_open(dfds[d], refs[i].name, s);
-                        if (r == -ENOMEM) {
-                                free(refs);
-                                goto fail;
-                        }
-                        if (r < 0 || s->first != refs[i].first || s->last != refs[i].last) {
-                                if (r == 0)
-                                        cat_sealed_close(s);
-                                damaged++;
-                                continue;
-                        }
-                        c->n_files++;
-                }
+                r = open_files(c, dfds[d], refs, n, &damaged);
                 free(refs);
+                if (r < 0)
+                        goto fail;
         }
-        for (size_t i = 0; i < c->n_files; i++) {
-                struct cat_sealed *s = &c->files[i];
-
-                for (uint64_t j = 0; j < s->n_jobs; j++) {
-                        struct rrow row = {.file = (int) i};
-
-                        cat_sealed_row(s, j, &row.row, &row.first_member);
-                        r = add_row(c, &row);
-                        if (r < 0)
-                                goto fail;
-                }
-                for (uint64_t k = 0; k < s->n_folders; k++) {
-                        struct cat_folder_state st;
-
-                        cat_sealed_folder(s, k, &st);
-                        r = set_folder(c, &st);
-                        if (r < 0)
-                                goto fail;
-                }
-        }
-        c->may = calloc(c->n_rows ? c->n_rows : 1, sizeof(*c->may));
-        if (!c->may) {
-                r = -ENOMEM;
+        r = index_files(c, -1, 0, &damaged);
+        if (r < 0)
                 goto fail;
-        }
-        for (size_t i = 0; i < c->n_rows; i++)
-                c->may[i] = true;
         if (ret_damaged)
                 *ret_damaged = damaged;
         *ret = c;
@@ -994,27 +1340,35 @@ static int compare_strp(const void *x, const void *y)
 
 int catalog_cover_folder(struct catalog *c, const char *folder, const char *const *keys, size_t n)
 {
-        struct rfolder *f = folder_get(c, folder, false);
+        struct rfolder *f = folder_find(c, folder, folder_hash(folder));
+        uint32_t *rows = NULL;
+        size_t cap = 0;
         bool *used;
+        int r = 0;
 
         if (!f || f->removed || f->n != n)
                 return 0;
         used = calloc(n ? n : 1, sizeof(*used));
-        if (!used)
-                return -ENOMEM;
+        if (!used || folder_rows(c, f, &rows, &cap) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
         for (size_t i = 0; i < f->n; i++) {
-                const char *key = c->rows[f->rows[i]].row.key;
-                const char *const *k =
-                        key ? bsearch(&key, keys, n, sizeof(*keys), compare_strp) : NULL;
-                if (!k || used[k - keys]) {
-                        free(used); /* a job it lacks, or one twice (two writers' rows) */
-                        return 0;
-                }
+                struct catalog_row row;
+                const char *const *k;
+
+                catalog_row_get(c, rows[i], &row);
+                k = row.key ? bsearch(&row.key, keys, n, sizeof(*keys), compare_strp) : NULL;
+                if (!k || used[k - keys])
+                        goto out; /* a job it lacks, or one twice (two writers' rows) */
                 used[k - keys] = true;
         }
-        free(used);
         f->known = true;
         f->listed = true;
         f->jobs = (uint32_t) f->n;
-        return 1;
+        r = 1;
+out:
+        free(rows);
+        free(used);
+        return r;
 }
