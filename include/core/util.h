@@ -36,6 +36,9 @@ size_t utf8_valid_len(const unsigned char *s, size_t n);
 uint64_t hash64(const void *data, size_t len);
 
 /* True for the 36-character UUID text form (8-4-4-4-12 hex digits, either case). */
+/* The length of a GUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"). */
+#define GUID_LEN 36
+
 bool guid_is_valid(const char *s);
 
 /* Opens folder name under dfd for readdir, without following a symlink. Returns 0 or -errno. */

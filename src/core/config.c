@@ -177,6 +177,9 @@ struct parser_state {
         /* 1-based line of each content item's GUID, parallel to c->content. */
         size_t *guid_line;
         size_t n_alloc;
+        /* The GUIDs so far, case-folded, for finding a duplicate: index + 1 per slot, 0 free. */
+        size_t *guid_slots;
+        size_t n_guid_slots, n_guids;
 };
 
 /* Writes "file:line:col: message" (or "file: message" when m is NULL) into e; returns r. */
@@ -771,12 +774,55 @@ static int content_append(struct parser_state *p)
  * Checks the GUID scalar of the last content item and stores it. GUIDs are compared without
  * regard to case, as Connect does, so one item cannot be archived twice under two spellings.
  */
+static uint64_t guid_hash(const char *g)
+{
+        char folded[GUID_LEN];
+
+        for (size_t i = 0; i < GUID_LEN; i++)
+                folded[i] = (char) tolower((unsigned char) g[i]);
+        return hash64(folded, GUID_LEN);
+}
+
+/* The slot of GUID g (valid) among the items' GUIDs: holding its item's index + 1, or 0 when
+ * it is not there yet (the table has room for one more). NULL: out of memory. */
+static size_t *guid_slot(struct parser_state *p, const char *g)
+{
+        const struct config *c = p->c;
+        size_t i, mask;
+
+        if (2 * (p->n_guids + 1) > p->n_guid_slots) {
+                size_t n = p->n_guid_slots ? 2 * p->n_guid_slots : 64;
+                size_t *t = calloc(n, sizeof(*t));
+
+                if (!t)
+                        return NULL;
+                for (size_t k = 0; k < p->n_guid_slots; k++) {
+                        size_t x = p->guid_slots[k];
+                        if (!x)
+                                continue;
+                        for (i = guid_hash(c->content[x - 1].guid) & (n - 1); t[i];
+                             i = (i + 1) & (n - 1))
+                                ;
+                        t[i] = x;
+                }
+                free(p->guid_slots);
+                p->guid_slots = t;
+                p->n_guid_slots = n;
+        }
+        mask = p->n_guid_slots - 1;
+        for (i = guid_hash(g) & mask; p->guid_slots[i]; i = (i + 1) & mask)
+                if (strcasecmp(c->content[p->guid_slots[i] - 1].guid, g) == 0)
+                        break;
+        return &p->guid_slots[i];
+}
+
 static int content_set_guid(struct parser_state *p, const yaml_event_t *e)
 {
         struct config *c = p->c;
         struct config_content *item = &c->content[c->n_content - 1];
         const char *v = scalar_value(e);
         char esc[LOG_ESCAPE_MAX], got[LOG_ESCAPE_MAX + 8];
+        size_t *slot;
 
         if (e->type != YAML_SCALAR_EVENT)
                 return parse_error(p, &e->start_mark, "content item guid: expected a GUID, got %s",
@@ -784,14 +830,18 @@ static int content_set_guid(struct parser_state *p, const yaml_event_t *e)
         if (!guid_is_valid(v))
                 return parse_error(p, &e->start_mark, "\"%s\" is not a content GUID",
                                    log_escape(v, esc, sizeof(esc)));
-        for (size_t i = 0; i + 1 < c->n_content; i++)
-                if (strcasecmp(c->content[i].guid, v) == 0)
-                        return parse_error(p, &e->start_mark,
-                                           "duplicate content GUID %s (first at line %zu)", v,
-                                           p->guid_line[i]);
+        slot = guid_slot(p, v);
+        if (!slot)
+                return parse_oom(p);
+        if (*slot)
+                return parse_error(p, &e->start_mark,
+                                   "duplicate content GUID %s (first at line %zu)", v,
+                                   p->guid_line[*slot - 1]);
         item->guid = strdup(v);
         if (!item->guid)
                 return parse_oom(p);
+        *slot = c->n_content;
+        p->n_guids++;
         p->guid_line[c->n_content - 1] = e->start_mark.line + 1;
         return 0;
 }
@@ -1567,6 +1617,7 @@ int config_parse(const char *name, const char *data, size_t len, struct config *
 out:
         yaml_parser_delete(&parser);
         free(p.guid_line);
+        free(p.guid_slots);
         free(p.exclude_line);
         if (r < 0) {
                 config_free(p.c);

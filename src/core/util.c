@@ -142,9 +142,9 @@ bool path_component_is_safe(const char *s, size_t len)
 
 bool guid_is_valid(const char *s)
 {
-        if (!s || strlen(s) != 36)
+        if (!s || strlen(s) != GUID_LEN)
                 return false;
-        for (size_t i = 0; i < 36; i++) {
+        for (size_t i = 0; i < GUID_LEN; i++) {
                 if (i == 8 || i == 13 || i == 18 || i == 23) {
                         if (s[i] != '-')
                                 return false;
