@@ -243,21 +243,20 @@ static struct rfolder *folder_find(const struct catalog *c, const char *path, ui
         return NULL;
 }
 
-/* The folder path (its index), added when new: -ENOMEM, or the index. */
-static int64_t folder_get(struct catalog *c, const char *path)
+/* Room for n more folders in the table. -ENOMEM. */
+static int folder_reserve(struct catalog *c, size_t n)
 {
-        uint32_t h = folder_hash(path);
-        struct rfolder *f = folder_find(c, path, h);
-        size_t i;
+        size_t need = c->n_folders + n, i;
 
-        if (f)
-                return f - c->folders;
-        if (c->n_folders >= UINT32_MAX - 1)
+        if (need >= UINT32_MAX / 4)
                 return -ENOMEM;
-        if (2 * (c->n_folders + 1) > c->n_slots) {
-                size_t ns = c->n_slots ? 2 * c->n_slots : 1024;
-                uint32_t *t = calloc(ns, sizeof(*t));
+        if (2 * need > c->n_slots) {
+                size_t ns = c->n_slots ? c->n_slots : 1024;
+                uint32_t *t;
 
+                while (ns < 2 * need)
+                        ns *= 2;
+                t = calloc(ns, sizeof(*t));
                 if (!t)
                         return -ENOMEM;
                 for (size_t k = 0; k < c->n_folders; k++) {
@@ -269,15 +268,32 @@ static int64_t folder_get(struct catalog *c, const char *path)
                 c->slots = t;
                 c->n_slots = ns;
         }
-        if (c->n_folders == c->cap_folders) {
+        if (need > c->cap_folders) {
                 size_t cap = c->cap_folders ? 2 * c->cap_folders : 1024;
-                struct rfolder *n = reallocarray(c->folders, cap, sizeof(*n));
+                struct rfolder *f;
 
-                if (!n)
+                if (cap < need)
+                        cap = need;
+                f = reallocarray(c->folders, cap, sizeof(*f));
+                if (!f)
                         return -ENOMEM;
-                c->folders = n;
+                c->folders = f;
                 c->cap_folders = cap;
         }
+        return 0;
+}
+
+/* The folder path (its index), added when new: -ENOMEM, or the index. */
+static int64_t folder_get(struct catalog *c, const char *path)
+{
+        uint32_t h = folder_hash(path);
+        struct rfolder *f = folder_find(c, path, h);
+        size_t i;
+
+        if (f)
+                return f - c->folders;
+        if (folder_reserve(c, 1) < 0)
+                return -ENOMEM;
         f = &c->folders[c->n_folders];
         *f = (struct rfolder){
                 .path = arena_strdup(c, path), .hash = h, .refs = NO_REF, .seg_last = NO_REF};
@@ -289,9 +305,16 @@ static int64_t folder_get(struct catalog *c, const char *path)
         return (int64_t) c->n_folders - 1;
 }
 
+static void folder_state(struct rfolder *f, const struct cat_folder_state *st)
+{
+        f->known = true;
+        f->removed = st->removed;
+        f->mtime_ns = st->mtime_ns;
+        f->jobs = st->jobs;
+}
+
 static int set_folder(struct catalog *c, const struct cat_folder_state *st)
 {
-        struct rfolder *f;
         int64_t k;
 
         if (!st->path)
@@ -299,11 +322,7 @@ static int set_folder(struct catalog *c, const struct cat_folder_state *st)
         k = folder_get(c, st->path);
         if (k < 0)
                 return (int) k;
-        f = &c->folders[k];
-        f->known = true;
-        f->removed = st->removed;
-        f->mtime_ns = st->mtime_ns;
-        f->jobs = st->jobs;
+        folder_state(&c->folders[k], st);
         return 0;
 }
 
@@ -334,7 +353,7 @@ static int index_file(struct catalog *c, size_t i)
         const struct cat_sealed *s = &c->files[i];
         struct rfile *rf = &c->rfiles[i];
         struct local_map m = {0};
-        uint32_t *local_off = NULL, *count = NULL;
+        uint32_t *local_off = NULL, *count = NULL, *g_of = NULL;
         size_t n_local = 0, cap_local;
         int r = -ENOMEM;
 
@@ -353,8 +372,11 @@ static int index_file(struct catalog *c, size_t i)
         memset(m.off, 0xff, m.n_slots * sizeof(*m.off));
         for (uint64_t k = 0; k < s->n_folders; k++) {
                 uint32_t off = cat_get32(s->map + s->off[CAT_S_FOLDERS] + k * CAT_FOLDER_SIZE);
-                uint32_t *slot = local_slot(&m, off);
+                uint32_t *slot;
 
+                if (!cat_sealed_string(s, off))
+                        continue; /* (CAT_NONE among them: the table's free mark) */
+                slot = local_slot(&m, off);
                 if (m.off[slot - m.idx] == CAT_NONE) {
                         m.off[slot - m.idx] = off;
                         *slot = (uint32_t) n_local;
@@ -404,32 +426,40 @@ static int index_file(struct catalog *c, size_t i)
                 rf->rows = rows;
         }
         rf->n_local = (uint32_t) n_local;
+        if (folder_reserve(c, n_local) < 0 || !(g_of = malloc((n_local + 1) * sizeof(*g_of))))
+                goto out;
+        if (c->n_refs + n_local > c->cap_refs) {
+                size_t cap = c->cap_refs ? 2 * c->cap_refs : 1024;
+                struct rref *n;
+
+                if (cap < c->n_refs + n_local)
+                        cap = c->n_refs + n_local;
+                n = reallocarray(c->refs, cap, sizeof(*n));
+                if (!n)
+                        goto out;
+                c->refs = n;
+                c->cap_refs = cap;
+        }
         for (size_t l = 0; l < n_local; l++) {
                 int64_t g = folder_get(c, cat_sealed_string(s, local_off[l]));
                 struct rfolder *f;
 
                 if (g < 0)
                         goto out;
-                if (c->n_refs == c->cap_refs) {
-                        size_t cap = c->cap_refs ? 2 * c->cap_refs : 1024;
-                        struct rref *n = reallocarray(c->refs, cap, sizeof(*n));
-                        if (!n)
-                                goto out;
-                        c->refs = n;
-                        c->cap_refs = cap;
-                }
                 f = &c->folders[g];
                 c->refs[c->n_refs] = (struct rref){(uint32_t) i, (uint32_t) l, f->refs};
                 f->refs = (uint32_t) c->n_refs++;
                 f->n += rf->first[l + 1] - rf->first[l];
+                g_of[l] = (uint32_t) g;
         }
+        /* The file's folder states (a newer file's come later and win). */
         for (uint64_t k = 0; k < s->n_folders; k++) {
                 struct cat_folder_state st;
+                uint32_t off = cat_get32(s->map + s->off[CAT_S_FOLDERS] + k * CAT_FOLDER_SIZE);
 
                 cat_sealed_folder(s, k, &st);
-                r = set_folder(c, &st);
-                if (r < 0)
-                        goto out;
+                if (st.path)
+                        folder_state(&c->folders[g_of[*local_slot(&m, off)]], &st);
         }
         cat_drop_pages(s->map + s->off[CAT_S_FOLDERS], s->len[CAT_S_FOLDERS]);
         cat_drop_pages(s->map + s->off[CAT_S_STRINGS], s->len[CAT_S_STRINGS]);
@@ -439,6 +469,7 @@ out:
         free(m.idx);
         free(local_off);
         free(count);
+        free(g_of);
         return r;
 }
 
