@@ -124,7 +124,7 @@ int scan_parse_time(const char *s, int64_t now, int64_t *ret, bool *ret_is_day)
 
 /* One day folder to read: "<guid>/YYYY/MM/DD" with the names as found on disk. */
 struct day {
-        char *guid;
+        const char *guid; /* its content folder's name, shared by all its days (scan.guids) */
         char ynm[3][8];
         int year, month, day;
         /* With a catalog: the folder's mtime when it was listed (fstatat from its month
@@ -150,11 +150,23 @@ struct scan {
         pthread_mutex_t warn_lock;
         unsigned warnings;
 
+        char **guids; /* the content folders to walk, as listed in the root */
+        size_t n_guids;
+        atomic_size_t next_guid; /* the next content folder to walk */
+
         struct day *days;
-        size_t n_days, cap_days;
+        size_t n_days;
         atomic_size_t next; /* the next day folder to read, up to end */
         size_t end;
-        atomic_int error; /* first -ENOMEM from a reader thread */
+        atomic_int error; /* first -ENOMEM from a walker or reader thread */
+};
+
+/* What one walker thread found: the day folders of the content folders it took. */
+struct walker {
+        struct scan *s;
+        struct day *days;
+        size_t n_days, cap_days;
+        pthread_t thread;
 };
 
 static void scan_warn(struct scan *s, const char *path, int error, const char *what)
@@ -211,45 +223,42 @@ static bool maybe_dir(const struct dirent *de)
         return de->d_type == DT_DIR || de->d_type == DT_UNKNOWN;
 }
 
-static int add_day(struct scan *s, const char *guid, const char *yname, const char *mname,
+static int add_day(struct walker *w, const char *guid, const char *yname, const char *mname,
                    const char *dname, int y, int m, int d)
 {
         struct day *day;
 
-        if (s->n_days == s->cap_days) {
-                size_t cap = s->cap_days ? s->cap_days * 2 : 256;
-                struct day *n = reallocarray(s->days, cap, sizeof(*n));
+        if (w->n_days == w->cap_days) {
+                size_t cap = w->cap_days ? w->cap_days * 2 : 256;
+                struct day *n = reallocarray(w->days, cap, sizeof(*n));
 
                 if (!n)
                         return -ENOMEM;
-                s->days = n;
-                s->cap_days = cap;
+                w->days = n;
+                w->cap_days = cap;
         }
-        day = &s->days[s->n_days];
-        *day = (struct day){.year = y, .month = m, .day = d};
+        day = &w->days[w->n_days++];
+        *day = (struct day){.guid = guid, .year = y, .month = m, .day = d};
         (void) snprintf(day->ynm[0], sizeof(day->ynm[0]), "%.4s", yname);
         (void) snprintf(day->ynm[1], sizeof(day->ynm[1]), "%.2s", mname);
         (void) snprintf(day->ynm[2], sizeof(day->ynm[2]), "%.2s", dname);
-        day->guid = strdup(guid);
-        if (!day->guid)
-                return -ENOMEM;
-        s->n_days++;
         return 0;
 }
 
 /* Lists the sub-folders of dfd/name whose names are n digits, as numbers, unsorted. */
-typedef int walk_fn(struct scan *s, int fd, const char *guid, int y, int m, const char *name,
+typedef int walk_fn(struct walker *w, int fd, const char *guid, int y, int m, const char *name,
                     int value, const char *const *parents);
 
-static int walk_numbered(struct scan *s, int dfd, const char *name, size_t digits, const char *guid,
-                         int y, int m, walk_fn *fn, const char *where, const char *const *parents)
+static int walk_numbered(struct walker *w, int dfd, const char *name, size_t digits,
+                         const char *guid, int y, int m, walk_fn *fn, const char *where,
+                         const char *const *parents)
 {
         _cleanup_(closedirp) DIR *dir = NULL;
         int r;
 
         r = dir_open_at(dfd, name, &dir);
         if (r < 0) {
-                scan_warn(s, where, r, "cannot open folder");
+                scan_warn(w->s, where, r, "cannot open folder");
                 return 0;
         }
         for (;;) {
@@ -262,25 +271,26 @@ static int walk_numbered(struct scan *s, int dfd, const char *name, size_t digit
                         break;
                 if (!maybe_dir(de) || parse_uint(de->d_name, digits, &v) < 0)
                         continue;
-                r = fn(s, dirfd(dir), guid, y, m, de->d_name, v, parents);
+                r = fn(w, dirfd(dir), guid, y, m, de->d_name, v, parents);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-static int on_day(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
+static int on_day(struct walker *w, int fd, const char *guid, int y, int m, const char *name, int v,
                   const char *const *parents)
 {
+        const struct scan_filter *f = w->s->f;
         struct stat st;
         int r;
 
-        if (v < 1 || v > 31 || !day_in_range(s->f, y, m, v))
+        if (v < 1 || v > 31 || !day_in_range(f, y, m, v))
                 return 0;
-        r = add_day(s, guid, parents[0], parents[1], name, y, m, v);
-        if (r >= 0 && s->f->catalog && !s->f->keys &&
-            fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-                struct day *day = &s->days[s->n_days - 1];
+        r = add_day(w, guid, parents[0], parents[1], name, y, m, v);
+        if (r >= 0 && f->catalog && !f->keys && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISDIR(st.st_mode)) {
+                struct day *day = &w->days[w->n_days - 1];
 
                 day->has_mtime = true;
                 day->mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
@@ -288,35 +298,37 @@ static int on_day(struct scan *s, int fd, const char *guid, int y, int m, const 
         return r;
 }
 
-static int on_month(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
-                    const char *const *parents)
+static int on_month(struct walker *w, int fd, const char *guid, int y, int m, const char *name,
+                    int v, const char *const *parents)
 {
+        const struct scan_filter *f = w->s->f;
         const char *p[2] = {parents[0], name};
         char where[128];
 
         if (v < 1 || v > 12)
                 return 0;
         /* Whole month out of range: skip without opening it. */
-        if (s->f->has_since && utc_midnight(y, v + 1, 1) <= s->f->since)
+        if (f->has_since && utc_midnight(y, v + 1, 1) <= f->since)
                 return 0;
-        if (s->f->has_until && utc_midnight(y, v, 1) >= s->f->until)
+        if (f->has_until && utc_midnight(y, v, 1) >= f->until)
                 return 0;
         (void) snprintf(where, sizeof(where), "%.40s/%04d/%.2s", guid, y, name);
-        return walk_numbered(s, fd, name, 2, guid, y, v, on_day, where, p);
+        return walk_numbered(w, fd, name, 2, guid, y, v, on_day, where, p);
 }
 
-static int on_year(struct scan *s, int fd, const char *guid, int y, int m, const char *name, int v,
-                   const char *const *parents)
+static int on_year(struct walker *w, int fd, const char *guid, int y, int m, const char *name,
+                   int v, const char *const *parents)
 {
+        const struct scan_filter *f = w->s->f;
         const char *p[1] = {name};
         char where[128];
 
-        if (s->f->has_since && utc_midnight(v + 1, 1, 1) <= s->f->since)
+        if (f->has_since && utc_midnight(v + 1, 1, 1) <= f->since)
                 return 0;
-        if (s->f->has_until && utc_midnight(v, 1, 1) >= s->f->until)
+        if (f->has_until && utc_midnight(v, 1, 1) >= f->until)
                 return 0;
         (void) snprintf(where, sizeof(where), "%.40s/%.4s", guid, name);
-        return walk_numbered(s, fd, name, 2, guid, v, 0, on_month, where, p);
+        return walk_numbered(w, fd, name, 2, guid, v, 0, on_month, where, p);
 }
 
 static char *dup_string(struct json_object *o, const char *field)
@@ -755,6 +767,103 @@ static int compare_days(const void *x, const void *y)
         return r ? r : strcmp(a->guid, b->guid);
 }
 
+/* Lists the root's content folders to walk into s->guids, the names their days share. */
+static int list_root(struct scan *s)
+{
+        _cleanup_(closedirp) DIR *root = NULL;
+        size_t cap = 0;
+        int r;
+
+        r = dir_open_at(s->rootfd, ".", &root);
+        if (r < 0)
+                return r;
+        for (;;) {
+                struct dirent *de;
+
+                errno = 0;
+                de = readdir(root);
+                if (!de)
+                        return -errno;
+                if (!maybe_dir(de) || !guid_is_valid(de->d_name) || !guid_wanted(s->f, de->d_name))
+                        continue;
+                if (s->n_guids == cap) {
+                        size_t ncap = cap ? cap * 2 : 256;
+                        char **n = reallocarray(s->guids, ncap, sizeof(*n));
+
+                        if (!n)
+                                return -ENOMEM;
+                        s->guids = n;
+                        cap = ncap;
+                }
+                s->guids[s->n_guids] = strdup(de->d_name);
+                if (!s->guids[s->n_guids])
+                        return -ENOMEM;
+                s->n_guids++;
+        }
+}
+
+static void *walker_thread(void *arg)
+{
+        struct walker *w = arg;
+        struct scan *s = w->s;
+
+        for (;;) {
+                size_t i = atomic_fetch_add(&s->next_guid, 1);
+                if (i >= s->n_guids || atomic_load(&s->error) < 0)
+                        break;
+                if (walk_numbered(w, s->rootfd, s->guids[i], 4, s->guids[i], 0, 0, on_year,
+                                  s->guids[i], NULL) < 0)
+                        atomic_store(&s->error, -ENOMEM);
+        }
+        return NULL;
+}
+
+/* Finds the day folders of the content folders in s->guids on n_walkers threads (the caller's
+ * among them) and puts them, sorted, in s->days. */
+static int walk_days(struct scan *s, unsigned n_walkers)
+{
+        struct walker *walkers;
+        unsigned started = 1;
+        size_t total = 0;
+        int r;
+
+        if (s->n_guids < 16)
+                n_walkers = 1; /* a thread costs more than it saves on a few folders */
+        walkers = calloc(n_walkers, sizeof(*walkers));
+        if (!walkers)
+                return -ENOMEM;
+        for (unsigned t = 0; t < n_walkers; t++)
+                walkers[t].s = s;
+        for (unsigned t = 1; t < n_walkers; t++) {
+                if (pthread_create(&walkers[t].thread, NULL, walker_thread, &walkers[t]) != 0)
+                        break;
+                started++;
+        }
+        walker_thread(&walkers[0]);
+        for (unsigned t = 1; t < started; t++)
+                pthread_join(walkers[t].thread, NULL);
+        r = atomic_load(&s->error);
+        for (unsigned t = 0; t < n_walkers; t++)
+                total += walkers[t].n_days;
+        if (r >= 0 && total > 0) {
+                s->days = reallocarray(NULL, total, sizeof(*s->days));
+                if (!s->days)
+                        r = -ENOMEM;
+        }
+        for (unsigned t = 0; t < n_walkers; t++) {
+                if (r >= 0 && walkers[t].n_days) {
+                        memcpy(s->days + s->n_days, walkers[t].days,
+                               walkers[t].n_days * sizeof(*s->days));
+                        s->n_days += walkers[t].n_days;
+                }
+                free(walkers[t].days);
+        }
+        free(walkers);
+        if (r >= 0 && s->n_days > 1)
+                qsort(s->days, s->n_days, sizeof(*s->days), compare_days);
+        return r;
+}
+
 /* Reads the day folders [from, to) on n_readers threads (the caller's among them) and hands
  * their jobs, sorted, to fn. */
 static int read_date(struct scan *s, struct reader *readers, unsigned n_readers, size_t from,
@@ -802,40 +911,23 @@ int archive_scan_dates(int rootfd, const struct scan_filter *f, scan_warn_fn *wa
                        scan_batch_fn *fn, void *fn_userdata, unsigned *ret_warnings)
 {
         struct scan s = {.f = f, .rootfd = rootfd, .warn = warn, .userdata = userdata};
-        _cleanup_(closedirp) DIR *root = NULL;
         struct reader *readers = NULL;
         unsigned n_readers = 0;
         int r = 0;
 
         pthread_mutex_init(&s.warn_lock, NULL);
-        r = dir_open_at(rootfd, ".", &root);
-        if (r < 0)
-                goto out;
-        for (;;) {
-                struct dirent *de;
-
-                errno = 0;
-                de = readdir(root);
-                if (!de) {
-                        r = -errno;
-                        break;
-                }
-                if (!maybe_dir(de) || !guid_is_valid(de->d_name) || !guid_wanted(f, de->d_name))
-                        continue;
-                r = walk_numbered(&s, dirfd(root), de->d_name, 4, de->d_name, 0, 0, on_year,
-                                  de->d_name, NULL);
-                if (r < 0)
-                        break;
-        }
-        if (r < 0)
-                goto out;
-        if (s.n_days > 1) /* (none: s.days may be NULL) */
-                qsort(s.days, s.n_days, sizeof(*s.days), compare_days);
-
-        /* Records are read on every CPU: 8,000 of them are mostly system calls and parsing. */
+        /* The folders are walked and their records read on every CPU: 100,000 day folders,
+         * or 8,000 records, are mostly system calls (and parsing). */
         n_readers = scan_cpu_count();
         if (n_readers > 64)
                 n_readers = 64;
+        r = list_root(&s);
+        if (r < 0)
+                goto out;
+        r = walk_days(&s, n_readers);
+        if (r < 0)
+                goto out;
+
         readers = calloc(n_readers, sizeof(*readers));
         if (!readers) {
                 r = -ENOMEM;
@@ -870,9 +962,10 @@ out:
                 free(readers[t].out.rows);
         }
         free(readers);
-        for (size_t i = 0; i < s.n_days; i++)
-                free(s.days[i].guid);
         free(s.days);
+        for (size_t i = 0; i < s.n_guids; i++)
+                free(s.guids[i]);
+        free(s.guids);
         pthread_mutex_destroy(&s.warn_lock);
         return r < 0 ? r : 0;
 }

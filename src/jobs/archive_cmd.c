@@ -51,6 +51,9 @@ struct archive_cmd_ctx {
         const char *archive_dir;              /* the archive root (may be a symlink) */
         const struct config_content *content; /* for names */
         size_t n_content;
+        /* content by GUID, case-insensitively, each GUID once (its first item) */
+        const struct config_content **by_guid;
+        size_t n_by_guid;
         const char *prog; /* for messages */
 };
 
@@ -81,6 +84,7 @@ static void common_init(struct common *c, struct cli *cli)
 
 static void common_done(struct common *c)
 {
+        free(c->ctx_store.by_guid);
         free(c->contents);
         free(c->guids);
         free(c->tags);
@@ -98,12 +102,57 @@ static int push(const char ***list, size_t *n, const char *s)
         return 0;
 }
 
+static int compare_content(const void *x, const void *y)
+{
+        const struct config_content *const *a = x, *const *b = y;
+        int r = strcasecmp((*a)->guid, (*b)->guid);
+
+        if (r != 0)
+                return r;
+        /* The same GUID twice: the item listed first comes first. */
+        return *a < *b ? -1 : *a > *b ? 1 : 0;
+}
+
+/* Indexes the config's content items by GUID for config_name(): a name is looked up for every
+ * job shown, among thousands of items. A GUID listed twice names its jobs after its first item,
+ * as it always has. */
+static int content_index(struct archive_cmd_ctx *ctx)
+{
+        const struct config_content **idx;
+        size_t n = 0;
+
+        if (ctx->n_content == 0)
+                return 0;
+        idx = reallocarray(NULL, ctx->n_content, sizeof(*idx));
+        if (!idx)
+                return -ENOMEM;
+        for (size_t i = 0; i < ctx->n_content; i++)
+                idx[i] = &ctx->content[i];
+        qsort(idx, ctx->n_content, sizeof(*idx), compare_content);
+        for (size_t i = 0; i < ctx->n_content; i++)
+                if (n == 0 || strcasecmp(idx[n - 1]->guid, idx[i]->guid) != 0)
+                        idx[n++] = idx[i];
+        ctx->by_guid = idx;
+        ctx->n_by_guid = n;
+        return 0;
+}
+
+static int compare_guid_content(const void *key, const void *elem)
+{
+        const struct config_content *const *c = elem;
+
+        return strcasecmp(key, (*c)->guid);
+}
+
 static const char *config_name(const struct archive_cmd_ctx *ctx, const char *guid)
 {
-        for (size_t i = 0; i < ctx->n_content; i++)
-                if (strcasecmp(ctx->content[i].guid, guid) == 0)
-                        return ctx->content[i].name;
-        return NULL;
+        const struct config_content *const *c;
+
+        if (ctx->n_by_guid == 0)
+                return NULL;
+        c = bsearch(guid, ctx->by_guid, ctx->n_by_guid, sizeof(*ctx->by_guid),
+                    compare_guid_content);
+        return c ? (*c)->name : NULL;
 }
 
 /* The name shown for a job: the config's, else the one in its record, else NULL. */
@@ -235,6 +284,10 @@ static int common_settle(struct common *c)
         }
         c->ctx_store.content = cfg->content;
         c->ctx_store.n_content = cfg->n_content;
+        if (content_index(&c->ctx_store) < 0) {
+                cli_say("out of memory");
+                return CLI_EXIT_FAILURE;
+        }
         for (size_t i = 0; i < c->n_contents; i++) {
                 struct cli_content ct;
 

@@ -239,6 +239,20 @@ class SearchTest(unittest.TestCase):
         for j in ("2", "4", "16"):
             self.assertEqual(outs[j], outs["1"], "-j %s" % j)
 
+    def test_names_among_many_items_whatever_the_guid_case(self):
+        # The config's names are looked up among many items, a GUID written in either case
+        # (another name than the records' "sales", which would be shown without one).
+        others = [new_guid() for _ in range(40)]
+        cfg = write_config(os.path.join(self.tmp, "many"), "http://127.0.0.1:1", self.archive,
+                           content=others[:20] + [(self.a.upper(), "SALES"), self.b]
+                           + others[20:])
+        for args in (["ls", "--utc"], ["ls", "-o", "json"], ["search", "-o", "json", "e"]):
+            want = self.cj(*args).stdout
+            self.assertIn("sales", want)
+            p = run_jobs(["-c", cfg] + args, env={"TZ": "UTC"})
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stdout, want.replace("sales", "SALES"), args)
+
     def test_exit_statuses(self):
         self.cj("search", "Error", expect=0)
         self.cj("search", "no such text anywhere", expect=1)

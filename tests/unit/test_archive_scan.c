@@ -112,7 +112,7 @@ static char *keys(struct fixture *fx, const struct scan_filter *f)
         struct scan_job *jobs;
         size_t n;
         unsigned w;
-        static char out[256];
+        static char out[512];
 
         warnings_seen = 0;
         assert_int_equal(archive_scan(fx->rootfd, f, count_warn, NULL, &jobs, &n, &w), 0);
@@ -219,6 +219,67 @@ static void test_symlinks_not_followed(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+struct dates {
+        int day[8];
+        size_t n[8], batches, jobs;
+};
+
+static int count_batch(void *userdata, struct scan_job *jobs, size_t n, bool last)
+{
+        struct dates *d = userdata;
+
+        (void) last;
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(jobs[i].day, jobs[0].day);
+        if (n > 0 && d->batches < 8) {
+                d->day[d->batches] = jobs[0].day;
+                d->n[d->batches++] = n;
+        }
+        d->jobs += n;
+        scan_jobs_free(jobs, n);
+        return 0;
+}
+
+/* Enough content folders to be walked on every CPU: the same days and jobs, in the same
+ * order, as one thread walking them. */
+static void test_many_folders(void **state)
+{
+        struct fixture *fx = *state;
+        struct scan_filter f = {0};
+        struct dates d = {0};
+        char want[1024] = "";
+        unsigned w = 0;
+
+        for (int i = 0; i < 40; i++) {
+                char guid[40], start[32], key[8];
+
+                snprintf(guid, sizeof(guid), "%08x-0000-4000-8000-00000000000%c", 40 - i,
+                         i % 2 ? 'A' : 'b');
+                snprintf(key, sizeof(key), "m%02d", i);
+                snprintf(start, sizeof(start), "2026-09-27T10:%02d:00Z", i);
+                put_job(fx, guid, start, key, "run_app", "0", "null");
+                snprintf(start, sizeof(start), "2026-09-29T10:%02d:00Z", i);
+                put_job(fx, guid, start, key, "run_app", "0", "null");
+        }
+        for (int i = 0; i < 40; i++)
+                snprintf(want + strlen(want), sizeof(want) - strlen(want), "m%02d ", i);
+        strcat(want, "a1 a2 a3 b1 b2");
+        for (int i = 0; i < 40; i++)
+                snprintf(want + strlen(want), sizeof(want) - strlen(want), " m%02d", i);
+        assert_string_equal(keys(fx, &f), want);
+
+        assert_int_equal(archive_scan_dates(fx->rootfd, &f, NULL, NULL, count_batch, &d, &w), 0);
+        assert_int_equal(w, 1);
+        assert_int_equal(d.jobs, 85);
+        assert_int_equal(d.batches, 3);
+        assert_int_equal(d.day[0], 27);
+        assert_int_equal(d.n[0], 41);
+        assert_int_equal(d.day[1], 28);
+        assert_int_equal(d.n[1], 3);
+        assert_int_equal(d.day[2], 29);
+        assert_int_equal(d.n[2], 41);
+}
+
 static void test_parse_time(void **state)
 {
         int64_t now = 1790596800; /* 2026-09-28T12:00:00Z */
@@ -265,6 +326,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_time_edges, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_symlinks_not_followed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_many_folders, setup, teardown),
                 cmocka_unit_test(test_parse_time),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
