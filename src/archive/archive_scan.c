@@ -125,13 +125,14 @@ int scan_parse_time(const char *s, int64_t now, int64_t *ret, bool *ret_is_day)
 /* One day folder to read: "<guid>/YYYY/MM/DD" with the names as found on disk. */
 struct day {
         const char *guid; /* its content folder's name, shared by all its days (scan.guids) */
-        char ynm[3][8];
-        int year, month, day;
-        /* With a catalog: the folder's mtime when it was listed (fstatat from its month
-         * folder, not following a symlink), so that a folder the catalog covers is answered
-         * without being opened. */
-        bool has_mtime;
         int64_t mtime_ns;
+        /* The names are these numbers, zero-padded (walk_numbered() takes no other). */
+        uint16_t year;
+        uint8_t month, day;
+        /* With a catalog: mtime_ns is the folder's mtime when it was listed (fstatat from its
+         * month folder, not following a symlink), so that a folder the catalog covers is
+         * answered without being opened. */
+        bool has_mtime;
 };
 
 /* What one reader thread found. */
@@ -223,8 +224,7 @@ static bool maybe_dir(const struct dirent *de)
         return de->d_type == DT_DIR || de->d_type == DT_UNKNOWN;
 }
 
-static int add_day(struct walker *w, const char *guid, const char *yname, const char *mname,
-                   const char *dname, int y, int m, int d)
+static int add_day(struct walker *w, const char *guid, int y, int m, int d)
 {
         struct day *day;
 
@@ -238,20 +238,17 @@ static int add_day(struct walker *w, const char *guid, const char *yname, const 
                 w->cap_days = cap;
         }
         day = &w->days[w->n_days++];
-        *day = (struct day){.guid = guid, .year = y, .month = m, .day = d};
-        (void) snprintf(day->ynm[0], sizeof(day->ynm[0]), "%.4s", yname);
-        (void) snprintf(day->ynm[1], sizeof(day->ynm[1]), "%.2s", mname);
-        (void) snprintf(day->ynm[2], sizeof(day->ynm[2]), "%.2s", dname);
+        *day = (struct day){
+                .guid = guid, .year = (uint16_t) y, .month = (uint8_t) m, .day = (uint8_t) d};
         return 0;
 }
 
 /* Lists the sub-folders of dfd/name whose names are n digits, as numbers, unsorted. */
 typedef int walk_fn(struct walker *w, int fd, const char *guid, int y, int m, const char *name,
-                    int value, const char *const *parents);
+                    int value);
 
 static int walk_numbered(struct walker *w, int dfd, const char *name, size_t digits,
-                         const char *guid, int y, int m, walk_fn *fn, const char *where,
-                         const char *const *parents)
+                         const char *guid, int y, int m, walk_fn *fn, const char *where)
 {
         _cleanup_(closedirp) DIR *dir = NULL;
         int r;
@@ -271,15 +268,14 @@ static int walk_numbered(struct walker *w, int dfd, const char *name, size_t dig
                         break;
                 if (!maybe_dir(de) || parse_uint(de->d_name, digits, &v) < 0)
                         continue;
-                r = fn(w, dirfd(dir), guid, y, m, de->d_name, v, parents);
+                r = fn(w, dirfd(dir), guid, y, m, de->d_name, v);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-static int on_day(struct walker *w, int fd, const char *guid, int y, int m, const char *name, int v,
-                  const char *const *parents)
+static int on_day(struct walker *w, int fd, const char *guid, int y, int m, const char *name, int v)
 {
         const struct scan_filter *f = w->s->f;
         struct stat st;
@@ -287,7 +283,7 @@ static int on_day(struct walker *w, int fd, const char *guid, int y, int m, cons
 
         if (v < 1 || v > 31 || !day_in_range(f, y, m, v))
                 return 0;
-        r = add_day(w, guid, parents[0], parents[1], name, y, m, v);
+        r = add_day(w, guid, y, m, v);
         if (r >= 0 && f->catalog && !f->keys && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
             S_ISDIR(st.st_mode)) {
                 struct day *day = &w->days[w->n_days - 1];
@@ -299,10 +295,9 @@ static int on_day(struct walker *w, int fd, const char *guid, int y, int m, cons
 }
 
 static int on_month(struct walker *w, int fd, const char *guid, int y, int m, const char *name,
-                    int v, const char *const *parents)
+                    int v)
 {
         const struct scan_filter *f = w->s->f;
-        const char *p[2] = {parents[0], name};
         char where[128];
 
         if (v < 1 || v > 12)
@@ -313,14 +308,13 @@ static int on_month(struct walker *w, int fd, const char *guid, int y, int m, co
         if (f->has_until && utc_midnight(y, v, 1) >= f->until)
                 return 0;
         (void) snprintf(where, sizeof(where), "%.40s/%04d/%.2s", guid, y, name);
-        return walk_numbered(w, fd, name, 2, guid, y, v, on_day, where, p);
+        return walk_numbered(w, fd, name, 2, guid, y, v, on_day, where);
 }
 
 static int on_year(struct walker *w, int fd, const char *guid, int y, int m, const char *name,
-                   int v, const char *const *parents)
+                   int v)
 {
         const struct scan_filter *f = w->s->f;
-        const char *p[1] = {name};
         char where[128];
 
         if (f->has_since && utc_midnight(v + 1, 1, 1) <= f->since)
@@ -328,7 +322,7 @@ static int on_year(struct walker *w, int fd, const char *guid, int y, int m, con
         if (f->has_until && utc_midnight(v, 1, 1) >= f->until)
                 return 0;
         (void) snprintf(where, sizeof(where), "%.40s/%.4s", guid, name);
-        return walk_numbered(w, fd, name, 2, guid, v, 0, on_month, where, p);
+        return walk_numbered(w, fd, name, 2, guid, v, 0, on_month, where);
 }
 
 static char *dup_string(struct json_object *o, const char *field)
@@ -435,8 +429,8 @@ static int read_record(struct scan *s, const struct day *day, int dayfd, const c
         size_t len;
         int r;
 
-        (void) snprintf(path, sizeof(path), "%s/%s/%s/%s/%s", day->guid, day->ynm[0], day->ynm[1],
-                        day->ynm[2], name);
+        (void) snprintf(path, sizeof(path), "%s/%04d/%02d/%02d/%s", day->guid, day->year,
+                        day->month, day->day, name);
         r = scan_read_small(dayfd, name, &data, &len);
         if (r == -ENOMEM)
                 return r;
@@ -598,8 +592,8 @@ static int read_day(struct scan *s, const struct day *day, struct json_tokener *
         char path[256];
         int fd, r;
 
-        (void) snprintf(path, sizeof(path), "%s/%s/%s/%s", day->guid, day->ynm[0], day->ynm[1],
-                        day->ynm[2]);
+        (void) snprintf(path, sizeof(path), "%s/%04d/%02d/%02d", day->guid, day->year, day->month,
+                        day->day);
         /* Covered as it was listed: answered without opening it. */
         if (s->f->catalog && !s->f->keys && day->has_mtime) {
                 r = read_day_catalog(s, day, -1, path, out);
@@ -812,7 +806,7 @@ static void *walker_thread(void *arg)
                 if (i >= s->n_guids || atomic_load(&s->error) < 0)
                         break;
                 if (walk_numbered(w, s->rootfd, s->guids[i], 4, s->guids[i], 0, 0, on_year,
-                                  s->guids[i], NULL) < 0)
+                                  s->guids[i]) < 0)
                         atomic_store(&s->error, -ENOMEM);
         }
         return NULL;
@@ -845,10 +839,16 @@ static int walk_days(struct scan *s, unsigned n_walkers)
         r = atomic_load(&s->error);
         for (unsigned t = 0; t < n_walkers; t++)
                 total += walkers[t].n_days;
+        /* The first walker's days grown to hold the others' (each freed once copied). */
         if (r >= 0 && total > 0) {
-                s->days = reallocarray(NULL, total, sizeof(*s->days));
+                s->days = reallocarray(walkers[0].days, total, sizeof(*s->days));
                 if (!s->days)
                         r = -ENOMEM;
+                else {
+                        s->n_days = walkers[0].n_days;
+                        walkers[0].days = NULL;
+                        walkers[0].n_days = 0;
+                }
         }
         for (unsigned t = 0; t < n_walkers; t++) {
                 if (r >= 0 && walkers[t].n_days) {

@@ -33,8 +33,8 @@ struct rrow {
 /* What a match and a member lookup need of a sealed file's row, kept from the one pass over
  * its jobs at open (so that neither touches the jobs' pages again). */
 struct rmeta {
-        uint32_t first_member, n_members;
-        bool indexed;
+        uint32_t first_member;
+        uint32_t n_members : 31, indexed : 1;
 };
 
 /* A sealed file's rows by folder: the rows of local folder l are rows[first[l]..first[l+1]),
@@ -53,17 +53,23 @@ struct rref {
 
 #define NO_REF UINT32_MAX
 
-/* A folder of the catalog: 40 bytes, a year's archive has a few hundred thousand. */
+/* A folder of the catalog (a year's archive has a few hundred thousand): its key (folder_key:
+ * the content folder's number and the date), not its path. */
 struct rfolder {
-        const char *path; /* in the catalog's arena */
+        uint64_t key;
         int64_t mtime_ns;
-        uint32_t hash;
         uint32_t jobs;     /* the folder's jobs when its state was recorded */
         uint32_t n;        /* the rows the catalog has of it, all files and the segment */
         uint32_t refs;     /* the first rref, or NO_REF */
         uint32_t seg_last; /* its last row of the segment, or NO_REF */
         bool known, removed;
         bool listed; /* catalog_cover_folder(): covered whatever the mtime */
+};
+
+/* A content folder's name (in the arena, not NUL-terminated). */
+struct rguid {
+        const char *name;
+        uint32_t len, hash;
 };
 
 /* Strings that live as long as the catalog: blocks, the newest first. */
@@ -87,6 +93,9 @@ struct catalog {
         size_t n_folders, cap_folders;
         uint32_t *slots; /* folder index + 1, 0: free */
         size_t n_slots;
+        struct rguid *guids;
+        uint32_t *guid_slots; /* guid index + 1, 0: free */
+        size_t n_guids, n_guid_slots;
         struct rref *refs;
         size_t n_refs, cap_refs;
         struct arena *arena;
@@ -218,32 +227,125 @@ static char *arena_alloc(struct catalog *c, size_t len)
         return p;
 }
 
-static const char *arena_strdup(struct catalog *c, const char *s)
-{
-        size_t len = strlen(s) + 1;
-        char *p = arena_alloc(c, len);
+/* ---- folders: "<guid>/YYYY/MM/DD" as a content folder's number and a date ---------------- */
 
-        return p ? memcpy(p, s, len) : NULL;
+static uint32_t mix32(uint64_t k)
+{
+        k ^= k >> 33;
+        k *= UINT64_C(0xff51afd7ed558ccd);
+        k ^= k >> 33;
+        return (uint32_t) k;
 }
 
-static uint32_t folder_hash(const char *path)
+/* The number of content folder name[0..len) (added when new, with create): 0 and *ret, -ENOENT
+ * (not there), -ENOMEM. */
+static int guid_get(struct catalog *c, const char *name, size_t len, bool create, uint32_t *ret)
 {
-        return (uint32_t) hash64(path, strlen(path));
+        uint32_t h = (uint32_t) hash64(name, len);
+        size_t i;
+
+        if (create && 2 * (c->n_guids + 1) > c->n_guid_slots) {
+                size_t ns = c->n_guid_slots ? 2 * c->n_guid_slots : 256;
+                uint32_t *t = calloc(ns, sizeof(*t));
+                struct rguid *g = reallocarray(c->guids, ns / 2, sizeof(*g));
+
+                if (g)
+                        c->guids = g;
+                if (!t || !g) {
+                        free(t);
+                        return -ENOMEM;
+                }
+                for (size_t k = 0; k < c->n_guids; k++) {
+                        for (i = c->guids[k].hash & (ns - 1); t[i]; i = (i + 1) & (ns - 1))
+                                ;
+                        t[i] = (uint32_t) k + 1;
+                }
+                free(c->guid_slots);
+                c->guid_slots = t;
+                c->n_guid_slots = ns;
+        }
+        if (c->n_guid_slots == 0)
+                return -ENOENT;
+        for (i = h & (c->n_guid_slots - 1); c->guid_slots[i]; i = (i + 1) & (c->n_guid_slots - 1)) {
+                const struct rguid *g = &c->guids[c->guid_slots[i] - 1];
+                if (g->hash == h && g->len == len && memcmp(g->name, name, len) == 0) {
+                        *ret = c->guid_slots[i] - 1;
+                        return 0;
+                }
+        }
+        if (!create)
+                return -ENOENT;
+        {
+                char *copy = arena_alloc(c, len);
+                if (!copy)
+                        return -ENOMEM;
+                memcpy(copy, name, len);
+                c->guids[c->n_guids] = (struct rguid){copy, (uint32_t) len, h};
+        }
+        c->guid_slots[i] = (uint32_t) ++c->n_guids;
+        *ret = (uint32_t) c->n_guids - 1;
+        return 0;
 }
 
-static struct rfolder *folder_find(const struct catalog *c, const char *path, uint32_t h)
+static bool digits(const char *s, size_t n, unsigned *ret)
+{
+        unsigned v = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+                v = v * 10 + (unsigned) (s[i] - '0');
+        }
+        *ret = v;
+        return true;
+}
+
+/*
+ * The key of folder path: its content folder's number << 32 | year << 9 | month << 5 | day.
+ * 0 and *ret; -EINVAL when the path is not "<name>/YYYY/MM/DD" (a folder no scan reads, as
+ * archive_scan names only those), -ENOENT (its content folder is not there, without create),
+ * -ENOMEM.
+ */
+static int folder_key(struct catalog *c, const char *path, bool create, uint64_t *ret)
+{
+        const char *slash = strchr(path, '/');
+        unsigned y, m, d;
+        uint32_t g;
+        int r;
+
+        if (!slash || slash == path || strlen(slash) != 11 || slash[5] != '/' || slash[8] != '/' ||
+            !digits(slash + 1, 4, &y) || !digits(slash + 6, 2, &m) || !digits(slash + 9, 2, &d))
+                return -EINVAL;
+        r = guid_get(c, path, (size_t) (slash - path), create, &g);
+        if (r < 0)
+                return r;
+        *ret = (uint64_t) g << 32 | y << 9 | m << 5 | d;
+        return 0;
+}
+
+static struct rfolder *folder_find(const struct catalog *c, uint64_t key)
 {
         if (c->n_slots == 0)
                 return NULL;
-        for (size_t i = h & (c->n_slots - 1); c->slots[i]; i = (i + 1) & (c->n_slots - 1)) {
+        for (size_t i = mix32(key) & (c->n_slots - 1); c->slots[i];
+             i = (i + 1) & (c->n_slots - 1)) {
                 struct rfolder *f = &c->folders[c->slots[i] - 1];
-                if (f->hash == h && strcmp(f->path, path) == 0)
+                if (f->key == key)
                         return f;
         }
         return NULL;
 }
 
-/* Room for n more folders in the table. -ENOMEM. */
+/* The catalog's folder of path (const: never adding one), or NULL. */
+static struct rfolder *folder_lookup(const struct catalog *c, const char *path)
+{
+        uint64_t key;
+
+        return folder_key((struct catalog *) c, path, false, &key) < 0 ? NULL : folder_find(c, key);
+}
+
+/* Room for n more folders in the table (grown to what is needed: a file's folders are added
+ * at once). -ENOMEM. */
 static int folder_reserve(struct catalog *c, size_t n)
 {
         size_t need = c->n_folders + n, i;
@@ -260,7 +362,7 @@ static int folder_reserve(struct catalog *c, size_t n)
                 if (!t)
                         return -ENOMEM;
                 for (size_t k = 0; k < c->n_folders; k++) {
-                        for (i = c->folders[k].hash & (ns - 1); t[i]; i = (i + 1) & (ns - 1))
+                        for (i = mix32(c->folders[k].key) & (ns - 1); t[i]; i = (i + 1) & (ns - 1))
                                 ;
                         t[i] = (uint32_t) k + 1;
                 }
@@ -269,12 +371,9 @@ static int folder_reserve(struct catalog *c, size_t n)
                 c->n_slots = ns;
         }
         if (need > c->cap_folders) {
-                size_t cap = c->cap_folders ? 2 * c->cap_folders : 1024;
-                struct rfolder *f;
+                size_t cap = need > 1024 ? need : 1024;
+                struct rfolder *f = reallocarray(c->folders, cap, sizeof(*f));
 
-                if (cap < need)
-                        cap = need;
-                f = reallocarray(c->folders, cap, sizeof(*f));
                 if (!f)
                         return -ENOMEM;
                 c->folders = f;
@@ -283,23 +382,26 @@ static int folder_reserve(struct catalog *c, size_t n)
         return 0;
 }
 
-/* The folder path (its index), added when new: -ENOMEM, or the index. */
+/* The folder path (its index), added when new: the index, -EINVAL (not a day folder's path:
+ * left out), -ENOMEM. */
 static int64_t folder_get(struct catalog *c, const char *path)
 {
-        uint32_t h = folder_hash(path);
-        struct rfolder *f = folder_find(c, path, h);
+        struct rfolder *f;
+        uint64_t key;
         size_t i;
+        int r = folder_key(c, path, true, &key);
 
+        if (r < 0)
+                return r;
+        f = folder_find(c, key);
         if (f)
                 return f - c->folders;
-        if (folder_reserve(c, 1) < 0)
+        /* One at a time (the segment's): the table grows by half (folder_reserve() keeps
+         * twice its room in slots). */
+        if (c->n_folders == c->cap_folders && folder_reserve(c, c->n_folders / 2 + 1) < 0)
                 return -ENOMEM;
-        f = &c->folders[c->n_folders];
-        *f = (struct rfolder){
-                .path = arena_strdup(c, path), .hash = h, .refs = NO_REF, .seg_last = NO_REF};
-        if (!f->path)
-                return -ENOMEM;
-        for (i = h & (c->n_slots - 1); c->slots[i]; i = (i + 1) & (c->n_slots - 1))
+        c->folders[c->n_folders] = (struct rfolder){.key = key, .refs = NO_REF, .seg_last = NO_REF};
+        for (i = mix32(key) & (c->n_slots - 1); c->slots[i]; i = (i + 1) & (c->n_slots - 1))
                 ;
         c->slots[i] = (uint32_t) ++c->n_folders;
         return (int64_t) c->n_folders - 1;
@@ -321,7 +423,7 @@ static int set_folder(struct catalog *c, const struct cat_folder_state *st)
                 return 0;
         k = folder_get(c, st->path);
         if (k < 0)
-                return (int) k;
+                return k == -EINVAL ? 0 : (int) k;
         folder_state(&c->folders[k], st);
         return 0;
 }
@@ -389,8 +491,8 @@ static int index_file(struct catalog *c, size_t i)
                 uint32_t off = cat_get32(p), *slot;
 
                 rf->meta[j] = (struct rmeta){.first_member = cat_get32(p + 60),
-                                             .n_members = cat_get32(p + 64),
-                                             .indexed = cat_get32(p + 56) & CAT_F_INDEXED};
+                                             .n_members = cat_get32(p + 64) & INT32_MAX,
+                                             .indexed = (cat_get32(p + 56) & CAT_F_INDEXED) != 0};
                 if (!cat_sealed_string(s, off) || !cat_sealed_string(s, cat_get32(p + 4))) {
                         rf->rows[j] = UINT32_MAX; /* no folder or key: not a job it can give */
                         continue;
@@ -444,6 +546,9 @@ static int index_file(struct catalog *c, size_t i)
                 int64_t g = folder_get(c, cat_sealed_string(s, local_off[l]));
                 struct rfolder *f;
 
+                g_of[l] = NO_REF;
+                if (g == -EINVAL)
+                        continue; /* not a day folder's path: its rows are never asked for */
                 if (g < 0)
                         goto out;
                 f = &c->folders[g];
@@ -456,10 +561,11 @@ static int index_file(struct catalog *c, size_t i)
         for (uint64_t k = 0; k < s->n_folders; k++) {
                 struct cat_folder_state st;
                 uint32_t off = cat_get32(s->map + s->off[CAT_S_FOLDERS] + k * CAT_FOLDER_SIZE);
+                uint32_t g;
 
                 cat_sealed_folder(s, k, &st);
-                if (st.path)
-                        folder_state(&c->folders[g_of[*local_slot(&m, off)]], &st);
+                if (st.path && (g = g_of[*local_slot(&m, off)]) != NO_REF)
+                        folder_state(&c->folders[g], &st);
         }
         cat_drop_pages(s->map + s->off[CAT_S_FOLDERS], s->len[CAT_S_FOLDERS]);
         cat_drop_pages(s->map + s->off[CAT_S_STRINGS], s->len[CAT_S_STRINGS]);
@@ -490,7 +596,7 @@ static int add_seg_row(struct catalog *c, const struct rrow *r)
         }
         g = folder_get(c, r->row.folder);
         if (g < 0)
-                return (int) g;
+                return g == -EINVAL ? 0 : (int) g;
         f = &c->folders[g];
         c->seg[c->n_seg] = *r;
         c->seg[c->n_seg].prev = f->seg_last;
@@ -790,6 +896,8 @@ void catalog_free(struct catalog *c)
         free(c->base);
         free(c->folders);
         free(c->slots);
+        free(c->guids);
+        free(c->guid_slots);
         free(c->refs);
         while (c->arena) {
                 struct arena *a = c->arena;
@@ -840,7 +948,7 @@ static int folder_rows(const struct catalog *c, const struct rfolder *f, uint32_
 int catalog_folder_rows(const struct catalog *c, const char *folder, int64_t mtime_ns,
                         uint32_t **buf, size_t *cap, size_t *ret_n)
 {
-        const struct rfolder *f = folder_find(c, folder, folder_hash(folder));
+        const struct rfolder *f = folder_lookup(c, folder);
         int r;
 
         if (!f || !f->known || f->removed || (!f->listed && f->mtime_ns != mtime_ns) ||
@@ -1124,20 +1232,24 @@ int catalog_match(struct catalog *c, const struct catalog_query *q)
                 /* A damaged list: every job of the file may match. */
                 if (eval_sealed(s, q, ubits, uwords) < 0) {
                         memset(c->bits[i], 0xff, (words ? words : 1) * sizeof(uint64_t));
-                        free(ubits);
-                        continue;
-                }
-                /* Every member of a unit that may match may. */
-                for (size_t w = 0; w < uwords; w++)
-                        for (uint64_t b = ubits[w]; b; b &= b - 1) {
-                                uint64_t u = w * 64 + (unsigned) __builtin_ctzll(b);
+                } else {
+                        /* Every member of a unit that may match may. */
+                        for (size_t w = 0; w < uwords; w++)
+                                for (uint64_t b = ubits[w]; b; b &= b - 1) {
+                                        uint64_t u = w * 64 + (unsigned) __builtin_ctzll(b);
 
-                                for (uint64_t k = cat_sealed_unit_first(s, u),
-                                              e = cat_sealed_unit_first(s, u + 1);
-                                     k < e; k++)
-                                        set_bit(c->bits[i], k);
-                        }
+                                        for (uint64_t k = cat_sealed_unit_first(s, u),
+                                                      e = cat_sealed_unit_first(s, u + 1);
+                                             k < e; k++)
+                                                set_bit(c->bits[i], k);
+                                }
+                }
                 free(ubits);
+                /* A binary search maps pages around each entry it reads: the dictionary is
+                 * soon all mapped. What the query read is given back before the scan. */
+                cat_drop_pages(s->map + s->off[CAT_S_DICT], s->len[CAT_S_DICT]);
+                cat_drop_pages(s->map + s->off[CAT_S_POSTINGS], s->len[CAT_S_POSTINGS]);
+                cat_drop_pages(s->map + s->off[CAT_S_UNITS], s->len[CAT_S_UNITS]);
         }
         for (size_t i = 0; i < c->n_files; i++) {
                 const struct rfile *rf = &c->rfiles[i];
@@ -1371,7 +1483,7 @@ static int compare_strp(const void *x, const void *y)
 
 int catalog_cover_folder(struct catalog *c, const char *folder, const char *const *keys, size_t n)
 {
-        struct rfolder *f = folder_find(c, folder, folder_hash(folder));
+        struct rfolder *f = folder_lookup(c, folder);
         uint32_t *rows = NULL;
         size_t cap = 0;
         bool *used;

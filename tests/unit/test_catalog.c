@@ -461,6 +461,86 @@ static void test_corruption_segment(void **state)
         flip_everywhere(td->dir, "open");
 }
 
+/* One job in folder (made with its record) through w, its state recorded. */
+static void add_folder_job(const char *root, struct catalog_writer *w, const char *folder,
+                           const char *key)
+{
+        char dir[300], name[64], rec[256], *strings = NULL, cmd[400];
+        struct catalog_member m = {.offset = 0, .size = 60, .usize = 40};
+        struct catalog_row row;
+
+        (void) snprintf(dir, sizeof(dir), "%s/%s", root, folder);
+        (void) snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+        (void) snprintf(name, sizeof(name), "%s.json", key);
+        (void) snprintf(rec, sizeof(rec),
+                        "{\"job\":{\"key\":\"%s\",\"status\":2,\"start_time\":"
+                        "\"2026-09-01T10:00:00Z\"},\"error\":null,\"log_bytes\":40}",
+                        key);
+        free(write_text(dir, name, rec, 0640));
+        assert_int_equal(
+                catalog_row_from_record(folder, key, 2026, 9, 1, rec, strlen(rec), &row, &strings),
+                0);
+        row.n_members = 1;
+        row.members = &m;
+        assert_int_equal(catalog_writer_add(w, &row, NULL), 0);
+        free(strings);
+        assert_int_equal(catalog_writer_folder(w, folder), 0);
+        assert_int_equal(catalog_writer_flush(w), 0);
+}
+
+/* The key of the one row the catalog has of folder (as it is on disk now), or NULL. */
+static const char *only_key(const char *root, const struct catalog *c, const char *folder)
+{
+        char path[300];
+        struct stat st;
+        uint32_t *rows = NULL;
+        size_t cap = 0, n = 0;
+        struct catalog_row row;
+        int r;
+
+        (void) snprintf(path, sizeof(path), "%s/%s", root, folder);
+        assert_int_equal(stat(path, &st), 0);
+        r = catalog_folder_rows(c, folder,
+                                (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                                &rows, &cap, &n);
+        assert_true(r >= 0);
+        if (r == 0) {
+                free(rows);
+                return NULL;
+        }
+        assert_int_equal(n, 1);
+        catalog_row_get(c, rows[0], &row);
+        free(rows);
+        return row.key;
+}
+
+/* Folders are told apart by their exact names: two content folders whose GUIDs differ in case
+ * only are two folders, in sealed files and in the open segment; a path that is not
+ * "<name>/YYYY/MM/DD" (no scan asks for one) is never answered. */
+static void test_folder_names(void **state)
+{
+        const struct tmpdir *td = *state;
+        static const char *upper = "38400000-8CF0-11BD-B23E-10B96E4EF00D/2026/09/01";
+        static const char *odd = G1 "/2026/9/01";
+        struct catalog_writer *w;
+        struct catalog *c;
+        int rootfd = open_root(td->dir);
+
+        assert_int_equal(catalog_writer_open(rootfd, 1000000, &w), 0);
+        add_folder_job(td->dir, w, DAY, "lower");
+        add_folder_job(td->dir, w, odd, "odd");
+        assert_int_equal(catalog_writer_seal(w), 0);
+        add_folder_job(td->dir, w, upper, "upper");
+        catalog_writer_free(w);
+        assert_int_equal(catalog_open(rootfd, &c, NULL), 0);
+        assert_string_equal(only_key(td->dir, c, DAY), "lower");
+        assert_string_equal(only_key(td->dir, c, upper), "upper");
+        assert_null(only_key(td->dir, c, odd));
+        catalog_free(c);
+        close(rootfd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -471,6 +551,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_units_small_jobs, tmpdir_setup,
                                                 tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_torn_tail, tmpdir_setup, tmpdir_teardown),
+                cmocka_unit_test_setup_teardown(test_folder_names, tmpdir_setup, tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_corruption_sealed, tmpdir_setup,
                                                 tmpdir_teardown),
                 cmocka_unit_test_setup_teardown(test_corruption_segment, tmpdir_setup,
